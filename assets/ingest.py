@@ -1,0 +1,123 @@
+"""Ingestion: one daily-partitioned asset per landing table, each with a blocking GE check.
+
+An asset reads the day's rows of every landing file that holds them, writes the valid
+rows to the warehouse and the rest to `quarantine` (models.ingest); its check runs the
+table's Great Expectations suite on the written partition, so a bad partition stops the
+assets downstream in the same run.
+"""
+
+import warnings
+from datetime import UTC, date, datetime
+
+import dagster as dg
+
+from assets.constants import DAILY_PARTITIONS, INGEST
+from models.contract import TABLES, Table
+from models.ingest import IngestResult, ingest_day
+from pipelines.resources import LandingResource, WarehouseResource
+
+# Tables a day must have rows in (labels arrive days late; experiments come and go).
+REQUIRE_ROWS = {"clips", "engagement"}
+
+_DEPS = {"engagement": ["clips"], "labels": ["clips"]}
+
+def _md_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+def _metadata(res: IngestResult, preview_md: str, path: str) -> dict:
+    meta = {
+        "dagster/row_count": res.rows_valid,
+        "rows_quarantined": res.rows_quarantined,
+        "files_read": len(res.files_read),
+        "files_new": len(res.files_new),
+        "files_quarantined": len(res.files_quarantined),
+        "path": dg.MetadataValue.path(path),
+        "preview": dg.MetadataValue.md(preview_md),
+    }
+    if res.reasons:
+        meta["quarantine_reasons"] = dg.MetadataValue.md(
+            _md_table(["rule broken", "rows"], [[r, n] for r, n in res.reasons.items()])
+        )
+    if res.files_quarantined:
+        meta["unreadable_files"] = dg.MetadataValue.md(
+            _md_table(["file", "why"], [[f, why] for f, why in res.files_quarantined.items()])
+        )
+    return meta
+
+def build_ingest_asset(table: Table) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=table.warehouse,
+        group_name=INGEST,
+        partitions_def=DAILY_PARTITIONS,
+        deps=_DEPS.get(table.warehouse, []),
+        kinds={"duckdb", "parquet"},
+        description=f"Valid rows of landing `{table.name}/` for the day, by "
+        f"`{table.partition_by}` (UTC); rejected rows and files go to `quarantine`.",
+    )
+    def _ingest(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource
+    ) -> dg.MaterializeResult:
+        ds = date.fromisoformat(context.partition_key)
+        wh, con = warehouse.get(), warehouse.connect()
+        res = ingest_day(con, wh, table, landing.path, ds, detected_at=datetime.now(UTC))
+        for f, why in res.files_quarantined.items():
+            context.log.warning(f"quarantined unreadable file {f}: {why}")
+        if res.rows_quarantined:
+            context.log.warning(
+                f"{res.rows_quarantined} {table.warehouse} rows quarantined: {res.reasons}"
+            )
+        part = wh.partition_dir(table.warehouse, ds)
+        head = con.execute(f"SELECT * FROM read_parquet('{part}/*.parquet') LIMIT 5").df()
+        preview = _md_table(list(head.columns), head.astype(str).values.tolist())
+        context.log.info(
+            f"{table.warehouse} {ds}: {res.rows_valid} rows from {len(res.files_read)} files "
+            f"({len(res.files_new)} new), {res.rows_quarantined} rows and "
+            f"{len(res.files_quarantined)} files quarantined"
+        )
+        return dg.MaterializeResult(metadata=_metadata(res, preview, str(part)))
+
+    return _ingest
+
+def build_contract_check(table: Table) -> dg.AssetChecksDefinition:
+    require_rows = table.warehouse in REQUIRE_ROWS
+
+    @dg.asset_check(
+        asset=table.warehouse,
+        name="contract",
+        blocking=True,
+        partitions_def=DAILY_PARTITIONS,
+        description="Great Expectations suite from the contract on the written partition: "
+        + ("row count > 0, " if require_rows else "")
+        + "exact columns, no nulls, value ranges and sets, unique keys.",
+    )
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+        from models.expectations import validate
+
+        wh, con = warehouse.get(), warehouse.connect()
+        part = wh.partition_dir(table.warehouse, context.partition_key)
+        df = con.execute(f"SELECT * FROM read_parquet('{part}/*.parquet')").df()
+        res = validate(df, table, require_rows=require_rows)
+        failed = [[o.expectation, o.column or "", o.unexpected, o.detail] for o in res.failed]
+        return dg.AssetCheckResult(
+            passed=res.success,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "rows": res.rows,
+                "expectations": len(res.outcomes),
+                "failed": len(failed),
+                "failures": dg.MetadataValue.md(
+                    _md_table(["expectation", "column", "unexpected", "detail"], failed)
+                    if failed
+                    else "all expectations met"
+                ),
+            },
+        )
+
+    return _check
+
+ingest_assets = [build_ingest_asset(t) for t in TABLES.values()]
+with warnings.catch_warnings():  # partitioned asset checks are a Dagster preview feature
+    warnings.simplefilter("ignore", dg.PreviewWarning)
+    ingest_checks = [build_contract_check(t) for t in TABLES.values()]

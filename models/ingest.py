@@ -1,0 +1,210 @@
+"""Row-level validation and quarantine of one day of one landing table, in DuckDB.
+
+One pass reads the day's rows of every file that holds them (CSV values cast with
+TRY_CAST, so a bad value is a bad row, not a bad file), evaluates every contract rule as
+a vectorised SQL expression, and keeps the list of rules each row broke. Valid rows are
+written to `warehouse/<table>/ds=<day>/`; the others go to `warehouse/quarantine/` with
+their file, the rules they broke and the row as JSON. Unreadable files are quarantined as
+files. Re-running a day replaces both, so the result never holds duplicates.
+
+Duplicates of a unique key (`clip_id`): a row already in the warehouse (another day) wins;
+among new rows, the earliest by the table's order (`created_at`), then by file name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+
+from models.contract import Field, Table
+from models.landing import LandingFile, Manifest, raw_scan
+from models.warehouse import Warehouse, sql_str
+
+QUARANTINE = "quarantine"
+
+
+@dataclass
+class IngestResult:
+    table: str
+    ds: str
+    rows_valid: int = 0
+    rows_quarantined: int = 0
+    files_read: list[str] = field(default_factory=list)
+    files_new: list[str] = field(default_factory=list)
+    files_quarantined: dict[str, str] = field(default_factory=dict)  # source_file -> reason
+    reasons: dict[str, int] = field(default_factory=dict)  # rule -> rows that broke it
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _cast(f: LandingFile, fl: Field) -> tuple[str, str | None]:
+    """(typed expression, SQL for the type-error reason or None) of one column of one file."""
+    c = _q(fl.name)
+    if f.kind == "parquet":
+        if fl.type == "timestamp":
+            return f"{c}::TIMESTAMPTZ", None
+        if fl.type == "int":
+            whole = f"({c} IS NULL OR {c}::DOUBLE = floor({c}::DOUBLE))"
+            err = f"CASE WHEN NOT {whole} THEN '{fl.name} must be an integer' END"
+            return f"CASE WHEN {whole} THEN {c}::BIGINT END", err
+        return f"{c}::{fl.sql_type}", None
+    # CSV: all text; an empty or unparseable value is NULL plus a reason
+    if fl.type == "string":
+        return c, None
+    if fl.type == "int":
+        d = f"TRY_CAST({c} AS DOUBLE)"
+        typed = f"CASE WHEN {d} = floor({d}) THEN {d}::BIGINT END"
+    else:
+        typed = f"TRY_CAST({c} AS {fl.sql_type})"
+    err = (f"CASE WHEN {c} IS NOT NULL AND trim({c}) <> '' AND ({typed}) IS NULL "
+           f"THEN '{fl.name} is not a valid {fl.type}: ' || left({c}, 40) END")
+    return typed, err
+
+
+def file_select(table: Table, f: LandingFile, home_ds: date | None, ds: date) -> str:
+    """Typed rows of one file that belong to day `ds`, with their type errors and origin."""
+    typed, errors = [], []
+    for fl in table.fields:
+        expr, err = _cast(f, fl)
+        typed.append(f"{expr} AS {_q(fl.name)}")
+        if err:
+            errors.append(err)
+    raw_json = (f"to_json(struct_pack({', '.join(f'{_q(c)} := {_q(c)}' for c in table.columns)}))"
+                if f.kind == "csv" else "NULL")
+    type_err = f"concat_ws('; ', {', '.join(errors)})" if errors else "''"
+    pt = _q(table.partition_by)
+    in_day = f"{pt}::DATE = DATE '{ds}'"
+    if home_ds == ds:  # rows without a usable day belong to the file's home day
+        in_day = f"({in_day} OR {pt} IS NULL)"
+    return f"""
+        SELECT * FROM (
+            SELECT {', '.join(typed)},
+                   nullif({type_err}, '') AS _type_errors,
+                   CASE WHEN nullif({type_err}, '') IS NOT NULL THEN {raw_json} END AS _raw,
+                   {sql_str(f.source_file)} AS _source_file
+            FROM {raw_scan(f)}
+        ) WHERE {in_day}"""
+
+
+def _rule_reasons(table: Table) -> list[str]:
+    out = []
+    for fl in table.fields:
+        c = _q(fl.name)
+        if not fl.nullable:
+            out.append(f"CASE WHEN {c} IS NULL AND coalesce(_type_errors, '') NOT LIKE "
+                       f"'%{fl.name} is not a valid%' THEN '{fl.name} is required' END")
+        for rule in fl.rules:
+            reason = rule.describe(fl.name).replace("'", "''")
+            out.append(f"CASE WHEN {c} IS NOT NULL AND NOT ({rule.sql(fl.name)}) "
+                       f"THEN '{reason}' END")
+    for tr in table.table_rules:
+        reason = tr.name.replace("'", "''")
+        out.append(f"CASE WHEN NOT coalesce({tr.sql}, TRUE) THEN '{reason}' END")
+    return out
+
+
+def ingest_day(
+    con: duckdb.DuckDBPyConnection,
+    warehouse: Warehouse,
+    table: Table,
+    landing_dir: str | Path,
+    ds: date,
+    detected_at: datetime,
+) -> IngestResult:
+    """Validate and write day `ds` of `table`; returns what was written and rejected."""
+    res = IngestResult(table.warehouse, ds.isoformat())
+    records, new = Manifest(warehouse, table).refresh(con, landing_dir, ds)
+    res.files_new = [r["source_file"] for r in new]
+    bad_files = [r for r in records if r["status"] != "ok" and r["home_ds"] == ds]
+    res.files_quarantined = {r["source_file"]: r["error"] for r in bad_files}
+    todays = [r for r in records if r["status"] == "ok" and (
+        r["home_ds"] == ds or (r["min_ds"] is not None and r["min_ds"] <= ds <= r["max_ds"]))]
+    res.files_read = [r["source_file"] for r in todays]
+
+    cols = ", ".join(_q(c) for c in table.columns)
+    if todays:
+        selects = [file_select(table, LandingFile(r["path"], r["source_file"], r["size"],
+                                                  r["mtime_ns"]), r["home_ds"], ds)
+                   for r in todays]
+        staged = "\nUNION ALL BY NAME\n".join(selects)
+    else:  # an empty day still writes an empty partition with the right schema
+        typed = ", ".join(f"NULL::{fl.sql_type} AS {_q(fl.name)}" for fl in table.fields)
+        staged = (f"SELECT {typed}, NULL::VARCHAR AS _type_errors, NULL::VARCHAR AS _raw, "
+                  "NULL::VARCHAR AS _source_file WHERE FALSE")
+
+    join = ""
+    if any(tr.needs_clips for tr in table.table_rules):
+        clips = (warehouse.scan("clips", "clip_id, created_at") if warehouse.exists("clips")
+                 else "(SELECT NULL::VARCHAR AS clip_id, NULL::TIMESTAMPTZ AS created_at WHERE FALSE)")
+        join = (f"LEFT JOIN (SELECT clip_id AS _cid, min(created_at) AS clip_created_at "
+                f"FROM {clips} GROUP BY ALL) k ON k._cid = s.clip_id")
+    reasons = ", ".join(["_type_errors", *_rule_reasons(table)])
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _checked AS
+        SELECT s.*, nullif(concat_ws('; ', {reasons}), '') AS _reason
+        FROM ({staged}) s {join}
+    """)
+    if table.unique:
+        _mark_duplicates(con, warehouse, table, ds)
+
+    res.rows_valid = warehouse.write_partition(
+        con, table.warehouse, ds, f"SELECT {cols} FROM _checked WHERE _reason IS NULL")
+    row_json = f"coalesce(_raw, to_json(struct_pack({', '.join(f'{_q(c)} := {_q(c)}' for c in table.columns)})))"
+    file_rows = " UNION ALL ".join(
+        f"SELECT {sql_str(r['source_file'])}, {sql_str('unreadable file: ' + r['error'])}, NULL"
+        for r in bad_files) or "SELECT NULL, NULL, NULL WHERE FALSE"
+    res.rows_quarantined = warehouse.write_file(con, QUARANTINE, ds, table.warehouse, f"""
+        SELECT {sql_str(table.warehouse)} AS table_name, source_file, reason, "row",
+               TIMESTAMPTZ {sql_str(detected_at.isoformat())} AS detected_at
+        FROM (
+            SELECT _source_file AS source_file, _reason AS reason, {row_json} AS "row"
+            FROM _checked WHERE _reason IS NOT NULL
+            UNION ALL
+            SELECT * FROM ({file_rows}) AS f(source_file, reason, "row")
+        )
+    """) - len(bad_files)
+    res.reasons = _reason_counts(con)
+    con.execute("DROP TABLE IF EXISTS _checked")
+    return res
+
+
+def _mark_duplicates(con, warehouse: Warehouse, table: Table, ds: date) -> None:
+    """Quarantine repeats of the unique key: the warehouse's row wins, then the earliest."""
+    key = ", ".join(_q(c) for c in table.unique)
+    keyname = ", ".join(table.unique)
+    order = ", ".join([*(_q(c) for c in table.order_by), "_source_file", "_raw"]
+                      + [_q(c) for c in table.columns])
+    seen = "(SELECT NULL AS _k WHERE FALSE)"
+    if warehouse.exists(table.warehouse):
+        seen = (f"(SELECT DISTINCT {key}, TRUE AS _k FROM {warehouse.scan(table.warehouse, f'{key}, ds')} "
+                f"WHERE ds <> DATE '{ds}')")
+    using = " AND ".join(f"w.{_q(c)} = c.{_q(c)}" for c in table.unique)
+    if seen.startswith("(SELECT NULL"):
+        using = "FALSE"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _checked AS
+        SELECT c.* EXCLUDE (_rank) REPLACE (CASE
+            WHEN c._reason IS NOT NULL THEN c._reason
+            WHEN w._k THEN 'duplicate {keyname}: already in the warehouse'
+            WHEN c._rank > 1 THEN 'duplicate {keyname}: an earlier row wins'
+        END AS _reason)
+        FROM (
+            SELECT *, CASE WHEN _reason IS NULL THEN row_number() OVER (
+                PARTITION BY {key}, _reason IS NULL ORDER BY {order}) END AS _rank
+            FROM _checked
+        ) c LEFT JOIN {seen} w ON {using}
+    """)
+
+
+def _reason_counts(con) -> dict[str, int]:
+    rows = con.execute("""
+        SELECT r, count(*) FROM (SELECT unnest(string_split(_reason, '; ')) AS r
+                                 FROM _checked WHERE _reason IS NOT NULL)
+        GROUP BY r ORDER BY 2 DESC
+    """).fetchall()
+    return {r: int(n) for r, n in rows}

@@ -1,0 +1,185 @@
+"""The `clipflow` command: generate, run, demo, ui.
+
+Kept light on imports so that `clipflow --help` answers at once: Dagster, Feast and
+Great Expectations load only inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _date(s: str) -> date:
+    try:
+        return date.fromisoformat(s)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {s!r}") from e
+
+
+def _yesterday() -> date:
+    return datetime.now(UTC).date() - timedelta(days=1)
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    from models.synthetic import generate_landing
+
+    start = a.start or (_yesterday() - timedelta(days=a.days - 1))
+    summary = generate_landing(
+        a.out, days=a.days, start=start, clips_per_day=a.clips_per_day, users=a.users,
+        seed=a.seed, drift_start=a.drift_start, drift_strength=a.drift_strength,
+        ab_lift=a.ab_lift, srm=a.srm, bad_row_rate=a.bad_row_rate,
+    )
+    print(f"wrote landing data to {Path(a.out).resolve()}")
+    for k, v in summary.items():
+        print(f"  {k}: {v}")
+    return 0
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from models.contract import TABLES
+    from models.landing import landing_days
+    from pipelines.runner import days_between, print_summary, run_days
+    from pipelines.settings import prepare_process
+
+    s = prepare_process(home=a.home, landing_dir=a.landing)
+    if not s.landing_dir.is_dir():
+        print(f"error: landing directory not found: {s.landing_dir}", file=sys.stderr)
+        return 2
+    found = landing_days(s.landing_dir, TABLES.values())
+    if found is None and (a.start is None or a.end is None):
+        print(f"error: no readable landing data under {s.landing_dir}", file=sys.stderr)
+        return 2
+    start = a.start or found[0]
+    end = a.end or found[1]
+    last_complete = _yesterday()
+    if end > last_complete:
+        print(f"note: stopping at {last_complete}: later days are not complete yet")
+        end = last_complete
+    if start > end:
+        print(f"error: nothing to run: start {start} is after end {end}", file=sys.stderr)
+        return 2
+    days = days_between(start, end)
+    print(f"clipflow run: {len(days)} day(s) {start}..{end}\n  landing {s.landing_dir}\n"
+          f"  home    {s.home}")
+    summary = run_days(days, job_name=a.job, out=sys.stdout)
+    print_summary(summary, sys.stdout)
+    print(f"\nwarehouse: {s.home / 'warehouse'}\nrun history: clipflow ui --home {s.home}")
+    return 0 if summary.success else 1
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    home = Path(a.home or os.environ.get("CLIPFLOW_HOME") or ".clipflow").resolve()
+    landing = home / "demo" / "landing"
+    end = _yesterday()
+    start = end - timedelta(days=a.days - 1)
+    if not landing.is_dir():
+        gen = argparse.Namespace(
+            out=landing, days=a.days, start=start, clips_per_day=a.clips_per_day, users=a.users,
+            seed=a.seed, drift_start=end - timedelta(days=max(1, a.days // 4) - 1),
+            drift_strength=1.0, ab_lift=0.03, srm=0.0, bad_row_rate=0.002,
+        )
+        cmd_generate(gen)
+    else:
+        print(f"reusing demo landing data in {landing}")
+    run = argparse.Namespace(landing=landing, home=home, start=None, end=None, job="daily_job")
+    return cmd_run(run)
+
+
+def cmd_ui(a: argparse.Namespace) -> int:
+    from pipelines.settings import prepare_process
+
+    s = prepare_process(home=a.home, landing_dir=a.landing)
+    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+           "-h", a.host, "-p", str(a.port)]
+    print(f"Dagster UI on http://{a.host}:{a.port} (home {s.home}); Ctrl-C stops it")
+    proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop_process_group(proc)
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Stop `dagster dev` and everything it started (it can leave children behind)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader so that it stops counting as a member
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="clipflow",
+        description="Batch ML workflow for short-video clip quality (Dagster, Feast, MLflow).",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    g = sub.add_parser("generate", help="write a realistic, seeded landing directory")
+    g.add_argument("--out", required=True, type=Path, help="landing directory to write")
+    g.add_argument("--days", type=int, default=14, help="number of days (default 14)")
+    g.add_argument("--start", type=_date, help="first day, YYYY-MM-DD (default: DAYS ago)")
+    g.add_argument("--clips-per-day", type=int, default=2000, help="default 2000")
+    g.add_argument("--users", type=int, default=5000, help="experiment users (default 5000)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--drift-start", type=_date, help="clips from this day on have drifted attributes")
+    g.add_argument("--drift-strength", type=float, default=1.0, help="size of the drift (default 1)")
+    g.add_argument("--ab-lift", type=float, default=0.03,
+                   help="planted relative lift of the treatment on the primary metric")
+    g.add_argument("--srm", type=float, default=0.0,
+                   help="share of treatment assignments dropped (a sample-ratio mismatch)")
+    g.add_argument("--bad-row-rate", type=float, default=0.002,
+                   help="share of rows that break a contract rule (default 0.002)")
+    g.set_defaults(fn=cmd_generate)
+
+    r = sub.add_parser("run", help="run the asset graph in-process, day by day")
+    r.add_argument("--landing", type=Path, help="landing dir (default $CLIPFLOW_LANDING_DIR)")
+    r.add_argument("--home", type=Path, help="clipflow home (default $CLIPFLOW_HOME or .clipflow)")
+    r.add_argument("--start", type=_date, help="first day (default: first day in landing data)")
+    r.add_argument("--end", type=_date, help="last day (default: last day in landing data)")
+    r.add_argument("--job", default="daily_job", help="job to run per day (default daily_job)")
+    r.set_defaults(fn=cmd_run)
+
+    d = sub.add_parser("demo", help="generate demo data and run on it")
+    d.add_argument("--home", type=Path, help="clipflow home (default .clipflow)")
+    d.add_argument("--days", type=int, default=14)
+    d.add_argument("--clips-per-day", type=int, default=1000)
+    d.add_argument("--users", type=int, default=3000)
+    d.add_argument("--seed", type=int, default=7)
+    d.set_defaults(fn=cmd_demo)
+
+    u = sub.add_parser("ui", help="the Dagster UI on the same home (dagster dev)")
+    u.add_argument("--home", type=Path)
+    u.add_argument("--landing", type=Path)
+    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--port", type=int, default=3000)
+    u.set_defaults(fn=cmd_ui)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The one place that decides the environment (local, ci, production) and its paths.
+
+Read at run time, never at import: resources call `current()` when they are used, so the
+Dagster UI, `clipflow run` and the tests all resolve the same variables the same way.
+
+| variable | default | meaning |
+|---|---|---|
+| `CLIPFLOW_ENV` | `ci` when `CI=true`, else `local` | which environment this is |
+| `CLIPFLOW_HOME` | `.clipflow` | warehouse, reports, MLflow store, Dagster instance |
+| `CLIPFLOW_LANDING_DIR` | `data/landing` | the landing directory (CONTRACT §1) |
+| `CLIPFLOW_REDIS` | unset | Feast Redis connection string; unset: SQLite online store |
+| `MLFLOW_TRACKING_URI` | `sqlite:///$CLIPFLOW_HOME/mlflow.db` | the MLflow tracking/registry store |
+| `DAGSTER_HOME` | `$CLIPFLOW_HOME/dagster` | the Dagster instance the CLI and the UI share |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# Telemetry of the libraries we use would try to reach the internet: off by default.
+_QUIET = {
+    "GX_ANALYTICS_ENABLED": "false",
+    "FEAST_USAGE": "False",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "DAGSTER_DISABLE_TELEMETRY": "true",
+}
+
+_DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+"""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    home: Path
+    landing_dir: Path
+    redis: str | None
+    mlflow_uri: str
+    dagster_home: Path
+
+
+def current() -> Settings:
+    """Resolve the environment from the process environment (call at run time)."""
+    env = os.environ.get("CLIPFLOW_ENV") or (
+        "ci" if os.environ.get("CI", "").lower() == "true" else "local"
+    )
+    home = Path(os.environ.get("CLIPFLOW_HOME") or ".clipflow").resolve()
+    landing = Path(os.environ.get("CLIPFLOW_LANDING_DIR") or "data/landing").resolve()
+    mlflow_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+    dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster").resolve()
+    return Settings(env, home, landing, os.environ.get("CLIPFLOW_REDIS") or None, mlflow_uri,
+                    dagster_home)
+
+
+def quiet_telemetry() -> None:
+    """Turn library telemetry off unless the user set it explicitly."""
+    for k, v in _QUIET.items():
+        os.environ.setdefault(k, v)
+
+
+def prepare_process(home: str | os.PathLike | None = None,
+                    landing_dir: str | os.PathLike | None = None) -> Settings:
+    """Set the process environment for a CLI command and create the Dagster home.
+
+    Explicit arguments win over the environment; the result is exported so that Dagster
+    resources, subprocesses (`dagster dev`) and Feast see the same values.
+    """
+    quiet_telemetry()
+    if home is not None:
+        os.environ["CLIPFLOW_HOME"] = str(Path(home).resolve())
+    if landing_dir is not None:
+        os.environ["CLIPFLOW_LANDING_DIR"] = str(Path(landing_dir).resolve())
+    s = current()
+    os.environ["CLIPFLOW_HOME"] = str(s.home)
+    os.environ["CLIPFLOW_LANDING_DIR"] = str(s.landing_dir)
+    os.environ["DAGSTER_HOME"] = str(s.dagster_home)
+    s.dagster_home.mkdir(parents=True, exist_ok=True)
+    cfg = s.dagster_home / "dagster.yaml"
+    if not cfg.exists():
+        cfg.write_text(_DAGSTER_YAML)
+    return s
