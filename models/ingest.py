@@ -127,28 +127,23 @@ def ingest_day(
     res.files_read = [r["source_file"] for r in todays]
 
     cols = ", ".join(_q(c) for c in table.columns)
-    if todays:
-        selects = [file_select(table, LandingFile(r["path"], r["source_file"], r["size"],
-                                                  r["mtime_ns"]), r["home_ds"], ds)
-                   for r in todays]
-        staged = "\nUNION ALL BY NAME\n".join(selects)
-    else:  # an empty day still writes an empty partition with the right schema
-        typed = ", ".join(f"NULL::{fl.sql_type} AS {_q(fl.name)}" for fl in table.fields)
-        staged = (f"SELECT {typed}, NULL::VARCHAR AS _type_errors, NULL::VARCHAR AS _raw, "
-                  "NULL::VARCHAR AS _source_file WHERE FALSE")
-
-    join = ""
-    if any(tr.needs_clips for tr in table.table_rules):
-        clips = (warehouse.scan("clips", "clip_id, created_at") if warehouse.exists("clips")
-                 else "(SELECT NULL::VARCHAR AS clip_id, NULL::TIMESTAMPTZ AS created_at WHERE FALSE)")
-        join = (f"LEFT JOIN (SELECT clip_id AS _cid, min(created_at) AS clip_created_at "
-                f"FROM {clips} GROUP BY ALL) k ON k._cid = s.clip_id")
-    reasons = ", ".join(["_type_errors", *_rule_reasons(table)])
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _checked AS
-        SELECT s.*, nullif(concat_ws('; ', {reasons}), '') AS _reason
-        FROM ({staged}) s {join}
-    """)
+    try:
+        _stage(con, warehouse, table, todays, ds)
+    except duckdb.Error:
+        # A file that passed its probe can still fail half-way (a torn CSV line): find it,
+        # quarantine it as a file, and ingest the rest.
+        culprits = _failing_files(con, table, todays, ds)
+        if not culprits:
+            raise
+        manifest = Manifest(warehouse, table)
+        manifest.append([{**r, "status": "unreadable", "error": why, "home_ds": ds}
+                         for r, why in culprits])
+        for r, why in culprits:
+            todays.remove(r)
+            bad_files.append({**r, "error": why})
+            res.files_quarantined[r["source_file"]] = why
+        res.files_read = [r["source_file"] for r in todays]
+        _stage(con, warehouse, table, todays, ds)
     if table.unique:
         _mark_duplicates(con, warehouse, table, ds)
 
@@ -171,6 +166,43 @@ def ingest_day(
     res.reasons = _reason_counts(con)
     con.execute("DROP TABLE IF EXISTS _checked")
     return res
+
+
+def _selects(table: Table, records: list[dict], ds: date) -> list[str]:
+    return [file_select(table, LandingFile(r["path"], r["source_file"], r["size"], r["mtime_ns"]),
+                        r["home_ds"], ds) for r in records]
+
+
+def _stage(con, warehouse: Warehouse, table: Table, records: list[dict], ds: date) -> None:
+    """Build temp table `_checked`: the day's typed rows with `_reason` (NULL when valid)."""
+    if records:
+        staged = "\nUNION ALL BY NAME\n".join(_selects(table, records, ds))
+    else:  # an empty day still writes an empty partition with the right schema
+        typed = ", ".join(f"NULL::{fl.sql_type} AS {_q(fl.name)}" for fl in table.fields)
+        staged = (f"SELECT {typed}, NULL::VARCHAR AS _type_errors, NULL::VARCHAR AS _raw, "
+                  "NULL::VARCHAR AS _source_file WHERE FALSE")
+    join = ""
+    if any(tr.needs_clips for tr in table.table_rules):
+        clips = (warehouse.scan("clips", "clip_id, created_at") if warehouse.exists("clips")
+                 else "(SELECT NULL::VARCHAR AS clip_id, NULL::TIMESTAMPTZ AS created_at WHERE FALSE)")
+        join = (f"LEFT JOIN (SELECT clip_id AS _cid, min(created_at) AS clip_created_at "
+                f"FROM {clips} GROUP BY ALL) k ON k._cid = s.clip_id")
+    reasons = ", ".join(["_type_errors", *_rule_reasons(table)])
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _checked AS
+        SELECT s.*, nullif(concat_ws('; ', {reasons}), '') AS _reason
+        FROM ({staged}) s {join}
+    """)
+
+
+def _failing_files(con, table: Table, records: list[dict], ds: date) -> list[tuple[dict, str]]:
+    out = []
+    for r, sql in zip(records, _selects(table, records, ds), strict=True):
+        try:
+            con.execute(f"SELECT count(*) FROM ({sql})").fetchone()
+        except duckdb.Error as e:
+            out.append((r, f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"))
+    return out
 
 
 def _mark_duplicates(con, warehouse: Warehouse, table: Table, ds: date) -> None:

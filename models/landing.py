@@ -157,12 +157,19 @@ class Manifest:
                 rec = probe(con, self.table, f, first_seen)
                 new.append(rec)
             current.append(rec)
-        if new:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.dir / f".{uuid.uuid4().hex}.tmp"
-            pq.write_table(pa.Table.from_pylist(new, schema=MANIFEST_SCHEMA), tmp)
-            os.replace(tmp, self.dir / f"{uuid.uuid4().hex}.parquet")
+        self.append(new)
         return current, new
+
+    def append(self, records: list[dict]) -> None:
+        """Add records; a later record of the same file supersedes an earlier one."""
+        if not records:
+            return
+        now = datetime.now().astimezone()
+        records = [{**r, "probed_at": max(now, r["probed_at"])} for r in records]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f".{uuid.uuid4().hex}.tmp"
+        pq.write_table(pa.Table.from_pylist(records, schema=MANIFEST_SCHEMA), tmp)
+        os.replace(tmp, self.dir / f"{uuid.uuid4().hex}.parquet")
 
 
 def landing_days(landing_dir: str | os.PathLike, tables) -> tuple[date, date] | None:
