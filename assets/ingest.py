@@ -21,10 +21,12 @@ REQUIRE_ROWS = {"clips", "engagement"}
 
 _DEPS = {"engagement": ["clips"], "labels": ["clips"]}
 
+
 def _md_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in r) + " |" for r in rows]
     return "\n".join(lines)
+
 
 def _metadata(res: IngestResult, preview_md: str, path: str) -> dict:
     meta = {
@@ -45,6 +47,7 @@ def _metadata(res: IngestResult, preview_md: str, path: str) -> dict:
             _md_table(["file", "why"], [[f, why] for f, why in res.files_quarantined.items()])
         )
     return meta
+
 
 def build_ingest_asset(table: Table) -> dg.AssetsDefinition:
     @dg.asset(
@@ -79,6 +82,7 @@ def build_ingest_asset(table: Table) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata=_metadata(res, preview, str(part)))
 
     return _ingest
+
 
 def build_contract_check(table: Table) -> dg.AssetChecksDefinition:
     require_rows = table.warehouse in REQUIRE_ROWS
@@ -116,6 +120,7 @@ def build_contract_check(table: Table) -> dg.AssetChecksDefinition:
         )
 
     return _check
+
 
 ingest_assets = [build_ingest_asset(t) for t in TABLES.values()]
 with warnings.catch_warnings():  # partitioned asset checks are a Dagster preview feature

@@ -52,8 +52,16 @@ class Rule:
         if self.kind == "non_empty":
             return f"{column} must be non-empty"
         if self.kind == "between":
-            lo = "" if p.get("min") is None else f"{p['min']} {'<' if p.get('strict_min') else '<='} "
-            hi = "" if p.get("max") is None else f" {'<' if p.get('strict_max') else '<='} {p['max']}"
+            lo = (
+                ""
+                if p.get("min") is None
+                else f"{p['min']} {'<' if p.get('strict_min') else '<='} "
+            )
+            hi = (
+                ""
+                if p.get("max") is None
+                else f" {'<' if p.get('strict_max') else '<='} {p['max']}"
+            )
             return f"{column} must be {lo}x{hi}".replace("  ", " ")
         if self.kind == "in_set":
             return f"{column} must be one of {', '.join(p['values'])}"
@@ -111,7 +119,13 @@ def non_empty() -> Rule:
 def between(min=None, max=None, *, strict_min=False, strict_max=False, float=True) -> Rule:  # noqa: A002
     return Rule(
         "between",
-        {"min": min, "max": max, "strict_min": strict_min, "strict_max": strict_max, "float": float},
+        {
+            "min": min,
+            "max": max,
+            "strict_min": strict_min,
+            "strict_max": strict_max,
+            "float": float,
+        },
     )
 
 

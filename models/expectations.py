@@ -73,7 +73,6 @@ def validate(df: pd.DataFrame, table: Table, *, require_rows: bool) -> SuiteResu
     """Run the table's suite on one partition's rows (an ephemeral GE context)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     ctx = gx.get_context(mode="ephemeral")
@@ -94,10 +93,14 @@ def validate(df: pd.DataFrame, table: Table, *, require_rows: bool) -> SuiteResu
         if not r.success:
             sample = details.get("partial_unexpected_list") or []
             observed = details.get("observed_value")
-            detail = f"sample: {sample[:5]}" if sample else (
-                f"observed: {observed}" if observed is not None else "")
+            detail = (
+                f"sample: {sample[:5]}"
+                if sample
+                else (f"observed: {observed}" if observed is not None else "")
+            )
             if r.exception_info and r.exception_info.get("raised_exception"):
                 detail = str(r.exception_info.get("exception_message"))[:300]
-        outcomes.append(ExpectationOutcome(cfg.type, kwargs.get("column"), bool(r.success),
-                                           unexpected, detail))
+        outcomes.append(
+            ExpectationOutcome(cfg.type, kwargs.get("column"), bool(r.success), unexpected, detail)
+        )
     return SuiteResult(table.warehouse, bool(res.success), len(df), outcomes)

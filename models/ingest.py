@@ -61,8 +61,10 @@ def _cast(f: LandingFile, fl: Field) -> tuple[str, str | None]:
         typed = f"CASE WHEN {d} = floor({d}) THEN {d}::BIGINT END"
     else:
         typed = f"TRY_CAST({c} AS {fl.sql_type})"
-    err = (f"CASE WHEN {c} IS NOT NULL AND trim({c}) <> '' AND ({typed}) IS NULL "
-           f"THEN '{fl.name} is not a valid {fl.type}: ' || left({c}, 40) END")
+    err = (
+        f"CASE WHEN {c} IS NOT NULL AND trim({c}) <> '' AND ({typed}) IS NULL "
+        f"THEN '{fl.name} is not a valid {fl.type}: ' || left({c}, 40) END"
+    )
     return typed, err
 
 
@@ -74,8 +76,11 @@ def file_select(table: Table, f: LandingFile, home_ds: date | None, ds: date) ->
         typed.append(f"{expr} AS {_q(fl.name)}")
         if err:
             errors.append(err)
-    raw_json = (f"to_json(struct_pack({', '.join(f'{_q(c)} := {_q(c)}' for c in table.columns)}))"
-                if f.kind == "csv" else "NULL")
+    raw_json = (
+        f"to_json(struct_pack({', '.join(f'{_q(c)} := {_q(c)}' for c in table.columns)}))"
+        if f.kind == "csv"
+        else "NULL"
+    )
     type_err = f"concat_ws('; ', {', '.join(errors)})" if errors else "''"
     pt = _q(table.partition_by)
     in_day = f"{pt}::DATE = DATE '{ds}'"
@@ -83,7 +88,7 @@ def file_select(table: Table, f: LandingFile, home_ds: date | None, ds: date) ->
         in_day = f"({in_day} OR {pt} IS NULL)"
     return f"""
         SELECT * FROM (
-            SELECT {', '.join(typed)},
+            SELECT {", ".join(typed)},
                    nullif({type_err}, '') AS _type_errors,
                    CASE WHEN nullif({type_err}, '') IS NOT NULL THEN {raw_json} END AS _raw,
                    {sql_str(f.source_file)} AS _source_file
@@ -96,12 +101,15 @@ def _rule_reasons(table: Table) -> list[str]:
     for fl in table.fields:
         c = _q(fl.name)
         if not fl.nullable:
-            out.append(f"CASE WHEN {c} IS NULL AND coalesce(_type_errors, '') NOT LIKE "
-                       f"'%{fl.name} is not a valid%' THEN '{fl.name} is required' END")
+            out.append(
+                f"CASE WHEN {c} IS NULL AND coalesce(_type_errors, '') NOT LIKE "
+                f"'%{fl.name} is not a valid%' THEN '{fl.name} is required' END"
+            )
         for rule in fl.rules:
             reason = rule.describe(fl.name).replace("'", "''")
-            out.append(f"CASE WHEN {c} IS NOT NULL AND NOT ({rule.sql(fl.name)}) "
-                       f"THEN '{reason}' END")
+            out.append(
+                f"CASE WHEN {c} IS NOT NULL AND NOT ({rule.sql(fl.name)}) THEN '{reason}' END"
+            )
     for tr in table.table_rules:
         reason = tr.name.replace("'", "''")
         out.append(f"CASE WHEN NOT coalesce({tr.sql}, TRUE) THEN '{reason}' END")
@@ -122,8 +130,12 @@ def ingest_day(
     res.files_new = [r["source_file"] for r in new]
     bad_files = [r for r in records if r["status"] != "ok" and r["home_ds"] == ds]
     res.files_quarantined = {r["source_file"]: r["error"] for r in bad_files}
-    todays = [r for r in records if r["status"] == "ok" and (
-        r["home_ds"] == ds or (r["min_ds"] is not None and r["min_ds"] <= ds <= r["max_ds"]))]
+    todays = [
+        r
+        for r in records
+        if r["status"] == "ok"
+        and (r["home_ds"] == ds or (r["min_ds"] is not None and r["min_ds"] <= ds <= r["max_ds"]))
+    ]
     res.files_read = [r["source_file"] for r in todays]
 
     cols = ", ".join(_q(c) for c in table.columns)
@@ -136,8 +148,9 @@ def ingest_day(
         if not culprits:
             raise
         manifest = Manifest(warehouse, table)
-        manifest.append([{**r, "status": "unreadable", "error": why, "home_ds": ds}
-                         for r, why in culprits])
+        manifest.append(
+            [{**r, "status": "unreadable", "error": why, "home_ds": ds} for r, why in culprits]
+        )
         for r, why in culprits:
             todays.remove(r)
             bad_files.append({**r, "error": why})
@@ -148,12 +161,22 @@ def ingest_day(
         _mark_duplicates(con, warehouse, table, ds)
 
     res.rows_valid = warehouse.write_partition(
-        con, table.warehouse, ds, f"SELECT {cols} FROM _checked WHERE _reason IS NULL")
+        con, table.warehouse, ds, f"SELECT {cols} FROM _checked WHERE _reason IS NULL"
+    )
     row_json = f"coalesce(_raw, to_json(struct_pack({', '.join(f'{_q(c)} := {_q(c)}' for c in table.columns)})))"
-    file_rows = " UNION ALL ".join(
-        f"SELECT {sql_str(r['source_file'])}, {sql_str('unreadable file: ' + r['error'])}, NULL"
-        for r in bad_files) or "SELECT NULL, NULL, NULL WHERE FALSE"
-    res.rows_quarantined = warehouse.write_file(con, QUARANTINE, ds, table.warehouse, f"""
+    file_rows = (
+        " UNION ALL ".join(
+            f"SELECT {sql_str(r['source_file'])}, {sql_str('unreadable file: ' + r['error'])}, NULL"
+            for r in bad_files
+        )
+        or "SELECT NULL, NULL, NULL WHERE FALSE"
+    )
+    res.rows_quarantined = warehouse.write_file(
+        con,
+        QUARANTINE,
+        ds,
+        table.warehouse,
+        f"""
         SELECT {sql_str(table.warehouse)} AS table_name, source_file, reason, "row",
                TIMESTAMPTZ {sql_str(detected_at.isoformat())} AS detected_at
         FROM (
@@ -162,15 +185,23 @@ def ingest_day(
             UNION ALL
             SELECT * FROM ({file_rows}) AS f(source_file, reason, "row")
         )
-    """) - len(bad_files)
+    """,
+    ) - len(bad_files)
     res.reasons = _reason_counts(con)
     con.execute("DROP TABLE IF EXISTS _checked")
     return res
 
 
 def _selects(table: Table, records: list[dict], ds: date) -> list[str]:
-    return [file_select(table, LandingFile(r["path"], r["source_file"], r["size"], r["mtime_ns"]),
-                        r["home_ds"], ds) for r in records]
+    return [
+        file_select(
+            table,
+            LandingFile(r["path"], r["source_file"], r["size"], r["mtime_ns"]),
+            r["home_ds"],
+            ds,
+        )
+        for r in records
+    ]
 
 
 def _stage(con, warehouse: Warehouse, table: Table, records: list[dict], ds: date) -> None:
@@ -179,14 +210,21 @@ def _stage(con, warehouse: Warehouse, table: Table, records: list[dict], ds: dat
         staged = "\nUNION ALL BY NAME\n".join(_selects(table, records, ds))
     else:  # an empty day still writes an empty partition with the right schema
         typed = ", ".join(f"NULL::{fl.sql_type} AS {_q(fl.name)}" for fl in table.fields)
-        staged = (f"SELECT {typed}, NULL::VARCHAR AS _type_errors, NULL::VARCHAR AS _raw, "
-                  "NULL::VARCHAR AS _source_file WHERE FALSE")
+        staged = (
+            f"SELECT {typed}, NULL::VARCHAR AS _type_errors, NULL::VARCHAR AS _raw, "
+            "NULL::VARCHAR AS _source_file WHERE FALSE"
+        )
     join = ""
     if any(tr.needs_clips for tr in table.table_rules):
-        clips = (warehouse.scan("clips", "clip_id, created_at") if warehouse.exists("clips")
-                 else "(SELECT NULL::VARCHAR AS clip_id, NULL::TIMESTAMPTZ AS created_at WHERE FALSE)")
-        join = (f"LEFT JOIN (SELECT clip_id AS _cid, min(created_at) AS clip_created_at "
-                f"FROM {clips} GROUP BY ALL) k ON k._cid = s.clip_id")
+        clips = (
+            warehouse.scan("clips", "clip_id, created_at")
+            if warehouse.exists("clips")
+            else "(SELECT NULL::VARCHAR AS clip_id, NULL::TIMESTAMPTZ AS created_at WHERE FALSE)"
+        )
+        join = (
+            f"LEFT JOIN (SELECT clip_id AS _cid, min(created_at) AS clip_created_at "
+            f"FROM {clips} GROUP BY ALL) k ON k._cid = s.clip_id"
+        )
     reasons = ", ".join(["_type_errors", *_rule_reasons(table)])
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _checked AS
@@ -209,12 +247,15 @@ def _mark_duplicates(con, warehouse: Warehouse, table: Table, ds: date) -> None:
     """Quarantine repeats of the unique key: the warehouse's row wins, then the earliest."""
     key = ", ".join(_q(c) for c in table.unique)
     keyname = ", ".join(table.unique)
-    order = ", ".join([*(_q(c) for c in table.order_by), "_source_file", "_raw"]
-                      + [_q(c) for c in table.columns])
+    order = ", ".join(
+        [*(_q(c) for c in table.order_by), "_source_file", "_raw"] + [_q(c) for c in table.columns]
+    )
     seen = "(SELECT NULL AS _k WHERE FALSE)"
     if warehouse.exists(table.warehouse):
-        seen = (f"(SELECT DISTINCT {key}, TRUE AS _k FROM {warehouse.scan(table.warehouse, f'{key}, ds')} "
-                f"WHERE ds <> DATE '{ds}')")
+        seen = (
+            f"(SELECT DISTINCT {key}, TRUE AS _k FROM {warehouse.scan(table.warehouse, f'{key}, ds')} "
+            f"WHERE ds <> DATE '{ds}')"
+        )
     using = " AND ".join(f"w.{_q(c)} = c.{_q(c)}" for c in table.unique)
     if seen.startswith("(SELECT NULL"):
         using = "FALSE"

@@ -38,8 +38,17 @@ MANIFEST_SCHEMA = pa.schema(
     ]
 )
 
-_INT_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-              "UINTEGER", "UBIGINT"}
+_INT_TYPES = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+}
 _FLOAT_TYPES = {"FLOAT", "DOUBLE"}
 
 
@@ -65,16 +74,21 @@ def list_files(landing_dir: str | os.PathLike, table: Table) -> list[LandingFile
     for p in sorted(base.rglob("*")):
         if p.is_file() and p.suffix.lower() in (".parquet", ".csv") and not p.name.startswith("."):
             st = p.stat()
-            out.append(LandingFile(str(p.resolve()), p.relative_to(root).as_posix(), st.st_size,
-                                   st.st_mtime_ns))
+            out.append(
+                LandingFile(
+                    str(p.resolve()), p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns
+                )
+            )
     return out
 
 
 def raw_scan(f: LandingFile) -> str:
     """The SQL table function that reads a landing file as it is (CSV as text)."""
     if f.kind == "csv":
-        return (f"read_csv({sql_str(f.path)}, header = true, all_varchar = true, "
-                "null_padding = true, auto_detect = true)")
+        return (
+            f"read_csv({sql_str(f.path)}, header = true, all_varchar = true, "
+            "null_padding = true, auto_detect = true)"
+        )
     return f"read_parquet({sql_str(f.path)})"
 
 
@@ -102,16 +116,28 @@ def schema_problem(con: duckdb.DuckDBPyConnection, table: Table, f: LandingFile)
         return f"missing columns: {', '.join(missing)} (found: {', '.join(cols) or 'none'})"
     if f.kind == "csv":
         return None  # text: each value is cast and checked per row
-    wrong = [f"{fl.name} is {cols[fl.name]}, expected {fl.type}" for fl in table.fields
-             if not type_ok(fl, cols[fl.name])]
+    wrong = [
+        f"{fl.name} is {cols[fl.name]}, expected {fl.type}"
+        for fl in table.fields
+        if not type_ok(fl, cols[fl.name])
+    ]
     return ("wrong types: " + "; ".join(wrong)) if wrong else None
 
 
 def probe(con: duckdb.DuckDBPyConnection, table: Table, f: LandingFile, first_seen: date) -> dict:
     """Check a new file once: its schema, and the days its rows fall on."""
-    rec = {"path": f.path, "source_file": f.source_file, "size": f.size, "mtime_ns": f.mtime_ns,
-           "status": "ok", "error": None, "min_ds": None, "max_ds": None, "home_ds": first_seen,
-           "probed_at": datetime.now().astimezone()}
+    rec = {
+        "path": f.path,
+        "source_file": f.source_file,
+        "size": f.size,
+        "mtime_ns": f.mtime_ns,
+        "status": "ok",
+        "error": None,
+        "min_ds": None,
+        "max_ds": None,
+        "home_ds": first_seen,
+        "probed_at": datetime.now().astimezone(),
+    }
     try:
         problem = schema_problem(con, table, f)
         if problem is None:

@@ -18,7 +18,9 @@ from pathlib import Path
 import duckdb
 
 
-def connect(threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    threads: int | None = None, memory_limit: str | None = None
+) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection set up the way every clipflow query expects (UTC, bounded)."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")

@@ -34,9 +34,17 @@ def cmd_generate(a: argparse.Namespace) -> int:
 
     start = a.start or (_yesterday() - timedelta(days=a.days - 1))
     summary = generate_landing(
-        a.out, days=a.days, start=start, clips_per_day=a.clips_per_day, users=a.users,
-        seed=a.seed, drift_start=a.drift_start, drift_strength=a.drift_strength,
-        ab_lift=a.ab_lift, srm=a.srm, bad_row_rate=a.bad_row_rate,
+        a.out,
+        days=a.days,
+        start=start,
+        clips_per_day=a.clips_per_day,
+        users=a.users,
+        seed=a.seed,
+        drift_start=a.drift_start,
+        drift_strength=a.drift_strength,
+        ab_lift=a.ab_lift,
+        srm=a.srm,
+        bad_row_rate=a.bad_row_rate,
     )
     print(f"wrote landing data to {Path(a.out).resolve()}")
     for k, v in summary.items():
@@ -68,8 +76,10 @@ def cmd_run(a: argparse.Namespace) -> int:
         print(f"error: nothing to run: start {start} is after end {end}", file=sys.stderr)
         return 2
     days = days_between(start, end)
-    print(f"clipflow run: {len(days)} day(s) {start}..{end}\n  landing {s.landing_dir}\n"
-          f"  home    {s.home}")
+    print(
+        f"clipflow run: {len(days)} day(s) {start}..{end}\n  landing {s.landing_dir}\n"
+        f"  home    {s.home}"
+    )
     summary = run_days(days, job_name=a.job, out=sys.stdout)
     print_summary(summary, sys.stdout)
     print(f"\nwarehouse: {s.home / 'warehouse'}\nrun history: clipflow ui --home {s.home}")
@@ -83,9 +93,17 @@ def cmd_demo(a: argparse.Namespace) -> int:
     start = end - timedelta(days=a.days - 1)
     if not landing.is_dir():
         gen = argparse.Namespace(
-            out=landing, days=a.days, start=start, clips_per_day=a.clips_per_day, users=a.users,
-            seed=a.seed, drift_start=end - timedelta(days=max(1, a.days // 4) - 1),
-            drift_strength=1.0, ab_lift=0.03, srm=0.0, bad_row_rate=0.002,
+            out=landing,
+            days=a.days,
+            start=start,
+            clips_per_day=a.clips_per_day,
+            users=a.users,
+            seed=a.seed,
+            drift_start=end - timedelta(days=max(1, a.days // 4) - 1),
+            drift_strength=1.0,
+            ab_lift=0.03,
+            srm=0.0,
+            bad_row_rate=0.002,
         )
         cmd_generate(gen)
     else:
@@ -98,8 +116,18 @@ def cmd_ui(a: argparse.Namespace) -> int:
     from pipelines.settings import prepare_process
 
     s = prepare_process(home=a.home, landing_dir=a.landing)
-    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
-           "-h", a.host, "-p", str(a.port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(PROJECT_ROOT / "workspace.yaml"),
+        "-h",
+        a.host,
+        "-p",
+        str(a.port),
+    ]
     print(f"Dagster UI on http://{a.host}:{a.port} (home {s.home}); Ctrl-C stops it")
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, start_new_session=True)
     try:
@@ -141,14 +169,30 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--clips-per-day", type=int, default=2000, help="default 2000")
     g.add_argument("--users", type=int, default=5000, help="experiment users (default 5000)")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--drift-start", type=_date, help="clips from this day on have drifted attributes")
-    g.add_argument("--drift-strength", type=float, default=1.0, help="size of the drift (default 1)")
-    g.add_argument("--ab-lift", type=float, default=0.03,
-                   help="planted relative lift of the treatment on the primary metric")
-    g.add_argument("--srm", type=float, default=0.0,
-                   help="share of treatment assignments dropped (a sample-ratio mismatch)")
-    g.add_argument("--bad-row-rate", type=float, default=0.002,
-                   help="share of rows that break a contract rule (default 0.002)")
+    g.add_argument(
+        "--drift-start", type=_date, help="clips from this day on have drifted attributes"
+    )
+    g.add_argument(
+        "--drift-strength", type=float, default=1.0, help="size of the drift (default 1)"
+    )
+    g.add_argument(
+        "--ab-lift",
+        type=float,
+        default=0.03,
+        help="planted relative lift of the treatment on the primary metric",
+    )
+    g.add_argument(
+        "--srm",
+        type=float,
+        default=0.0,
+        help="share of treatment assignments dropped (a sample-ratio mismatch)",
+    )
+    g.add_argument(
+        "--bad-row-rate",
+        type=float,
+        default=0.002,
+        help="share of rows that break a contract rule (default 0.002)",
+    )
     g.set_defaults(fn=cmd_generate)
 
     r = sub.add_parser("run", help="run the asset graph in-process, day by day")

@@ -39,4 +39,6 @@ class LandingResource(dg.ConfigurableResource):
 
     @property
     def path(self) -> Path:
-        return Path(self.landing_dir).resolve() if self.landing_dir else settings.current().landing_dir
+        return (
+            Path(self.landing_dir).resolve() if self.landing_dir else settings.current().landing_dir
+        )

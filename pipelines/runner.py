@@ -63,17 +63,25 @@ def _steps(instance, run_id: str) -> list[dict]:
             if failed is not None:
                 meta[key]["failed"] = getattr(failed, "value", failed)
         elif et in ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED", "STEP_UP_FOR_RETRY"):
-            status = {"STEP_SUCCESS": "ok", "STEP_FAILURE": "FAILED", "STEP_SKIPPED": "skipped"}[
-                et
-            ] if et != "STEP_UP_FOR_RETRY" else "retry"
+            status = (
+                {"STEP_SUCCESS": "ok", "STEP_FAILURE": "FAILED", "STEP_SKIPPED": "skipped"}[et]
+                if et != "STEP_UP_FOR_RETRY"
+                else "retry"
+            )
             if status == "ok" and meta[key].get("passed") is False:
                 status = "CHECK FAILED"
             err = ""
             if et == "STEP_FAILURE":
                 err = ev.event_specific_data.error.message.strip().splitlines()[-1][:200]
-            out.append({"step": key, "status": status,
-                        "seconds": ev.timestamp - starts.get(key, ev.timestamp),
-                        "meta": dict(meta[key]), "error": err})
+            out.append(
+                {
+                    "step": key,
+                    "status": status,
+                    "seconds": ev.timestamp - starts.get(key, ev.timestamp),
+                    "meta": dict(meta[key]),
+                    "error": err,
+                }
+            )
     return out
 
 
@@ -109,14 +117,24 @@ def run_days(days: list[str], job_name: str = "daily_job", out: TextIO | None = 
         for day in days:
             t0 = time.perf_counter()
             result = job.execute_in_process(
-                partition_key=day, instance=instance, raise_on_error=False, run_config=QUIET_LOGS,
+                partition_key=day,
+                instance=instance,
+                raise_on_error=False,
+                run_config=QUIET_LOGS,
                 tags={"clipflow/launched_by": "clipflow run"},
             )
-            outcome = DayOutcome(day, result.success, time.perf_counter() - t0,
-                                 result.run_id, _steps(instance, result.run_id))
+            outcome = DayOutcome(
+                day,
+                result.success,
+                time.perf_counter() - t0,
+                result.run_id,
+                _steps(instance, result.run_id),
+            )
             summary.days.append(outcome)
-            say(f"{day}  {'ok' if outcome.success else 'FAILED'}  ({outcome.seconds:.1f}s, "
-                f"run {outcome.run_id[:8]})")
+            say(
+                f"{day}  {'ok' if outcome.success else 'FAILED'}  ({outcome.seconds:.1f}s, "
+                f"run {outcome.run_id[:8]})"
+            )
             for s in outcome.steps:
                 say(f"    {s['step']:<32} {s['status']:<12} {s['seconds']:6.2f}s  {_describe(s)}")
     return summary

@@ -53,8 +53,9 @@ def current() -> Settings:
     landing = Path(os.environ.get("CLIPFLOW_LANDING_DIR") or "data/landing").resolve()
     mlflow_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster").resolve()
-    return Settings(env, home, landing, os.environ.get("CLIPFLOW_REDIS") or None, mlflow_uri,
-                    dagster_home)
+    return Settings(
+        env, home, landing, os.environ.get("CLIPFLOW_REDIS") or None, mlflow_uri, dagster_home
+    )
 
 
 def quiet_telemetry() -> None:
@@ -63,8 +64,9 @@ def quiet_telemetry() -> None:
         os.environ.setdefault(k, v)
 
 
-def prepare_process(home: str | os.PathLike | None = None,
-                    landing_dir: str | os.PathLike | None = None) -> Settings:
+def prepare_process(
+    home: str | os.PathLike | None = None, landing_dir: str | os.PathLike | None = None
+) -> Settings:
     """Set the process environment for a CLI command and create the Dagster home.
 
     Explicit arguments win over the environment; the result is exported so that Dagster

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from support import Landing
 
 from pipelines.settings import quiet_telemetry
-from support import Landing
 
 quiet_telemetry()
 
@@ -48,16 +48,32 @@ def redis_server():
         return
     binary = shutil.which("redis-server")
     if binary is None:
-        msg = ("redis-server not found: install Redis (apt-get install redis-server) "
-               "or set CLIPFLOW_REDIS=host:port")
+        msg = (
+            "redis-server not found: install Redis (apt-get install redis-server) "
+            "or set CLIPFLOW_REDIS=host:port"
+        )
         if IN_CI:
             pytest.fail(msg)
         pytest.skip(msg)
     port = _free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-         "no", "--daemonize", "no", "--logfile", ""],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--logfile",
+            "",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
     while not _ping("127.0.0.1", port):

@@ -16,14 +16,31 @@ def ts(s: str) -> datetime:
 
 
 GOOD_CLIP = {
-    "clip_id": "c1", "video_id": "v1", "creator_id": "k1", "created_at": ts("2026-01-01T10:00:00Z"),
-    "duration_s": 30.0, "resolution": "1080p", "bitrate_kbps": 4000.0, "fps": 30.0,
-    "aspect_ratio": "9:16", "has_captions": True, "speech_ratio": 0.4,
-    "scene_cuts_per_min": 6.0, "hook_strength": 0.7, "language": "en", "topic": "gaming",
+    "clip_id": "c1",
+    "video_id": "v1",
+    "creator_id": "k1",
+    "created_at": ts("2026-01-01T10:00:00Z"),
+    "duration_s": 30.0,
+    "resolution": "1080p",
+    "bitrate_kbps": 4000.0,
+    "fps": 30.0,
+    "aspect_ratio": "9:16",
+    "has_captions": True,
+    "speech_ratio": 0.4,
+    "scene_cuts_per_min": 6.0,
+    "hook_strength": 0.7,
+    "language": "en",
+    "topic": "gaming",
 }
 GOOD_ENGAGEMENT = {
-    "clip_id": "c1", "event_timestamp": ts("2026-01-01T11:00:00Z"), "views": 100, "likes": 10,
-    "shares": 2, "comments": 3, "completions": 40, "watch_time_s": 1500.0,
+    "clip_id": "c1",
+    "event_timestamp": ts("2026-01-01T11:00:00Z"),
+    "views": 100,
+    "likes": 10,
+    "shares": 2,
+    "comments": 3,
+    "completions": 40,
+    "watch_time_s": 1500.0,
 }
 GOOD_LABEL = {"clip_id": "c1", "labeled_at": ts("2026-01-01T20:00:00Z"), "quality_score": 71.5}
 
@@ -34,8 +51,14 @@ class Landing:
     def __init__(self, root: Path):
         self.root = root
 
-    def write(self, table: str, rows: list[dict], name: str = "part-0", fmt: str = "parquet",
-              ts_unit: str = "ns") -> Path:
+    def write(
+        self,
+        table: str,
+        rows: list[dict],
+        name: str = "part-0",
+        fmt: str = "parquet",
+        ts_unit: str = "ns",
+    ) -> Path:
         spec = TABLES[table]
         folder = self.root / spec.name
         folder.mkdir(parents=True, exist_ok=True)
@@ -55,13 +78,19 @@ class Landing:
                 lines.append(",".join(vals))
             path.write_text("\n".join(lines) + "\n")
             return path
-        types = {"string": pa.string(), "timestamp": pa.timestamp(ts_unit, tz="UTC"),
-                 "float": pa.float64(), "int": pa.int64(), "bool": pa.bool_()}
-        fields = [pa.field(f.name, types[f.type]) for f in spec.fields if f.name in rows[0]] \
-            if rows else [pa.field(f.name, types[f.type]) for f in spec.fields]
+        types = {
+            "string": pa.string(),
+            "timestamp": pa.timestamp(ts_unit, tz="UTC"),
+            "float": pa.float64(),
+            "int": pa.int64(),
+            "bool": pa.bool_(),
+        }
+        fields = (
+            [pa.field(f.name, types[f.type]) for f in spec.fields if f.name in rows[0]]
+            if rows
+            else [pa.field(f.name, types[f.type]) for f in spec.fields]
+        )
         extra = [c for c in (rows[0] if rows else {}) if c not in spec.columns]
         schema = pa.schema(fields + [pa.field(c, pa.string()) for c in extra])
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
         return path
-
-

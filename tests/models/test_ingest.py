@@ -18,9 +18,11 @@ NOW = datetime(2026, 1, 3, tzinfo=UTC)
 
 
 def _rows(con, wh, table, where="TRUE"):
-    return con.execute(f"SELECT * EXCLUDE (detected_at) FROM {wh.scan(table)} WHERE {where} "
-                       "ORDER BY ALL" if table == "quarantine" else
-                       f"SELECT * FROM {wh.scan(table)} WHERE {where} ORDER BY ALL").fetchall()
+    return con.execute(
+        f"SELECT * EXCLUDE (detected_at) FROM {wh.scan(table)} WHERE {where} ORDER BY ALL"
+        if table == "quarantine"
+        else f"SELECT * FROM {wh.scan(table)} WHERE {where} ORDER BY ALL"
+    ).fetchall()
 
 
 def clip(i: int, at: str = "2026-01-01T10:00:00Z", **kw) -> dict:
@@ -56,23 +58,31 @@ def test_wrong_columns_and_wrong_types_quarantine_the_file(landing, tmp_path):
 
 def test_duplicate_id_across_files_earliest_then_file_name_wins(landing, tmp_path):
     landing.write("clips", [clip(1, "2026-01-01T12:00:00Z", video_id="late")], name="a")
-    landing.write("clips", [clip(1, "2026-01-01T09:00:00Z", video_id="early"),
-                            clip(2, video_id="b-file")], name="b")
+    landing.write(
+        "clips",
+        [clip(1, "2026-01-01T09:00:00Z", video_id="early"), clip(2, video_id="b-file")],
+        name="b",
+    )
     landing.write("clips", [clip(2, video_id="c-file")], name="c", fmt="csv")
     wh, con = Warehouse(tmp_path / "h"), connect()
     res = ingest_day(con, wh, CLIPS, landing.root, D1, NOW)
     assert res.rows_valid == 2 and res.rows_quarantined == 2
     kept = dict(con.execute(f"SELECT clip_id, video_id FROM {wh.scan('clips')}").fetchall())
     assert kept == {"c1": "early", "c2": "b-file"}
-    q = con.execute(f"SELECT source_file, reason FROM {wh.scan('quarantine')} ORDER BY 1").fetchall()
-    assert q == [("clips/a.parquet", "duplicate clip_id: an earlier row wins"),
-                 ("clips/c.csv", "duplicate clip_id: an earlier row wins")]
+    q = con.execute(
+        f"SELECT source_file, reason FROM {wh.scan('quarantine')} ORDER BY 1"
+    ).fetchall()
+    assert q == [
+        ("clips/a.parquet", "duplicate clip_id: an earlier row wins"),
+        ("clips/c.csv", "duplicate clip_id: an earlier row wins"),
+    ]
 
 
 def test_duplicate_of_a_clip_already_in_the_warehouse_loses(landing, tmp_path):
     landing.write("clips", [clip(1)], name="day1")
-    landing.write("clips", [clip(1, "2026-01-02T01:00:00Z"), clip(5, "2026-01-02T02:00:00Z")],
-                  name="day2")
+    landing.write(
+        "clips", [clip(1, "2026-01-02T01:00:00Z"), clip(5, "2026-01-02T02:00:00Z")], name="day2"
+    )
     wh, con = Warehouse(tmp_path / "h"), connect()
     ingest_day(con, wh, CLIPS, landing.root, D1, NOW)
     res = ingest_day(con, wh, CLIPS, landing.root, D2, NOW)

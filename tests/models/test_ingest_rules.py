@@ -21,10 +21,14 @@ def _ingest(landing, home, table: str):
     if table != "clips":
         ingest_day(con, wh, TABLES["clips"], landing.root, DAY, NOW)
     res = ingest_day(con, wh, TABLES[table], landing.root, DAY, NOW)
-    q = con.execute(
-        f"SELECT reason, \"row\", source_file FROM {wh.scan('quarantine')} WHERE table_name = ?",
-        [table],
-    ).fetchall() if wh.exists("quarantine") else []
+    q = (
+        con.execute(
+            f'SELECT reason, "row", source_file FROM {wh.scan("quarantine")} WHERE table_name = ?',
+            [table],
+        ).fetchall()
+        if wh.exists("quarantine")
+        else []
+    )
     return res, q
 
 
@@ -60,20 +64,27 @@ def test_good_clip_passes(landing, tmp_path):
 
 
 # CSV has no NaN literal that every reader agrees on: NaN is a Parquet-only case
-CLIP_PARAMS = [pytest.param(fmt, *c, id=f"{fmt}-{c[0]}={c[1]!r}") for fmt in ("parquet", "csv")
-               for c in CLIP_CASES if not (fmt == "csv" and c[1] != c[1])]
+CLIP_PARAMS = [
+    pytest.param(fmt, *c, id=f"{fmt}-{c[0]}={c[1]!r}")
+    for fmt in ("parquet", "csv")
+    for c in CLIP_CASES
+    if not (fmt == "csv" and c[1] != c[1])
+]
 
 
 @pytest.mark.parametrize("fmt,field,value,reason", CLIP_PARAMS)
 def test_bad_clip_value_quarantined(landing, tmp_path, fmt, field, value, reason):
-    bad = {**GOOD_CLIP, "clip_id": "bad", field: value} if field != "clip_id" else {
-        **GOOD_CLIP, field: value}
+    bad = (
+        {**GOOD_CLIP, "clip_id": "bad", field: value}
+        if field != "clip_id"
+        else {**GOOD_CLIP, field: value}
+    )
     if fmt == "csv" and value == "":
         reason = f"{field} is required"  # an empty CSV field reads as NULL
     landing.write("clips", [GOOD_CLIP, bad], fmt=fmt)
     res, q = _ingest(landing, tmp_path / "h", "clips")
     assert res.rows_valid == 1 and res.rows_quarantined == 1
-    (got_reason, row, source), = q
+    ((got_reason, row, source),) = q
     assert reason in got_reason
     assert source == f"clips/part-0.{fmt}"
     assert json.loads(row)["video_id"] == bad["video_id"]  # the row is kept, as JSON
@@ -87,7 +98,11 @@ ENGAGEMENT_CASES = [
     ("completions", 101, "completions must be <= views"),
     ("watch_time_s", -0.5, "watch_time_s must be 0 <= x"),
     ("clip_id", "unknown", "clip_id must exist in clips"),
-    ("event_timestamp", ts("2026-01-01T09:00:00Z"), "event_timestamp must be >= the clip's created_at"),
+    (
+        "event_timestamp",
+        ts("2026-01-01T09:00:00Z"),
+        "event_timestamp must be >= the clip's created_at",
+    ),
     ("event_timestamp", None, "event_timestamp is required"),
 ]
 
@@ -100,8 +115,9 @@ def test_good_engagement_passes(landing, tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
-@pytest.mark.parametrize("field,value,reason", ENGAGEMENT_CASES,
-                         ids=[f"{c[0]}={c[1]!r}" for c in ENGAGEMENT_CASES])
+@pytest.mark.parametrize(
+    "field,value,reason", ENGAGEMENT_CASES, ids=[f"{c[0]}={c[1]!r}" for c in ENGAGEMENT_CASES]
+)
 def test_bad_engagement_quarantined(landing, tmp_path, fmt, field, value, reason):
     landing.write("clips", [GOOD_CLIP])
     landing.write("engagement", [GOOD_ENGAGEMENT, {**GOOD_ENGAGEMENT, field: value}], fmt=fmt)
@@ -144,17 +160,33 @@ def test_multiple_broken_rules_are_all_listed(landing, tmp_path):
     landing.write("clips", [{**GOOD_CLIP, "fps": 0.0, "language": "xyz", "topic": ""}])
     _, q = _ingest(landing, tmp_path / "h", "clips")
     assert {r.strip() for r in q[0][0].split(";")} == {
-        "fps must be 0 < x <= 120", "language must match ^[a-z]{2}$", "topic must be non-empty"}
+        "fps must be 0 < x <= 120",
+        "language must match ^[a-z]{2}$",
+        "topic must be non-empty",
+    }
 
 
 def test_experiment_tables(landing, tmp_path):
-    a = {"experiment_id": "e1", "user_id": "u1", "variant": "control",
-         "assigned_at": ts("2026-01-01T08:00:00Z")}
-    landing.write("assignments", [a, {**a, "variant": "treatment",
-                                       "assigned_at": ts("2026-01-01T09:00:00Z")},
-                                  {**a, "user_id": ""}])
-    m = {"user_id": "u1", "event_timestamp": ts("2026-01-01T12:00:00Z"), "metric": "sessions",
-         "value": 2.0}
+    a = {
+        "experiment_id": "e1",
+        "user_id": "u1",
+        "variant": "control",
+        "assigned_at": ts("2026-01-01T08:00:00Z"),
+    }
+    landing.write(
+        "assignments",
+        [
+            a,
+            {**a, "variant": "treatment", "assigned_at": ts("2026-01-01T09:00:00Z")},
+            {**a, "user_id": ""},
+        ],
+    )
+    m = {
+        "user_id": "u1",
+        "event_timestamp": ts("2026-01-01T12:00:00Z"),
+        "metric": "sessions",
+        "value": 2.0,
+    }
     landing.write("user_metrics", [m, {**m, "metric": ""}, {**m, "value": float("nan")}])
     wh, con = Warehouse(tmp_path / "h"), connect()
     ra = ingest_day(con, wh, TABLES["assignments"], landing.root, DAY, NOW)
