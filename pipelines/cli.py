@@ -130,6 +130,11 @@ def cmd_ui(a: argparse.Namespace) -> int:
     ]
     print(f"Dagster UI on http://{a.host}:{a.port} (home {s.home}); Ctrl-C stops it")
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, start_new_session=True)
+
+    def _terminate(signum, frame):  # SIGTERM: stop dagster dev and its children too
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return proc.wait()
     except KeyboardInterrupt:
