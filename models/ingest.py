@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from models.contract import Field, Table
-from models.landing import LandingFile, Manifest, raw_scan
+from models.landing import INT_TYPES, LandingFile, Manifest, raw_scan
 from models.warehouse import Warehouse, sql_str
 
 QUARANTINE = "quarantine"
@@ -42,12 +42,16 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _cast(f: LandingFile, fl: Field) -> tuple[str, str | None]:
-    """(typed expression, SQL for the type-error reason or None) of one column of one file."""
+def _cast(f: LandingFile, fl: Field, stored: str | None = None) -> tuple[str, str | None]:
+    """(typed expression, SQL for the type-error reason or None) of one column of one file.
+
+    `stored` is the column's type in a Parquet file (integers need no wholeness check)."""
     c = _q(fl.name)
     if f.kind == "parquet":
         if fl.type == "timestamp":
             return f"{c}::TIMESTAMPTZ", None
+        if fl.type == "int" and stored is not None and stored.upper() in INT_TYPES:
+            return f"{c}::BIGINT", None
         if fl.type == "int":
             whole = f"({c} IS NULL OR {c}::DOUBLE = floor({c}::DOUBLE))"
             err = f"CASE WHEN NOT {whole} THEN '{fl.name} must be an integer' END"
@@ -68,11 +72,13 @@ def _cast(f: LandingFile, fl: Field) -> tuple[str, str | None]:
     return typed, err
 
 
-def file_select(table: Table, f: LandingFile, home_ds: date | None, ds: date) -> str:
+def file_select(
+    table: Table, f: LandingFile, home_ds: date | None, ds: date, types: dict | None = None
+) -> str:
     """Typed rows of one file that belong to day `ds`, with their type errors and origin."""
     typed, errors = [], []
     for fl in table.fields:
-        expr, err = _cast(f, fl)
+        expr, err = _cast(f, fl, (types or {}).get(fl.name))
         typed.append(f"{expr} AS {_q(fl.name)}")
         if err:
             errors.append(err)
@@ -94,6 +100,18 @@ def file_select(table: Table, f: LandingFile, home_ds: date | None, ds: date) ->
                    {sql_str(f.source_file)} AS _source_file
             FROM {raw_scan(f)}
         ) WHERE {in_day}"""
+
+
+def _valid_expr(table: Table) -> str:
+    """True when a row breaks no rule (the cheap test; reasons are spelled out otherwise)."""
+    parts = ["_type_errors IS NULL"]
+    for fl in table.fields:
+        c = _q(fl.name)
+        if not fl.nullable:
+            parts.append(f"{c} IS NOT NULL")
+        parts += [f"({c} IS NULL OR ({rule.sql(fl.name)}))" for rule in fl.rules]
+    parts += [f"coalesce({tr.sql}, TRUE)" for tr in table.table_rules]
+    return " AND ".join(parts)
 
 
 def _rule_reasons(table: Table) -> list[str]:
@@ -192,22 +210,25 @@ def ingest_day(
     return res
 
 
-def _selects(table: Table, records: list[dict], ds: date) -> list[str]:
-    return [
-        file_select(
-            table,
-            LandingFile(r["path"], r["source_file"], r["size"], r["mtime_ns"]),
-            r["home_ds"],
-            ds,
-        )
-        for r in records
-    ]
+def _selects(con, table: Table, records: list[dict], ds: date) -> list[str]:
+    out = []
+    for r in records:
+        f = LandingFile(r["path"], r["source_file"], r["size"], r["mtime_ns"])
+        types = None
+        if f.kind == "parquet":  # footer only: cheap
+            types = dict(
+                con.execute(
+                    f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {raw_scan(f)})"
+                ).fetchall()
+            )
+        out.append(file_select(table, f, r["home_ds"], ds, types))
+    return out
 
 
 def _stage(con, warehouse: Warehouse, table: Table, records: list[dict], ds: date) -> None:
     """Build temp table `_checked`: the day's typed rows with `_reason` (NULL when valid)."""
     if records:
-        staged = "\nUNION ALL BY NAME\n".join(_selects(table, records, ds))
+        staged = "\nUNION ALL BY NAME\n".join(_selects(con, table, records, ds))
     else:  # an empty day still writes an empty partition with the right schema
         typed = ", ".join(f"NULL::{fl.sql_type} AS {_q(fl.name)}" for fl in table.fields)
         staged = (
@@ -221,21 +242,23 @@ def _stage(con, warehouse: Warehouse, table: Table, records: list[dict], ds: dat
             if warehouse.exists("clips")
             else "(SELECT NULL::VARCHAR AS clip_id, NULL::TIMESTAMPTZ AS created_at WHERE FALSE)"
         )
-        join = (
-            f"LEFT JOIN (SELECT clip_id AS _cid, min(created_at) AS clip_created_at "
-            f"FROM {clips} GROUP BY ALL) k ON k._cid = s.clip_id"
+        join = (  # clip_id is unique in the warehouse (duplicates are quarantined)
+            f"LEFT JOIN (SELECT clip_id AS _cid, created_at AS clip_created_at "
+            f"FROM {clips}) k ON k._cid = s.clip_id"
         )
     reasons = ", ".join(["_type_errors", *_rule_reasons(table)])
+    # the reason strings are built only for rows that break something
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _checked AS
-        SELECT s.*, nullif(concat_ws('; ', {reasons}), '') AS _reason
+        SELECT s.*, CASE WHEN {_valid_expr(table)} THEN NULL
+                         ELSE nullif(concat_ws('; ', {reasons}), '') END AS _reason
         FROM ({staged}) s {join}
     """)
 
 
 def _failing_files(con, table: Table, records: list[dict], ds: date) -> list[tuple[dict, str]]:
     out = []
-    for r, sql in zip(records, _selects(table, records, ds), strict=True):
+    for r, sql in zip(records, _selects(con, table, records, ds), strict=True):
         try:
             con.execute(f"SELECT count(*) FROM ({sql})").fetchone()
         except duckdb.Error as e:
@@ -247,30 +270,27 @@ def _mark_duplicates(con, warehouse: Warehouse, table: Table, ds: date) -> None:
     """Quarantine repeats of the unique key: the warehouse's row wins, then the earliest."""
     key = ", ".join(_q(c) for c in table.unique)
     keyname = ", ".join(table.unique)
-    order = ", ".join(
-        [*(_q(c) for c in table.order_by), "_source_file", "_raw"] + [_q(c) for c in table.columns]
-    )
-    seen = "(SELECT NULL AS _k WHERE FALSE)"
+    on = " AND ".join(f"w.{_q(c)} = _checked.{_q(c)}" for c in table.unique)
     if warehouse.exists(table.warehouse):
-        seen = (
-            f"(SELECT DISTINCT {key}, TRUE AS _k FROM {warehouse.scan(table.warehouse, f'{key}, ds')} "
-            f"WHERE ds <> DATE '{ds}')"
-        )
-    using = " AND ".join(f"w.{_q(c)} = c.{_q(c)}" for c in table.unique)
-    if seen.startswith("(SELECT NULL"):
-        using = "FALSE"
+        other = warehouse.scan(table.warehouse, f"{key}, ds")
+        con.execute(f"""
+            UPDATE _checked SET _reason = 'duplicate {keyname}: already in the warehouse'
+            FROM (SELECT DISTINCT {key} FROM {other} WHERE ds <> DATE '{ds}') w
+            WHERE _checked._reason IS NULL AND {on}
+        """)
+    order = ", ".join(
+        [*(_q(c) for c in table.order_by), "_source_file"] + [_q(c) for c in table.columns]
+    )
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _checked AS
-        SELECT c.* EXCLUDE (_rank) REPLACE (CASE
-            WHEN c._reason IS NOT NULL THEN c._reason
-            WHEN w._k THEN 'duplicate {keyname}: already in the warehouse'
-            WHEN c._rank > 1 THEN 'duplicate {keyname}: an earlier row wins'
-        END AS _reason)
-        FROM (
-            SELECT *, CASE WHEN _reason IS NULL THEN row_number() OVER (
-                PARTITION BY {key}, _reason IS NULL ORDER BY {order}) END AS _rank
-            FROM _checked
-        ) c LEFT JOIN {seen} w ON {using}
+        UPDATE _checked SET _reason = 'duplicate {keyname}: an earlier row wins'
+        WHERE rowid IN (
+            SELECT rid FROM (
+                SELECT rowid AS rid, row_number() OVER (PARTITION BY {key} ORDER BY {order}) AS n
+                FROM _checked
+                WHERE _reason IS NULL AND ({key}) IN (
+                    SELECT ({key}) FROM _checked WHERE _reason IS NULL
+                    GROUP BY ALL HAVING count(*) > 1)
+            ) WHERE n > 1)
     """)
 
 

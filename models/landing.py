@@ -38,7 +38,7 @@ MANIFEST_SCHEMA = pa.schema(
     ]
 )
 
-_INT_TYPES = {
+INT_TYPES = {
     "TINYINT",
     "SMALLINT",
     "INTEGER",
@@ -100,9 +100,9 @@ def type_ok(field: Field, duck_type: str) -> bool:
     if field.type == "timestamp":
         return t.startswith("TIMESTAMP")
     if field.type == "float":
-        return t in _INT_TYPES or t in _FLOAT_TYPES or t.startswith("DECIMAL")
+        return t in INT_TYPES or t in _FLOAT_TYPES or t.startswith("DECIMAL")
     if field.type == "int":
-        return t in _INT_TYPES or t in _FLOAT_TYPES or t.startswith("DECIMAL")
+        return t in INT_TYPES or t in _FLOAT_TYPES or t.startswith("DECIMAL")
     if field.type == "bool":
         return t == "BOOLEAN"
     raise ValueError(field.type)

@@ -94,7 +94,7 @@ class Warehouse:
         out = scratch / filename
         con.execute(
             f"COPY (SELECT *, DATE {sql_str(_ds(ds))} AS ds FROM ({query})) "
-            f"TO {sql_str(out)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
+            f"TO {sql_str(out)} (FORMAT parquet, ROW_GROUP_SIZE 122880)"
         )
         n = con.execute(f"SELECT count(*) FROM read_parquet({sql_str(out)})").fetchone()[0]
         self._swap_in(scratch, self.partition_dir(table, ds))
@@ -111,7 +111,7 @@ class Warehouse:
         out = scratch / target.name
         con.execute(
             f"COPY (SELECT *, DATE {sql_str(_ds(ds))} AS ds FROM ({query})) "
-            f"TO {sql_str(out)} (FORMAT parquet, COMPRESSION zstd)"
+            f"TO {sql_str(out)} (FORMAT parquet)"
         )
         n = con.execute(f"SELECT count(*) FROM read_parquet({sql_str(out)})").fetchone()[0]
         target_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""clipflow's benchmark harness: `python -m bench` (or `make bench`). See bench/README.md."""
