@@ -65,7 +65,7 @@ def clip_features(
         SELECT count(*) FILTER (event_timestamp = created_at), count(DISTINCT clip_id),
                count(*) FILTER (views_7d > 0)
         FROM {part}
-    """).fetchone()
+    """).fetchall()[0]
     head = con.execute(
         f"SELECT {', '.join(PREVIEW_COLUMNS)} FROM {part} ORDER BY clip_id, event_timestamp LIMIT 5"
     ).fetchall()
@@ -132,7 +132,7 @@ with warnings.catch_warnings():  # partitioned asset checks are a Dagster previe
             if wh.exists("clips")
             else "SELECT 0",
         }
-        found = {k: int(con.execute(sql).fetchone()[0]) for k, sql in counts.items()}
+        found = {k: int(con.execute(sql).fetchall()[0][0]) for k, sql in counts.items()}
         problems = {k: v for k, v in found.items() if k != "rows" and v}
         return dg.AssetCheckResult(
             passed=not problems,

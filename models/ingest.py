@@ -73,9 +73,10 @@ def _cast(f: LandingFile, fl: Field, stored: str | None = None) -> tuple[str, st
 
 
 def file_select(
-    table: Table, f: LandingFile, home_ds: date | None, ds: date, types: dict | None = None
+    table: Table, f: LandingFile, home_ds: date | None, ds: date | None, types: dict | None = None
 ) -> str:
-    """Typed rows of one file that belong to day `ds`, with their type errors and origin."""
+    """Typed rows of one file that belong to day `ds` (every row when None), with their
+    type errors and origin."""
     typed, errors = [], []
     for fl in table.fields:
         expr, err = _cast(f, fl, (types or {}).get(fl.name))
@@ -89,7 +90,7 @@ def file_select(
     )
     type_err = f"concat_ws('; ', {', '.join(errors)})" if errors else "''"
     pt = _q(table.partition_by)
-    in_day = f"{pt}::DATE = DATE '{ds}'"
+    in_day = "TRUE" if ds is None else f"{pt}::DATE = DATE '{ds}'"
     if home_ds == ds:  # rows without a usable day belong to the file's home day
         in_day = f"({in_day} OR {pt} IS NULL)"
     return f"""
@@ -210,7 +211,7 @@ def ingest_day(
     return res
 
 
-def _selects(con, table: Table, records: list[dict], ds: date) -> list[str]:
+def _selects(con, table: Table, records: list[dict], ds: date | None) -> list[str]:
     out = []
     for r in records:
         f = LandingFile(r["path"], r["source_file"], r["size"], r["mtime_ns"])
@@ -235,17 +236,7 @@ def _stage(con, warehouse: Warehouse, table: Table, records: list[dict], ds: dat
             f"SELECT {typed}, NULL::VARCHAR AS _type_errors, NULL::VARCHAR AS _raw, "
             "NULL::VARCHAR AS _source_file WHERE FALSE"
         )
-    join = ""
-    if any(tr.needs_clips for tr in table.table_rules):
-        clips = (
-            warehouse.scan("clips", "clip_id, created_at")
-            if warehouse.exists("clips")
-            else "(SELECT NULL::VARCHAR AS clip_id, NULL::TIMESTAMPTZ AS created_at WHERE FALSE)"
-        )
-        join = (  # clip_id is unique in the warehouse (duplicates are quarantined)
-            f"LEFT JOIN (SELECT clip_id AS _cid, created_at AS clip_created_at "
-            f"FROM {clips}) k ON k._cid = s.clip_id"
-        )
+    join = _clips_join(warehouse, table)
     reasons = ", ".join(["_type_errors", *_rule_reasons(table)])
     # the reason strings are built only for rows that break something
     con.execute(f"""
@@ -256,11 +247,49 @@ def _stage(con, warehouse: Warehouse, table: Table, records: list[dict], ds: dat
     """)
 
 
+def _clips_join(warehouse: Warehouse, table: Table) -> str:
+    if not any(tr.needs_clips for tr in table.table_rules):
+        return ""
+    clips = (
+        warehouse.scan("clips", "clip_id, created_at")
+        if warehouse.exists("clips")
+        else "(SELECT NULL::VARCHAR AS clip_id, NULL::TIMESTAMPTZ AS created_at WHERE FALSE)"
+    )
+    return (  # clip_id is unique in the warehouse (duplicates are quarantined)
+        f"LEFT JOIN (SELECT clip_id AS _cid, created_at AS clip_created_at "
+        f"FROM {clips}) k ON k._cid = s.clip_id"
+    )
+
+
+def valid_rows_sql(con, warehouse: Warehouse, table: Table, files: list[LandingFile]) -> str:
+    """SQL for the typed rows of `files` (any day) that break no row rule: what the online
+    push reads before the nightly ingestion has run. Duplicates are not resolved here."""
+    records = [
+        {
+            "path": f.path,
+            "source_file": f.source_file,
+            "size": f.size,
+            "mtime_ns": f.mtime_ns,
+            "home_ds": None,
+        }
+        for f in files
+    ]
+    if not records:
+        typed = ", ".join(f"NULL::{fl.sql_type} AS {_q(fl.name)}" for fl in table.fields)
+        return f"SELECT {typed} WHERE FALSE"
+    staged = "\nUNION ALL BY NAME\n".join(_selects(con, table, records, None))
+    cols = ", ".join(f"s.{_q(c)}" for c in table.columns)
+    return (
+        f"SELECT {cols} FROM ({staged}) s {_clips_join(warehouse, table)} "
+        f"WHERE {_valid_expr(table)}"
+    )
+
+
 def _failing_files(con, table: Table, records: list[dict], ds: date) -> list[tuple[dict, str]]:
     out = []
     for r, sql in zip(records, _selects(con, table, records, ds), strict=True):
         try:
-            con.execute(f"SELECT count(*) FROM ({sql})").fetchone()
+            con.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0]
         except duckdb.Error as e:
             out.append((r, f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"))
     return out

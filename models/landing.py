@@ -144,7 +144,7 @@ def probe(con: duckdb.DuckDBPyConnection, table: Table, f: LandingFile, first_se
             ts = _ts_expr(f, table.field(table.partition_by), table.partition_by)
             lo, hi = con.execute(
                 f"SELECT min({ts})::DATE, max({ts})::DATE FROM {raw_scan(f)}"
-            ).fetchone()
+            ).fetchall()[0]
             rec["min_ds"], rec["max_ds"] = lo, hi
             rec["home_ds"] = lo or first_seen
     except duckdb.Error as e:
@@ -209,7 +209,7 @@ def landing_days(landing_dir: str | os.PathLike, tables) -> tuple[date, date] | 
             try:
                 a, b = con.execute(
                     f"SELECT min({ts})::DATE, max({ts})::DATE FROM {raw_scan(f)}"
-                ).fetchone()
+                ).fetchall()[0]
             except duckdb.Error:
                 continue  # unreadable: quarantined when its day is ingested
             if a is not None:

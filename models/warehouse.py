@@ -96,7 +96,7 @@ class Warehouse:
             f"COPY (SELECT *, DATE {sql_str(_ds(ds))} AS ds FROM ({query})) "
             f"TO {sql_str(out)} (FORMAT parquet, ROW_GROUP_SIZE 122880)"
         )
-        n = con.execute(f"SELECT count(*) FROM read_parquet({sql_str(out)})").fetchone()[0]
+        n = con.execute(f"SELECT count(*) FROM read_parquet({sql_str(out)})").fetchall()[0][0]
         self._swap_in(scratch, self.partition_dir(table, ds))
         return int(n)
 
@@ -113,7 +113,7 @@ class Warehouse:
             f"COPY (SELECT *, DATE {sql_str(_ds(ds))} AS ds FROM ({query})) "
             f"TO {sql_str(out)} (FORMAT parquet)"
         )
-        n = con.execute(f"SELECT count(*) FROM read_parquet({sql_str(out)})").fetchone()[0]
+        n = con.execute(f"SELECT count(*) FROM read_parquet({sql_str(out)})").fetchall()[0][0]
         target_dir.mkdir(parents=True, exist_ok=True)
         if n:
             os.replace(out, target)

@@ -2,18 +2,22 @@
 
 import dagster as dg
 
+from assets.feature_store import feature_store_assets
 from assets.features import feature_assets, feature_checks
 from assets.ingest import ingest_assets, ingest_checks
 from pipelines.jobs import daily_job, ingest_job, nightly_schedule
-from pipelines.resources import LandingResource, WarehouseResource
+from pipelines.online import online_push_job, online_push_sensor
+from pipelines.resources import FeastResource, LandingResource, WarehouseResource
 
 defs = dg.Definitions(
-    assets=[*ingest_assets, *feature_assets],
+    assets=[*ingest_assets, *feature_assets, *feature_store_assets],
     asset_checks=[*ingest_checks, *feature_checks],
-    jobs=[daily_job, ingest_job],
+    jobs=[daily_job, ingest_job, online_push_job],
     schedules=[nightly_schedule],
+    sensors=[online_push_sensor],
     resources={
         "warehouse": WarehouseResource(),
         "landing": LandingResource(),
+        "feast": FeastResource(),
     },
 )

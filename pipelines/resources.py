@@ -42,3 +42,41 @@ class LandingResource(dg.ConfigurableResource):
         return (
             Path(self.landing_dir).resolve() if self.landing_dir else settings.current().landing_dir
         )
+
+
+class FeastResource(dg.ConfigurableResource):
+    """The Feast feature store of CONTRACT §4, configured by `feature_repo.config` from the
+    environment (`CLIPFLOW_HOME`, `CLIPFLOW_REDIS`): the connection string, which may hold
+    a password, never appears in run config or the UI."""
+
+    def store(self):
+        from feature_repo.config import feature_store
+
+        return feature_store()
+
+    def online_kind(self) -> str:
+        return "redis" if settings.current().redis else "sqlite"
+
+    def ping_online(self) -> str | None:
+        """None when the online store answers, else why not (Redis only can be down)."""
+        s = settings.current()
+        if not s.redis:
+            return None
+        import redis
+
+        host_port, *opts = s.redis.split(",")
+        host, _, port = host_port.partition(":")
+        kw = dict(o.split("=", 1) for o in opts if "=" in o)
+        try:
+            client = redis.Redis(
+                host=host or "127.0.0.1",
+                port=int(port or 6379),
+                password=kw.get("password"),
+                ssl=kw.get("ssl", "false").lower() == "true",
+                socket_timeout=2,
+                socket_connect_timeout=2,
+            )
+            client.ping()
+            return None
+        except (redis.RedisError, OSError, ValueError) as e:
+            return f"Redis online store unreachable: {type(e).__name__}: {e}"

@@ -72,7 +72,7 @@ def _steps(instance, run_id: str) -> list[dict]:
                 status = "CHECK FAILED"
             err = ""
             if et == "STEP_FAILURE":
-                err = ev.event_specific_data.error.message.strip().splitlines()[-1][:200]
+                err = _root_cause(ev.event_specific_data.error)
             out.append(
                 {
                     "step": key,
@@ -83,6 +83,14 @@ def _steps(instance, run_id: str) -> list[dict]:
                 }
             )
     return out
+
+
+def _root_cause(error) -> str:
+    """The innermost error's message (Dagster wraps the asset's own exception)."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    lines = (error.message or "").strip().splitlines()
+    return (lines[0] if lines else "")[:300]
 
 
 def _describe(step: dict) -> str:

@@ -1,0 +1,173 @@
+"""Feast: the registry applied from code, the daily online materialization, and the
+point-in-time training set."""
+
+import time
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from assets.constants import DAILY_PARTITIONS, FEATURES, TRAINING
+from models.features import FEATURE_COLUMNS
+from models.training_set import compare, entity_rows, training_set_duckdb, training_set_feast
+from pipelines.resources import FeastResource, WarehouseResource
+
+FEATURE_SERVICE = "clip_quality_v1"
+
+
+def _day_end(ds: str) -> datetime:
+    return datetime.combine(
+        date.fromisoformat(ds) + timedelta(days=1), datetime.min.time(), tzinfo=UTC
+    ) - timedelta(microseconds=1)
+
+
+@dg.asset(
+    group_name=FEATURES,
+    partitions_def=DAILY_PARTITIONS,
+    kinds={"feast"},
+    description="`feast apply` of feature_repo/: the registry always matches the code that "
+    "runs (entities, sources, views, the clip_quality_v1 service). Idempotent.",
+)
+def feast_registry(context: dg.AssetExecutionContext, feast: FeastResource) -> dg.MaterializeResult:
+    from feature_repo.config import apply
+
+    applied = apply(feast.store())
+    context.log.info(f"feast apply: {applied}")
+    return dg.MaterializeResult(
+        metadata={
+            "feature_views": ", ".join(applied["feature_views"]),
+            "feature_services": ", ".join(applied["feature_services"]),
+            "entities": ", ".join(applied["entities"]),
+            "deleted": ", ".join(applied["deleted"]) or "none",
+            "online_store": feast.online_kind(),
+        }
+    )
+
+
+@dg.asset(
+    group_name=FEATURES,
+    partitions_def=DAILY_PARTITIONS,
+    deps=["clip_features", "feast_registry"],
+    kinds={"feast", "redis"},
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=5),
+    description="The day's newest clip_features row per clip, written to the online store "
+    "(Redis or SQLite). Idempotent; an older row never overwrites a newer one.",
+)
+def online_features(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, feast: FeastResource
+) -> dg.MaterializeResult:
+    from models.online_write import write_online
+
+    wh, con = warehouse.get(), warehouse.connect()
+    part = wh.partition_dir("clip_features", context.partition_key)
+    rows = con.sql(f"SELECT * EXCLUDE (ds) FROM read_parquet('{part}/*.parquet')").to_arrow_table()
+    res = write_online(feast.store(), rows, "clip_features")
+    keys_per_s = res.written / res.seconds if res.seconds else 0.0
+    context.log.info(
+        f"online: {res.written} keys written, {res.skipped} not newer, "
+        f"{res.seconds:.2f}s ({res.method})"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": res.written,
+            "source_rows": rows.num_rows,
+            "clips": res.rows,
+            "skipped_not_newer": res.skipped,
+            "seconds": round(res.seconds, 3),
+            "keys_per_s": round(keys_per_s),
+            "writer": res.method,
+            "online_store": feast.online_kind(),
+        }
+    )
+
+
+class TrainingSetConfig(dg.Config):
+    """How the point-in-time training set is built (see models/training_set.py)."""
+
+    method: str = "duckdb"  # "duckdb" (ASOF JOIN) or "feast" (get_historical_features)
+    verify_sample_clips: int = 200  # clips re-built through Feast and compared; 0: off
+
+
+@dg.asset(
+    group_name=TRAINING,
+    partitions_def=DAILY_PARTITIONS,
+    deps=["clip_features", "labels", "feast_registry"],
+    kinds={"duckdb", "feast"},
+    description="Every labelled clip's scoring moments up to the end of the day, features "
+    "as of each moment (point in time), target = newest label known at the cutoff.",
+)
+def training_set(
+    context: dg.AssetExecutionContext,
+    config: TrainingSetConfig,
+    warehouse: WarehouseResource,
+    feast: FeastResource,
+) -> dg.MaterializeResult:
+    wh, con = warehouse.get(), warehouse.connect()
+    cutoff = _day_end(context.partition_key)
+    entities = entity_rows(con, wh, cutoff) if wh.exists("labels") else None
+    if entities is None or entities.num_rows == 0:
+        context.log.info("no labelled clips yet: empty training set")
+        entities = None
+    t0 = time.perf_counter()
+    store = feast.store() if (config.method == "feast" or config.verify_sample_clips) else None
+    if entities is None:
+        table = pa.table({})
+    elif config.method == "feast":
+        table = training_set_feast(store, entities, FEATURE_SERVICE)
+    else:
+        table = training_set_duckdb(con, wh, entities, FEATURE_COLUMNS)
+    build_s = time.perf_counter() - t0
+    meta = {
+        "cutoff": cutoff.isoformat(),
+        "method": config.method,
+        "build_seconds": round(build_s, 3),
+    }
+    if entities is not None:
+        meta.update(_verify(con, wh, store, entities, table, config))
+        con.register("_training_set", table)
+        n = wh.write_partition(
+            con, "training_set", context.partition_key, "SELECT * FROM _training_set"
+        )
+        con.unregister("_training_set")
+        meta.update(
+            {
+                "dagster/row_count": n,
+                "clips": len(set(entities.column("clip_id").to_pylist())),
+                "label_mean": round(float(pc.mean(entities.column("quality_score")).as_py()), 3),
+                "path": dg.MetadataValue.path(
+                    str(wh.partition_dir("training_set", context.partition_key))
+                ),
+            }
+        )
+    else:
+        meta["dagster/row_count"] = 0
+    return dg.MaterializeResult(metadata=meta)
+
+
+def _verify(con, wh, store, entities, table, config: TrainingSetConfig) -> dict:
+    """Re-build a sample of clips the other way and require row-for-row agreement."""
+    if not config.verify_sample_clips or store is None:
+        return {}
+    clips = sorted(set(entities.column("clip_id").to_pylist()))[: config.verify_sample_clips]
+    mask = pc.is_in(entities.column("clip_id"), pa.array(clips))
+    sample = entities.filter(mask)
+    other = (
+        training_set_duckdb(con, wh, sample, FEATURE_COLUMNS)
+        if config.method == "feast"
+        else training_set_feast(store, sample, FEATURE_SERVICE)
+    )
+    mine = table.filter(pc.is_in(table.column("clip_id"), pa.array(clips)))
+    diffs = compare(mine.select(other.column_names), other)
+    if diffs:
+        raise dg.Failure(
+            description=f"training set: DuckDB and Feast disagree on {len(diffs)} values",
+            metadata={"first_differences": dg.MetadataValue.md("\n".join(diffs[:20]))},
+        )
+    return {
+        "verified_rows": sample.num_rows,
+        "verified_against": ("duckdb" if config.method == "feast" else "feast"),
+    }
+
+
+feature_store_assets = [feast_registry, online_features, training_set]

@@ -1,0 +1,138 @@
+"""The one place that builds the Feast configuration of clipflow (CONTRACT §4).
+
+Everything comes from `pipelines.settings.current()`: the registry and the SQLite online
+store live under `$CLIPFLOW_HOME/feast/`; the online store is Redis when `CLIPFLOW_REDIS`
+is set. `feast` is imported inside the functions (it takes seconds to import), so importing
+this module is cheap.
+
+The `feast` CLI reads the same configuration from a generated YAML file:
+
+    python -c "from feature_repo.config import write_feature_store_yaml as w; w()"
+    feast -c feature_repo -f $CLIPFLOW_HOME/feast/feature_store.yaml apply   # or serve
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from pipelines.settings import Settings, current
+
+if TYPE_CHECKING:
+    from feast import FeatureStore, RepoConfig
+
+PROJECT = "clipflow"
+REPO_DIR = Path(__file__).resolve().parent
+REGISTRY_CACHE_TTL_S = 60
+_REDIS_VAR = "${CLIPFLOW_REDIS}"
+
+
+def feast_dir() -> Path:
+    """`$CLIPFLOW_HOME/feast`: the registry, the SQLite online store, the CLI's YAML."""
+    return current().home / "feast"
+
+
+def _config_dict(settings: Settings, *, redis_placeholder: bool = False) -> dict[str, Any]:
+    home = settings.home / "feast"
+    if settings.redis:
+        conn = _REDIS_VAR if redis_placeholder else settings.redis
+        online: dict[str, Any] = {"type": "redis", "connection_string": conn}
+    else:
+        online = {"type": "sqlite", "path": str(home / "online.db")}
+    return {
+        "project": PROJECT,
+        "provider": "local",
+        "registry": {
+            "registry_type": "file",
+            "path": str(home / "registry.db"),
+            "cache_ttl_seconds": REGISTRY_CACHE_TTL_S,
+        },
+        "offline_store": {"type": "duckdb"},
+        "online_store": online,
+        "entity_key_serialization_version": 3,
+    }
+
+
+def repo_config() -> RepoConfig:
+    """The Feast `RepoConfig` for the current environment."""
+    from feast import RepoConfig
+
+    return RepoConfig(**_config_dict(current()), repo_path=REPO_DIR)
+
+
+def feature_store() -> FeatureStore:
+    """A `FeatureStore` on the current home (creates `$CLIPFLOW_HOME/feast/`)."""
+    from feast import FeatureStore
+
+    feast_dir().mkdir(parents=True, exist_ok=True)
+    return FeatureStore(repo_path=str(REPO_DIR), config=repo_config())
+
+
+def write_feature_store_yaml(path: str | Path | None = None) -> Path:
+    """Write the same configuration as `feature_store.yaml` for the `feast` CLI.
+
+    Default path `$CLIPFLOW_HOME/feast/feature_store.yaml`. A Redis connection string is
+    written as `'${CLIPFLOW_REDIS}'` (it may hold a password), so the CLI must run with
+    that variable set; Feast expands it when it loads the file.
+    """
+    path = Path(path) if path else feast_dir() / "feature_store.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(_config_dict(current(), redis_placeholder=True), sort_keys=False)
+    # single-quoted, so that the expanded string stays one YAML string (`#`, `: `)
+    text = text.replace(f": {_REDIS_VAR}\n", f": '{_REDIS_VAR}'\n")
+    path.write_text(text)
+    return path
+
+
+def repo_objects() -> list:
+    """The Feast objects of `feature_repo.repo`, with data-source paths on the current home.
+
+    The objects are module-level, so their paths were fixed at first import; when
+    `CLIPFLOW_HOME` changed since (tests, `clipflow run --home`), the repo is re-imported.
+    """
+    from feature_repo import data_sources, entities, feature_services, feature_views, repo
+
+    if data_sources.clip_features_source.path != data_sources.warehouse_glob("clip_features"):
+        for module in (entities, data_sources, feature_views, feature_services, repo):
+            importlib.reload(module)
+    return list(repo.OBJECTS)
+
+
+def apply(store: FeatureStore | None = None) -> dict[str, list[str]]:
+    """A programmatic `feast apply`: register every object of the repo and delete from the
+    registry (and the online store) what the code no longer defines.
+
+    Returns the names applied per kind, and `deleted`.
+    """
+    from feast import Entity, FeatureService, FeatureView, Project
+    from feast.data_source import DataSource
+    from feast.feature_view import DUMMY_ENTITY
+    from feast.repo_contents import RepoContents
+    from feast.repo_operations import extract_objects_for_apply_delete
+
+    store = store or feature_store()
+    objects = repo_objects()
+    contents = RepoContents(
+        projects=[o for o in objects if isinstance(o, Project)],
+        data_sources=[o for o in objects if isinstance(o, DataSource)],
+        feature_views=[o for o in objects if isinstance(o, FeatureView)],
+        on_demand_feature_views=[],
+        stream_feature_views=[],
+        label_views=[],
+        # `feast apply` always registers Feast's placeholder entity of entityless views
+        entities=[*(o for o in objects if isinstance(o, Entity)), DUMMY_ENTITY],
+        feature_services=[o for o in objects if isinstance(o, FeatureService)],
+        permissions=[],
+    )
+    _, to_delete, _, _ = extract_objects_for_apply_delete(PROJECT, store.registry, contents)
+    store.apply(objects, objects_to_delete=to_delete, partial=False)
+    return {
+        "entities": sorted(o.name for o in objects if isinstance(o, Entity)),
+        "data_sources": sorted(o.name for o in contents.data_sources),
+        "feature_views": sorted(o.name for o in contents.feature_views),
+        "feature_services": sorted(o.name for o in contents.feature_services),
+        "deleted": sorted(o.name for o in to_delete),
+    }

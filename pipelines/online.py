@@ -1,0 +1,105 @@
+"""The online push: a sensor that watches the landing dir for new engagement files and a
+small job that pushes their fresh features into the online store.
+
+The sensor's cursor remembers the newest landing file it handed on (mtime, and the names
+sharing that mtime). On new files it first checks that the online store answers: when
+Redis is down it skips the tick and keeps its cursor, so the next tick retries the same
+files; otherwise it requests one `online_push_job` run whose `run_key` is the hash of the
+file set (the same files never trigger twice) and advances the cursor. The job recomputes
+the early-engagement features of the clips in those files (models/fresh.py) and writes
+them through the `clip_features_push` push source's feature view, never over a newer row.
+Freshness: a landed file is online within one sensor interval (30 s) plus the push.
+"""
+
+import hashlib
+import json
+
+import dagster as dg
+
+from models.contract import ENGAGEMENT
+from models.landing import LandingFile, list_files
+from pipelines.resources import FeastResource, LandingResource, WarehouseResource
+
+PUSH_SOURCE = "clip_features_push"
+SENSOR_INTERVAL_S = 30
+
+
+class OnlinePushConfig(dg.Config):
+    files: list[str]  # absolute paths of landing engagement files
+
+
+@dg.op(retry_policy=dg.RetryPolicy(max_retries=3, delay=10))
+def push_fresh_features(
+    context: dg.OpExecutionContext,
+    config: OnlinePushConfig,
+    warehouse: WarehouseResource,
+    landing: LandingResource,
+    feast: FeastResource,
+) -> None:
+    from models.fresh import fresh_features
+    from models.online_write import write_online
+
+    by_path = {f.path: f for f in list_files(landing.path, ENGAGEMENT)}
+    files = [by_path[p] for p in config.files if p in by_path]
+    rows = fresh_features(warehouse.connect(), warehouse.get(), files)
+    store = feast.store()
+    views = [
+        fv.name
+        for fv in store.list_feature_views()
+        if fv.stream_source is not None and fv.stream_source.name == PUSH_SOURCE
+    ]
+    written = skipped = 0
+    for view in views:
+        if rows.num_rows:
+            res = write_online(store, rows, view)
+            written, skipped = written + res.written, skipped + res.skipped
+    context.log.info(
+        f"pushed {written} clips to {views} ({skipped} not newer) from {len(files)} file(s)"
+    )
+
+
+@dg.job(executor_def=dg.in_process_executor)
+def online_push_job():
+    """Push fresh features of new landing engagement files to the online store."""
+    push_fresh_features()
+
+
+def _cursor(raw: str | None) -> dict:
+    return json.loads(raw) if raw else {"mtime_ns": 0, "names": []}
+
+
+@dg.sensor(
+    job=online_push_job,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+)
+def online_push_sensor(
+    context: dg.SensorEvaluationContext, landing: LandingResource, feast: FeastResource
+):
+    """New landing engagement files -> one push run per file set (see module docstring)."""
+    cur = _cursor(context.cursor)
+    files: list[LandingFile] = list_files(landing.path, ENGAGEMENT)
+    new = [
+        f
+        for f in files
+        if f.mtime_ns > cur["mtime_ns"]
+        or (f.mtime_ns == cur["mtime_ns"] and f.path not in cur["names"])
+    ]
+    if not new:
+        return dg.SkipReason("no new engagement files")
+    problem = feast.ping_online()
+    if problem:
+        return dg.SkipReason(f"{problem}; {len(new)} new file(s) kept for the next tick")
+    newest = max(f.mtime_ns for f in new)
+    names = sorted(
+        {f.path for f in new if f.mtime_ns == newest}
+        | (set(cur["names"]) if newest == cur["mtime_ns"] else set())
+    )
+    context.update_cursor(json.dumps({"mtime_ns": newest, "names": names}))
+    paths = sorted(f.path for f in new)
+    key = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16]
+    return dg.RunRequest(
+        run_key=f"online-push-{key}",
+        run_config={"ops": {"push_fresh_features": {"config": {"files": paths}}}},
+        tags={"clipflow/files": str(len(paths))},
+    )
