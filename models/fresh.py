@@ -53,25 +53,25 @@ def fresh_features(
         ]
     engagement_cols = [c for c in FEATURE_COLUMNS if any(c.endswith(f"_{k}d") for k in WINDOW_DAYS)]
     rest = [c for c in FEATURE_COLUMNS if c not in engagement_cols and c != "clip_age_hours"]
-    table = con.execute(f"""
+    table = con.sql(f"""
         WITH base AS (
             SELECT * FROM {warehouse.scan("clip_features")}
             WHERE clip_id IN (SELECT clip_id FROM _fresh_new)
             QUALIFY row_number() OVER (PARTITION BY clip_id ORDER BY event_timestamp DESC) = 1
         ),
-        asof AS (SELECT clip_id, max(event_timestamp) AS as_of FROM _fresh_new GROUP BY ALL),
+        latest AS (SELECT clip_id, max(event_timestamp) AS as_of FROM _fresh_new GROUP BY ALL),
         windows AS (SELECT DISTINCT * FROM (SELECT * FROM _fresh_new UNION ALL {old}))
         SELECT b.clip_id, any_value(b.creator_id) AS creator_id,
                any_value(b.created_at) AS created_at, a.as_of AS event_timestamp,
                {", ".join(f"any_value(b.{c}) AS {c}" for c in rest)},
                (epoch_us(a.as_of) - epoch_us(any_value(b.created_at))) / 3.6e9 AS clip_age_hours,
                {", ".join(sums)}
-        FROM base b JOIN asof a USING (clip_id)
+        FROM base b JOIN latest a USING (clip_id)
         JOIN windows e ON e.clip_id = b.clip_id AND e.event_timestamp <= a.as_of
          AND e.event_timestamp <= b.created_at + INTERVAL {24 * max(WINDOW_DAYS)} HOUR
         WHERE a.as_of > b.event_timestamp
         GROUP BY b.clip_id, a.as_of
-    """).fetch_arrow_table()
+    """).to_arrow_table()
     con.execute("DROP TABLE IF EXISTS _fresh_new")
     return table.select(
         ["clip_id", "creator_id", "created_at", "event_timestamp", *FEATURE_COLUMNS]

@@ -8,7 +8,8 @@ files; otherwise it requests one `online_push_job` run whose `run_key` is the ha
 file set (the same files never trigger twice) and advances the cursor. The job recomputes
 the early-engagement features of the clips in those files (models/fresh.py) and writes
 them through the `clip_features_push` push source's feature view, never over a newer row.
-Freshness: a landed file is online within one sensor interval (30 s) plus the push.
+Freshness: a landed file is online within one sensor interval (30 s) plus the push. The
+first tick only records the files already there (the nightly run materializes history).
 """
 
 import hashlib
@@ -28,7 +29,7 @@ class OnlinePushConfig(dg.Config):
     files: list[str]  # absolute paths of landing engagement files
 
 
-@dg.op(retry_policy=dg.RetryPolicy(max_retries=3, delay=10))
+@dg.op
 def push_fresh_features(
     context: dg.OpExecutionContext,
     config: OnlinePushConfig,
@@ -49,10 +50,13 @@ def push_fresh_features(
         if fv.stream_source is not None and fv.stream_source.name == PUSH_SOURCE
     ]
     written = skipped = 0
-    for view in views:
-        if rows.num_rows:
-            res = write_online(store, rows, view)
-            written, skipped = written + res.written, skipped + res.skipped
+    try:
+        for view in views:
+            if rows.num_rows:
+                res = write_online(store, rows, view)
+                written, skipped = written + res.written, skipped + res.skipped
+    except (ConnectionError, OSError) as e:  # redis-py's errors derive from these
+        raise dg.RetryRequested(max_retries=3, seconds_to_wait=10) from e
     context.log.info(
         f"pushed {written} clips to {views} ({skipped} not newer) from {len(files)} file(s)"
     )
@@ -77,8 +81,16 @@ def online_push_sensor(
     context: dg.SensorEvaluationContext, landing: LandingResource, feast: FeastResource
 ):
     """New landing engagement files -> one push run per file set (see module docstring)."""
-    cur = _cursor(context.cursor)
     files: list[LandingFile] = list_files(landing.path, ENGAGEMENT)
+    if context.cursor is None:  # first tick: start from now; history is the nightly job's
+        newest = max((f.mtime_ns for f in files), default=0)
+        context.update_cursor(
+            json.dumps(
+                {"mtime_ns": newest, "names": sorted(f.path for f in files if f.mtime_ns == newest)}
+            )
+        )
+        return dg.SkipReason(f"started: {len(files)} existing file(s) left to the nightly run")
+    cur = _cursor(context.cursor)
     new = [
         f
         for f in files

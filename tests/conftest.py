@@ -44,7 +44,7 @@ def redis_server():
         port = int(rest.split(",")[0] or 6379)
         if not _ping(host, port):
             pytest.fail(f"CLIPFLOW_REDIS={configured} is set but does not answer PING")
-        yield {"host": host, "port": port, "connection_string": configured}
+        yield {"host": host, "port": port, "connection_string": configured, "owned": False}
         return
     binary = shutil.which("redis-server")
     if binary is None:
@@ -81,7 +81,12 @@ def redis_server():
             proc.kill()
             pytest.fail(f"could not start redis-server on port {port}")
         time.sleep(0.05)
-    yield {"host": "127.0.0.1", "port": port, "connection_string": f"127.0.0.1:{port}"}
+    yield {
+        "host": "127.0.0.1",
+        "port": port,
+        "connection_string": f"127.0.0.1:{port}",
+        "owned": True,
+    }
     proc.terminate()
     proc.wait(timeout=10)
 
