@@ -12,7 +12,9 @@ Moves made through clipflow are also serialised by a lock (an `fcntl` lock file 
 a SQLite store, a PostgreSQL advisory lock for a PostgreSQL store); writers that bypass
 clipflow, or stores behind an HTTP server, are not covered by the lock.
 
-MLflow is imported inside the functions: it takes seconds to import.
+MLflow is imported inside the functions: it takes seconds to import. `log_and_register`
+points MLflow's process-global tracking URI at its store for the call and restores it: do
+not log to two different stores from threads of one process at the same time.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import xgboost as xgb
 
@@ -86,10 +90,17 @@ def log_and_register(
     version_tags = {**_contract_tags(trained), **{k: str(v) for k, v in (tags or {}).items()}}
     sample = to_matrix(trained.holdout.head(100), trained.categories)
     signature = infer_signature(sample, trained.booster.inplace_predict(sample))
-    meta = {"features": trained.features, "categories": trained.categories,
-            "feature_service": trained.feature_service, "target": "quality_score"}
-    params = {**asdict(trained.params), "best_iteration": trained.best_iteration,
-              **{f"rows_{k}": v for k, v in trained.rows.items()}}
+    meta = {
+        "features": trained.features,
+        "categories": trained.categories,
+        "feature_service": trained.feature_service,
+        "target": "quality_score",
+    }
+    params = {
+        **asdict(trained.params),
+        "best_iteration": trained.best_iteration,
+        **{f"rows_{k}": v for k, v in trained.rows.items()},
+    }
 
     client = _client(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp, _tracking_uri(tracking_uri):
@@ -112,11 +123,15 @@ def log_and_register(
             for path in plots.values():
                 mlflow.log_artifact(str(path), artifact_path="plots")
             mlflow.log_dict(trained.categories, "category_maps.json")
-    _ensure_registered_model(client, name)
-    mv = client.create_model_version(
-        name, source=info.model_uri, run_id=run.info.run_id, tags=version_tags,
-        model_id=info.model_id,
-    )
+        # inside the block: the registry store looks the logged model up via the global URI
+        _ensure_registered_model(client, name)
+        mv = client.create_model_version(
+            name,
+            source=info.model_uri,
+            run_id=run.info.run_id,
+            tags=version_tags,
+            model_id=info.model_id,
+        )
     return str(mv.version)
 
 
@@ -228,7 +243,9 @@ def promotion_lock(uri: str) -> Iterator[None]:
     elif uri.startswith(("postgresql", "postgres:")):
         import sqlalchemy as sa
 
-        key = int.from_bytes(hashlib.sha256(b"clipflow:model-aliases").digest()[:8], "big", signed=True)
+        key = int.from_bytes(
+            hashlib.sha256(b"clipflow:model-aliases").digest()[:8], "big", signed=True
+        )
         engine = sa.create_engine(uri, poolclass=sa.pool.NullPool)
         try:
             with engine.connect() as con:
@@ -321,7 +338,8 @@ def apply_gate(
 ) -> str:
     """Act on a gate result for a registered version: `champion` (passed and clearly better,
     or there was no champion), `challenger` (passed; or better but the champion moved
-    meanwhile), `rejected` (failed). Records `validation_status` and the gate's sentences."""
+    meanwhile), `passed` (passed, but a newer challenger exists), `rejected` (failed).
+    Tags the version `validation_status` and `gate` (the gate's sentences)."""
     version = str(version)
     text = " ".join(result.details.get("checks", result.reasons))[:5000]
     client.set_model_version_tag(name, version, "gate", text)
@@ -333,8 +351,23 @@ def apply_gate(
         client, version, text, expected_champion, name, tracking_uri
     ):
         return CHAMPION
-    set_challenger(client, version, text, name, tracking_uri)
-    return CHALLENGER
+    return CHALLENGER if set_challenger(client, version, text, name, tracking_uri) else "passed"
+
+
+def _artifact_location(client, mv) -> str:
+    """Where a version's files are. Resolved here for `models:/m-<id>` sources because
+    MLflow would resolve them against the global tracking URI, not this client's."""
+    model_id = mv.model_id
+    if not model_id and mv.source.startswith("models:/m-"):
+        model_id = mv.source[len("models:/") :].split("/")[0]
+    return client.get_logged_model(model_id).artifact_location if model_id else mv.source
+
+
+def _local_dir(location: str) -> str | None:
+    parsed = urlparse(location)
+    if parsed.scheme == "file":
+        return url2pathname(parsed.path)
+    return location if parsed.scheme == "" else None
 
 
 def load_by_alias(alias: str, tracking_uri: str, name: str = MODEL_NAME) -> LoadedModel | None:
@@ -348,11 +381,13 @@ def load_by_alias(alias: str, tracking_uri: str, name: str = MODEL_NAME) -> Load
     if version is None:
         return None
     mv = client.get_model_version(name, version)
-    location = client.get_logged_model(mv.model_id).artifact_location if mv.model_id else mv.source
+    location = _artifact_location(client, mv)
     with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=location, dst_path=tmp, tracking_uri=tracking_uri
-        )
+        local = _local_dir(location)
+        if local is None:  # remote artifact store: fetch a copy
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=location, dst_path=tmp, tracking_uri=tracking_uri
+            )
         mlmodel = Model.load(os.path.join(local, "MLmodel"))
         data = mlmodel.flavors["xgboost"]["data"]
         booster = xgb.Booster(model_file=os.path.join(local, data))

@@ -112,7 +112,9 @@ def category_maps(data: Data) -> dict[str, list[str]]:
         if name in FIXED_CATEGORIES:
             maps[name] = list(FIXED_CATEGORIES[name])
         elif isinstance(data, pa.Table):
-            maps[name] = sorted(pc.unique(data.column(name)).drop_null().cast(pa.string()).to_pylist())
+            maps[name] = sorted(
+                pc.unique(data.column(name)).drop_null().cast(pa.string()).to_pylist()
+            )
         else:
             maps[name] = sorted(str(v) for v in data[name].dropna().unique())
     return maps
@@ -160,6 +162,8 @@ def time_split(df: pd.DataFrame, params: TrainParams) -> tuple[pd.DataFrame, ...
     """(train, valid, holdout) by clip creation time: the newest `holdout_fraction` of clips
     are the holdout, the next `validation_fraction` the early-stopping slice, the rest
     train. All rows of a clip land on one side; ties are broken by clip_id."""
+    if not (params.holdout_fraction > 0 and params.validation_fraction > 0):
+        raise ValueError("holdout_fraction and validation_fraction must both be > 0")
     codes, clip_ids = pd.factorize(df["clip_id"], sort=False)
     created = _utc_micros(df["created_at"])
     clip_created = pd.Series(created).groupby(codes).min().to_numpy()
@@ -167,8 +171,10 @@ def time_split(df: pd.DataFrame, params: TrainParams) -> tuple[pd.DataFrame, ...
     n_hold = _share(n, params.holdout_fraction)
     n_valid = _share(n, params.validation_fraction)
     if n - n_hold - n_valid < 1:
-        raise ValueError(f"{n} clips are too few to split {params.holdout_fraction} / "
-                         f"{params.validation_fraction}")
+        raise ValueError(
+            f"{n} clips are too few to split {params.holdout_fraction} / "
+            f"{params.validation_fraction}"
+        )
     order = np.lexsort((np.asarray(clip_ids, dtype=object).astype(str), clip_created))
     side = np.empty(n, dtype=np.int8)  # 0 train, 1 valid, 2 holdout
     side[order] = np.repeat([0, 1, 2], [n - n_hold - n_valid, n_valid, n_hold])
@@ -181,7 +187,7 @@ def time_split(df: pd.DataFrame, params: TrainParams) -> tuple[pd.DataFrame, ...
 
 
 def _share(n: int, fraction: float) -> int:
-    return 0 if fraction <= 0 else max(1, int(round(n * fraction)))
+    return max(1, int(round(n * fraction)))
 
 
 def _utc_micros(s: pd.Series) -> np.ndarray:
@@ -197,21 +203,31 @@ def train(data: Data, params: TrainParams | None = None) -> TrainedModel:
     tr, va, ho = time_split(df, params)
     cats = category_maps(tr)
     dtrain = xgb.QuantileDMatrix(
-        to_matrix(tr, cats), label=tr[TARGET].to_numpy(np.float32),
-        enable_categorical=True, nthread=params.nthread,
+        to_matrix(tr, cats),
+        label=tr[TARGET].to_numpy(np.float32),
+        enable_categorical=True,
+        nthread=params.nthread,
     )
     dvalid = xgb.QuantileDMatrix(
-        to_matrix(va, cats), label=va[TARGET].to_numpy(np.float32),
-        enable_categorical=True, nthread=params.nthread, ref=dtrain,
+        to_matrix(va, cats),
+        label=va[TARGET].to_numpy(np.float32),
+        enable_categorical=True,
+        nthread=params.nthread,
+        ref=dtrain,
     )
     booster = xgb.train(
-        params.xgb_params(), dtrain, num_boost_round=params.n_estimators,
-        evals=[(dvalid, "valid")], early_stopping_rounds=params.early_stopping_rounds,
+        params.xgb_params(),
+        dtrain,
+        num_boost_round=params.n_estimators,
+        evals=[(dvalid, "valid")],
+        early_stopping_rounds=params.early_stopping_rounds,
         verbose_eval=False,
     )
     best = int(booster.best_iteration)
     booster = booster[: best + 1]
-    booster.set_attr(**{BOOSTER_ATTR: json.dumps({"features": FEATURE_COLUMNS, "categories": cats})})
+    booster.set_attr(
+        **{BOOSTER_ATTR: json.dumps({"features": FEATURE_COLUMNS, "categories": cats})}
+    )
     holdout = ho.reset_index(drop=True).copy()
     holdout["prediction"] = np.clip(booster.inplace_predict(to_matrix(ho, cats)), *SCORE_RANGE)
     ts = pd.to_datetime(df["event_timestamp"], utc=True)

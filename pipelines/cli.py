@@ -143,6 +143,25 @@ def cmd_ui(a: argparse.Namespace) -> int:
         stop_process_group(proc)
 
 
+def cmd_feast(a: argparse.Namespace) -> int:
+    """`feast` on the clipflow repo and home: the same configuration the pipeline uses."""
+    from feature_repo.config import write_feature_store_yaml
+    from pipelines.settings import prepare_process
+
+    prepare_process(home=a.home)
+    yaml_path = write_feature_store_yaml()
+    feast = Path(sys.executable).with_name("feast")
+    cmd = [
+        str(feast),
+        "-c",
+        str(PROJECT_ROOT / "feature_repo"),
+        "-f",
+        str(yaml_path),
+        *a.feast_args,
+    ]
+    return subprocess.call(cmd, cwd=PROJECT_ROOT)
+
+
 def stop_process_group(proc: subprocess.Popen, timeout: float = 15.0) -> None:
     """Stop `dagster dev` and everything it started (it can leave children behind)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -215,6 +234,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--users", type=int, default=3000)
     d.add_argument("--seed", type=int, default=7)
     d.set_defaults(fn=cmd_demo)
+
+    f = sub.add_parser(
+        "feast",
+        help="the feast CLI on this home (e.g. `clipflow feast serve -p 6566`)",
+        description="Runs `feast -c feature_repo -f $CLIPFLOW_HOME/feast/feature_store.yaml "
+        "ARGS`, the YAML written from the same environment the pipeline uses "
+        "(CLIPFLOW_HOME, CLIPFLOW_REDIS).",
+    )
+    f.add_argument("--home", type=Path)
+    f.add_argument("feast_args", nargs=argparse.REMAINDER, help="arguments for feast")
+    f.set_defaults(fn=cmd_feast)
 
     u = sub.add_parser("ui", help="the Dagster UI on the same home (dagster dev)")
     u.add_argument("--home", type=Path)

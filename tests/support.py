@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -94,3 +95,46 @@ class Landing:
         schema = pa.schema(fields + [pa.field(c, pa.string()) for c in extra])
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
         return path
+
+
+def clip_feature_rows(n_clips: int, prefix: str, seed: int = 0) -> pa.Table:
+    """Rows shaped like the warehouse table clip_features: per clip a creation row and 7
+    day-end rows, every feature random, about 10% nulls."""
+    from feast.types import Bool, Float64, Int64
+
+    from feature_repo.feature_views import CLIP_FEATURE_FIELDS
+
+    rng = np.random.default_rng(seed)
+    start = datetime(2025, 3, 1, tzinfo=UTC)
+    ids, created, moments = [], [], []
+    for i in range(n_clips):
+        c = start + timedelta(seconds=int(rng.integers(0, 86400)), microseconds=i)
+        day_ends = [
+            datetime.combine((c + timedelta(days=d)).date(), datetime.max.time(), UTC)
+            for d in range(7)
+        ]
+        for m in [c, *day_ends]:
+            ids.append(f"{prefix}{i:04d}")
+            created.append(c)
+            moments.append(m)
+    n = len(ids)
+    ts = pa.timestamp("us", tz="UTC")
+    cols = {
+        "clip_id": pa.array(ids),
+        "creator_id": pa.array([f"creator{i % 3}" for i in range(n)]),
+        "created_at": pa.array(created, ts),
+        "event_timestamp": pa.array(moments, ts),
+        "ds": pa.array([m.date() for m in moments], pa.date32()),
+    }
+    for f in CLIP_FEATURE_FIELDS:
+        null = rng.random(n) < 0.1
+        if f.dtype == Float64:
+            cols[f.name] = pa.array(rng.normal(size=n) * 1e3, mask=null)
+        elif f.dtype == Int64:
+            cols[f.name] = pa.array(rng.integers(-(2**40), 2**40, n), mask=null)
+        elif f.dtype == Bool:
+            cols[f.name] = pa.array(rng.random(n) < 0.5, mask=null)
+        else:
+            cols[f.name] = pa.array(rng.choice(["", "en", "gaming", "日本語"], n), mask=null)
+    # shuffled, so that the newest row of a clip is not simply its last one
+    return pa.table(cols).take(rng.permutation(n))
