@@ -5,12 +5,25 @@ import dagster as dg
 from assets.feature_store import feature_store_assets
 from assets.features import feature_assets, feature_checks
 from assets.ingest import ingest_assets, ingest_checks
+from assets.scoring import scoring_assets
+from assets.training import training_assets
 from pipelines.jobs import daily_job, ingest_job, nightly_schedule
 from pipelines.online import online_push_job, online_push_sensor
-from pipelines.resources import FeastResource, LandingResource, WarehouseResource
+from pipelines.resources import (
+    FeastResource,
+    LandingResource,
+    MlflowResource,
+    WarehouseResource,
+)
 
 defs = dg.Definitions(
-    assets=[*ingest_assets, *feature_assets, *feature_store_assets],
+    assets=[
+        *ingest_assets,
+        *feature_assets,
+        *feature_store_assets,
+        *training_assets,
+        *scoring_assets,
+    ],
     asset_checks=[*ingest_checks, *feature_checks],
     jobs=[daily_job, ingest_job, online_push_job],
     schedules=[nightly_schedule],
@@ -19,5 +32,6 @@ defs = dg.Definitions(
         "warehouse": WarehouseResource(),
         "landing": LandingResource(),
         "feast": FeastResource(),
+        "mlflow": MlflowResource(),
     },
 )

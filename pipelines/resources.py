@@ -80,3 +80,19 @@ class FeastResource(dg.ConfigurableResource):
             return None
         except (redis.RedisError, OSError, ValueError) as e:
             return f"Redis online store unreachable: {type(e).__name__}: {e}"
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """The MLflow tracking and registry store (`MLFLOW_TRACKING_URI`, default a SQLite file
+    under `$CLIPFLOW_HOME`); empty `tracking_uri` means the environment's."""
+
+    tracking_uri: str = ""
+
+    @property
+    def uri(self) -> str:
+        return self.tracking_uri or settings.current().mlflow_uri
+
+    def client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)

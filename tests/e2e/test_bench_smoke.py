@@ -7,32 +7,36 @@ figures or at `met`: those depend on the machine and are for people, not for CI.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"benchmark", "metric", "value", "unit", "floor_metric", "floor_value", "ratio",
         "target", "met", "rows", "peak_rss_mb"}  # fmt: skip
+IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
-def test_bench_ingest_smoke(tmp_path):
-    out = tmp_path / "results"
+def run_smoke(name: str, out: Path) -> tuple[list[dict], str]:
+    """`python -m bench --only NAME --scale 0.001`: its records (checked) and its stdout."""
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--only", "ingest", "--scale", "0.001", "--out", str(out)],
+        [sys.executable, "-m", "bench", "--only", name, "--scale", "0.001", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
-    files = sorted(out.glob("ingest-*.jsonl"))
+    files = sorted(out.glob(f"{name}-*.jsonl"))
     assert len(files) == 1, list(out.iterdir())
     records = [json.loads(line) for line in files[0].read_text().splitlines() if line.strip()]
     assert records
-    assert "ingest_seconds" in {r["metric"] for r in records}
     for r in records:
         missing = KEYS - r.keys()
         assert not missing, (missing, r)
-        assert r["benchmark"] == "ingest"
+        assert r["benchmark"] == name
         for k in ("metric", "unit", "floor_metric", "target"):
             assert isinstance(r[k], str) and r[k], (k, r)
         for k in ("value", "floor_value", "ratio", "peak_rss_mb"):
@@ -41,4 +45,44 @@ def test_bench_ingest_smoke(tmp_path):
         assert r["peak_rss_mb"] > 0, r
         assert isinstance(r["rows"], int) and r["rows"] > 0, r
         assert isinstance(r["met"], bool), r
-    assert "ingest_seconds" in proc.stdout  # the printed table
+    return records, proc.stdout
+
+
+def test_bench_ingest_smoke(tmp_path):
+    records, stdout = run_smoke("ingest", tmp_path / "results")
+    assert "ingest_seconds" in {r["metric"] for r in records}
+    assert "ingest_seconds" in stdout  # the printed table
+
+
+def _needs_redis() -> None:
+    if os.environ.get("CLIPFLOW_REDIS") or shutil.which("redis-server"):
+        return
+    msg = "redis-server not found and CLIPFLOW_REDIS unset"
+    if IN_CI:
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+@pytest.mark.parametrize(
+    ("name", "metrics", "redis"),
+    [
+        (
+            "online_write",
+            {"write_online_keys_per_s", "write_online_seconds", "feast_stock_write_keys_per_s_100"},
+            True,
+        ),
+        (
+            "online_read",
+            {f"feast_p{p}_ms_{k}" for p in (50, 99) for k in (1, 10, 100)},
+            True,
+        ),
+        ("training_set", {"duckdb_training_set_seconds", "feast_training_set_seconds"}, False),
+    ],
+)
+def test_bench_feature_store_smoke(tmp_path, name, metrics, redis):
+    if redis:
+        _needs_redis()
+    records, stdout = run_smoke(name, tmp_path / "results")
+    got = {r["metric"] for r in records}
+    assert metrics <= got, got
+    assert all(m in stdout for m in metrics)  # the printed table

@@ -1,0 +1,114 @@
+"""Batch scoring with champion and challenger, and the champion's scores online."""
+
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+import pyarrow as pa
+
+from assets.constants import DAILY_PARTITIONS, SCORING
+from pipelines.resources import FeastResource, MlflowResource, WarehouseResource
+
+ALIASES = ("champion", "challenger")
+
+
+def _day_end(ds: str) -> datetime:
+    return datetime.combine(
+        date.fromisoformat(ds) + timedelta(days=1), datetime.min.time(), tzinfo=UTC
+    ) - timedelta(microseconds=1)
+
+
+@dg.asset(
+    group_name=SCORING,
+    partitions_def=DAILY_PARTITIONS,
+    deps=["clip_features", "clip_quality_model"],
+    kinds={"xgboost", "parquet"},
+    description="Every clip created in the last 7 days, scored with features as of the end "
+    "of the day, by the champion and (shadow) the challenger, loaded by alias.",
+)
+def clip_scores(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource
+) -> dg.MaterializeResult:
+    from models.registry import MODEL_NAME, load_by_alias
+    from models.scoring import score
+
+    ds = context.partition_key
+    wh, con = warehouse.get(), warehouse.connect()
+    end = _day_end(ds)
+    part = wh.partition_dir("clip_features", ds)
+    rows = con.sql(
+        f"SELECT * EXCLUDE (ds) FROM read_parquet('{part}/*.parquet') "
+        f"WHERE event_timestamp = TIMESTAMPTZ '{end.isoformat()}'"
+    ).to_arrow_table()
+    outs, meta = [], {}
+    for alias in ALIASES:
+        model = load_by_alias(alias, mlflow.uri)
+        if model is None or rows.num_rows == 0:
+            continue
+        preds = score(model, rows)
+        n = rows.num_rows
+        outs.append(
+            pa.table(
+                {
+                    "clip_id": rows.column("clip_id"),
+                    "score": pa.array(preds.astype("float64")),
+                    "model_name": pa.array([MODEL_NAME] * n),
+                    "model_version": pa.array([str(model.version)] * n),
+                    "model_alias": pa.array([alias] * n),
+                    "scored_at": pa.array([end] * n, pa.timestamp("us", tz="UTC")),
+                    "event_timestamp": pa.array([end] * n, pa.timestamp("us", tz="UTC")),
+                }
+            )
+        )
+        meta[f"{alias}_version"] = str(model.version)
+        meta[f"{alias}_mean_score"] = round(float(preds.mean()), 3)
+    if not outs:
+        context.log.info("no champion yet: nothing scored")
+        meta["dagster/row_count"] = 0
+        return dg.MaterializeResult(metadata=meta)
+    table = pa.concat_tables(outs)
+    con.register("_scores", table)
+    n = wh.write_partition(con, "clip_scores", ds, "SELECT * FROM _scores")
+    con.unregister("_scores")
+    meta.update(
+        {
+            "dagster/row_count": n,
+            "clips": rows.num_rows,
+            "path": dg.MetadataValue.path(str(wh.partition_dir("clip_scores", ds))),
+        }
+    )
+    return dg.MaterializeResult(metadata=meta)
+
+
+@dg.asset(
+    group_name=SCORING,
+    partitions_def=DAILY_PARTITIONS,
+    deps=["clip_scores", "feast_registry"],
+    kinds={"feast", "redis"},
+    description="The day's champion scores in the `clip_scores` feature view, so that an app "
+    "reads a clip's score with one Feast lookup.",
+)
+def online_scores(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, feast: FeastResource
+) -> dg.MaterializeResult:
+    from models.online_write import write_online
+
+    wh, con = warehouse.get(), warehouse.connect()
+    part = wh.partition_dir("clip_scores", context.partition_key)
+    if not part.is_dir():
+        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "note": "no scores"})
+    rows = con.sql(
+        f"SELECT clip_id, event_timestamp, score, model_version FROM "
+        f"read_parquet('{part}/*.parquet') WHERE model_alias = 'champion'"
+    ).to_arrow_table()
+    res = write_online(feast.store(), rows, "clip_scores")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": res.written,
+            "skipped_not_newer": res.skipped,
+            "seconds": round(res.seconds, 3),
+            "writer": res.method,
+        }
+    )
+
+
+scoring_assets = [clip_scores, online_scores]

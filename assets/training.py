@@ -1,0 +1,209 @@
+"""The model: retraining policy, XGBoost training, the validation gate and registration.
+
+`clip_quality_model` decides whether to train today (no champion yet, the champion is
+older than `retrain_every_days`, or `force_retrain` from the launchpad), trains on the
+day's point-in-time training set, and runs the validation gate (models/evaluation.py) on
+the holdout BEFORE anything is registered. The gate's verdict is the asset check
+`validation_gate` (blocking). A rejected candidate registers nothing and leaves the
+champion untouched; the rejection is reported with severity WARN so that the day's
+scoring still runs with that champion, and its reasons show in the UI. An accepted
+candidate becomes a new version of `clip_quality` with the `challenger` alias, or
+`champion` when it is clearly better (or there is none), by checked alias moves.
+"""
+
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+
+from assets.constants import DAILY_PARTITIONS, TRAINING
+from pipelines.resources import MlflowResource, WarehouseResource
+
+
+class ModelConfig(dg.Config):
+    """Hyperparameters, retraining policy and gate thresholds (defaults in one place)."""
+
+    n_estimators: int = 300
+    max_depth: int = 6
+    learning_rate: float = 0.08
+    subsample: float = 0.9
+    colsample_bytree: float = 0.9
+    min_child_weight: float = 5.0
+    reg_lambda: float = 1.0
+    early_stopping_rounds: int = 30
+    holdout_fraction: float = 0.2
+    validation_fraction: float = 0.1
+    seed: int = 42
+    nthread: int = 2
+    device: str = "cpu"  # "cuda" where a GPU is available; nothing requires one
+    retrain_every_days: int = 7
+    force_retrain: bool = False
+    min_labeled_clips: int = 200
+    gate_tolerance_rmse: float = 0.5
+    gate_bootstrap_samples: int = 1000
+
+
+def _day_end(ds: str) -> datetime:
+    return datetime.combine(
+        date.fromisoformat(ds) + timedelta(days=1), datetime.min.time(), tzinfo=UTC
+    ) - timedelta(microseconds=1)
+
+
+def retrain_reason(champion_tags: dict | None, cutoff: datetime, cfg: ModelConfig) -> str | None:
+    """Why to train today, or None (the policy: no champion, schedule, on demand)."""
+    if cfg.force_retrain:
+        return "on demand (force_retrain)"
+    if champion_tags is None:
+        return "no champion yet"
+    end = champion_tags.get("training_end")
+    if not end:
+        return "champion has no training_end tag"
+    age = cutoff - datetime.fromisoformat(end)
+    if age >= timedelta(days=cfg.retrain_every_days):
+        return f"champion trained on data up to {end[:10]}, {age.days} days ago (>= {cfg.retrain_every_days})"
+    return None
+
+
+def _md(rows: list[list]) -> str:
+    return "\n".join(
+        ["| | candidate | champion | baseline |", "|---|---|---|---|"]
+        + ["| " + " | ".join(str(v) for v in r) + " |" for r in rows]
+    )
+
+
+@dg.asset(
+    group_name=TRAINING,
+    partitions_def=DAILY_PARTITIONS,
+    deps=["training_set"],
+    kinds={"xgboost", "mlflow"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "validation_gate",
+            asset="clip_quality_model",
+            blocking=True,
+            description="Candidate beats the mean predictor and is not "
+            "worse than the champion beyond a tolerance (paired "
+            "bootstrap CI), predictions in [0, 100], no NaN.",
+        )
+    ],
+)
+def clip_quality_model(
+    context: dg.AssetExecutionContext,
+    config: ModelConfig,
+    warehouse: WarehouseResource,
+    mlflow: MlflowResource,
+):
+    from models import registry
+    from models.evaluation import baseline_metrics, gate, metrics
+    from models.scoring import score
+    from models.training import TrainParams, train
+
+    ds = context.partition_key
+    cutoff = _day_end(ds)
+    client = mlflow.client()
+    current = registry.aliases(client) or {}
+    champ_version = current.get(registry.CHAMPION)
+    champ_tags = (
+        client.get_model_version(registry.MODEL_NAME, champ_version).tags if champ_version else None
+    )
+    reason = retrain_reason(champ_tags, cutoff, config)
+
+    def skip(why: str):
+        context.log.info(f"no training today: {why}")
+        return dg.MaterializeResult(
+            metadata={
+                "decision": f"kept champion: {why}",
+                "trained": False,
+                "champion_version": champ_version or "none",
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="validation_gate",
+                    passed=True,
+                    metadata={"candidate": f"none today ({why})"},
+                )
+            ],
+        )
+
+    if reason is None:
+        return skip("not due under the retraining policy")
+    wh, con = warehouse.get(), warehouse.connect()
+    part = wh.partition_dir("training_set", ds)
+    if not part.is_dir():
+        return skip("no training set for the day")
+    df = con.sql(f"SELECT * EXCLUDE (ds) FROM read_parquet('{part}/*.parquet')").df()
+    n_clips = df["clip_id"].nunique() if len(df) else 0
+    if n_clips < config.min_labeled_clips:
+        return skip(f"{n_clips} labelled clips < min_labeled_clips {config.min_labeled_clips}")
+
+    params = TrainParams(**{k: getattr(config, k) for k in TrainParams.__dataclass_fields__})
+    trained = train(df, params)
+    y, pred = trained.y_holdout, trained.holdout_pred
+    cand = metrics(y, pred)
+    base = baseline_metrics(trained.y_train_mean, y)
+    champion = registry.load_by_alias(registry.CHAMPION, mlflow.uri)
+    champ_pred = score(champion, trained.holdout) if champion else None
+    champ = metrics(y, champ_pred) if champion else None
+    verdict = gate(
+        y,
+        pred,
+        trained.y_train_mean,
+        champ_pred,
+        tolerance=config.gate_tolerance_rmse,
+        groups=trained.holdout["clip_id"],
+        n_boot=config.gate_bootstrap_samples,
+        seed=config.seed,
+    )
+    table = [
+        [k, round(cand[k], 4), round(champ[k], 4) if champ else "-", round(base[k], 4)]
+        for k in ("rmse", "mae", "r2")
+    ]
+    meta = {
+        "decision": reason,
+        "trained": True,
+        "rows": trained.rows,
+        "holdout_rows": len(y),
+        "best_iteration": trained.best_iteration,
+        "rmse": cand["rmse"],
+        "mae": cand["mae"],
+        "r2": cand["r2"],
+        "metrics_vs_champion": dg.MetadataValue.md(_md(table)),
+        "data_fingerprint": trained.data_fingerprint,
+        "champion_version_before": champ_version or "none",
+    }
+    check_meta = {
+        "checks": dg.MetadataValue.md(
+            "\n".join(f"- {c}" for c in verdict.details.get("checks", verdict.reasons))
+        )
+    }
+    if verdict.passed:
+        logged = {
+            **cand,
+            **{f"baseline_{k}": v for k, v in base.items()},
+            **({f"champion_{k}": v for k, v in champ.items()} if champ else {}),
+        }
+        version = registry.log_and_register(
+            trained, logged, {"dagster_run_id": context.run_id}, None, mlflow.uri
+        )
+        outcome = registry.apply_gate(
+            client, version, verdict, champ_version, tracking_uri=mlflow.uri
+        )
+        meta.update({"model_version": version, "alias": outcome})
+        context.log.info(f"clip_quality v{version} registered: {outcome}")
+    else:
+        meta.update({"model_version": "none (rejected)", "alias": "none"})
+        context.log.warning("candidate rejected by the gate: " + " ".join(verdict.reasons))
+    return dg.MaterializeResult(
+        metadata=meta,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="validation_gate",
+                passed=verdict.passed,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata=check_meta,
+                description="; ".join(verdict.reasons) or "passed",
+            )
+        ],
+    )
+
+
+training_assets = [clip_quality_model]
