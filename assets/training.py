@@ -93,7 +93,7 @@ def clip_quality_model(
     mlflow: MlflowResource,
 ):
     from models import registry
-    from models.evaluation import baseline_metrics, gate, metrics
+    from models.evaluation import baseline_metrics, diagnostic_plots, gate, metrics
     from models.scoring import score
     from models.training import TrainParams, train
 
@@ -170,6 +170,8 @@ def clip_quality_model(
         "data_fingerprint": trained.data_fingerprint,
         "champion_version_before": champ_version or "none",
     }
+    plots = diagnostic_plots(trained.booster, y, pred, warehouse.home_path / "models" / ds)
+    meta.update({f"plot_{k}": dg.MetadataValue.path(str(v)) for k, v in plots.items()})
     check_meta = {
         "checks": dg.MetadataValue.md(
             "\n".join(f"- {c}" for c in verdict.details.get("checks", verdict.reasons))
@@ -182,12 +184,18 @@ def clip_quality_model(
             **({f"champion_{k}": v for k, v in champ.items()} if champ else {}),
         }
         version = registry.log_and_register(
-            trained, logged, {"dagster_run_id": context.run_id}, None, mlflow.uri
+            trained, logged, {"dagster_run_id": context.run_id}, plots, mlflow.uri
         )
         outcome = registry.apply_gate(
             client, version, verdict, champ_version, tracking_uri=mlflow.uri
         )
-        meta.update({"model_version": version, "alias": outcome})
+        meta.update(
+            {
+                "model_version": version,
+                "alias": outcome,
+                "mlflow_model": f"models:/clip_quality/{version}",
+            }
+        )
         context.log.info(f"clip_quality v{version} registered: {outcome}")
     else:
         meta.update({"model_version": "none (rejected)", "alias": "none"})
@@ -207,3 +215,14 @@ def clip_quality_model(
 
 
 training_assets = [clip_quality_model]
+
+
+# On demand: retrain now (the launchpad sets `force_retrain`; the schedule and the daily
+# policy cover the rest). Pick the day whose training set to use as the partition.
+train_job = dg.define_asset_job(
+    "train_job",
+    selection=dg.AssetSelection.assets("training_set", "clip_quality_model"),
+    partitions_def=DAILY_PARTITIONS,
+    config={"ops": {"clip_quality_model": {"config": {"force_retrain": True}}}},
+    description="Build the day's training set and train, gate and register a model now.",
+)

@@ -6,7 +6,7 @@ from assets.feature_store import feature_store_assets
 from assets.features import feature_assets, feature_checks
 from assets.ingest import ingest_assets, ingest_checks
 from assets.scoring import scoring_assets
-from assets.training import training_assets
+from assets.training import train_job, training_assets
 from pipelines.jobs import daily_job, ingest_job, nightly_schedule
 from pipelines.online import online_push_job, online_push_sensor
 from pipelines.resources import (
@@ -25,7 +25,7 @@ defs = dg.Definitions(
         *scoring_assets,
     ],
     asset_checks=[*ingest_checks, *feature_checks],
-    jobs=[daily_job, ingest_job, online_push_job],
+    jobs=[daily_job, ingest_job, online_push_job, train_job],
     schedules=[nightly_schedule],
     sensors=[online_push_sensor],
     resources={

@@ -103,8 +103,11 @@ def _describe(step: dict) -> str:
     if m.get("files_quarantined"):
         parts.append(f"{m['files_quarantined']} unreadable file(s)")
     if "passed" in m:
-        parts.append(f"{m.get('check', 'check')} passed" if m["passed"]
-                     else f"{m.get('check', 'check')} FAILED ({m.get('failed', '?')} failed)")
+        parts.append(
+            f"{m.get('check', 'check')} passed"
+            if m["passed"]
+            else f"{m.get('check', 'check')} FAILED ({m.get('failed', '?')} failed)"
+        )
     if step["error"]:
         parts.append(step["error"])
     return ", ".join(parts)
