@@ -184,7 +184,7 @@ def clip_quality_model(
             **({f"champion_{k}": v for k, v in champ.items()} if champ else {}),
         }
         version = registry.log_and_register(
-            trained, logged, {"dagster_run_id": context.run_id}, plots, mlflow.uri
+            trained, logged, {"dagster_run_id": context.run.run_id}, plots, mlflow.uri
         )
         outcome = registry.apply_gate(
             client, version, verdict, champ_version, tracking_uri=mlflow.uri

@@ -86,3 +86,20 @@ def test_bench_feature_store_smoke(tmp_path, name, metrics, redis):
     got = {r["metric"] for r in records}
     assert metrics <= got, got
     assert all(m in stdout for m in metrics)  # the printed table
+
+
+@pytest.mark.parametrize(
+    ("name", "metrics"),
+    [
+        (
+            "train",
+            {"train_register_seconds", "train_register_ms_per_tree", "log_and_register_seconds"},
+        ),
+        ("score", {"score_rows_per_s", "score_seconds", "model_load_seconds"}),
+    ],
+)
+def test_bench_model_smoke(tmp_path, name, metrics):
+    records, stdout = run_smoke(name, tmp_path / "results")
+    got = {r["metric"] for r in records}
+    assert metrics <= got, got
+    assert all(m in stdout for m in metrics)  # the printed table
