@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.experiments import experiment_assets
 from assets.feature_store import feature_store_assets
 from assets.features import feature_assets, feature_checks
 from assets.ingest import ingest_assets, ingest_checks
@@ -23,6 +24,7 @@ defs = dg.Definitions(
         *feature_store_assets,
         *training_assets,
         *scoring_assets,
+        *experiment_assets,
     ],
     asset_checks=[*ingest_checks, *feature_checks],
     jobs=[daily_job, ingest_job, online_push_job, train_job],

@@ -1,0 +1,118 @@
+"""A/B experiments: cumulative daily analysis, reports, and promotion from a `ship`.
+
+Each day, every experiment of `experiments/experiments.yaml` that has started is analysed
+on everything known by the end of the day (models/ab_stats.py: SRM, Welch lifts, CUPED,
+Benjamini-Hochberg on secondaries, power, decision). A bad experiment config is a warning
+naming the field; the others still run. When an experiment whose variants map to model
+aliases decides `ship` for the variant served by `challenger`, the challenger becomes
+champion through the checked alias move, tagged with the experiment id.
+"""
+
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+
+from assets.constants import DAILY_PARTITIONS, EXPERIMENTS
+from pipelines.resources import LandingResource, MlflowResource, WarehouseResource
+
+
+def _day_end(ds: str) -> datetime:
+    return datetime.combine(
+        date.fromisoformat(ds) + timedelta(days=1), datetime.min.time(), tzinfo=UTC
+    ) - timedelta(microseconds=1)
+
+
+def shipped_variant(result: dict) -> str | None:
+    """The variant whose primary metric is significantly up, when the decision is `ship`."""
+    if result.get("decision") != "ship":
+        return None
+    ups = [m for m in result["metrics"] if m.get("primary") and m["significant"] and m["lift"] > 0]
+    return max(ups, key=lambda m: m["lift"])["variant"] if ups else None
+
+
+def promote_from_experiment(client, exp, result, uri: str) -> str:
+    """Move champion to the challenger when the shipped variant is served by `challenger`."""
+    from models import registry
+
+    variant = shipped_variant(result)
+    if variant is None or exp.model_aliases.get(variant) != registry.CHALLENGER:
+        return "no promotion"
+    current = registry.aliases(client) or {}
+    challenger, champion = current.get(registry.CHALLENGER), current.get(registry.CHAMPION)
+    if challenger is None:
+        return "no challenger to promote"
+    if not registry.promote(
+        client, challenger, f"A/B experiment {exp.experiment_id}: ship", champion, tracking_uri=uri
+    ):
+        return "promotion lost a race: champion moved meanwhile"
+    client.set_model_version_tag(
+        registry.MODEL_NAME, challenger, "promoted_by_experiment", exp.experiment_id
+    )
+    return f"champion <- v{challenger}"
+
+
+@dg.asset(
+    group_name=EXPERIMENTS,
+    partitions_def=DAILY_PARTITIONS,
+    deps=["assignments", "user_metrics"],
+    kinds={"duckdb", "scipy"},
+    description="Per experiment, cumulative to the end of the day: SRM, lifts with intervals, "
+    "CUPED, power and a decision; JSON + HTML reports; a `ship` promotes the challenger.",
+)
+def ab_results(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    landing: LandingResource,
+    mlflow: MlflowResource,
+) -> dg.MaterializeResult:
+    import pyarrow as pa
+
+    from models.ab_report import result_rows, write_report
+    from models.ab_stats import analyze
+    from models.experiments import load_experiments
+
+    as_of = _day_end(context.partition_key)
+    configs, errors = load_experiments(landing.path / "experiments" / "experiments.yaml")
+    for e in errors:
+        context.log.warning(f"experiment config {e.experiment}: {e.field}: {e.message}")
+    wh, con = warehouse.get(), warehouse.connect()
+    reports = wh.home / "reports" / "ab"
+    client = mlflow.client()
+    from models import registry
+
+    existing = registry.aliases(client) or {}
+    rows, decisions = [], {}
+    for exp in configs:
+        missing = sorted(a for a in exp.model_aliases.values() if a not in existing)
+        if missing:
+            context.log.warning(
+                f"{exp.experiment_id}: model aliases not in the registry yet: "
+                f"{missing} (the analysis does not need them)"
+            )
+        if exp.start > as_of or not (wh.exists("assignments") and wh.exists("user_metrics")):
+            continue
+        result = analyze(con, wh, exp, as_of)
+        json_path, html_path = write_report(result, exp, reports)
+        promotion = promote_from_experiment(client, exp, result, mlflow.uri)
+        decisions[exp.experiment_id] = f"{result['decision']} ({promotion}) {html_path}"
+        rows += result_rows(result)
+    if rows:
+        con.register("_ab", pa.Table.from_pylist(rows))
+        n = wh.write_partition(con, "ab_results", context.partition_key, "SELECT * FROM _ab")
+        con.unregister("_ab")
+    else:
+        n = 0
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": n,
+            "experiments": len(decisions),
+            "config_errors": len(errors),
+            "decisions": dg.MetadataValue.md(
+                "\n".join(f"- **{k}**: {v}" for k, v in decisions.items()) or "none active"
+            ),
+            "reports": dg.MetadataValue.path(str(reports)),
+        }
+    )
+
+
+experiment_assets = [ab_results]
