@@ -22,8 +22,13 @@ DAYS = [f"2026-05-0{d}" for d in range(1, 8)]
 
 
 def _config(**model):
-    return {"ops": {"clip_quality_model": {"config": {"min_labeled_clips": 100,
-                                                       "n_estimators": 60, **model}}}}
+    return {
+        "ops": {
+            "clip_quality_model": {
+                "config": {"min_labeled_clips": 100, "n_estimators": 60, **model}
+            }
+        }
+    }
 
 
 @pytest.fixture(scope="module")
@@ -41,17 +46,28 @@ def pipeline_home(tmp_path_factory, redis_server):
         import redis
 
         redis.Redis(host=redis_server["host"], port=redis_server["port"], db=6).flushdb()
-    generate_landing(root / "landing", days=7, start=date(2026, 5, 1), clips_per_day=250,
-                     users=100, seed=21, bad_row_rate=0.0)
-    resources = {"warehouse": WarehouseResource(), "feast": FeastResource(),
-                 "mlflow": MlflowResource(),
-                 "landing": LandingResource(landing_dir=str(root / "landing"))}
+    generate_landing(
+        root / "landing",
+        days=7,
+        start=date(2026, 5, 1),
+        clips_per_day=250,
+        users=100,
+        seed=21,
+        bad_row_rate=0.0,
+    )
+    resources = {
+        "warehouse": WarehouseResource(),
+        "feast": FeastResource(),
+        "mlflow": MlflowResource(),
+        "landing": LandingResource(landing_dir=str(root / "landing")),
+    }
     job = defs.resolve_job_def("daily_job")
     instance = dg.DagsterInstance.ephemeral()
     results = {}
     for day in DAYS:
-        results[day] = job.execute_in_process(partition_key=day, instance=instance,
-                                              resources=resources, run_config=_config())
+        results[day] = job.execute_in_process(
+            partition_key=day, instance=instance, resources=resources, run_config=_config()
+        )
     yield home, resources, results, job, instance
     mp.undo()
 
@@ -71,8 +87,14 @@ def test_first_model_becomes_champion_and_days_score(pipeline_home):
     assert all(r.success for r in results.values())
     assert _aliases().get("champion") == "1"
     mv = _client().get_model_version("clip_quality", "1")
-    for tag in ["dagster_run_id", "training_start", "training_end", "training_rows",
-                "feature_service", "data_fingerprint"]:
+    for tag in [
+        "dagster_run_id",
+        "training_start",
+        "training_end",
+        "training_rows",
+        "feature_service",
+        "data_fingerprint",
+    ]:
         assert mv.tags.get(tag), tag
     assert mv.tags["feature_service"] == "clip_quality_v1"
     run = _client().get_run(mv.run_id)
@@ -82,9 +104,11 @@ def test_first_model_becomes_champion_and_days_score(pipeline_home):
     # signal the model layer's own test asks r2 > 0.75 (tests/models/test_training.py).
     m = run.data.metrics
     assert m["r2"] > 0.25 and m["rmse"] < 0.85 * m["baseline_rmse"]
-    scores = duckdb.sql(f"SELECT ds, model_alias, count(*), min(score), max(score) FROM "
-                        f"read_parquet('{home}/warehouse/clip_scores/**/*.parquet', "
-                        "hive_partitioning=true) GROUP BY ALL ORDER BY 1").fetchall()
+    scores = duckdb.sql(
+        f"SELECT ds, model_alias, count(*), min(score), max(score) FROM "
+        f"read_parquet('{home}/warehouse/clip_scores/**/*.parquet', "
+        "hive_partitioning=true) GROUP BY ALL ORDER BY 1"
+    ).fetchall()
     assert scores and all(r[1] == "champion" and 0 <= r[3] <= r[4] <= 100 for r in scores)
 
 
@@ -97,8 +121,10 @@ def test_online_score_equals_the_table(pipeline_home):
         f"ds={DAYS[-1]}/*.parquet') WHERE model_alias = 'champion' ORDER BY clip_id LIMIT 1"
     ).fetchall()[0]
     store = feature_store()
-    got = store.get_online_features(features=["clip_scores:score", "clip_scores:model_version"],
-                                    entity_rows=[{"clip_id": clip_id}]).to_dict()
+    got = store.get_online_features(
+        features=["clip_scores:score", "clip_scores:model_version"],
+        entity_rows=[{"clip_id": clip_id}],
+    ).to_dict()
     assert got["score"] == [pytest.approx(score)] and got["model_version"] == [version]
 
 
@@ -107,8 +133,9 @@ def test_gate_rejects_a_worse_model_and_keeps_the_champion(pipeline_home):
     before = _aliases()
     versions = len(_client().search_model_versions("name='clip_quality'"))
     bad = _config(force_retrain=True, n_estimators=1, max_depth=1, learning_rate=0.01)
-    r = job.execute_in_process(partition_key=DAYS[-1], instance=instance, resources=resources,
-                               run_config=bad)
+    r = job.execute_in_process(
+        partition_key=DAYS[-1], instance=instance, resources=resources, run_config=bad
+    )
     assert r.success  # a rejection is a verdict, not a crash: scoring still ran
     (ev,) = [e for e in r.get_asset_check_evaluations() if e.check_name == "validation_gate"]
     assert not ev.passed and "worse than the champion" in ev.description
@@ -121,8 +148,8 @@ def test_rescoring_a_day_replaces_it(pipeline_home):
     glob = f"{home}/warehouse/clip_scores/ds={DAYS[-1]}/*.parquet"
     before = duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}')").fetchall()[0][0]
     scoring = dg.define_asset_job("rescore", selection=["clip_scores"]).resolve(
-        asset_graph=defs.get_repository_def().asset_graph)
-    r = scoring.execute_in_process(partition_key=DAYS[-1], instance=instance,
-                                   resources=resources)
+        asset_graph=defs.get_repository_def().asset_graph
+    )
+    r = scoring.execute_in_process(partition_key=DAYS[-1], instance=instance, resources=resources)
     assert r.success
     assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}')").fetchall()[0][0] == before
