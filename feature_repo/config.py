@@ -38,8 +38,15 @@ def feast_dir() -> Path:
 def _config_dict(settings: Settings, *, redis_placeholder: bool = False) -> dict[str, Any]:
     home = settings.home / "feast"
     if settings.redis:
+        import os
+
         conn = _REDIS_VAR if redis_placeholder else settings.redis
-        online: dict[str, Any] = {"type": "redis", "connection_string": conn}
+        # Feast's Redis store with a faster read path on the same data (online_store.py);
+        # CLIPFLOW_FEAST_STOCK_READ=1 selects Feast's own ("redis"), e.g. to compare.
+        kind = "feature_repo.online_store.FastRedisOnlineStore"
+        if os.environ.get("CLIPFLOW_FEAST_STOCK_READ") == "1":
+            kind = "redis"
+        online: dict[str, Any] = {"type": kind, "connection_string": conn}
     else:
         online = {"type": "sqlite", "path": str(home / "online.db")}
     return {

@@ -387,8 +387,11 @@ def _send_packed(client, commands: list[bytes]) -> list:
 
 
 def _plain_redis(store: FeatureStore) -> bool:
+    """A single Redis server (Feast's store or clipflow's faster-reading subclass)."""
+    from feast.infra.online_stores.redis import RedisOnlineStoreConfig
+
     online = store.config.online_store
-    return getattr(online, "type", None) == "redis" and online.redis_type == "redis"
+    return isinstance(online, RedisOnlineStoreConfig) and online.redis_type == "redis"
 
 
 def _client(store: FeatureStore):

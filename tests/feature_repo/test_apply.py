@@ -63,7 +63,7 @@ def test_repo_config_picks_redis_when_clipflow_redis_is_set(home, monkeypatch):
     monkeypatch.setenv("CLIPFLOW_REDIS", "127.0.0.1:6399,db=2")
     cfg = config.repo_config()
     assert (cfg.online_store.type, cfg.online_store.connection_string) == (
-        "redis",
+        "feature_repo.online_store.FastRedisOnlineStore",
         "127.0.0.1:6399,db=2",
     )
     assert cfg.offline_store.type == "duckdb"
