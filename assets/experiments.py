@@ -8,18 +8,10 @@ aliases decides `ship` for the variant served by `challenger`, the challenger be
 champion through the checked alias move, tagged with the experiment id.
 """
 
-from datetime import UTC, date, datetime, timedelta
-
 import dagster as dg
 
-from assets.constants import DAILY_PARTITIONS, EXPERIMENTS
+from assets.constants import DAILY_PARTITIONS, EXPERIMENTS, day_end
 from pipelines.resources import LandingResource, MlflowResource, WarehouseResource
-
-
-def _day_end(ds: str) -> datetime:
-    return datetime.combine(
-        date.fromisoformat(ds) + timedelta(days=1), datetime.min.time(), tzinfo=UTC
-    ) - timedelta(microseconds=1)
 
 
 def shipped_variant(result: dict) -> str | None:
@@ -71,7 +63,7 @@ def ab_results(
     from models.ab_stats import analyze
     from models.experiments import load_experiments
 
-    as_of = _day_end(context.partition_key)
+    as_of = day_end(context.partition_key)
     configs, errors = load_experiments(landing.path / "experiments" / "experiments.yaml")
     for e in errors:
         context.log.warning(f"experiment config {e.experiment}: {e.field}: {e.message}")

@@ -2,24 +2,17 @@
 point-in-time training set."""
 
 import time
-from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets.constants import DAILY_PARTITIONS, FEATURES, TRAINING
+from assets.constants import DAILY_PARTITIONS, FEATURES, TRAINING, day_end
 from models.features import FEATURE_COLUMNS
 from models.training_set import compare, entity_rows, training_set_duckdb, training_set_feast
 from pipelines.resources import FeastResource, WarehouseResource
 
 FEATURE_SERVICE = "clip_quality_v1"
-
-
-def _day_end(ds: str) -> datetime:
-    return datetime.combine(
-        date.fromisoformat(ds) + timedelta(days=1), datetime.min.time(), tzinfo=UTC
-    ) - timedelta(microseconds=1)
 
 
 @dg.asset(
@@ -104,7 +97,7 @@ def training_set(
     feast: FeastResource,
 ) -> dg.MaterializeResult:
     wh, con = warehouse.get(), warehouse.connect()
-    cutoff = _day_end(context.partition_key)
+    cutoff = day_end(context.partition_key)
     entities = entity_rows(con, wh, cutoff) if wh.exists("labels") else None
     if entities is None or entities.num_rows == 0:
         context.log.info("no labelled clips yet: empty training set")

@@ -1,20 +1,12 @@
 """Batch scoring with champion and challenger, and the champion's scores online."""
 
-from datetime import UTC, date, datetime, timedelta
-
 import dagster as dg
 import pyarrow as pa
 
-from assets.constants import DAILY_PARTITIONS, SCORING
+from assets.constants import DAILY_PARTITIONS, SCORING, day_end
 from pipelines.resources import FeastResource, MlflowResource, WarehouseResource
 
 ALIASES = ("champion", "challenger")
-
-
-def _day_end(ds: str) -> datetime:
-    return datetime.combine(
-        date.fromisoformat(ds) + timedelta(days=1), datetime.min.time(), tzinfo=UTC
-    ) - timedelta(microseconds=1)
 
 
 @dg.asset(
@@ -33,7 +25,7 @@ def clip_scores(
 
     ds = context.partition_key
     wh, con = warehouse.get(), warehouse.connect()
-    end = _day_end(ds)
+    end = day_end(ds)
     part = wh.partition_dir("clip_features", ds)
     rows = con.sql(
         f"SELECT * EXCLUDE (ds) FROM read_parquet('{part}/*.parquet') "

@@ -11,11 +11,11 @@ candidate becomes a new version of `clip_quality` with the `challenger` alias, o
 `champion` when it is clearly better (or there is none), by checked alias moves.
 """
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 
-from assets.constants import DAILY_PARTITIONS, TRAINING
+from assets.constants import DAILY_PARTITIONS, TRAINING, day_end
 from pipelines.resources import MlflowResource, WarehouseResource
 
 
@@ -40,12 +40,6 @@ class ModelConfig(dg.Config):
     min_labeled_clips: int = 200
     gate_tolerance_rmse: float = 0.5
     gate_bootstrap_samples: int = 1000
-
-
-def _day_end(ds: str) -> datetime:
-    return datetime.combine(
-        date.fromisoformat(ds) + timedelta(days=1), datetime.min.time(), tzinfo=UTC
-    ) - timedelta(microseconds=1)
 
 
 def retrain_reason(champion_tags: dict | None, cutoff: datetime, cfg: ModelConfig) -> str | None:
@@ -98,7 +92,7 @@ def clip_quality_model(
     from models.training import TrainParams, train
 
     ds = context.partition_key
-    cutoff = _day_end(ds)
+    cutoff = day_end(ds)
     client = mlflow.client()
     current = registry.aliases(client) or {}
     champ_version = current.get(registry.CHAMPION)
