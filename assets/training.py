@@ -16,25 +16,26 @@ from datetime import datetime, timedelta
 import dagster as dg
 
 from assets.constants import DAILY_PARTITIONS, TRAINING, day_end
+from models.train_params import TrainParams
 from pipelines.resources import MlflowResource, WarehouseResource
 
 
 class ModelConfig(dg.Config):
     """Hyperparameters, retraining policy and gate thresholds (defaults in one place)."""
 
-    n_estimators: int = 300
-    max_depth: int = 6
-    learning_rate: float = 0.08
-    subsample: float = 0.9
-    colsample_bytree: float = 0.9
-    min_child_weight: float = 5.0
-    reg_lambda: float = 1.0
-    early_stopping_rounds: int = 30
-    holdout_fraction: float = 0.2
-    validation_fraction: float = 0.1
-    seed: int = 42
-    nthread: int = 2
-    device: str = "cpu"  # "cuda" where a GPU is available; nothing requires one
+    n_estimators: int = TrainParams.n_estimators
+    max_depth: int = TrainParams.max_depth
+    learning_rate: float = TrainParams.learning_rate
+    subsample: float = TrainParams.subsample
+    colsample_bytree: float = TrainParams.colsample_bytree
+    min_child_weight: float = TrainParams.min_child_weight
+    reg_lambda: float = TrainParams.reg_lambda
+    early_stopping_rounds: int = TrainParams.early_stopping_rounds
+    holdout_fraction: float = TrainParams.holdout_fraction
+    validation_fraction: float = TrainParams.validation_fraction
+    seed: int = TrainParams.seed
+    nthread: int = TrainParams.nthread
+    device: str = TrainParams.device  # "cuda" where a GPU is available; nothing requires one
     retrain_every_days: int = 7
     force_retrain: bool = False
     min_labeled_clips: int = 200
@@ -89,7 +90,7 @@ def clip_quality_model(
     from models import registry
     from models.evaluation import baseline_metrics, diagnostic_plots, gate, metrics
     from models.scoring import score
-    from models.training import TrainParams, train
+    from models.training import train
 
     ds = context.partition_key
     cutoff = day_end(ds)

@@ -27,6 +27,7 @@ import xgboost as xgb
 
 from models.contract import ASPECT_RATIOS, RESOLUTIONS
 from models.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS
+from models.train_params import TrainParams  # noqa: F401  (re-exported)
 from models.training_set import FEATURE_SERVICE
 
 TARGET = "quality_score"
@@ -39,39 +40,6 @@ FINGERPRINT_KEYS = ["clip_id", "event_timestamp"]
 BOOSTER_ATTR = "clipflow"  # booster attribute holding features and categories as JSON
 
 Data = pd.DataFrame | pa.Table
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    n_estimators: int = 300
-    max_depth: int = 6
-    learning_rate: float = 0.08
-    subsample: float = 0.9
-    colsample_bytree: float = 0.9
-    min_child_weight: float = 5.0
-    reg_lambda: float = 1.0
-    early_stopping_rounds: int = 30
-    holdout_fraction: float = 0.2
-    validation_fraction: float = 0.1
-    seed: int = 42
-    nthread: int = 2
-    device: str = "cpu"
-
-    def xgb_params(self) -> dict:
-        return {
-            "objective": "reg:squarederror",
-            "eval_metric": "rmse",
-            "tree_method": "hist",
-            "max_depth": self.max_depth,
-            "eta": self.learning_rate,
-            "subsample": self.subsample,
-            "colsample_bytree": self.colsample_bytree,
-            "min_child_weight": self.min_child_weight,
-            "lambda": self.reg_lambda,
-            "seed": self.seed,
-            "nthread": self.nthread,
-            "device": self.device,
-        }
 
 
 @dataclass

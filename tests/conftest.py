@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from support import Landing
+from support import Landing, free_port
 
 from pipelines.settings import quiet_telemetry
 
 quiet_telemetry()
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ping(host: str, port: int) -> bool:
@@ -55,7 +48,7 @@ def redis_server():
         if IN_CI:
             pytest.fail(msg)
         pytest.skip(msg)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             binary,

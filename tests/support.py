@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -138,3 +139,10 @@ def clip_feature_rows(n_clips: int, prefix: str, seed: int = 0) -> pa.Table:
             cols[f.name] = pa.array(rng.choice(["", "en", "gaming", "日本語"], n), mask=null)
     # shuffled, so that the newest row of a clip is not simply its last one
     return pa.table(cols).take(rng.permutation(n))
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 TABLES = ["clips", "engagement", "labels", "assignments", "user_metrics", "quarantine"]
 
 
-def clipflow(*args: str, env_home: Path | None = None) -> subprocess.CompletedProcess:
+def clipflow(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ}
     env.pop("CLIPFLOW_HOME", None)
     env.pop("DAGSTER_HOME", None)

@@ -5,31 +5,24 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
 import pytest
-from support import clip_feature_rows
+from support import clip_feature_rows, free_port
 
 from models.online_write import latest_per_entity, write_online
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_feast_serve_over_http_returns_the_online_values(sqlite_store, home, prefix):
     rows = clip_feature_rows(3, prefix)
     write_online(sqlite_store, rows)
     newest = {r["clip_id"]: r for r in latest_per_entity(rows).to_pylist()}
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -19,7 +19,7 @@ def test_definitions_resolve_every_job_and_schedule():
     assert {"daily_job", "ingest_job"} <= jobs
     for name in jobs:
         job = defs.resolve_job_def(name)
-        assert job.execute_in_process  # resolvable and executable
+        assert job.graph.node_defs, name  # resolves to a graph with steps
     sched = defs.resolve_schedule_def("nightly_schedule")
     assert sched.job_name == "daily_job" and sched.cron_schedule == "0 2 * * *"
 

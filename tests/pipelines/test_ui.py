@@ -12,14 +12,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from support import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _processes_using(marker: str) -> list[int]:
@@ -37,7 +32,7 @@ def _processes_using(marker: str) -> list[int]:
 
 def test_ui_serves_and_stops_its_whole_process_tree(tmp_path):
     home = tmp_path / "uihome"
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("CLIPFLOW_HOME", "DAGSTER_HOME")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "ui", "--home", str(home), "--port", str(port)],
