@@ -87,6 +87,8 @@ def clip_quality_model(
     warehouse: WarehouseResource,
     mlflow: MlflowResource,
 ):
+    import pyarrow.compute as pc
+
     from models import registry
     from models.evaluation import baseline_metrics, diagnostic_plots, gate, metrics
     from models.scoring import score
@@ -125,13 +127,13 @@ def clip_quality_model(
     part = wh.partition_dir("training_set", ds)
     if not part.is_dir():
         return skip("no training set for the day")
-    df = con.sql(f"SELECT * EXCLUDE (ds) FROM read_parquet('{part}/*.parquet')").df()
-    n_clips = df["clip_id"].nunique() if len(df) else 0
+    rows = con.sql(f"SELECT * EXCLUDE (ds) FROM read_parquet('{part}/*.parquet')").to_arrow_table()
+    n_clips = len(pc.unique(rows.column("clip_id")))
     if n_clips < config.min_labeled_clips:
         return skip(f"{n_clips} labelled clips < min_labeled_clips {config.min_labeled_clips}")
 
     params = TrainParams(**{k: getattr(config, k) for k in TrainParams.__dataclass_fields__})
-    trained = train(df, params)
+    trained = train(rows, params)
     y, pred = trained.y_holdout, trained.holdout_pred
     cand = metrics(y, pred)
     base = baseline_metrics(trained.y_train_mean, y)

@@ -15,16 +15,20 @@ Trees: 300 at scale >= 1, fewer below (300 x scale, at least 5); rows at least 2
   TrainParams defaults (depth 6, nthread 2, ...) with the trees above and early stopping
   that cannot trigger (`early_stopping_rounds` = 10**6), so both sides build every tree.
   Floor: a bare `xgb.train` of the same params and rounds on a prebuilt `QuantileDMatrix`
-  of the same train slice (no eval set). Measured: what clipflow does, `train(df, params)`
-  (time split, category maps, model matrices, both QuantileDMatrix, boosting with the
+  of the same train slice (no eval set). Measured: what clipflow does, `train(table, params)`
+  on the training set read into Arrow as the asset reads it
+  (time split, category maps, model matrices, the QuantileDMatrix and the validation
+  DMatrix, boosting with the
   per-round validation eval, holdout predictions, fingerprint), the holdout `metrics`, and
   `log_and_register` (plots drawn there, signature, UBJ model, MLflow run and version) into
   a fresh SQLite store under the scratch dir. Before the clock starts: the store's tables
   are created once (reported as `mlflow_store_init_seconds`; each repetition gets an empty
   copy of the file), and a tiny train + register pays MLflow's first-call costs (lazy
   imports, the first matplotlib figure).
-  Best of 2 (interleaved with the floor), or one repetition when the first took over 60 s:
-  the target text says which. Also CPU seconds (steadier than the wall clock on a shared
+  3 pairs (floor, then clipflow, interleaved), or one pair when the first clipflow run took
+  over 90 s; the target is judged on the pair with the median ratio (the wall time of the
+  same 2-thread run on this shared machine varies by up to 65% from minute to minute, so a
+  best-of-each ratio mostly compares two lucky moments); best-of-each comes beside it. Also CPU seconds (steadier than the wall clock on a shared
   machine) and ms per tree. A breakdown of the measured side (by timing wrappers put
   around the functions `train` calls for the run) comes as records with no target.
 * `score`: the `clip_scores` path for 1,000,000 clips (times `scale`): one `clip_features`
@@ -68,7 +72,8 @@ TREES = 300  # TrainParams.n_estimators
 NO_EARLY_STOP = 10**6
 MIN_ROWS, MIN_TREES = 2_000, 5
 IN_PROCESS_BELOW = 100_000  # rows: smaller data is made in this process
-SINGLE_RUN_OVER_S = 60.0  # train: one repetition when the first took longer
+SINGLE_RUN_OVER_S = 90.0  # train: one repetition when the first took longer
+TRAIN_REPEATS = 3
 NO_TARGET = "breakdown, no target"
 
 # train
@@ -257,14 +262,14 @@ def run_train(scale: float, tmp: Path) -> list[Record]:
         rows = _make(n_clips * MOMENTS, write_training_set, str(path), n_clips)
     log(f"train: training set written in {t.seconds:.1f} s")
     con = connect(threads=THREADS, memory_limit=MEMORY_LIMIT)  # as the asset reads it
-    df = con.sql(f"SELECT * FROM read_parquet({sql_str(path)})").df()
+    df = con.sql(f"SELECT * FROM read_parquet({sql_str(path)})").to_arrow_table()  # as the asset
     con.close()
 
     # the floor's input: the same train slice, encoded the same way, prebuilt
     tr, _, _ = time_split(df, params)
     dtrain = xgb.QuantileDMatrix(
         to_matrix(tr, category_maps(tr)),
-        label=tr[TARGET].to_numpy(np.float32),
+        label=tr.column(TARGET).to_numpy().astype(np.float32),
         enable_categorical=True,
         nthread=params.nthread,
     )
@@ -282,7 +287,7 @@ def run_train(scale: float, tmp: Path) -> list[Record]:
 
     # a tiny train + register first, so that no repetition pays for first-call costs
     # (MLflow's lazy imports, the first matplotlib figure, ...)
-    small = train(df.head(MIN_ROWS), replace(params, n_estimators=2))
+    small = train(df.slice(0, MIN_ROWS), replace(params, n_estimators=2))
     log_and_register(
         small, metrics(small.y_holdout, small.holdout_pred), None, None, fresh_store("warm-up")
     )
@@ -301,9 +306,10 @@ def run_train(scale: float, tmp: Path) -> list[Record]:
     def measured(rep: int) -> tuple[Timer, dict[str, float]]:
         uri = fresh_store(f"store-{rep}")
         spied = [
-            ("split", training, "time_split"),
+            ("split", training, "split_sides"),
             ("matrix", training, "to_matrix"),
             ("matrix", xgb, "QuantileDMatrix"),
+            ("matrix", xgb, "DMatrix"),
             ("boost", xgb, "train"),
             ("fingerprint", training, "fingerprint"),
         ]
@@ -326,7 +332,7 @@ def run_train(scale: float, tmp: Path) -> list[Record]:
         return total, parts
 
     floors, runs = [], []
-    for rep in range(REPEATS):  # interleaved, so a noisy moment hits both sides alike
+    for rep in range(TRAIN_REPEATS):  # interleaved: a noisy moment hits both sides alike
         floors.append(floor())
         log(
             f"train: rep {rep + 1} floor (bare xgb.train) {floors[-1].seconds:.2f} s "
@@ -337,11 +343,20 @@ def run_train(scale: float, tmp: Path) -> list[Record]:
             log(f"train: one repetition only (it took over {SINGLE_RUN_OVER_S:.0f} s)")
             break
 
-    reps = "best of 2" if len(runs) > 1 else "1 run: over 60 s"
+    # the pair (floor, clipflow) with the median ratio: on this shared machine the same
+    # 2-thread run varies by up to 65% from minute to minute (bare xgb.train measured
+    # 25-42 s in one run), so a best-of-each ratio mostly compares two lucky moments;
+    # the best-of-each figures are reported beside it, without a target
+    pairs = sorted(zip(floors, runs, strict=False), key=lambda p: p[1][0].seconds / p[0].seconds)
+    bare_t, (best, parts) = pairs[len(pairs) // 2]
+    reps = (
+        f"median of {len(pairs)} interleaved pairs"
+        if len(pairs) > 1
+        else f"1 pair: over {SINGLE_RUN_OVER_S:g} s"
+    )
     target = f"<= {TRAIN_MAX_RATIO:g}x bare training ({reps})"
-    best, parts = min(runs, key=lambda r: r[0].seconds)
-    value, bare = best.seconds, min(t.seconds for t in floors)
-    cpu, bare_cpu = min(r[0].cpu for r in runs), min(t.cpu for t in floors)
+    value, bare, cpu, bare_cpu = best.seconds, bare_t.seconds, best.cpu, bare_t.cpu
+    best_value, best_bare = min(r[0].seconds for r in runs), min(t.seconds for t in floors)
     record, breakdown = _records("train", scale, peak_rss_mb(), rows)
     return [
         record(
@@ -355,6 +370,10 @@ def run_train(scale: float, tmp: Path) -> list[Record]:
         record(
             "train_register_ms_per_tree", 1000 * value / trees, "ms", "bare_xgb_ms_per_tree",
             1000 * bare / trees, target, TRAIN_MAX_RATIO,
+        ),
+        record(
+            "train_register_best_seconds", best_value, "s", "bare_xgb_train_best_seconds",
+            best_bare, f"best of each side, no target ({len(runs)} runs)",
         ),
         # the boosting inside train() (with its per-round validation eval) vs the floor
         record("train_boost_seconds", parts["boost"], "s", "bare_xgb_train_seconds", bare,
@@ -479,7 +498,7 @@ def run_score(scale: float, tmp: Path) -> list[Record]:
         return t, preds
 
     floors, runs = [], []
-    for rep in range(REPEATS):  # interleaved, so a noisy moment hits both sides alike
+    for rep in range(TRAIN_REPEATS):  # interleaved: a noisy moment hits both sides alike
         floors.append(floor())
         runs.append(clipflow())
         total, parts, _ = runs[-1]

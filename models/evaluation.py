@@ -200,7 +200,7 @@ def gate(
     return GateResult(not reasons, reasons, details)
 
 
-def diagnostic_plots(booster, y, yhat, out_dir: str | Path, max_points: int = 20_000) -> dict:
+def diagnostic_plots(booster, y, yhat, out_dir: str | Path, max_points: int = 5_000) -> dict:
     """Feature importance (gain) and residual plots as PNGs in out_dir; {name: path}.
 
     Uses matplotlib's object API (no pyplot, no global backend switch): Agg canvases only.
