@@ -60,14 +60,14 @@ def ab_results(
     import pyarrow as pa
 
     from models.ab_report import result_rows, write_report
-    from models.ab_stats import analyze
+    from models.ab_stats import ANALYSIS_MEMORY_LIMIT, analyze
     from models.experiments import load_experiments
 
     as_of = day_end(context.partition_key)
     configs, errors = load_experiments(landing.path / "experiments" / "experiments.yaml")
     for e in errors:
         context.log.warning(f"experiment config {e.experiment}: {e.field}: {e.message}")
-    wh, con = warehouse.get(), warehouse.connect()
+    wh, con = warehouse.get(), warehouse.connect(memory_limit=ANALYSIS_MEMORY_LIMIT)
     reports = wh.home / "reports" / "ab"
     client = mlflow.client()
     from models import registry

@@ -28,8 +28,10 @@ class WarehouseResource(dg.ConfigurableResource):
     def get(self) -> Warehouse:
         return Warehouse(self.home_path)
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        return connect(threads=self.threads, memory_limit=self.memory_limit)
+    def connect(self, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection; `memory_limit` overrides the resource's for one job (the
+        A/B analysis asks for less, so that its process stays under 4 GB)."""
+        return connect(threads=self.threads, memory_limit=memory_limit or self.memory_limit)
 
 
 class LandingResource(dg.ConfigurableResource):
@@ -96,3 +98,28 @@ class MlflowResource(dg.ConfigurableResource):
         from mlflow import MlflowClient
 
         return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+
+class NotifierResource(dg.ConfigurableResource):
+    """Where alerts go: a WARNING log line (in the run's logs in the UI) and one JSON line
+    appended to `alerts_file` (default `$CLIPFLOW_HOME/alerts/alerts.jsonl`), which a
+    person can tail and a webhook or event publisher can follow."""
+
+    alerts_file: str = ""
+
+    @property
+    def path(self) -> Path:
+        if self.alerts_file:
+            return Path(self.alerts_file).resolve()
+        return settings.current().home / "alerts" / "alerts.jsonl"
+
+    def notify(self, kind: str, message: str, **details) -> dict:
+        import json
+        from datetime import UTC, datetime
+
+        event = {"kind": kind, "message": message, "at": datetime.now(UTC).isoformat(), **details}
+        dg.get_dagster_logger().warning(f"ALERT {kind}: {message}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(event, default=str) + "\n")
+        return event

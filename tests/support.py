@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from models.contract import TABLES
+from models.contract import ASPECT_RATIOS, RESOLUTIONS, TABLES
+from models.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS
 
 
 def ts(s: str) -> datetime:
@@ -146,3 +148,34 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def tiny_training_set(n_clips: int = 600, seed: int = 0) -> pd.DataFrame:
+    """Clips over 30 days, 3 scoring moments each; target = a nonlinear signal + noise."""
+    rng = np.random.default_rng(seed)
+    c = {n: rng.normal(size=n_clips) for n in FEATURE_COLUMNS if n not in CATEGORICAL_FEATURES}
+    c |= {
+        "resolution": rng.choice(RESOLUTIONS, n_clips),
+        "aspect_ratio": rng.choice(ASPECT_RATIOS, n_clips),
+        "language": rng.choice(["en", "es"], n_clips),
+        "topic": rng.choice(["gaming", "music", "news"], n_clips),
+        "hook_strength": rng.random(n_clips),
+    }
+    df = pd.DataFrame(c)
+    df["quality_score"] = np.clip(
+        30
+        + 40 * df["hook_strength"] ** 2
+        + 10 * (df["topic"] == "music")
+        + 8 * np.tanh(df["duration_s"])
+        + rng.normal(0, 4, n_clips),
+        0,
+        100,
+    )
+    df["clip_id"] = [f"c{i:05d}" for i in range(n_clips)]
+    df["creator_id"] = "k1"
+    df["created_at"] = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(
+        rng.uniform(0, 30 * 86400, n_clips), unit="s"
+    )
+    df = df.loc[df.index.repeat(3)].reset_index(drop=True)
+    df["event_timestamp"] = df["created_at"] + pd.to_timedelta(np.tile([0, 1, 2], n_clips), "D")
+    return df

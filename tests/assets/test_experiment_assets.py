@@ -8,9 +8,12 @@ from datetime import date
 import dagster as dg
 import duckdb
 import pytest
+from support import tiny_training_set
 
 from assets.experiments import ab_results, shipped_variant
 from assets.ingest import ingest_assets
+from models import registry, training
+from models.evaluation import metrics
 from models.synthetic import generate_landing
 from pipelines.resources import LandingResource, MlflowResource, WarehouseResource
 
@@ -36,6 +39,15 @@ def test_ab_results_writes_reports_and_decides(tmp_path, home, lift, srm, decisi
         "mlflow": MlflowResource(),
         "landing": LandingResource(landing_dir=str(landing)),
     }
+    # the experiment's variants are served by aliases: control = champion (v1), treatment =
+    # challenger (v2), both real versions in the home's MLflow registry
+    uri = resources["mlflow"].uri
+    trained = training.train(tiny_training_set(200), training.TrainParams(n_estimators=5))
+    scores = metrics(trained.y_holdout, trained.holdout_pred)
+    v1, v2 = (registry.log_and_register(trained, scores, None, None, uri) for _ in range(2))
+    client = resources["mlflow"].client()
+    assert registry.promote(client, v1, "first model", expected_champion=None, tracking_uri=uri)
+    assert registry.set_challenger(client, v2, "gate passed", tracking_uri=uri)
     assets = [a for a in ingest_assets if a.key.path[-1] in ("assignments", "user_metrics")]
     with dg.instance_for_test() as instance:
         for d in range(1, 9):
@@ -56,3 +68,11 @@ def test_ab_results_writes_reports_and_decides(tmp_path, home, lift, srm, decisi
     ).fetchall()
     assert {r[0] for r in rows} == {"watch_time_s", "sessions", "clips_viewed"}
     assert (shipped_variant(report) == "treatment") == (decision == "ship")
+    # a ship moves champion to the challenger, tagged with the experiment; otherwise nothing
+    now = registry.aliases(client)
+    if decision == "ship":
+        assert now == {"champion": v2}
+        tags = client.get_model_version(registry.MODEL_NAME, v2).tags
+        assert tags["promoted_by_experiment"] == "exp_ranker_v2"
+    else:
+        assert now == {"champion": v1, "challenger": v2}

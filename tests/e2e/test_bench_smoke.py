@@ -96,6 +96,8 @@ def test_bench_feature_store_smoke(tmp_path, name, metrics, redis):
             {"train_register_seconds", "train_register_ms_per_tree", "log_and_register_seconds"},
         ),
         ("score", {"score_rows_per_s", "score_seconds", "model_load_seconds"}),
+        ("ab", {"ab_analyze_seconds", "ab_write_report_seconds"}),
+        ("drift", {"drift_report_seconds", "evidently_peak_rss_mb", "verdicts_agree"}),
     ],
 )
 def test_bench_model_smoke(tmp_path, name, metrics):
