@@ -38,6 +38,7 @@ class ModelConfig(dg.Config):
     device: str = TrainParams.device  # "cuda" where a GPU is available; nothing requires one
     retrain_every_days: int = 7
     force_retrain: bool = False
+    retrain_trigger: str = ""  # why force_retrain was set (a sensor says, e.g. drift)
     min_labeled_clips: int = 200
     gate_tolerance_rmse: float = 0.5
     gate_bootstrap_samples: int = 1000
@@ -46,7 +47,7 @@ class ModelConfig(dg.Config):
 def retrain_reason(champion_tags: dict | None, cutoff: datetime, cfg: ModelConfig) -> str | None:
     """Why to train today, or None (the policy: no champion, schedule, on demand)."""
     if cfg.force_retrain:
-        return "on demand (force_retrain)"
+        return cfg.retrain_trigger or "on demand (force_retrain)"
     if champion_tags is None:
         return "no champion yet"
     end = champion_tags.get("training_end")
@@ -90,7 +91,9 @@ def clip_quality_model(
     import pyarrow.compute as pc
 
     from models import registry
+    from models.drift import REFERENCE_FILE, reference_profile
     from models.evaluation import baseline_metrics, diagnostic_plots, gate, metrics
+    from models.features import FEATURE_COLUMNS
     from models.scoring import score
     from models.training import train
 
@@ -180,8 +183,17 @@ def clip_quality_model(
             **{f"baseline_{k}": v for k, v in base.items()},
             **({f"champion_{k}": v for k, v in champ.items()} if champ else {}),
         }
+        ho = trained.holdout
+        reference = reference_profile(
+            rows, ho.loc[ho["event_timestamp"] != ho["created_at"], "prediction"], FEATURE_COLUMNS
+        )
         version = registry.log_and_register(
-            trained, logged, {"dagster_run_id": context.run.run_id}, plots, mlflow.uri
+            trained,
+            logged,
+            {"dagster_run_id": context.run.run_id},
+            plots,
+            mlflow.uri,
+            documents={REFERENCE_FILE: reference},
         )
         outcome = registry.apply_gate(
             client, version, verdict, champ_version, tracking_uri=mlflow.uri

@@ -71,9 +71,13 @@ def log_and_register(
     experiment: str = EXPERIMENT,
     name: str = MODEL_NAME,
     artifact_location: str | None = None,
+    documents: Mapping[str, dict] | None = None,
 ) -> str:
     """Log params, metrics, plots and the model in one MLflow run; register a new version of
     `name`; return its version (a string, as MLflow numbers them).
+
+    `documents`: JSON artifacts of the run, {file name: dict} (e.g. the drift reference
+    profile, `reference_profile.json`); read back with `load_document`.
 
     `metrics` must hold the holdout `rmse`, `mae`, `r2` (more keys are logged too; None/NaN
     values are skipped). `tags` adds to the version's tags (`dagster_run_id` belongs here).
@@ -123,6 +127,8 @@ def log_and_register(
             for path in plots.values():
                 mlflow.log_artifact(str(path), artifact_path="plots")
             mlflow.log_dict(trained.categories, "category_maps.json")
+            for file_name, doc in (documents or {}).items():
+                mlflow.log_dict(doc, file_name)
         # inside the block: the registry store looks the logged model up via the global URI
         _ensure_registered_model(client, name)
         mv = client.create_model_version(
@@ -370,6 +376,25 @@ def _local_dir(location: str) -> str | None:
     return location if parsed.scheme == "" else None
 
 
+def load_document(
+    version: str | int, file_name: str, tracking_uri: str, name: str = MODEL_NAME
+) -> dict | None:
+    """A JSON artifact logged with `documents` on the run of a version; None if absent."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    run_id = client.get_model_version(name, str(version)).run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = download_artifacts(
+                run_id=run_id, artifact_path=file_name, dst_path=tmp, tracking_uri=tracking_uri
+            )
+        except (MlflowException, OSError):
+            return None
+        return json.loads(Path(path).read_text())
+
+
 def load_by_alias(alias: str, tracking_uri: str, name: str = MODEL_NAME) -> LoadedModel | None:
     """The version behind `alias`, loaded natively from its `model.ubj`; None when the model
     or the alias does not exist."""
@@ -402,3 +427,13 @@ def load_by_alias(alias: str, tracking_uri: str, name: str = MODEL_NAME) -> Load
         run_id=mv.run_id,
         tags=dict(mv.tags),
     )
+
+
+def version_metric(
+    version: str | int, metric: str, tracking_uri: str, name: str = MODEL_NAME
+) -> float | None:
+    """A metric (e.g. the holdout `rmse`) of the run that logged a version; None if absent."""
+    client = _client(tracking_uri)
+    run_id = client.get_model_version(name, str(version)).run_id
+    value = client.get_run(run_id).data.metrics.get(metric) if run_id else None
+    return None if value is None else float(value)

@@ -6,14 +6,17 @@ from assets.experiments import experiment_assets
 from assets.feature_store import feature_store_assets
 from assets.features import feature_assets, feature_checks
 from assets.ingest import ingest_assets, ingest_checks
+from assets.monitoring import monitoring_assets
 from assets.scoring import scoring_assets
 from assets.training import train_job, training_assets
 from pipelines.jobs import daily_job, ingest_job, nightly_schedule
+from pipelines.monitoring import retrain_on_drift_sensor
 from pipelines.online import online_push_job, online_push_sensor
 from pipelines.resources import (
     FeastResource,
     LandingResource,
     MlflowResource,
+    NotifierResource,
     WarehouseResource,
 )
 
@@ -25,15 +28,17 @@ defs = dg.Definitions(
         *training_assets,
         *scoring_assets,
         *experiment_assets,
+        *monitoring_assets,
     ],
     asset_checks=[*ingest_checks, *feature_checks],
     jobs=[daily_job, ingest_job, online_push_job, train_job],
     schedules=[nightly_schedule],
-    sensors=[online_push_sensor],
+    sensors=[online_push_sensor, retrain_on_drift_sensor],
     resources={
         "warehouse": WarehouseResource(),
         "landing": LandingResource(),
         "feast": FeastResource(),
         "mlflow": MlflowResource(),
+        "notifier": NotifierResource(),
     },
 )

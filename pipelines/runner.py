@@ -24,6 +24,7 @@ class DayOutcome:
     seconds: float
     run_id: str
     steps: list[dict] = field(default_factory=list)
+    job: str = "daily_job"
 
 
 @dataclass
@@ -57,6 +58,9 @@ def _steps(instance, run_id: str) -> list[dict]:
             meta[key].update({k: getattr(v, "value", v) for k, v in m.items()})
         elif et == "ASSET_CHECK_EVALUATION":
             ce = ev.event_specific_data
+            if not ce.passed and getattr(ce.severity, "value", None) == "WARN":
+                meta[key].setdefault("warnings", []).append(ce.check_name)  # an alert
+                continue
             meta[key]["check"] = ce.check_name
             meta[key]["passed"] = ce.passed
             failed = (ce.metadata or {}).get("failed")
@@ -108,6 +112,8 @@ def _describe(step: dict) -> str:
             if m["passed"]
             else f"{m.get('check', 'check')} FAILED ({m.get('failed', '?')} failed)"
         )
+    if m.get("warnings"):
+        parts.append("WARN: " + ", ".join(m["warnings"]))
     if step["error"]:
         parts.append(step["error"])
     return ", ".join(parts)
@@ -124,7 +130,7 @@ def run_days(days: list[str], job_name: str = "daily_job", out: TextIO | None = 
             print(msg, file=out, flush=True)
 
     job = defs.resolve_job_def(job_name)
-    summary = RunSummary()
+    summary, last_retrain = RunSummary(), None
     with dg.DagsterInstance.get() as instance:
         for day in days:
             t0 = time.perf_counter()
@@ -149,12 +155,49 @@ def run_days(days: list[str], job_name: str = "daily_job", out: TextIO | None = 
             )
             for s in outcome.steps:
                 say(f"    {s['step']:<32} {s['status']:<12} {s['seconds']:6.2f}s  {_describe(s)}")
+            if job_name == "daily_job":
+                last_retrain = _retrain_on_drift(instance, outcome, last_retrain, say, summary)
     return summary
 
 
+def _retrain_on_drift(instance, outcome: DayOutcome, last: str | None, say, summary) -> str | None:
+    """What `retrain_on_drift_sensor` does in the daemon, applied right after the day's run:
+    a gated `train_job` run for the day when its drift report calls for one (same rule,
+    same cool-down in partition days). Returns the day of the last drift retrain."""
+    from pipelines.definitions import defs
+    from pipelines.monitoring import cooldown_days, drift_trigger, retrain_request
+
+    report = next((s["meta"] for s in outcome.steps if s["step"] == "drift_report"), None)
+    why = drift_trigger(report or {}, outcome.day, last, cooldown_days())
+    if why is None:
+        return last
+    request = retrain_request(outcome.day, why)
+    t0 = time.perf_counter()
+    result = defs.resolve_job_def("train_job").execute_in_process(
+        partition_key=outcome.day,
+        instance=instance,
+        raise_on_error=False,
+        run_config={**QUIET_LOGS, **request.run_config},
+        tags={**request.tags, "clipflow/launched_by": "clipflow run"},
+    )
+    retrain = DayOutcome(
+        outcome.day, result.success, time.perf_counter() - t0, result.run_id,
+        _steps(instance, result.run_id), job="train_job",
+    )  # fmt: skip
+    summary.days.append(retrain)
+    say(f"{outcome.day}  retrain on drift ({why}): {'ok' if retrain.success else 'FAILED'}")
+    for s in retrain.steps:
+        say(f"    {s['step']:<32} {s['status']:<12} {s['seconds']:6.2f}s  {_describe(s)}")
+    return outcome.day
+
+
 def print_summary(summary: RunSummary, out: TextIO) -> None:
-    ok = sum(d.success for d in summary.days)
-    print(f"\n{ok}/{len(summary.days)} days succeeded", file=out)
+    days = [d for d in summary.days if d.job != "train_job"]
+    retrains = [d for d in summary.days if d.job == "train_job"]
+    print(f"\n{sum(d.success for d in days)}/{len(days)} days succeeded", file=out)
+    if retrains:
+        ok = sum(d.success for d in retrains)
+        print(f"{ok}/{len(retrains)} retrains on drift succeeded", file=out)
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for d in summary.days:
         for s in d.steps:

@@ -26,6 +26,7 @@ _QUIET = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "1",
     "DAGSTER_DISABLE_TELEMETRY": "true",
+    "ITERATIVE_DO_NOT_TRACK": "1",  # Evidently's telemetry (iterative-telemetry)
     # OpenMP threads that spin while waiting starve each other on a busy 2-core machine:
     # XGBoost with 2 threads measured 10x slower than with 1 under load; passive waits fix it
     "OMP_WAIT_POLICY": "PASSIVE",

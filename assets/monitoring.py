@@ -1,0 +1,236 @@
+"""Monitoring: the daily drift report, performance as labels arrive, and alerts.
+
+`drift_report` (daily) compares the day's scored rows (the `clip_features` day-end rows of
+the clips the champion scored that day, and the champion's scores) with the champion's
+reference profile, stored with the model when it was registered (models/drift.py). It
+writes `drift_metrics` (one row per feature and one for the prediction), the
+`model_performance` history (each recent day's champion rmse/mae on the labels known now,
+models/performance.py), and `$CLIPFLOW_HOME/reports/drift/<ds>.{json,html}`. Four alerts
+(models/alerts.py) are asset checks of severity WARN: a failure shows in the UI and goes
+to the notifier, and does not stop the rest of the day. `retrain_on_drift_sensor`
+(pipelines/monitoring.py) reads the report's metadata to request a gated retrain.
+"""
+
+import warnings
+
+import dagster as dg
+
+from assets.constants import DAILY_PARTITIONS, MONITORING, day_end
+from pipelines.resources import MlflowResource, NotifierResource, WarehouseResource
+
+ALERT_CHECKS = ("dataset_drift", "rmse_ceiling", "missing_features", "score_range")
+
+
+class MonitoringConfig(dg.Config):
+    """Drift methods, thresholds and alert limits (defaults in one place)."""
+
+    numerical_method: str = "wasserstein"  # or "psi"
+    wasserstein_threshold: float = 0.1
+    psi_threshold: float = 0.2
+    jensen_shannon_threshold: float = 0.1
+    drift_share: float = 0.5
+    rmse_ceiling: float = 0.0  # 0: rmse_ratio x the champion's holdout rmse
+    rmse_ratio: float = 1.3
+    min_labels: int = 50
+    max_missing_increase: float = 0.1
+    performance_days: int = 7  # the report's `performance`: scores of the last 7 days
+    history_days: int = 28  # the performance history kept per day
+
+
+with warnings.catch_warnings():  # partitioned asset checks are a Dagster preview feature
+    warnings.simplefilter("ignore", dg.PreviewWarning)
+    _CHECKS = [
+        dg.AssetCheckSpec(name, asset="drift_report", description=desc)
+        for name, desc in (
+            ("dataset_drift", "Share of drifted features below the configured share."),
+            ("rmse_ceiling", "Champion rmse on the labels known so far within the ceiling."),
+            ("missing_features", "No feature's missing share grew beyond the limit."),
+            ("score_range", "Every champion score finite and within [0, 100]."),
+        )
+    ]
+
+
+@dg.asset(
+    group_name=MONITORING,
+    partitions_def=DAILY_PARTITIONS,
+    deps=["clip_scores", "clip_features", "labels"],
+    kinds={"duckdb", "numpy"},
+    check_specs=_CHECKS,
+    description="The day's feature and prediction drift against the champion's reference, "
+    "performance history as labels arrive, alerts; JSON + HTML report.",
+)
+def drift_report(
+    context: dg.AssetExecutionContext,
+    config: MonitoringConfig,
+    warehouse: WarehouseResource,
+    mlflow: MlflowResource,
+    notifier: NotifierResource,
+) -> dg.MaterializeResult:
+    from datetime import date, timedelta
+
+    from models import alerts, drift, performance, registry
+    from models.drift_report import write_report
+    from models.features import FEATURE_COLUMNS
+
+    ds = context.partition_key
+    day, end = date.fromisoformat(ds), day_end(ds)
+    wh, con = warehouse.get(), warehouse.connect()
+
+    history = performance.history(con, wh, day, end, config.history_days)
+    con.register("_history", history)
+    wh.write_partition(con, "model_performance", ds, "SELECT * FROM _history")
+    con.unregister("_history")
+    hist = history.to_pylist()
+    perf = performance.pooled(hist, since=day - timedelta(days=config.performance_days - 1))
+
+    rows = _scored_rows(con, wh, ds, end)
+    versions = sorted(set(rows.column("model_version").to_pylist())) if rows.num_rows else []
+    reference = (
+        registry.load_document(versions[-1], drift.REFERENCE_FILE, mlflow.uri) if versions else None
+    )
+    if reference is None:
+        why = "no champion scores today" if not versions else f"v{versions[-1]} has no reference"
+        context.log.info(f"no drift report: {why}")
+        return _skipped(why, perf)
+
+    version = versions[-1]
+    current = drift.profile(rows, FEATURE_COLUMNS, predictions=rows.column("score").to_numpy())
+    thresholds = drift.DriftThresholds(
+        numerical_method=config.numerical_method,
+        wasserstein=config.wasserstein_threshold,
+        psi=config.psi_threshold,
+        jensen_shannon=config.jensen_shannon_threshold,
+        drift_share=config.drift_share,
+    )
+    result = drift.compare(reference, current, thresholds)
+    history_rows = [{**r, "scored_ds": r["scored_ds"].isoformat()} for r in hist]
+    report = drift.build_report(
+        ds, version, reference, current, result, thresholds, perf, history_rows
+    )
+    limits = alerts.AlertThresholds(
+        rmse_ceiling=config.rmse_ceiling or None,
+        rmse_ratio=config.rmse_ratio,
+        min_labels=config.min_labels,
+        max_missing_increase=config.max_missing_increase,
+    )
+    champion_rmse = registry.version_metric(version, "rmse", mlflow.uri)
+    found = alerts.evaluate(report, alerts.score_stats(rows["score"]), champion_rmse, limits)
+    report["alerts"] = [{k: a[k] for k in ("name", "passed", "message")} for a in found]
+    json_path, html_path = write_report(report, reference, current, wh.home / "reports" / "drift")
+
+    n = _write_metrics(con, wh, ds, version, result)
+    for a in found:
+        if not a["passed"]:
+            notifier.notify(
+                f"drift_report.{a['name']}", a["message"], ds=ds, model_version=version,
+                report=str(html_path),
+            )  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": n,
+            "model_version": version,
+            "dataset_drift": result["dataset_drift"],
+            "drift_share": round(result["drift_share"], 4),
+            "drifted_features": dg.MetadataValue.md(
+                "\n".join(f"- {f}" for f in result["drifted_features"]) or "none"
+            ),
+            "prediction_drift": bool(result["prediction"] and result["prediction"]["drifted"]),
+            "rmse_alert": not found[1]["passed"],
+            "rmse": perf["rmse"] if perf else None,
+            "n_labels": perf["n_labels"] if perf else 0,
+            "features": dg.MetadataValue.md(_table(result["features"])),
+            "report": dg.MetadataValue.path(str(html_path)),
+            "report_json": dg.MetadataValue.path(str(json_path)),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=a["name"],
+                passed=a["passed"],
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"message": a["message"], "value": str(a["value"])},
+            )
+            for a in found
+        ],
+    )
+
+
+def _scored_rows(con, wh, ds: str, end):
+    """The day-end clip_features rows of the clips the champion scored on `ds`, with
+    `score` and `model_version`."""
+    import pyarrow as pa
+
+    feats, scores = wh.partition_dir("clip_features", ds), wh.partition_dir("clip_scores", ds)
+    if not (feats.is_dir() and scores.is_dir()):
+        return pa.table({"model_version": pa.array([], pa.string())})
+    return con.sql(
+        f"""
+        SELECT f.* EXCLUDE (ds), s.score, s.model_version
+        FROM read_parquet('{feats}/*.parquet') f
+        JOIN (SELECT clip_id, score, model_version FROM read_parquet('{scores}/*.parquet')
+              WHERE model_alias = 'champion') s USING (clip_id)
+        WHERE f.event_timestamp = TIMESTAMPTZ '{end.isoformat()}'
+        """
+    ).to_arrow_table()
+
+
+def _write_metrics(con, wh, ds: str, version: str, result: dict) -> int:
+    import pyarrow as pa
+
+    entries = {
+        **result["features"],
+        **({"prediction": result["prediction"]} if result["prediction"] else {}),
+    }
+    table = pa.Table.from_pylist(
+        [
+            {
+                "feature": name,
+                "kind": r["kind"],
+                "method": r["method"],
+                "statistic": r["statistic"],
+                "threshold": float(r["threshold"]),
+                "drifted": r["drifted"],
+                "missing_reference": float(r["missing_reference"]),
+                "missing_current": float(r["missing_current"]),
+                "model_version": version,
+            }
+            for name, r in entries.items()
+        ]
+    )
+    con.register("_drift", table)
+    n = wh.write_partition(con, "drift_metrics", ds, "SELECT * FROM _drift")
+    con.unregister("_drift")
+    return n
+
+
+def _table(features: dict) -> str:
+    ranked = sorted(
+        features.items(),
+        key=lambda kv: -(kv[1]["statistic"] or 0) / kv[1]["threshold"],
+    )
+    lines = ["| feature | method | statistic | threshold | drifted |", "|---|---|---|---|---|"]
+    for name, f in ranked[:15]:
+        stat = "n/a" if f["statistic"] is None else f"{f['statistic']:.4f}"
+        flag = "**yes**" if f["drifted"] else "no"
+        lines.append(f"| {name} | {f['method']} | {stat} | {f['threshold']:g} | {flag} |")
+    return "\n".join(lines)
+
+
+def _skipped(why: str, perf: dict | None) -> dg.MaterializeResult:
+    return dg.MaterializeResult(
+        metadata={
+            "skipped": why,
+            "dataset_drift": False,
+            "rmse_alert": False,
+            "rmse": perf["rmse"] if perf else None,
+            "n_labels": perf["n_labels"] if perf else 0,
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=name, passed=True, metadata={"message": f"not judged: {why}"}
+            )
+            for name in ALERT_CHECKS
+        ],
+    )
+
+
+monitoring_assets = [drift_report]
