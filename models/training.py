@@ -114,8 +114,8 @@ def _col(data: Data, name: str):
 
 def _categorical(col, cats: list[str]) -> pd.Categorical:
     if isinstance(col, pa.ChunkedArray):
-        if pa.types.is_dictionary(col.type):
-            col = col.cast(pa.string())
+        if pa.types.is_dictionary(col.type) or pa.types.is_null(col.type):
+            col = col.cast(pa.string())  # (an all-null column of an online lookup is null-typed)
         codes = pc.index_in(col, value_set=pa.array(cats, pa.string()))
         codes = codes.fill_null(-1).to_numpy().astype(np.int32, copy=False)
         return pd.Categorical.from_codes(codes, categories=cats)
@@ -124,7 +124,7 @@ def _categorical(col, cats: list[str]) -> pd.Categorical:
 
 def _numeric(col) -> np.ndarray:
     if isinstance(col, pa.ChunkedArray):
-        return col.cast(pa.float32()).to_numpy()  # nulls -> NaN
+        return col.cast(pa.float32(), safe=False).to_numpy()  # nulls -> NaN; big ints round
     return col.to_numpy(dtype=np.float32, na_value=np.nan)
 
 

@@ -162,6 +162,20 @@ def cmd_feast(a: argparse.Namespace) -> int:
     return subprocess.call(cmd, cwd=PROJECT_ROOT)
 
 
+def cmd_serve(a: argparse.Namespace) -> int:
+    """The scoring API (pipelines/api.py) with uvicorn, on the pipeline's environment."""
+    from pipelines.settings import prepare_process
+
+    prepare_process(home=a.home, landing_dir=a.landing)
+    import uvicorn
+
+    from pipelines.api import create_app
+
+    print(f"clipflow API on http://{a.host}:{a.port} (docs at /docs); Ctrl-C stops it")
+    uvicorn.run(create_app(), host=a.host, port=a.port, log_level="warning", access_log=False)
+    return 0
+
+
 def stop_process_group(proc: subprocess.Popen, timeout: float = 15.0) -> None:
     """Stop `dagster dev` and everything it started (it can leave children behind)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -252,6 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=3000)
     u.set_defaults(fn=cmd_ui)
+
+    v = sub.add_parser("serve", help="the scoring API for apps (FastAPI + uvicorn)")
+    v.add_argument("--home", type=Path)
+    v.add_argument("--landing", type=Path, help="where experiments/experiments.yaml lives")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=int, default=8000)
+    v.set_defaults(fn=cmd_serve)
     return p
 
 

@@ -185,3 +185,27 @@ def test_sensor_requests_one_gated_retrain_per_cooldown(monitored):
     meta = result.asset_materializations_for_node("clip_quality_model")[0].metadata
     assert meta["decision"].value.startswith(f"drift on {drifting[0]}")
     assert meta["trained"].value is True
+
+
+def test_clipflow_run_applies_the_same_rule_after_each_day(monitored):
+    """`clipflow run`'s backfill: a drifting day's report launches train_job right after
+    the day (once per cool-down), and the summary counts it apart from the days."""
+    from pipelines.runner import DayOutcome, RunSummary, _retrain_on_drift
+
+    home, _, _, _, instance = monitored
+    drifting = [d for d in days() if (r := report(home, d)) and r["dataset_drift"]]
+    said, summary = [], RunSummary()
+
+    def outcome(day: str) -> DayOutcome:
+        meta = {"dataset_drift": True, "rmse_alert": False}
+        return DayOutcome(day, True, 1.0, "run", [{"step": "drift_report", "meta": meta}])
+
+    last = _retrain_on_drift(instance, outcome(drifting[0]), None, said.append, summary)
+    assert last == drifting[0]
+    assert len(summary.days) == 1 and summary.days[0].job == "train_job"
+    assert summary.days[0].success, said
+    assert any(s["step"] == "clip_quality_model" for s in summary.days[0].steps)
+    assert said[0].startswith(f"{drifting[0]}  retrain on drift (drift on {drifting[0]}")
+    # the next drifting day is inside the cool-down: nothing runs
+    assert _retrain_on_drift(instance, outcome(drifting[-1]), last, said.append, summary) == last
+    assert len(summary.days) == 1
