@@ -11,7 +11,12 @@ champion through the checked alias move, tagged with the experiment id.
 import dagster as dg
 
 from assets.constants import DAILY_PARTITIONS, EXPERIMENTS, day_end
-from pipelines.resources import LandingResource, MlflowResource, WarehouseResource
+from pipelines.resources import (
+    EventsResource,
+    LandingResource,
+    MlflowResource,
+    WarehouseResource,
+)
 
 
 def shipped_variant(result: dict) -> str | None:
@@ -56,6 +61,7 @@ def ab_results(
     warehouse: WarehouseResource,
     landing: LandingResource,
     mlflow: MlflowResource,
+    events: EventsResource,
 ) -> dg.MaterializeResult:
     import pyarrow as pa
 
@@ -86,6 +92,17 @@ def ab_results(
         result = analyze(con, wh, exp, as_of)
         json_path, html_path = write_report(result, exp, reports)
         promotion = promote_from_experiment(client, exp, result, mlflow.uri)
+        events.publish(
+            "experiment_decided",
+            {"experiment_id": exp.experiment_id, "decision": result["decision"],
+             "as_of": result["analyzed_at"], "promotion": promotion},
+        )  # fmt: skip
+        if promotion.startswith("champion <- v"):
+            events.publish(
+                "model_promoted",
+                {"version": promotion.removeprefix("champion <- v"),
+                 "reason": f"A/B experiment {exp.experiment_id}: ship"},
+            )  # fmt: skip
         decisions[exp.experiment_id] = f"{result['decision']} ({promotion}) {html_path}"
         rows += result_rows(result)
     if rows:

@@ -16,7 +16,12 @@ import warnings
 import dagster as dg
 
 from assets.constants import DAILY_PARTITIONS, MONITORING, day_end
-from pipelines.resources import MlflowResource, NotifierResource, WarehouseResource
+from pipelines.resources import (
+    EventsResource,
+    MlflowResource,
+    NotifierResource,
+    WarehouseResource,
+)
 
 ALERT_CHECKS = ("dataset_drift", "rmse_ceiling", "missing_features", "score_range")
 
@@ -65,6 +70,7 @@ def drift_report(
     warehouse: WarehouseResource,
     mlflow: MlflowResource,
     notifier: NotifierResource,
+    events: EventsResource,
 ) -> dg.MaterializeResult:
     from datetime import date, timedelta
 
@@ -119,6 +125,13 @@ def drift_report(
     json_path, html_path = write_report(report, reference, current, wh.home / "reports" / "drift")
 
     n = _write_metrics(con, wh, ds, version, result)
+    if result["dataset_drift"] or (result["prediction"] or {}).get("drifted"):
+        events.publish(
+            "drift_detected",
+            {"ds": ds, "model_version": version, "dataset_drift": result["dataset_drift"],
+             "drift_share": result["drift_share"], "features": result["drifted_features"],
+             "report": str(html_path)},
+        )  # fmt: skip
     for a in found:
         if not a["passed"]:
             notifier.notify(

@@ -4,7 +4,7 @@ import dagster as dg
 import pyarrow as pa
 
 from assets.constants import DAILY_PARTITIONS, SCORING, day_end
-from pipelines.resources import FeastResource, MlflowResource, WarehouseResource
+from pipelines.resources import EventsResource, FeastResource, MlflowResource, WarehouseResource
 
 ALIASES = ("champion", "challenger")
 
@@ -80,7 +80,10 @@ def clip_scores(
     "reads a clip's score with one Feast lookup.",
 )
 def online_scores(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, feast: FeastResource
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    feast: FeastResource,
+    events: EventsResource,
 ) -> dg.MaterializeResult:
     from models.online_write import write_online
 
@@ -93,6 +96,11 @@ def online_scores(
         f"read_parquet('{part}/*.parquet') WHERE model_alias = 'champion'"
     ).to_arrow_table()
     res = write_online(feast.store(), rows, "clip_scores")
+    versions = sorted(set(rows.column("model_version").to_pylist()))
+    events.publish(
+        "scores_published",
+        {"ds": context.partition_key, "rows": res.written, "model_versions": versions},
+    )
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": res.written,

@@ -17,7 +17,7 @@ import dagster as dg
 
 from assets.constants import DAILY_PARTITIONS, TRAINING, day_end
 from models.train_params import TrainParams
-from pipelines.resources import MlflowResource, WarehouseResource
+from pipelines.resources import EventsResource, MlflowResource, WarehouseResource
 
 
 class ModelConfig(dg.Config):
@@ -87,6 +87,7 @@ def clip_quality_model(
     config: ModelConfig,
     warehouse: WarehouseResource,
     mlflow: MlflowResource,
+    events: EventsResource,
 ):
     import pyarrow.compute as pc
 
@@ -206,6 +207,11 @@ def clip_quality_model(
             }
         )
         context.log.info(f"clip_quality v{version} registered: {outcome}")
+        if outcome == registry.CHAMPION:
+            events.publish(
+                "model_promoted",
+                {"version": version, "previous": champ_version, "reason": "validation gate"},
+            )
     else:
         meta.update({"model_version": "none (rejected)", "alias": "none"})
         context.log.warning("candidate rejected by the gate: " + " ".join(verdict.reasons))

@@ -13,12 +13,14 @@ from pipelines.jobs import daily_job, ingest_job, nightly_schedule
 from pipelines.monitoring import retrain_on_drift_sensor
 from pipelines.online import online_push_job, online_push_sensor
 from pipelines.resources import (
+    EventsResource,
     FeastResource,
     LandingResource,
     MlflowResource,
     NotifierResource,
     WarehouseResource,
 )
+from pipelines.webhooks import WebhooksResource, webhook_sensors
 
 defs = dg.Definitions(
     assets=[
@@ -33,12 +35,14 @@ defs = dg.Definitions(
     asset_checks=[*ingest_checks, *feature_checks],
     jobs=[daily_job, ingest_job, online_push_job, train_job],
     schedules=[nightly_schedule],
-    sensors=[online_push_sensor, retrain_on_drift_sensor],
+    sensors=[online_push_sensor, retrain_on_drift_sensor, *webhook_sensors],
     resources={
         "warehouse": WarehouseResource(),
         "landing": LandingResource(),
         "feast": FeastResource(),
         "mlflow": MlflowResource(),
         "notifier": NotifierResource(),
+        "events": EventsResource(),
+        "webhooks": WebhooksResource(),
     },
 )

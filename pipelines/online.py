@@ -37,6 +37,8 @@ def push_fresh_features(
     landing: LandingResource,
     feast: FeastResource,
 ) -> None:
+    import redis
+
     from models.fresh import fresh_features
     from models.online_write import write_online
 
@@ -55,7 +57,7 @@ def push_fresh_features(
             if rows.num_rows:
                 res = write_online(store, rows, view)
                 written, skipped = written + res.written, skipped + res.skipped
-    except (ConnectionError, OSError) as e:  # redis-py's errors derive from these
+    except (redis.RedisError, OSError) as e:  # redis-py's errors are not builtin ones
         raise dg.RetryRequested(max_retries=3, seconds_to_wait=10) from e
     context.log.info(
         f"pushed {written} clips to {views} ({skipped} not newer) from {len(files)} file(s)"

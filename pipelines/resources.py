@@ -123,3 +123,29 @@ class NotifierResource(dg.ConfigurableResource):
         with self.path.open("a") as f:
             f.write(json.dumps(event, default=str) + "\n")
         return event
+
+
+class EventsResource(dg.ConfigurableResource):
+    """The pipeline's event stream (models/events.py: a Redis Stream on `CLIPFLOW_REDIS`),
+    which the API serves live and the webhook sensor delivers.
+
+    Publishing is best effort: with no Redis configured it is a no-op, and when Redis is
+    down the asset logs a warning and carries on (an event bus outage must not fail a
+    day's scoring); the lost event is named in the warning."""
+
+    redis: str = ""  # empty: CLIPFLOW_REDIS at run time
+
+    def publish(self, type: str, data: dict, user_id: str | None = None) -> str | None:
+        url = self.redis or settings.current().redis
+        if not url:
+            return None
+        import redis
+
+        from models.events import publish, redis_client
+
+        try:
+            with redis_client(url, socket_timeout=2) as client:
+                return publish(client, type, data, user_id)
+        except (redis.RedisError, OSError) as e:
+            dg.get_dagster_logger().warning(f"event {type} {data} not published: {e}")
+            return None

@@ -15,7 +15,7 @@ from assets.ingest import ingest_assets
 from models import registry, training
 from models.evaluation import metrics
 from models.synthetic import generate_landing
-from pipelines.resources import LandingResource, MlflowResource, WarehouseResource
+from pipelines.resources import EventsResource, LandingResource, MlflowResource, WarehouseResource
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +37,7 @@ def test_ab_results_writes_reports_and_decides(tmp_path, home, lift, srm, decisi
     resources = {
         "warehouse": WarehouseResource(),
         "mlflow": MlflowResource(),
+        "events": EventsResource(),
         "landing": LandingResource(landing_dir=str(landing)),
     }
     # the experiment's variants are served by aliases: control = champion (v1), treatment =

@@ -209,3 +209,16 @@ def test_clipflow_run_applies_the_same_rule_after_each_day(monitored):
     # the next drifting day is inside the cool-down: nothing runs
     assert _retrain_on_drift(instance, outcome(drifting[-1]), last, said.append, summary) == last
     assert len(summary.days) == 1
+
+
+def test_the_pipeline_published_its_events(monitored, redis_server):
+    from models import events
+
+    client = events.redis_client(f"{redis_server['connection_string']},db=7")
+    got = events.read(client, "0-0", count=10_000)
+    types = [e.type for e in got]
+    assert types.count("scores_published") >= 8  # one per scored day
+    assert "model_promoted" in types  # the first model became champion
+    drift = [e for e in got if e.type == "drift_detected"]
+    assert drift and drift[-1].data["ds"] == days()[-1]
+    assert "duration_s" in drift[-1].data["features"]
