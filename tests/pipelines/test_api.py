@@ -171,16 +171,18 @@ def test_health_and_metrics(world):
 
 async def _sse(base: str, headers: dict, want: int) -> list[tuple[str, str]]:
     got: list[tuple[str, str]] = []
-    async with httpx.AsyncClient(timeout=10) as client:
-        async with client.stream("GET", f"{base}/v1/events", headers=headers) as r:
-            event_id = None
-            async for line in r.aiter_lines():
-                if line.startswith("id: "):
-                    event_id = line[4:]
-                elif line.startswith("data: ") and event_id:
-                    got.append((event_id, json.loads(line[6:])["type"]))
-                    if len(got) >= want:
-                        return got
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream("GET", f"{base}/v1/events", headers=headers) as r,
+    ):
+        event_id = None
+        async for line in r.aiter_lines():
+            if line.startswith("id: "):
+                event_id = line[4:]
+            elif line.startswith("data: ") and event_id:
+                got.append((event_id, json.loads(line[6:])["type"]))
+                if len(got) >= want:
+                    return got
     return got
 
 
