@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.enrichment import enrichment_assets
 from assets.experiments import experiment_assets
 from assets.feature_store import feature_store_assets
 from assets.features import feature_assets, feature_checks
@@ -10,6 +11,7 @@ from assets.monitoring import monitoring_assets
 from assets.scoring import scoring_assets
 from assets.training import train_job, training_assets
 from pipelines.jobs import daily_job, ingest_job, nightly_schedule
+from pipelines.metadata_api import VideoMetadataResource
 from pipelines.monitoring import retrain_on_drift_sensor
 from pipelines.online import online_push_job, online_push_sensor
 from pipelines.resources import (
@@ -25,6 +27,7 @@ from pipelines.webhooks import WebhooksResource, webhook_sensors
 defs = dg.Definitions(
     assets=[
         *ingest_assets,
+        *enrichment_assets,
         *feature_assets,
         *feature_store_assets,
         *training_assets,
@@ -44,5 +47,6 @@ defs = dg.Definitions(
         "notifier": NotifierResource(),
         "events": EventsResource(),
         "webhooks": WebhooksResource(),
+        "metadata_api": VideoMetadataResource(),
     },
 )

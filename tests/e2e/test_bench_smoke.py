@@ -77,6 +77,11 @@ def _needs_redis() -> None:
             True,
         ),
         ("training_set", {"duckdb_training_set_seconds", "feast_training_set_seconds"}, False),
+        (
+            "api",
+            {"single_score_p99_ms", "batch100_server_p99_ms", "saturation_requests_per_s"},
+            True,
+        ),
     ],
 )
 def test_bench_feature_store_smoke(tmp_path, name, metrics, redis):

@@ -1,0 +1,145 @@
+"""Enrichment from external APIs: source-video metadata for the day's clips.
+
+`video_metadata` asks the integration hub (pipelines.metadata_api) about every distinct
+`video_id` of the day's `clips` partition and writes what it answers; videos it could not
+get (not found, or a batch that kept failing) go to `quarantine` as rows of table
+`video_metadata`, in their own file of the day's quarantine partition, beside the ingest
+tables' files. Re-running a day replaces both.
+
+When the API is down (its health check fails after retries, or every batch failed) the
+asset fails with the reason and writes nothing, so the previous partition stays and the
+run shows the failure; nothing downstream depends on it, so the rest of `daily_job` goes
+on. Materialize the day again once the API is back. When the API is not configured (no
+`CLIPFLOW_METADATA_URL`) the asset succeeds with `configured: False` and writes nothing.
+"""
+
+from collections import Counter
+from datetime import UTC, datetime
+
+import dagster as dg
+import duckdb
+import pyarrow as pa
+
+from assets.constants import DAILY_PARTITIONS, INGEST
+from models.ingest import QUARANTINE
+from models.warehouse import Warehouse, sql_str
+from pipelines.metadata_api import NOT_FOUND, URL_ENV, VIDEOS_PATH, VideoMetadataResource
+from pipelines.resources import WarehouseResource
+
+TABLE = "video_metadata"
+SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("title", pa.string()),
+        ("channel", pa.string()),
+        ("view_count", pa.int64()),
+        ("like_count", pa.int64()),
+        ("fetched_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+PREVIEW_ROWS = 5
+
+
+def _md_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _day_video_ids(con: duckdb.DuckDBPyConnection, wh: Warehouse, ds: str) -> list[str]:
+    part = wh.partition_dir("clips", ds)
+    if not any(part.glob("*.parquet")):
+        raise dg.Failure(f"no clips partition for {ds} in {part.parent}: materialize clips first")
+    rows = con.execute(
+        f"SELECT DISTINCT video_id FROM read_parquet({sql_str(part / '*.parquet')}) "
+        "WHERE video_id IS NOT NULL ORDER BY 1"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+@dg.asset(
+    partitions_def=DAILY_PARTITIONS,
+    group_name=INGEST,
+    deps=["clips"],
+    kinds={"api", "duckdb"},
+    description="Title, channel, view and like counts of the source videos of the day's "
+    "clips, from the integration hub's metadata API; videos it cannot give go to "
+    "`quarantine`. Does nothing when CLIPFLOW_METADATA_URL is not set.",
+)
+def video_metadata(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    metadata_api: VideoMetadataResource,
+) -> dg.MaterializeResult:
+    if not metadata_api.configured:
+        context.log.info(f"video metadata API not configured ({URL_ENV} unset): skipped")
+        return dg.MaterializeResult(metadata={"configured": False})
+    ds, api = context.partition_key, metadata_api.url
+    wh, con = warehouse.get(), warehouse.connect()
+    ids = _day_video_ids(con, wh, ds)
+    problem = metadata_api.health() if ids else None  # a day without clips needs no API
+    if problem:
+        raise dg.Failure(
+            f"video metadata API {api} is unhealthy: {problem}",
+            metadata={"api": dg.MetadataValue.url(api), "videos": len(ids)},
+        )
+    rows, failures = metadata_api.fetch(ids)
+    if ids and not rows and all(r != NOT_FOUND for r in failures.values()):
+        first = next(iter(failures.values()))
+        raise dg.Failure(
+            f"video metadata API {api} failed every batch of {ds}: {first}",
+            metadata={"api": dg.MetadataValue.url(api), "videos": len(ids)},
+        )
+
+    con.register("_fetched", pa.Table.from_pylist(rows, schema=SCHEMA))
+    written = wh.write_partition(con, TABLE, ds, "SELECT * FROM _fetched")
+    con.register(
+        "_failed",
+        pa.table(
+            {"video_id": list(failures), "reason": list(failures.values())},
+            schema=pa.schema([("video_id", pa.string()), ("reason", pa.string())]),
+        ),
+    )
+    wh.write_file(
+        con,
+        QUARANTINE,
+        ds,
+        TABLE,
+        f"""
+        SELECT {sql_str(TABLE)} AS table_name, {sql_str(api + VIDEOS_PATH)} AS source_file,
+               reason, to_json(struct_pack(video_id := video_id)) AS "row",
+               TIMESTAMPTZ {sql_str(datetime.now(UTC).isoformat())} AS detected_at
+        FROM _failed
+        """,
+    )
+    if failures:
+        context.log.warning(
+            f"{len(failures)} of {len(ids)} videos quarantined: {_counts(failures)}"
+        )
+    context.log.info(f"{TABLE} {ds}: {written} videos from {api}, {len(failures)} failed")
+    preview = [
+        [r["video_id"], r["title"], r["channel"], r["view_count"], r["like_count"]]
+        for r in rows[:PREVIEW_ROWS]
+    ]
+    meta = {
+        "configured": True,
+        "dagster/row_count": written,
+        "failed": len(failures),
+        "api": dg.MetadataValue.url(api),
+        "path": dg.MetadataValue.path(str(wh.partition_dir(TABLE, ds))),
+        "preview": dg.MetadataValue.md(
+            _md_table(["video_id", "title", "channel", "view_count", "like_count"], preview)
+        ),
+    }
+    if failures:
+        meta["failure_reasons"] = dg.MetadataValue.md(
+            _md_table(["reason", "videos"], [[r, n] for r, n in _counts(failures).items()])
+        )
+    return dg.MaterializeResult(metadata=meta)
+
+
+def _counts(failures: dict[str, str]) -> dict[str, int]:
+    return dict(Counter(failures.values()).most_common())
+
+
+enrichment_assets = [video_metadata]
