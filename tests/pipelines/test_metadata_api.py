@@ -96,8 +96,11 @@ def test_the_client_side_rate_limit_spaces_requests_across_threads():
         elapsed = time.monotonic() - start
     assert sum(len(rows) for rows, _ in out) == 10
     assert elapsed >= 0.45
+    # receipt times jitter on a loaded machine: check spans, not single gaps (a burst of
+    # 5 requests would arrive within a few ms; at 20/s they span 0.2 s)
     t = sorted(api.times)
-    assert min(b - a for a, b in zip(t, t[1:], strict=False)) >= 0.04
+    assert t[-1] - t[0] >= 0.40
+    assert min(t[i + 4] - t[i] for i in range(len(t) - 4)) >= 0.15
 
 
 def test_a_timeout_is_retried():
