@@ -21,6 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from assets.constants import DAILY_PARTITIONS, INGEST
+from assets.markdown import md_table
 from models.ingest import QUARANTINE
 from models.warehouse import Warehouse, sql_str
 from pipelines.metadata_api import NOT_FOUND, URL_ENV, VIDEOS_PATH, VideoMetadataResource
@@ -38,12 +39,6 @@ SCHEMA = pa.schema(
     ]
 )
 PREVIEW_ROWS = 5
-
-
-def _md_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _day_video_ids(con: duckdb.DuckDBPyConnection, wh: Warehouse, ds: str) -> list[str]:
@@ -128,12 +123,12 @@ def video_metadata(
         "api": dg.MetadataValue.url(api),
         "path": dg.MetadataValue.path(str(wh.partition_dir(TABLE, ds))),
         "preview": dg.MetadataValue.md(
-            _md_table(["video_id", "title", "channel", "view_count", "like_count"], preview)
+            md_table(["video_id", "title", "channel", "view_count", "like_count"], preview)
         ),
     }
     if failures:
         meta["failure_reasons"] = dg.MetadataValue.md(
-            _md_table(["reason", "videos"], [[r, n] for r, n in _counts(failures).items()])
+            md_table(["reason", "videos"], [[r, n] for r, n in _counts(failures).items()])
         )
     return dg.MaterializeResult(metadata=meta)
 

@@ -11,6 +11,7 @@ from datetime import date
 import dagster as dg
 
 from assets.constants import DAILY_PARTITIONS, FEATURES
+from assets.markdown import md_table
 from models.features import (
     ENGAGEMENT_FEATURES,
     FEATURE_COLUMNS,
@@ -31,12 +32,6 @@ PREVIEW_COLUMNS = [
     "creator_clip_count",
     "creator_label_mean",
 ]
-
-
-def _md_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _partition(wh, ds: str) -> str:
@@ -79,7 +74,7 @@ def clip_features(
             "share_with_views": round(with_views / rows, 4) if rows else 0.0,
             "features": len(FEATURE_COLUMNS),
             "path": dg.MetadataValue.path(str(wh.partition_dir(TABLE, ds))),
-            "preview": dg.MetadataValue.md(_md_table(PREVIEW_COLUMNS, head)),
+            "preview": dg.MetadataValue.md(md_table(PREVIEW_COLUMNS, head)),
         }
     )
 
@@ -140,7 +135,7 @@ with warnings.catch_warnings():  # partitioned asset checks are a Dagster previe
             metadata={
                 **found,
                 "problems": dg.MetadataValue.md(
-                    _md_table(["problem", "rows"], [[k, v] for k, v in problems.items()])
+                    md_table(["problem", "rows"], [[k, v] for k, v in problems.items()])
                     if problems
                     else "none"
                 ),

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 import dagster as dg
 
 from assets.constants import DAILY_PARTITIONS, INGEST
+from assets.markdown import md_table
 from models.contract import TABLES, Table
 from models.ingest import IngestResult, ingest_day
 from pipelines.resources import LandingResource, WarehouseResource
@@ -20,12 +21,6 @@ from pipelines.resources import LandingResource, WarehouseResource
 REQUIRE_ROWS = {"clips", "engagement"}
 
 _DEPS = {"engagement": ["clips"], "labels": ["clips"]}
-
-
-def _md_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _metadata(res: IngestResult, preview_md: str, path: str) -> dict:
@@ -40,11 +35,11 @@ def _metadata(res: IngestResult, preview_md: str, path: str) -> dict:
     }
     if res.reasons:
         meta["quarantine_reasons"] = dg.MetadataValue.md(
-            _md_table(["rule broken", "rows"], [[r, n] for r, n in res.reasons.items()])
+            md_table(["rule broken", "rows"], [[r, n] for r, n in res.reasons.items()])
         )
     if res.files_quarantined:
         meta["unreadable_files"] = dg.MetadataValue.md(
-            _md_table(["file", "why"], [[f, why] for f, why in res.files_quarantined.items()])
+            md_table(["file", "why"], [[f, why] for f, why in res.files_quarantined.items()])
         )
     return meta
 
@@ -73,7 +68,7 @@ def build_ingest_asset(table: Table) -> dg.AssetsDefinition:
             )
         part = wh.partition_dir(table.warehouse, ds)
         head = con.execute(f"SELECT * FROM read_parquet('{part}/*.parquet') LIMIT 5").df()
-        preview = _md_table(list(head.columns), head.astype(str).values.tolist())
+        preview = md_table(list(head.columns), head.astype(str).values.tolist())
         context.log.info(
             f"{table.warehouse} {ds}: {res.rows_valid} rows from {len(res.files_read)} files "
             f"({len(res.files_new)} new), {res.rows_quarantined} rows and "
@@ -112,7 +107,7 @@ def build_contract_check(table: Table) -> dg.AssetChecksDefinition:
                 "expectations": len(res.outcomes),
                 "failed": len(failed),
                 "failures": dg.MetadataValue.md(
-                    _md_table(["expectation", "column", "unexpected", "detail"], failed)
+                    md_table(["expectation", "column", "unexpected", "detail"], failed)
                     if failed
                     else "all expectations met"
                 ),

@@ -16,14 +16,14 @@ import warnings
 import dagster as dg
 
 from assets.constants import DAILY_PARTITIONS, MONITORING, day_end
+from assets.markdown import md_table
+from models.alerts import ALERTS
 from pipelines.resources import (
     EventsResource,
     MlflowResource,
     NotifierResource,
     WarehouseResource,
 )
-
-ALERT_CHECKS = ("dataset_drift", "rmse_ceiling", "missing_features", "score_range")
 
 
 class MonitoringConfig(dg.Config):
@@ -46,12 +46,7 @@ with warnings.catch_warnings():  # partitioned asset checks are a Dagster previe
     warnings.simplefilter("ignore", dg.PreviewWarning)
     _CHECKS = [
         dg.AssetCheckSpec(name, asset="drift_report", description=desc)
-        for name, desc in (
-            ("dataset_drift", "Share of drifted features below the configured share."),
-            ("rmse_ceiling", "Champion rmse on the labels known so far within the ceiling."),
-            ("missing_features", "No feature's missing share grew beyond the limit."),
-            ("score_range", "Every champion score finite and within [0, 100]."),
-        )
+        for name, desc in ALERTS.items()
     ]
 
 
@@ -122,6 +117,7 @@ def drift_report(
     champion_rmse = registry.version_metric(version, "rmse", mlflow.uri)
     found = alerts.evaluate(report, alerts.score_stats(rows["score"]), champion_rmse, limits)
     report["alerts"] = [{k: a[k] for k in ("name", "passed", "message")} for a in found]
+    by_name = {a["name"]: a for a in found}
     json_path, html_path = write_report(report, reference, current, wh.home / "reports" / "drift")
 
     n = _write_metrics(con, wh, ds, version, result)
@@ -148,7 +144,7 @@ def drift_report(
                 "\n".join(f"- {f}" for f in result["drifted_features"]) or "none"
             ),
             "prediction_drift": bool(result["prediction"] and result["prediction"]["drifted"]),
-            "rmse_alert": not found[1]["passed"],
+            "rmse_alert": not by_name["rmse_ceiling"]["passed"],
             "rmse": perf["rmse"] if perf else None,
             "n_labels": perf["n_labels"] if perf else 0,
             "features": dg.MetadataValue.md(_table(result["features"])),
@@ -220,12 +216,12 @@ def _table(features: dict) -> str:
         features.items(),
         key=lambda kv: -(kv[1]["statistic"] or 0) / kv[1]["threshold"],
     )
-    lines = ["| feature | method | statistic | threshold | drifted |", "|---|---|---|---|---|"]
-    for name, f in ranked[:15]:
-        stat = "n/a" if f["statistic"] is None else f"{f['statistic']:.4f}"
-        flag = "**yes**" if f["drifted"] else "no"
-        lines.append(f"| {name} | {f['method']} | {stat} | {f['threshold']:g} | {flag} |")
-    return "\n".join(lines)
+    rows = [
+        [name, f["method"], "n/a" if f["statistic"] is None else f"{f['statistic']:.4f}",
+         f"{f['threshold']:g}", "**yes**" if f["drifted"] else "no"]
+        for name, f in ranked[:15]
+    ]  # fmt: skip
+    return md_table(["feature", "method", "statistic", "threshold", "drifted"], rows)
 
 
 def _skipped(why: str, perf: dict | None) -> dg.MaterializeResult:
@@ -241,7 +237,7 @@ def _skipped(why: str, perf: dict | None) -> dg.MaterializeResult:
             dg.AssetCheckResult(
                 check_name=name, passed=True, metadata={"message": f"not judged: {why}"}
             )
-            for name in ALERT_CHECKS
+            for name in ALERTS
         ],
     )
 

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ALERTS = ("dataset_drift", "rmse_ceiling", "missing_features", "score_range")
+ALERTS = {  # name -> what passing means (the asset checks' descriptions)
+    "dataset_drift": "Share of drifted features below the configured share.",
+    "rmse_ceiling": "Champion rmse on the labels known so far within the ceiling.",
+    "missing_features": "No feature's missing share grew beyond the limit.",
+    "score_range": "Every champion score finite and within [0, 100].",
+}
 
 
 @dataclass(frozen=True)

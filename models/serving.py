@@ -26,9 +26,9 @@ import numpy as np
 import pyarrow as pa
 
 from models.experiments import ExperimentConfig, assign_variant
+from models.training_set import FEATURE_SERVICE
 
-CHAMPION = "champion"
-FEATURE_SERVICE = "clip_quality_v1"
+CHAMPION = "champion"  # models.registry.CHAMPION (not imported: it loads XGBoost at import)
 SCORE_FEATURES = ["clip_scores:score", "clip_scores:model_version"]
 
 

@@ -20,6 +20,7 @@ CLIPFLOW_LANDING_DIR for the experiments).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from contextlib import asynccontextmanager, suppress
 
@@ -30,6 +31,7 @@ from pydantic import BaseModel, Field
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
 MAX_BATCH = 1000
+_ID = re.compile(ID_PATTERN)
 
 
 class ScoreOut(BaseModel):
@@ -89,7 +91,7 @@ def create_app(scorer=None, redis_url: str | None = None, heartbeat_s: float = 1
 
     app.add_middleware(_Timing, requests=requests, latency=latency)
 
-    def score_or_404(clip_ids: list[str], user_id: str | None):
+    def _routed_scores(clip_ids: list[str], user_id: str | None):
         route, got = state["scorer"].scores(clip_ids, user_id)
         for alias, version in state["scorer"].versions().items():
             served.labels(alias).set(float(version))
@@ -106,17 +108,17 @@ def create_app(scorer=None, redis_url: str | None = None, heartbeat_s: float = 1
     ):
         # async and unvalidated on the way out (the model documents it): a sub-millisecond
         # Redis lookup costs less on the event loop than a hop to the thread pool
-        routed, (got,) = score_or_404([clip_id], user_id)
+        routed, (got,) = _routed_scores([clip_id], user_id)
         if got is None:
             return JSONResponse({"detail": f"unknown clip {clip_id!r}"}, status_code=404)
         return JSONResponse({**routed, **got})
 
     @app.post("/v1/score", response_model=BatchOut)
     async def batch_score(body: BatchIn):
-        bad = [c for c in body.clip_ids if not _valid_id(c)]
+        bad = [c for c in body.clip_ids if not _ID.fullmatch(c)]
         if bad:
             return JSONResponse({"detail": f"malformed clip ids: {bad[:10]}"}, status_code=422)
-        routed, got = score_or_404(body.clip_ids, body.user_id)
+        routed, got = _routed_scores(body.clip_ids, body.user_id)
         unknown = [c for c, g in zip(body.clip_ids, got, strict=True) if g is None]
         scores = [g for g in got if g is not None]
         return JSONResponse({**routed, "scores": scores, "unknown": unknown})
@@ -185,12 +187,6 @@ class _Timing:
             endpoint = getattr(route, "path", "unmatched")
             self.requests.labels(endpoint, str(status[0])).inc()
             self.latency.labels(endpoint).observe(time.perf_counter() - t0)
-
-
-def _valid_id(value: str) -> bool:
-    import re
-
-    return re.fullmatch(ID_PATTERN, value) is not None
 
 
 def _default_scorer(s):

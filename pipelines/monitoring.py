@@ -13,20 +13,15 @@ day in its backfills.
 """
 
 import json
-import os
 from datetime import date
 
 import dagster as dg
 
 from assets.training import train_job
+from pipelines import settings
 
 DRIFT_REPORT = dg.AssetKey("drift_report")
-COOLDOWN_DAYS = 7  # default; CLIPFLOW_RETRAIN_COOLDOWN_DAYS overrides it (read per tick)
 SENSOR_INTERVAL_S = 60
-
-
-def cooldown_days() -> int:
-    return int(os.environ.get("CLIPFLOW_RETRAIN_COOLDOWN_DAYS") or COOLDOWN_DAYS)
 
 
 def drift_trigger(metadata: dict, ds: str, last_trigger: str | None, cooldown: int) -> str | None:
@@ -77,7 +72,7 @@ def retrain_on_drift_sensor(context: dg.SensorEvaluationContext):
         limit=100,
         ascending=True,
     ).records
-    requests, cooldown = [], cooldown_days()
+    requests, cooldown = [], settings.current().retrain_cooldown_days
     for record in records:
         state["after"] = record.storage_id
         event = record.asset_materialization

@@ -123,38 +123,20 @@ def run_days(days: list[str], job_name: str = "daily_job", out: TextIO | None = 
     """Run `job_name` for each day (ISO dates, ascending) in-process; print progress."""
     import dagster as dg
 
-    from pipelines.definitions import defs
-
     def say(msg: str) -> None:
         if out is not None:
             print(msg, file=out, flush=True)
 
-    job = defs.resolve_job_def(job_name)
     summary, last_retrain = RunSummary(), None
     with dg.DagsterInstance.get() as instance:
         for day in days:
-            t0 = time.perf_counter()
-            result = job.execute_in_process(
-                partition_key=day,
-                instance=instance,
-                raise_on_error=False,
-                run_config=QUIET_LOGS,
-                tags={"clipflow/launched_by": "clipflow run"},
-            )
-            outcome = DayOutcome(
-                day,
-                result.success,
-                time.perf_counter() - t0,
-                result.run_id,
-                _steps(instance, result.run_id),
-            )
+            outcome = _execute(instance, job_name, day)
             summary.days.append(outcome)
             say(
                 f"{day}  {'ok' if outcome.success else 'FAILED'}  ({outcome.seconds:.1f}s, "
                 f"run {outcome.run_id[:8]})"
             )
-            for s in outcome.steps:
-                say(f"    {s['step']:<32} {s['status']:<12} {s['seconds']:6.2f}s  {_describe(s)}")
+            _say_steps(say, outcome)
             if job_name == "daily_job":
                 last_retrain = _retrain_on_drift(instance, outcome, last_retrain, say, summary)
     return summary
@@ -164,31 +146,44 @@ def _retrain_on_drift(instance, outcome: DayOutcome, last: str | None, say, summ
     """What `retrain_on_drift_sensor` does in the daemon, applied right after the day's run:
     a gated `train_job` run for the day when its drift report calls for one (same rule,
     same cool-down in partition days). Returns the day of the last drift retrain."""
-    from pipelines.definitions import defs
-    from pipelines.monitoring import cooldown_days, drift_trigger, retrain_request
+    from pipelines.monitoring import drift_trigger, retrain_request
+    from pipelines.settings import current
 
     report = next((s["meta"] for s in outcome.steps if s["step"] == "drift_report"), None)
-    why = drift_trigger(report or {}, outcome.day, last, cooldown_days())
+    why = drift_trigger(report or {}, outcome.day, last, current().retrain_cooldown_days)
     if why is None:
         return last
     request = retrain_request(outcome.day, why)
-    t0 = time.perf_counter()
-    result = defs.resolve_job_def("train_job").execute_in_process(
-        partition_key=outcome.day,
-        instance=instance,
-        raise_on_error=False,
-        run_config={**QUIET_LOGS, **request.run_config},
-        tags={**request.tags, "clipflow/launched_by": "clipflow run"},
-    )
-    retrain = DayOutcome(
-        outcome.day, result.success, time.perf_counter() - t0, result.run_id,
-        _steps(instance, result.run_id), job="train_job",
-    )  # fmt: skip
+    retrain = _execute(instance, "train_job", outcome.day, request.run_config, request.tags)
     summary.days.append(retrain)
     say(f"{outcome.day}  retrain on drift ({why}): {'ok' if retrain.success else 'FAILED'}")
-    for s in retrain.steps:
-        say(f"    {s['step']:<32} {s['status']:<12} {s['seconds']:6.2f}s  {_describe(s)}")
+    _say_steps(say, retrain)
     return outcome.day
+
+
+def _execute(
+    instance, job_name: str, day: str, run_config: dict | None = None, tags: dict | None = None
+) -> DayOutcome:
+    """One in-process run of `job_name` for partition `day`, with its steps."""
+    from pipelines.definitions import defs
+
+    t0 = time.perf_counter()
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        partition_key=day,
+        instance=instance,
+        raise_on_error=False,
+        run_config={**QUIET_LOGS, **(run_config or {})},
+        tags={**(tags or {}), "clipflow/launched_by": "clipflow run"},
+    )
+    steps = _steps(instance, result.run_id)
+    return DayOutcome(
+        day, result.success, time.perf_counter() - t0, result.run_id, steps, job=job_name
+    )
+
+
+def _say_steps(say, outcome: DayOutcome) -> None:
+    for s in outcome.steps:
+        say(f"    {s['step']:<32} {s['status']:<12} {s['seconds']:6.2f}s  {_describe(s)}")
 
 
 def print_summary(summary: RunSummary, out: TextIO) -> None:

@@ -9,6 +9,7 @@ Dagster UI, `clipflow run` and the tests all resolve the same variables the same
 | `CLIPFLOW_HOME` | `.clipflow` | warehouse, reports, MLflow store, Dagster instance |
 | `CLIPFLOW_LANDING_DIR` | `data/landing` | the landing directory (CONTRACT §1) |
 | `CLIPFLOW_REDIS` | unset | Feast Redis connection string; unset: SQLite online store |
+| `CLIPFLOW_RETRAIN_COOLDOWN_DAYS` | 7 | retrain on drift at most once per this many partition days |
 | `MLFLOW_TRACKING_URI` | `sqlite:///$CLIPFLOW_HOME/mlflow.db` | the MLflow tracking/registry store |
 | `DAGSTER_HOME` | `$CLIPFLOW_HOME/dagster` | the Dagster instance the CLI and the UI share |
 """
@@ -46,6 +47,7 @@ class Settings:
     redis: str | None
     mlflow_uri: str
     dagster_home: Path
+    retrain_cooldown_days: int = 7  # retrain-on-drift: at most once per this many days
 
 
 def current() -> Settings:
@@ -57,8 +59,15 @@ def current() -> Settings:
     landing = Path(os.environ.get("CLIPFLOW_LANDING_DIR") or "data/landing").resolve()
     mlflow_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster").resolve()
+    cooldown = int(os.environ.get("CLIPFLOW_RETRAIN_COOLDOWN_DAYS") or 7)
     return Settings(
-        env, home, landing, os.environ.get("CLIPFLOW_REDIS") or None, mlflow_uri, dagster_home
+        env,
+        home,
+        landing,
+        os.environ.get("CLIPFLOW_REDIS") or None,
+        mlflow_uri,
+        dagster_home,
+        cooldown,
     )
 
 
