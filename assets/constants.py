@@ -11,6 +11,30 @@ SCORING = "scoring"
 EXPERIMENTS = "experiments"
 MONITORING = "monitoring"
 
+# What each group is, in the order data flows (the README's architecture, the UI's graph).
+GROUPS = {
+    INGEST: "Landing files of a day into the warehouse, validated, bad rows quarantined; "
+    "video metadata from the external API.",
+    FEATURES: "Clip features as of each day's end, registered in Feast and materialized "
+    "to the Redis online store.",
+    TRAINING: "Point-in-time training sets; XGBoost trained, gated and registered in MLflow "
+    "(champion/challenger).",
+    SCORING: "Batch scores of the day's clips by champion and challenger; scores published online.",
+    EXPERIMENTS: "A/B experiment results: SRM, CUPED, BH-corrected decisions; promotion on ship.",
+    MONITORING: "Drift of features and predictions against the champion's reference, "
+    "performance as labels arrive, alerts.",
+}
+
+# Who answers for each group (Dagster owners), shown on every asset in the UI.
+OWNERS = {
+    INGEST: ["team:data-platform"],
+    FEATURES: ["team:data-platform"],
+    TRAINING: ["team:ml"],
+    SCORING: ["team:ml"],
+    EXPERIMENTS: ["team:experimentation"],
+    MONITORING: ["team:ml"],
+}
+
 # Days are UTC. The first partition is far enough back for any landing data we expect;
 # the last one is yesterday (a day is processed once it is complete).
 DAILY_PARTITIONS = dg.DailyPartitionsDefinition(start_date="2024-01-01", timezone="UTC")

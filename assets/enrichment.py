@@ -8,7 +8,7 @@ tables' files. Re-running a day replaces both.
 
 When the API is down (its health check fails after retries, or every batch failed) the
 asset fails with the reason and writes nothing, so the previous partition stays and the
-run shows the failure; nothing downstream depends on it, so the rest of `daily_job` goes
+run shows the failure; nothing downstream depends on it, so the rest of `nightly_job` goes
 on. Materialize the day again once the API is back. When the API is not configured (no
 `CLIPFLOW_METADATA_URL`) the asset succeeds with `configured: False` and writes nothing.
 """
@@ -20,7 +20,7 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 
-from assets.constants import DAILY_PARTITIONS, INGEST
+from assets.constants import DAILY_PARTITIONS, INGEST, OWNERS
 from assets.markdown import md_table
 from models.ingest import QUARANTINE
 from models.warehouse import Warehouse, sql_str
@@ -55,6 +55,7 @@ def _day_video_ids(con: duckdb.DuckDBPyConnection, wh: Warehouse, ds: str) -> li
 @dg.asset(
     partitions_def=DAILY_PARTITIONS,
     group_name=INGEST,
+    owners=OWNERS[INGEST],
     deps=["clips"],
     kinds={"api", "duckdb"},
     description="Title, channel, view and like counts of the source videos of the day's "
@@ -68,7 +69,13 @@ def video_metadata(
 ) -> dg.MaterializeResult:
     if not metadata_api.configured:
         context.log.info(f"video metadata API not configured ({URL_ENV} unset): skipped")
-        return dg.MaterializeResult(metadata={"configured": False})
+        return dg.MaterializeResult(
+            metadata={
+                "configured": False,
+                "dagster/row_count": 0,
+                "note": f"skipped: {URL_ENV} is not set (no metadata API configured)",
+            }
+        )
     ds, api = context.partition_key, metadata_api.url
     wh, con = warehouse.get(), warehouse.connect()
     ids = _day_video_ids(con, wh, ds)

@@ -10,13 +10,16 @@ champion through the checked alias move, tagged with the experiment id.
 
 import dagster as dg
 
-from assets.constants import DAILY_PARTITIONS, EXPERIMENTS, day_end
+from assets.constants import DAILY_PARTITIONS, EXPERIMENTS, OWNERS, day_end
+from assets.markdown import head_md
 from pipelines.resources import (
     EventsResource,
     LandingResource,
     MlflowResource,
     WarehouseResource,
 )
+
+PREVIEW_COLUMNS = ["experiment_id", "metric", "variant", "relative_lift", "p_value", "decision"]
 
 
 def shipped_variant(result: dict) -> str | None:
@@ -50,6 +53,7 @@ def promote_from_experiment(client, exp, result, uri: str) -> str:
 
 @dg.asset(
     group_name=EXPERIMENTS,
+    owners=OWNERS[EXPERIMENTS],
     partitions_def=DAILY_PARTITIONS,
     deps=["assignments", "user_metrics"],
     kinds={"duckdb", "scipy"},
@@ -105,8 +109,9 @@ def ab_results(
             )  # fmt: skip
         decisions[exp.experiment_id] = f"{result['decision']} ({promotion}) {html_path}"
         rows += result_rows(result)
-    if rows:
-        con.register("_ab", pa.Table.from_pylist(rows))
+    table = pa.Table.from_pylist(rows) if rows else None
+    if table is not None:
+        con.register("_ab", table)
         n = wh.write_partition(con, "ab_results", context.partition_key, "SELECT * FROM _ab")
         con.unregister("_ab")
     else:
@@ -120,6 +125,9 @@ def ab_results(
                 "\n".join(f"- **{k}**: {v}" for k, v in decisions.items()) or "none active"
             ),
             "reports": dg.MetadataValue.path(str(reports)),
+            "preview": dg.MetadataValue.md(
+                head_md(table, PREVIEW_COLUMNS) if table is not None else "no experiment analysed"
+            ),
         }
     )
 

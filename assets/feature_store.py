@@ -7,7 +7,9 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets.constants import DAILY_PARTITIONS, FEATURES, TRAINING, day_end
+from assets.constants import DAILY_PARTITIONS, FEATURES, OWNERS, TRAINING, day_end
+from assets.features import PREVIEW_COLUMNS
+from assets.markdown import head_md, md_table
 from models.features import FEATURE_COLUMNS
 from models.training_set import compare, entity_rows, training_set_duckdb, training_set_feast
 from pipelines.resources import FeastResource, WarehouseResource
@@ -17,6 +19,7 @@ FEATURE_SERVICE = "clip_quality_v1"
 
 @dg.asset(
     group_name=FEATURES,
+    owners=OWNERS[FEATURES],
     partitions_def=DAILY_PARTITIONS,
     kinds={"feast"},
     description="`feast apply` of feature_repo/: the registry always matches the code that "
@@ -25,10 +28,19 @@ FEATURE_SERVICE = "clip_quality_v1"
 def feast_registry(context: dg.AssetExecutionContext, feast: FeastResource) -> dg.MaterializeResult:
     from feature_repo.config import apply
 
-    applied = apply(feast.store())
+    store = feast.store()
+    applied = apply(store)
     context.log.info(f"feast apply: {applied}")
+    views = [
+        [fv.name, ", ".join(fv.entities), len(fv.features), str(fv.ttl), fv.batch_source.path]
+        for fv in sorted(store.list_feature_views(), key=lambda v: v.name)
+    ]
     return dg.MaterializeResult(
         metadata={
+            "dagster/row_count": len(views),
+            "preview": dg.MetadataValue.md(
+                md_table(["feature view", "entities", "features", "ttl", "source"], views)
+            ),
             "feature_views": ", ".join(applied["feature_views"]),
             "feature_services": ", ".join(applied["feature_services"]),
             "entities": ", ".join(applied["entities"]),
@@ -40,6 +52,7 @@ def feast_registry(context: dg.AssetExecutionContext, feast: FeastResource) -> d
 
 @dg.asset(
     group_name=FEATURES,
+    owners=OWNERS[FEATURES],
     partitions_def=DAILY_PARTITIONS,
     deps=["clip_features", "feast_registry"],
     kinds={"feast", "redis"},
@@ -71,6 +84,7 @@ def online_features(
             "keys_per_s": round(keys_per_s),
             "writer": res.method,
             "online_store": feast.online_kind(),
+            "preview": dg.MetadataValue.md(head_md(rows, PREVIEW_COLUMNS)),
         }
     )
 
@@ -84,6 +98,7 @@ class TrainingSetConfig(dg.Config):
 
 @dg.asset(
     group_name=TRAINING,
+    owners=OWNERS[TRAINING],
     partitions_def=DAILY_PARTITIONS,
     deps=["clip_features", "labels", "feast_registry"],
     kinds={"duckdb", "feast"},
@@ -128,13 +143,20 @@ def training_set(
                 "dagster/row_count": n,
                 "clips": len(set(entities.column("clip_id").to_pylist())),
                 "label_mean": round(float(pc.mean(entities.column("quality_score")).as_py()), 3),
+                "preview": dg.MetadataValue.md(
+                    head_md(
+                        table, ["clip_id", "event_timestamp", "quality_score", *PREVIEW_COLUMNS[2:]]
+                    )
+                ),
                 "path": dg.MetadataValue.path(
                     str(wh.partition_dir("training_set", context.partition_key))
                 ),
             }
         )
     else:
-        meta["dagster/row_count"] = 0
+        meta.update(
+            {"dagster/row_count": 0, "preview": dg.MetadataValue.md("no labelled clips yet")}
+        )
     return dg.MaterializeResult(metadata=meta)
 
 

@@ -10,7 +10,7 @@ from datetime import date
 
 import dagster as dg
 
-from assets.constants import DAILY_PARTITIONS, FEATURES
+from assets.constants import DAILY_PARTITIONS, FEATURES, OWNERS
 from assets.markdown import md_table
 from models.features import (
     ENGAGEMENT_FEATURES,
@@ -41,6 +41,7 @@ def _partition(wh, ds: str) -> str:
 @dg.asset(
     name=TABLE,
     group_name=FEATURES,
+    owners=OWNERS[FEATURES],
     partitions_def=DAILY_PARTITIONS,
     deps=["clips", "engagement", "labels"],
     kinds={"duckdb", "parquet"},

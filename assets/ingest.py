@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from assets.constants import DAILY_PARTITIONS, INGEST
+from assets.constants import DAILY_PARTITIONS, INGEST, OWNERS
 from assets.markdown import md_table
 from models.contract import TABLES, Table
 from models.ingest import IngestResult, ingest_day
@@ -48,6 +48,7 @@ def build_ingest_asset(table: Table) -> dg.AssetsDefinition:
     @dg.asset(
         name=table.warehouse,
         group_name=INGEST,
+        owners=OWNERS[INGEST],
         partitions_def=DAILY_PARTITIONS,
         deps=_DEPS.get(table.warehouse, []),
         kinds={"duckdb", "parquet"},

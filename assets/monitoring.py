@@ -15,7 +15,7 @@ import warnings
 
 import dagster as dg
 
-from assets.constants import DAILY_PARTITIONS, MONITORING, day_end
+from assets.constants import DAILY_PARTITIONS, MONITORING, OWNERS, day_end
 from assets.markdown import md_table
 from models.alerts import ALERTS
 from pipelines.resources import (
@@ -52,6 +52,7 @@ with warnings.catch_warnings():  # partitioned asset checks are a Dagster previe
 
 @dg.asset(
     group_name=MONITORING,
+    owners=OWNERS[MONITORING],
     partitions_def=DAILY_PARTITIONS,
     deps=["clip_scores", "clip_features", "labels"],
     kinds={"duckdb", "numpy"},

@@ -3,7 +3,8 @@
 import dagster as dg
 import pyarrow as pa
 
-from assets.constants import DAILY_PARTITIONS, SCORING, day_end
+from assets.constants import DAILY_PARTITIONS, OWNERS, SCORING, day_end
+from assets.markdown import head_md
 from pipelines.resources import EventsResource, FeastResource, MlflowResource, WarehouseResource
 
 ALIASES = ("champion", "challenger")
@@ -11,6 +12,7 @@ ALIASES = ("champion", "challenger")
 
 @dg.asset(
     group_name=SCORING,
+    owners=OWNERS[SCORING],
     partitions_def=DAILY_PARTITIONS,
     deps=["clip_features", "clip_quality_model"],
     kinds={"xgboost", "parquet"},
@@ -65,6 +67,9 @@ def clip_scores(
         {
             "dagster/row_count": n,
             "clips": rows.num_rows,
+            "preview": dg.MetadataValue.md(
+                head_md(table, ["clip_id", "score", "model_alias", "model_version", "scored_at"])
+            ),
             "path": dg.MetadataValue.path(str(wh.partition_dir("clip_scores", ds))),
         }
     )
@@ -73,6 +78,7 @@ def clip_scores(
 
 @dg.asset(
     group_name=SCORING,
+    owners=OWNERS[SCORING],
     partitions_def=DAILY_PARTITIONS,
     deps=["clip_scores", "feast_registry"],
     kinds={"feast", "redis"},
@@ -107,6 +113,7 @@ def online_scores(
             "skipped_not_newer": res.skipped,
             "seconds": round(res.seconds, 3),
             "writer": res.method,
+            "preview": dg.MetadataValue.md(head_md(rows)),
         }
     )
 

@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
-from assets.constants import DAILY_PARTITIONS, TRAINING, day_end
+from assets.constants import DAILY_PARTITIONS, OWNERS, TRAINING, day_end
+from assets.markdown import md_table
 from models.train_params import TrainParams
 from pipelines.resources import EventsResource, MlflowResource, WarehouseResource
 
@@ -59,18 +60,15 @@ def retrain_reason(champion_tags: dict | None, cutoff: datetime, cfg: ModelConfi
     return None
 
 
-def _md(rows: list[list]) -> str:
-    return "\n".join(
-        ["| | candidate | champion | baseline |", "|---|---|---|---|"]
-        + ["| " + " | ".join(str(v) for v in r) + " |" for r in rows]
-    )
-
-
 @dg.asset(
     group_name=TRAINING,
+    owners=OWNERS[TRAINING],
     partitions_def=DAILY_PARTITIONS,
     deps=["training_set"],
     kinds={"xgboost", "mlflow"},
+    description="XGBoost regressor of clip quality, trained on the day's training set when "
+    "the retraining policy says, gated (validation_gate) and registered in MLflow as "
+    "`clip_quality`: champion if it passes and beats the champion, else challenger.",
     check_specs=[
         dg.AssetCheckSpec(
             "validation_gate",
@@ -161,13 +159,17 @@ def clip_quality_model(
     meta = {
         "decision": reason,
         "trained": True,
+        "dagster/row_count": trained.rows["total"],  # the training set's rows, all splits
         "rows": trained.rows,
+        "gate": "passed" if verdict.passed else "rejected: " + "; ".join(verdict.reasons),
         "holdout_rows": len(y),
         "best_iteration": trained.best_iteration,
         "rmse": cand["rmse"],
         "mae": cand["mae"],
         "r2": cand["r2"],
-        "metrics_vs_champion": dg.MetadataValue.md(_md(table)),
+        "metrics_vs_champion": dg.MetadataValue.md(
+            md_table(["", "candidate", "champion", "baseline"], table)
+        ),
         "data_fingerprint": trained.data_fingerprint,
         "champion_version_before": champ_version or "none",
     }
@@ -234,8 +236,8 @@ training_assets = [clip_quality_model]
 
 # On demand: retrain now (the launchpad sets `force_retrain`; the schedule and the daily
 # policy cover the rest). Pick the day whose training set to use as the partition.
-train_job = dg.define_asset_job(
-    "train_job",
+training_job = dg.define_asset_job(
+    "training_job",
     selection=dg.AssetSelection.assets("training_set", "clip_quality_model"),
     partitions_def=DAILY_PARTITIONS,
     config={"ops": {"clip_quality_model": {"config": {"force_retrain": True}}}},

@@ -108,7 +108,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
         cmd_generate(gen)
     else:
         print(f"reusing demo landing data in {landing}")
-    run = argparse.Namespace(landing=landing, home=home, start=None, end=None, job="daily_job")
+    run = argparse.Namespace(landing=landing, home=home, start=None, end=None, job="nightly_job")
     return cmd_run(run)
 
 
@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--home", type=Path, help="clipflow home (default $CLIPFLOW_HOME or .clipflow)")
     r.add_argument("--start", type=_date, help="first day (default: first day in landing data)")
     r.add_argument("--end", type=_date, help="last day (default: last day in landing data)")
-    r.add_argument("--job", default="daily_job", help="job to run per day (default daily_job)")
+    r.add_argument("--job", default="nightly_job", help="job to run per day (default nightly_job)")
     r.set_defaults(fn=cmd_run)
 
     d = sub.add_parser("demo", help="generate demo data and run on it")

@@ -24,7 +24,7 @@ URL at all means "not configured": the asset records that and does nothing. Why 
 `VideoMetadataResource(base_url=dg.EnvVar(...))`: in Dagster 1.13 an unset `EnvVar` lets
 `Definitions` load but fails the launch of every run whose job includes the resource
 (`DagsterInvalidConfigError: ... You have attempted to fetch the environment variable
-"CLIPFLOW_METADATA_URL" which is not set`), so an optional API would break `daily_job`
+"CLIPFLOW_METADATA_URL" which is not set`), so an optional API would break `nightly_job`
 wherever it is not set up. Read at run time, the key never appears in run config or the UI,
 as with `FeastResource`. In `pipelines/definitions.py`:
 

@@ -1,8 +1,8 @@
-"""Retraining on drift: `retrain_on_drift_sensor` requests `train_job` when a day's drift
+"""Retraining on drift: `retrain_on_drift_sensor` requests `training_job` when a day's drift
 report shows dataset drift or its rmse alert fired.
 
 The sensor reads `drift_report` materializations in storage order after its cursor. A
-report that calls for a retrain triggers one `train_job` run for the report's day,
+report that calls for a retrain triggers one `training_job` run for the report's day,
 `run_key` `retrain-on-drift:<ds>` (the same day's report, materialized again, never
 triggers twice), unless the last trigger was less than the cool-down before it: the
 cool-down counts partition days, so a backfill over a month triggers at most once a
@@ -17,7 +17,7 @@ from datetime import date
 
 import dagster as dg
 
-from assets.training import train_job
+from assets.training import training_job
 from pipelines import settings
 
 DRIFT_REPORT = dg.AssetKey("drift_report")
@@ -54,7 +54,7 @@ def _values(metadata: dict) -> dict:
 
 
 @dg.sensor(
-    job=train_job,
+    job=training_job,
     minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )

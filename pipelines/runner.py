@@ -1,6 +1,6 @@
 """`clipflow run`: the daily job, in-process, for each day in date order.
 
-Each day is one run of `daily_job` on the Dagster instance under `$DAGSTER_HOME`, exactly
+Each day is one run of `nightly_job` on the Dagster instance under `$DAGSTER_HOME`, exactly
 what the nightly schedule launches, so N days of `clipflow run` end in the same state as N
 nightly runs, and the runs show up in `clipflow ui`. The in-process executor keeps the cost
 per asset at tens of milliseconds (the multiprocess executor costs ~1.7 s per step here).
@@ -24,7 +24,7 @@ class DayOutcome:
     seconds: float
     run_id: str
     steps: list[dict] = field(default_factory=list)
-    job: str = "daily_job"
+    job: str = "nightly_job"
 
 
 @dataclass
@@ -114,12 +114,17 @@ def _describe(step: dict) -> str:
         )
     if m.get("warnings"):
         parts.append("WARN: " + ", ".join(m["warnings"]))
+    for key in ("decision", "note"):  # why a step did what it did (trained, skipped)
+        if isinstance(m.get(key), str):
+            parts.append(m[key])
     if step["error"]:
         parts.append(step["error"])
     return ", ".join(parts)
 
 
-def run_days(days: list[str], job_name: str = "daily_job", out: TextIO | None = None) -> RunSummary:
+def run_days(
+    days: list[str], job_name: str = "nightly_job", out: TextIO | None = None
+) -> RunSummary:
     """Run `job_name` for each day (ISO dates, ascending) in-process; print progress."""
     import dagster as dg
 
@@ -137,14 +142,14 @@ def run_days(days: list[str], job_name: str = "daily_job", out: TextIO | None = 
                 f"run {outcome.run_id[:8]})"
             )
             _say_steps(say, outcome)
-            if job_name == "daily_job":
+            if job_name == "nightly_job":
                 last_retrain = _retrain_on_drift(instance, outcome, last_retrain, say, summary)
     return summary
 
 
 def _retrain_on_drift(instance, outcome: DayOutcome, last: str | None, say, summary) -> str | None:
     """What `retrain_on_drift_sensor` does in the daemon, applied right after the day's run:
-    a gated `train_job` run for the day when its drift report calls for one (same rule,
+    a gated `training_job` run for the day when its drift report calls for one (same rule,
     same cool-down in partition days). Returns the day of the last drift retrain."""
     from pipelines.monitoring import drift_trigger, retrain_request
     from pipelines.settings import current
@@ -154,7 +159,7 @@ def _retrain_on_drift(instance, outcome: DayOutcome, last: str | None, say, summ
     if why is None:
         return last
     request = retrain_request(outcome.day, why)
-    retrain = _execute(instance, "train_job", outcome.day, request.run_config, request.tags)
+    retrain = _execute(instance, "training_job", outcome.day, request.run_config, request.tags)
     summary.days.append(retrain)
     say(f"{outcome.day}  retrain on drift ({why}): {'ok' if retrain.success else 'FAILED'}")
     _say_steps(say, retrain)
@@ -187,8 +192,8 @@ def _say_steps(say, outcome: DayOutcome) -> None:
 
 
 def print_summary(summary: RunSummary, out: TextIO) -> None:
-    days = [d for d in summary.days if d.job != "train_job"]
-    retrains = [d for d in summary.days if d.job == "train_job"]
+    days = [d for d in summary.days if d.job != "training_job"]
+    retrains = [d for d in summary.days if d.job == "training_job"]
     print(f"\n{sum(d.success for d in days)}/{len(days)} days succeeded", file=out)
     if retrains:
         ok = sum(d.success for d in retrains)

@@ -33,9 +33,13 @@ _QUIET = {
     "OMP_WAIT_POLICY": "PASSIVE",
 }
 
+# The instance `clipflow` creates: no telemetry; one run at a time (the DuckDB warehouse has a
+# single writer, and the days of a UI backfill must run in date order: see pipelines.jobs).
 _DAGSTER_YAML = """\
 telemetry:
   enabled: false
+run_queue:
+  max_concurrent_runs: 1
 """
 
 

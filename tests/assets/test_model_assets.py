@@ -61,7 +61,7 @@ def pipeline_home(tmp_path_factory, redis_server):
         "mlflow": MlflowResource(),
         "landing": LandingResource(landing_dir=str(root / "landing")),
     }
-    job = defs.resolve_job_def("daily_job")
+    job = defs.resolve_job_def("nightly_job")
     instance = dg.DagsterInstance.ephemeral()
     results = {}
     for day in DAYS:

@@ -68,7 +68,7 @@ def monitored(tmp_path_factory, redis_server):
         "landing": LandingResource(landing_dir=str(root / "landing")),
         "notifier": NotifierResource(alerts_file=str(root / "alerts.jsonl")),
     }
-    job = defs.resolve_job_def("daily_job")
+    job = defs.resolve_job_def("nightly_job")
     instance = dg.DagsterInstance.ephemeral()
     results = {
         day: job.execute_in_process(
@@ -158,8 +158,8 @@ def test_sensor_requests_one_gated_retrain_per_cooldown(monitored):
     # the same reports again: nothing new
     again = dg.build_sensor_context(instance=instance, cursor=ctx.cursor, definitions=defs)
     assert isinstance(retrain_on_drift_sensor(again), dg.SkipReason)
-    # the request runs train_job: an ordinary gated training
-    result = defs.resolve_job_def("train_job").execute_in_process(
+    # the request runs training_job: an ordinary gated training
+    result = defs.resolve_job_def("training_job").execute_in_process(
         partition_key=req.partition_key,
         instance=instance,
         resources=resources,
@@ -188,7 +188,7 @@ def test_sensor_requests_one_gated_retrain_per_cooldown(monitored):
 
 
 def test_clipflow_run_applies_the_same_rule_after_each_day(monitored):
-    """`clipflow run`'s backfill: a drifting day's report launches train_job right after
+    """`clipflow run`'s backfill: a drifting day's report launches training_job right after
     the day (once per cool-down), and the summary counts it apart from the days."""
     from pipelines.runner import DayOutcome, RunSummary, _retrain_on_drift
 
@@ -202,7 +202,7 @@ def test_clipflow_run_applies_the_same_rule_after_each_day(monitored):
 
     last = _retrain_on_drift(instance, outcome(drifting[0]), None, said.append, summary)
     assert last == drifting[0]
-    assert len(summary.days) == 1 and summary.days[0].job == "train_job"
+    assert len(summary.days) == 1 and summary.days[0].job == "training_job"
     assert summary.days[0].success, said
     assert any(s["step"] == "clip_quality_model" for s in summary.days[0].steps)
     assert said[0].startswith(f"{drifting[0]}  retrain on drift (drift on {drifting[0]}")

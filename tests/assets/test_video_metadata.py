@@ -105,7 +105,9 @@ def test_not_configured_writes_nothing_and_succeeds(home, day_of_clips, monkeypa
     monkeypatch.delenv(KEY_ENV, raising=False)
     result = _materialize(home, day_of_clips, VideoMetadataResource())
     assert result.success
-    assert _meta(result, "video_metadata") == {"configured": False}
+    meta = _meta(result, "video_metadata")
+    assert meta["configured"] is False and meta["dagster/row_count"] == 0
+    assert URL_ENV in meta["note"]  # the UI says why nothing was fetched
     assert not (home / "warehouse" / "video_metadata").exists()
     assert (home / "warehouse" / "clips").exists()
 

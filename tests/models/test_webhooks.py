@@ -172,7 +172,7 @@ def test_retry_after_parses_seconds_and_http_dates():
 
 
 def _event(event_id: str, type: str = "run_failed") -> Event:
-    return Event(event_id, type, {"job_name": "daily_job"}, None, "2026-04-01T00:00:00+00:00")
+    return Event(event_id, type, {"job_name": "nightly_job"}, None, "2026-04-01T00:00:00+00:00")
 
 
 def test_body_is_the_documented_json():
@@ -180,7 +180,7 @@ def test_body_is_the_documented_json():
         "id": "5-0",
         "type": "run_failed",
         "timestamp": "2026-04-01T00:00:00+00:00",
-        "data": {"job_name": "daily_job"},
+        "data": {"job_name": "nightly_job"},
         "user_id": None,
     }
 

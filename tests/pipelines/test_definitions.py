@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
+from assets.constants import GROUPS, OWNERS
 from pipelines.definitions import defs
+from pipelines.jobs import NIGHTLY_AT_ENV, build_nightly_schedule, nightly_time
+from pipelines.settings import prepare_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,12 +22,76 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_definitions_resolve_every_job_and_schedule():
     repo = defs.get_repository_def()
     jobs = {j.name for j in repo.get_all_jobs()}
-    assert {"daily_job", "ingest_job"} <= jobs
+    assert {"nightly_job", "training_job", "ingest_job", "online_push_job"} <= jobs
     for name in jobs:
         job = defs.resolve_job_def(name)
         assert job.graph.node_defs, name  # resolves to a graph with steps
+        assert job.executor_def.name == "in_process", name  # ~50 ms a step, not ~1.7 s
     sched = defs.resolve_schedule_def("nightly_schedule")
-    assert sched.job_name == "daily_job" and sched.cron_schedule == "0 2 * * *"
+    assert sched.job_name == "nightly_job" and sched.cron_schedule == "0 2 * * *"
+    assert sched.execution_timezone == "UTC"
+    assert sched.default_status == dg.DefaultScheduleStatus.RUNNING  # ticks under `clipflow ui`
+    nightly = set(defs.resolve_job_def("nightly_job").asset_layer.executable_asset_keys)
+    assert nightly == set(defs.get_repository_def().asset_graph.get_all_asset_keys())
+
+
+@pytest.mark.parametrize(
+    "fired, day",
+    [
+        (datetime(2026, 11, 25, 2, 0, tzinfo=UTC), "2026-11-24"),
+        (datetime(2026, 3, 1, 2, 0, tzinfo=UTC), "2026-02-28"),
+        (datetime(2028, 3, 1, 2, 0, tzinfo=UTC), "2028-02-29"),
+    ],
+)
+def test_nightly_schedule_runs_the_day_that_just_closed(fired, day):
+    sched = defs.resolve_schedule_def("nightly_schedule")
+    ctx = dg.build_schedule_context(scheduled_execution_time=fired)
+    [request] = sched.evaluate_tick(ctx).run_requests
+    assert request.partition_key == day
+
+
+def test_nightly_time_is_configurable_and_checked(monkeypatch):
+    assert nightly_time("") == (2, 0)
+    assert build_nightly_schedule("23:30").cron_schedule == "30 23 * * *"
+    monkeypatch.setenv(NIGHTLY_AT_ENV, "5:07")
+    assert build_nightly_schedule().cron_schedule == "7 5 * * *"
+    for bad in ["25:00", "2am", "02:60", "0200"]:
+        with pytest.raises(ValueError, match=NIGHTLY_AT_ENV):
+            nightly_time(bad)
+    # the code location reads it when it loads, as `clipflow ui` does
+    code = (
+        "from pipelines.definitions import defs; "
+        "print(defs.resolve_schedule_def('nightly_schedule').cron_schedule)"
+    )
+    env = {**os.environ, NIGHTLY_AT_ENV: "04:45"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.strip().splitlines()[-1] == "45 4 * * *", out.stderr[-2000:]
+
+
+def test_every_asset_has_a_group_owners_kinds_and_a_description():
+    graph = defs.get_repository_def().asset_graph
+    groups = set()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        name = key.to_user_string()
+        assert node.group_name in GROUPS, name
+        assert node.owners == OWNERS[node.group_name], name
+        assert node.kinds and node.description and len(node.description) > 30, name
+        assert isinstance(node.partitions_def, dg.DailyPartitionsDefinition), name
+        groups.add(node.group_name)
+    assert groups == set(GROUPS)  # no group without assets, none undeclared
+
+
+def test_the_instance_clipflow_creates_runs_one_run_at_a_time(tmp_path, monkeypatch):
+    for var in ("CLIPFLOW_HOME", "DAGSTER_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    s = prepare_process(home=tmp_path / "home")
+    instance = dg.DagsterInstance.from_config(str(s.dagster_home))
+    try:
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 1
+    finally:
+        instance.dispose()
 
 
 def test_every_ingest_asset_is_daily_partitioned_with_a_blocking_contract_check():
