@@ -21,21 +21,22 @@ in date order, each seeing the previous day's model.
 
 from __future__ import annotations
 
-import os
 import re
 
 import dagster as dg
 
 from assets.constants import DAILY_PARTITIONS, INGEST
 from assets.training import training_job
+from pipelines import settings
 
 NIGHTLY_AT_ENV = "CLIPFLOW_NIGHTLY_AT"
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
 def nightly_time(value: str | None = None) -> tuple[int, int]:
-    """(hour, minute) UTC of the nightly run: `value`, else `$CLIPFLOW_NIGHTLY_AT`, else 02:00."""
-    raw = (value if value is not None else os.environ.get(NIGHTLY_AT_ENV, "")).strip() or "02:00"
+    """(hour, minute) UTC of the nightly run: `value`, else the settings' (02:00 unless
+    `CLIPFLOW_NIGHTLY_AT` says otherwise)."""
+    raw = (value if value is not None else settings.current().nightly_at).strip() or "02:00"
     m = _HHMM.match(raw)
     if not m:
         raise ValueError(f"{NIGHTLY_AT_ENV}={raw!r}: expected HH:MM in UTC, like 02:00")

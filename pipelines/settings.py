@@ -10,6 +10,7 @@ Dagster UI, `clipflow run` and the tests all resolve the same variables the same
 | `CLIPFLOW_LANDING_DIR` | `data/landing` | the landing directory (CONTRACT §1) |
 | `CLIPFLOW_REDIS` | unset | Feast Redis connection string; unset: SQLite online store |
 | `CLIPFLOW_RETRAIN_COOLDOWN_DAYS` | 7 | retrain on drift at most once per this many partition days |
+| `CLIPFLOW_NIGHTLY_AT` | `02:00` | when (UTC) `nightly_schedule` fires; read when the code location loads |
 | `MLFLOW_TRACKING_URI` | `sqlite:///$CLIPFLOW_HOME/mlflow.db` | the MLflow tracking/registry store |
 | `DAGSTER_HOME` | `$CLIPFLOW_HOME/dagster` | the Dagster instance the CLI and the UI share |
 """
@@ -52,6 +53,7 @@ class Settings:
     mlflow_uri: str
     dagster_home: Path
     retrain_cooldown_days: int = 7  # retrain-on-drift: at most once per this many days
+    nightly_at: str = "02:00"  # HH:MM UTC of the nightly schedule
 
 
 def current() -> Settings:
@@ -72,6 +74,7 @@ def current() -> Settings:
         mlflow_uri,
         dagster_home,
         cooldown,
+        os.environ.get("CLIPFLOW_NIGHTLY_AT", "").strip() or "02:00",
     )
 
 
