@@ -197,6 +197,7 @@ def clip_quality_model(
             plots,
             mlflow.uri,
             documents={REFERENCE_FILE: reference},
+            artifact_location=mlflow.artifact_location,
         )
         outcome = registry.apply_gate(
             client, version, verdict, champ_version, tracking_uri=mlflow.uri

@@ -99,6 +99,15 @@ class MlflowResource(dg.ConfigurableResource):
 
         return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
+    @property
+    def artifact_location(self) -> str | None:
+        """Where a new experiment keeps its artifacts: `$CLIPFLOW_HOME/mlartifacts` for a
+        database store other than SQLite (Postgres in production); None leaves it to the
+        registry (`mlartifacts/` beside a SQLite file) or to an MLflow server (http)."""
+        if self.uri.startswith(("sqlite:", "http:", "https:", "databricks")):
+            return None
+        return (settings.current().home / "mlartifacts").as_uri()
+
 
 class NotifierResource(dg.ConfigurableResource):
     """Where alerts go: a WARNING log line (in the run's logs in the UI) and one JSON line
