@@ -112,6 +112,20 @@ def build_contract_check(table: Table) -> dg.AssetChecksDefinition:
                     if failed
                     else "all expectations met"
                 ),
+                "results": dg.MetadataValue.md(  # every expectation of the suite, as GE ran it
+                    md_table(
+                        ["expectation", "column", "result", "unexpected"],
+                        [
+                            [
+                                o.expectation,
+                                o.column or "",
+                                "ok" if o.success else "FAILED",
+                                "" if o.unexpected is None else o.unexpected,
+                            ]
+                            for o in res.outcomes
+                        ],
+                    )
+                ),
             },
         )
 

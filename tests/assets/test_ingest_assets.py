@@ -49,6 +49,11 @@ def test_materialize_ingestion_on_generated_landing(generated, tmp_path):
             assert result.success, day
             evals = result.get_asset_check_evaluations()
             assert len(evals) == 5 and all(e.passed for e in evals)
+            for e in evals:  # every expectation's result is shown, not only the failures
+                meta = e.metadata
+                results = meta["results"].value.splitlines()[2:]
+                assert len(results) == meta["expectations"].value > 5
+                assert all("| ok |" in line for line in results)
             mats = {m.asset_key.path[-1]: m for m in result.get_asset_materialization_events()}
             clips_meta = mats["clips"].materialization.metadata
             assert clips_meta["dagster/row_count"].value > 200
