@@ -112,10 +112,21 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return cmd_run(run)
 
 
+def ui_landing(home: Path | None, landing: Path | None) -> Path | None:
+    """The landing dir `clipflow ui` gives its runs: the one asked for; else, when neither
+    `CLIPFLOW_LANDING_DIR` nor `data/landing` exists, the demo's (`make demo` then
+    `make ui` launches nightly runs on the demo data); else the settings' default."""
+    if landing is not None or os.environ.get("CLIPFLOW_LANDING_DIR"):
+        return landing
+    home = Path(home or os.environ.get("CLIPFLOW_HOME") or ".clipflow").resolve()
+    demo = home / "demo" / "landing"
+    return demo if demo.is_dir() and not Path("data/landing").is_dir() else None
+
+
 def cmd_ui(a: argparse.Namespace) -> int:
     from pipelines.settings import prepare_process
 
-    s = prepare_process(home=a.home, landing_dir=a.landing)
+    s = prepare_process(home=a.home, landing_dir=ui_landing(a.home, a.landing))
     cmd = [
         sys.executable,
         "-m",
@@ -128,7 +139,10 @@ def cmd_ui(a: argparse.Namespace) -> int:
         "-p",
         str(a.port),
     ]
-    print(f"Dagster UI on http://{a.host}:{a.port} (home {s.home}); Ctrl-C stops it")
+    print(
+        f"Dagster UI on http://{a.host}:{a.port} (home {s.home}, landing {s.landing_dir}); "
+        "Ctrl-C stops it"
+    )
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, start_new_session=True)
 
     def _terminate(signum, frame):  # SIGTERM: stop dagster dev and its children too

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from support import free_port
 
-pytestmark = pytest.mark.slow
+from pipelines.cli import ui_landing
 
 
 def _processes_using(marker: str) -> list[int]:
@@ -30,6 +30,22 @@ def _processes_using(marker: str) -> list[int]:
     return pids
 
 
+def test_ui_after_make_demo_runs_on_the_demo_landing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CLIPFLOW_LANDING_DIR", raising=False)
+    monkeypatch.delenv("CLIPFLOW_HOME", raising=False)
+    home = tmp_path / ".clipflow"
+    assert ui_landing(None, None) is None  # no demo yet: the settings' default
+    (home / "demo" / "landing").mkdir(parents=True)
+    assert ui_landing(None, None) == home / "demo" / "landing"
+    assert ui_landing(None, tmp_path / "mine") == tmp_path / "mine"  # asked for wins
+    (tmp_path / "data" / "landing").mkdir(parents=True)
+    assert ui_landing(None, None) is None  # a real landing dir in the default place wins
+    monkeypatch.setenv("CLIPFLOW_LANDING_DIR", str(tmp_path / "env"))
+    assert ui_landing(home, None) is None  # so does the environment
+
+
+@pytest.mark.slow
 def test_ui_serves_and_stops_its_whole_process_tree(tmp_path):
     home = tmp_path / "uihome"
     port = free_port()
