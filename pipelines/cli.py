@@ -86,9 +86,15 @@ def cmd_run(a: argparse.Namespace) -> int:
     return 0 if summary.success else 1
 
 
+def demo_landing(home: Path | None) -> Path:
+    """Where `clipflow demo` keeps its generated landing files: `<home>/demo/landing`."""
+    home = Path(home or os.environ.get("CLIPFLOW_HOME") or ".clipflow").resolve()
+    return home / "demo" / "landing"
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
-    home = Path(a.home or os.environ.get("CLIPFLOW_HOME") or ".clipflow").resolve()
-    landing = home / "demo" / "landing"
+    landing = demo_landing(a.home)
+    home = landing.parents[1]
     end = _yesterday()
     start = end - timedelta(days=a.days - 1)
     if not landing.is_dir():
@@ -118,8 +124,7 @@ def ui_landing(home: Path | None, landing: Path | None) -> Path | None:
     `make ui` launches nightly runs on the demo data); else the settings' default."""
     if landing is not None or os.environ.get("CLIPFLOW_LANDING_DIR"):
         return landing
-    home = Path(home or os.environ.get("CLIPFLOW_HOME") or ".clipflow").resolve()
-    demo = home / "demo" / "landing"
+    demo = demo_landing(home)
     return demo if demo.is_dir() and not Path("data/landing").is_dir() else None
 
 

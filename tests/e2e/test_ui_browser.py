@@ -16,21 +16,29 @@ test fails under `CI=true` and is skipped elsewhere, saying what to install.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.parse
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from support import free_port
+from ui_support import (
+    TERMINAL,
+    Ui,
+    by_xpath,
+    chrome,
+    click,
+    dismiss_popups,
+    page_text,
+    save_small,
+    wait,
+)
 
 from assets.constants import GROUPS
 from pipelines.definitions import defs
@@ -38,44 +46,16 @@ from pipelines.definitions import defs
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path(os.environ.get("CLIPFLOW_CHROMIUM", "/usr/bin/chromium"))
-CHROMEDRIVER = Path(os.environ.get("CLIPFLOW_CHROMEDRIVER", "/usr/bin/chromedriver"))
 LOCATION = "pipelines.definitions"
 REPO = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
 DAYS = ["2026-02-01", "2026-02-02", "2026-02-03", "2026-02-04"]
-TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
-# Chromium as root, headless, and quiet on a machine with no network beyond loopback
-CHROME_FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1800,1100",
-]
 
 
-def _require_browser() -> None:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
-    if missing:
-        why = (
-            f"the browser test needs {' and '.join(missing)}: install Debian's packages "
-            "with `apt-get install chromium chromium-driver` (`make install` does it as root)"
-        )
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(why)
-        pytest.skip(why)
-
-
-def _env(**extra: str) -> dict[str, str]:
+def _env() -> dict[str, str]:
     """The test's environment without anything that would point clipflow elsewhere: the
     online store is the home's SQLite one, no metadata API."""
     drop = {"CLIPFLOW_HOME", "DAGSTER_HOME", "CLIPFLOW_REDIS", "CLIPFLOW_METADATA_URL"}
-    return {**{k: v for k, v in os.environ.items() if k not in drop}, **extra}
+    return {k: v for k, v in os.environ.items() if k not in drop}
 
 
 def _clipflow(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -102,43 +82,6 @@ def home(tmp_path_factory) -> tuple[Path, Path]:
     run = _clipflow("run", "--landing", str(landing), "--home", str(home))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return home, landing
-
-
-class Ui:
-    def __init__(self, port: int, log: Path):
-        self.port, self.log = port, log
-        self.url = f"http://127.0.0.1:{port}"
-
-    def gql(self, query: str, variables: dict | None = None) -> dict:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        req = urllib.request.Request(
-            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(req, timeout=60) as r:
-            out = json.load(r)
-        assert not out.get("errors"), out["errors"]
-        return out["data"]
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-    def run_ids(self) -> set[str]:
-        data = self.gql("{ runsOrError(limit: 200) { ... on Runs { results { runId } } } }")
-        return {r["runId"] for r in data["runsOrError"]["results"]}
-
-    def run(self, run_id: str) -> dict:
-        q = """query($id: ID!) { runOrError(runId: $id) { ... on Run {
-            runId status jobName startTime endTime tags { key value } } } }"""
-        return self.gql(q, {"id": run_id})["runOrError"]
-
-    def wait_run(self, run_id: str, timeout: float = 300) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run = self.run(run_id)
-            if run.get("status") in TERMINAL:
-                return run
-            time.sleep(1)
-        raise AssertionError(f"run {run_id} not finished after {timeout}s\n{self.log_tail()}")
 
 
 @pytest.fixture(scope="module")
@@ -190,91 +133,11 @@ def shots(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    _require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for flag in CHROME_FLAGS:
-        opts.add_argument(flag)
-    opts.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
-    driver.set_page_load_timeout(60)
+    driver = chrome(tmp_path_factory.mktemp("chromium-profile"))
     try:
         yield driver
     finally:
         driver.quit()
-
-
-def _by_xpath(xpath: str):
-    from selenium.webdriver.common.by import By
-
-    return By.XPATH, xpath
-
-
-def _wait(driver, cond, timeout: float = 60, what: str = ""):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.5).until(cond)
-    except Exception as e:
-        body = driver.find_element(*_by_xpath("//body")).text[-2000:]
-        raise AssertionError(f"timed out waiting for {what or cond}; page shows:\n{body}") from e
-
-
-def _page_text(driver) -> str:
-    return driver.find_element(*_by_xpath("//body")).text
-
-
-def _dismiss_popups(driver, wait: float = 4.0) -> None:
-    """Dagster's first-visit "Join the community" dialog: Skip it if it shows within `wait`."""
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        buttons = driver.find_elements(*_by_xpath("//button[normalize-space()='Skip']"))
-        for button in buttons:
-            with contextlib.suppress(Exception):  # gone already
-                button.click()
-        if buttons:
-            time.sleep(0.5)
-            return
-        time.sleep(0.25)
-
-
-def _click(driver, element) -> None:
-    """Click; if a late popup covers the page, skip it and click again."""
-    from selenium.common.exceptions import ElementClickInterceptedException
-
-    try:
-        element.click()
-    except ElementClickInterceptedException:
-        _dismiss_popups(driver, wait=10)
-        element.click()
-
-
-def _save_small(src: Path, dest: Path, pane: tuple[int, int, int, int]) -> None:
-    """The README's copy: the drawn part of the graph pane (left, top, right, bottom, in
-    screenshot pixels), 64 colours."""
-    import numpy as np
-    from PIL import Image
-
-    img = Image.open(src).convert("RGB")
-    left, top, right, bottom = pane
-    ink = np.asarray(img.convert("L"))[top:bottom, left:right] < 200  # nodes, edges, text
-    ys, xs = np.nonzero(ink)
-    if len(xs):
-        pad = 30
-        img = img.crop(
-            (
-                max(left + xs.min() - pad, 0),
-                max(top + ys.min() - pad, 0),
-                min(left + xs.max() + pad, img.width),
-                min(top + ys.max() + pad, img.height),
-            )
-        )
-    if img.width > 1200:
-        img = img.resize((1200, round(img.height * 1200 / img.width)), Image.LANCZOS)
-    img.quantize(colors=64).save(dest, optimize=True)
 
 
 # --- what the UI shows -------------------------------------------------------------------
@@ -315,34 +178,34 @@ def test_every_asset_shows_row_count_preview_and_key_figures(home):
 def test_asset_graph_shows_every_group_and_asset(ui, browser, shots):
     expanded = ",".join(f"global@global:{g}" for g in GROUPS)
     browser.get(f"{ui.url}/asset-groups?expanded={urllib.parse.quote(expanded)}")
-    _dismiss_popups(browser)
+    dismiss_popups(browser)
     assets = [
         k.to_user_string() for k in defs.get_repository_def().asset_graph.get_all_asset_keys()
     ]
     for name in [*GROUPS, *assets]:
-        _wait(
+        wait(
             browser,
-            lambda d, n=name: d.find_elements(*_by_xpath(f"//*[normalize-space(text())='{n}']")),
+            lambda d, n=name: d.find_elements(*by_xpath(f"//*[normalize-space(text())='{n}']")),
             what=f"{name} in the asset graph",
         )
     # room for the whole graph: no navigation bar (remembered by the page), zoomed out
-    for b in browser.find_elements(*_by_xpath("//button[normalize-space()='Hide navigation']")):
-        _click(browser, b)
+    for b in browser.find_elements(*by_xpath("//button[normalize-space()='Hide navigation']")):
+        click(browser, b)
     browser.refresh()
-    _wait(browser, lambda d: d.find_elements(*_by_xpath("//*[normalize-space(text())='drift_report']")), what="the graph again")  # fmt: skip
+    wait(browser, lambda d: d.find_elements(*by_xpath("//*[normalize-space(text())='drift_report']")), what="the graph again")  # fmt: skip
     time.sleep(1.5)
     size = browser.get_window_size()
     controls = sorted(  # the graph's controls down the right edge: zoom in, zoom out, ...
         (
             b
-            for b in browser.find_elements(*_by_xpath("//button"))
+            for b in browser.find_elements(*by_xpath("//button"))
             if b.location["x"] > size["width"] - 120 and b.location["y"] > size["height"] / 3
         ),
         key=lambda b: b.location["y"],
     )
     if len(controls) >= 2:
         for _ in range(3):
-            _click(browser, controls[1])
+            click(browser, controls[1])
             time.sleep(0.5)
     time.sleep(1.5)
     shot = shots / "asset-graph.png"
@@ -351,10 +214,10 @@ def test_asset_graph_shows_every_group_and_asset(ui, browser, shots):
         out = Path(os.environ["CLIPFLOW_SCREENSHOTS"])
         out.mkdir(parents=True, exist_ok=True)
         search = browser.find_element(
-            *_by_xpath("//*[normalize-space(text())='Search and filter assets']")
+            *by_xpath("//*[normalize-space(text())='Search and filter assets']")
         )
         top = search.location["y"] + search.size["height"] + 40  # below the toolbar
-        _save_small(
+        save_small(
             shot,
             out / "asset-graph.png",
             (search.location["x"], top, size["width"] - 130, size["height"]),
@@ -363,10 +226,10 @@ def test_asset_graph_shows_every_group_and_asset(ui, browser, shots):
 
 def test_model_page_shows_its_metadata(ui, browser, shots):
     browser.get(f"{ui.url}/assets/clip_quality_model")
-    _dismiss_popups(browser)
-    _wait(browser, lambda d: "metrics_vs_champion" in _page_text(d), what="the model metadata")
+    dismiss_popups(browser)
+    wait(browser, lambda d: "metrics_vs_champion" in page_text(d), what="the model metadata")
     assert browser.save_screenshot(str(shots / "clip_quality_model.png"))
-    text = _page_text(browser)
+    text = page_text(browser)
     for expected in ["rmse", "model_version", "gate", "champion", "models:/clip_quality/1"]:
         assert expected in text, expected
     definition = text[text.index("Definition") :]
@@ -379,24 +242,24 @@ def test_launch_a_materialization_from_the_ui_and_watch_it_succeed(ui, browser, 
 
     before = ui.run_ids()
     browser.get(f"{ui.url}/assets/feast_registry")
-    _dismiss_popups(browser)
-    materialize = _wait(
+    dismiss_popups(browser)
+    materialize = wait(
         browser,
         lambda d: d.find_elements(
-            *_by_xpath("//button[starts-with(normalize-space(), 'Materialize')]")
+            *by_xpath("//button[starts-with(normalize-space(), 'Materialize')]")
         ),
         what="Materialize",
     ).pop()
-    _click(browser, materialize)  # fmt: skip
-    dialog = _wait(browser, lambda d: d.find_element(*_by_xpath("//*[@role='dialog']")), what="the launch dialog")  # fmt: skip
-    for b in dialog.find_elements(*_by_xpath(".//button[normalize-space()='Show all partitions']")):
+    click(browser, materialize)  # fmt: skip
+    dialog = wait(browser, lambda d: d.find_element(*by_xpath("//*[@role='dialog']")), what="the launch dialog")  # fmt: skip
+    for b in dialog.find_elements(*by_xpath(".//button[normalize-space()='Show all partitions']")):
         b.click()
-    box = dialog.find_element(*_by_xpath(".//input[@type='text']"))
+    box = dialog.find_element(*by_xpath(".//input[@type='text']"))
     box.click()
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys(DAYS[-1])
     box.send_keys(Keys.TAB)
-    launch = _wait(browser, lambda d: d.find_element(*_by_xpath("//*[@role='dialog']//button[normalize-space()='Launch 1 run']")), what="Launch 1 run")  # fmt: skip
+    launch = wait(browser, lambda d: d.find_element(*by_xpath("//*[@role='dialog']//button[normalize-space()='Launch 1 run']")), what="Launch 1 run")  # fmt: skip
     browser.save_screenshot(str(shots / "launch-dialog.png"))
     launch.click()
 
@@ -408,9 +271,9 @@ def test_launch_a_materialization_from_the_ui_and_watch_it_succeed(ui, browser, 
     run_id = new.pop()
     # watch it in the UI, as a person would, until the run page says Success
     browser.get(f"{ui.url}/runs/{run_id}")
-    _wait(
+    wait(
         browser,
-        lambda d: "Success" in _page_text(d) or "Failure" in _page_text(d),
+        lambda d: "Success" in page_text(d) or "Failure" in page_text(d),
         timeout=300,
         what="the run to finish",
     )
@@ -419,7 +282,7 @@ def test_launch_a_materialization_from_the_ui_and_watch_it_succeed(ui, browser, 
     assert run["status"] == "SUCCESS", ui.log_tail()
     tags = {t["key"]: t["value"] for t in run["tags"]}
     assert tags["dagster/partition"] == DAYS[-1] and tags.get("dagster/from_ui") == "true"
-    assert "Success" in _page_text(browser)
+    assert "Success" in page_text(browser)
 
 
 # --- as a script would: GraphQL -------------------------------------------------------------
