@@ -1,6 +1,6 @@
 """Enrichment from external APIs: source-video metadata for the day's clips.
 
-`video_metadata` asks the integration hub (pipelines.metadata_api) about every distinct
+`video_metadata` asks the integration hub (models.integrations.metadata_api) about every distinct
 `video_id` of the day's `clips` partition and writes what it answers; videos it could not
 get (not found, or a batch that kept failing) go to `quarantine` as rows of table
 `video_metadata`, in their own file of the day's quarantine partition, beside the ingest
@@ -22,10 +22,10 @@ import pyarrow as pa
 
 from assets.constants import DAILY_PARTITIONS, INGEST, OWNERS
 from assets.markdown import md_table
-from models.ingest import QUARANTINE
-from models.warehouse import Warehouse, sql_str
-from pipelines.metadata_api import NOT_FOUND, URL_ENV, VIDEOS_PATH, VideoMetadataResource
-from pipelines.resources import WarehouseResource
+from assets.resources import VideoMetadataResource, WarehouseResource
+from models.core.warehouse import Warehouse, sql_str
+from models.ingest.day import QUARANTINE
+from models.integrations.metadata_api import NOT_FOUND, URL_ENV, VIDEOS_PATH
 
 TABLE = "video_metadata"
 SCHEMA = pa.schema(

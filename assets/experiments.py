@@ -1,7 +1,7 @@
 """A/B experiments: cumulative daily analysis, reports, and promotion from a `ship`.
 
 Each day, every experiment of `experiments/experiments.yaml` that has started is analysed
-on everything known by the end of the day (models/ab_stats.py: SRM, Welch lifts, CUPED,
+on everything known by the end of the day (models/experiments/stats.py: SRM, Welch lifts, CUPED,
 Benjamini-Hochberg on secondaries, power, decision). A bad experiment config is a warning
 naming the field; the others still run. When an experiment whose variants map to model
 aliases decides `ship` for the variant served by `challenger`, the challenger becomes
@@ -12,7 +12,7 @@ import dagster as dg
 
 from assets.constants import DAILY_PARTITIONS, EXPERIMENTS, OWNERS, day_end
 from assets.markdown import head_md
-from pipelines.resources import (
+from assets.resources import (
     EventsResource,
     LandingResource,
     MlflowResource,
@@ -32,7 +32,7 @@ def shipped_variant(result: dict) -> str | None:
 
 def promote_from_experiment(client, exp, result, uri: str) -> str:
     """Move champion to the challenger when the shipped variant is served by `challenger`."""
-    from models import registry
+    from models.training import registry
 
     variant = shipped_variant(result)
     if variant is None or exp.model_aliases.get(variant) != registry.CHALLENGER:
@@ -69,9 +69,9 @@ def ab_results(
 ) -> dg.MaterializeResult:
     import pyarrow as pa
 
-    from models.ab_report import result_rows, write_report
-    from models.ab_stats import ANALYSIS_MEMORY_LIMIT, analyze
-    from models.experiments import load_experiments
+    from models.experiments.config import load_experiments
+    from models.experiments.report import result_rows, write_report
+    from models.experiments.stats import ANALYSIS_MEMORY_LIMIT, analyze
 
     as_of = day_end(context.partition_key)
     configs, errors = load_experiments(landing.path / "experiments" / "experiments.yaml")
@@ -80,7 +80,7 @@ def ab_results(
     wh, con = warehouse.get(), warehouse.connect(memory_limit=ANALYSIS_MEMORY_LIMIT)
     reports = wh.home / "reports" / "ab"
     client = mlflow.client()
-    from models import registry
+    from models.training import registry
 
     existing = registry.aliases(client) or {}
     rows, decisions = [], {}

@@ -10,11 +10,15 @@ import pyarrow.compute as pc
 from assets.constants import DAILY_PARTITIONS, FEATURES, OWNERS, TRAINING, day_end
 from assets.features import PREVIEW_COLUMNS
 from assets.markdown import head_md, md_table
-from models.features import FEATURE_COLUMNS
-from models.training_set import compare, entity_rows, training_set_duckdb, training_set_feast
-from pipelines.resources import FeastResource, WarehouseResource
-
-FEATURE_SERVICE = "clip_quality_v1"
+from assets.resources import FeastResource, WarehouseResource
+from models.core.names import FEATURE_SERVICE
+from models.features.clip_features import FEATURE_COLUMNS
+from models.features.training_set import (
+    compare,
+    entity_rows,
+    training_set_duckdb,
+    training_set_feast,
+)
 
 
 @dg.asset(
@@ -63,7 +67,7 @@ def feast_registry(context: dg.AssetExecutionContext, feast: FeastResource) -> d
 def online_features(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, feast: FeastResource
 ) -> dg.MaterializeResult:
-    from models.online_write import write_online
+    from feature_repo.online_write import write_online
 
     wh, con = warehouse.get(), warehouse.connect()
     part = wh.partition_dir("clip_features", context.partition_key)
@@ -90,7 +94,7 @@ def online_features(
 
 
 class TrainingSetConfig(dg.Config):
-    """How the point-in-time training set is built (see models/training_set.py)."""
+    """How the point-in-time training set is built (see models/features/training_set.py)."""
 
     method: str = "duckdb"  # "duckdb" (ASOF JOIN) or "feast" (get_historical_features)
     verify_sample_clips: int = 200  # clips re-built through Feast and compared; 0: off

@@ -1,6 +1,6 @@
 """Features: the daily point-in-time `clip_features` partition and its blocking sanity check.
 
-The asset calls models.features.build_clip_features for the partition's day; the check
+The asset calls models.features.clip_features.build_clip_features for the partition's day; the check
 reads the written partition back and stops downstream assets (training set, scoring)
 when it holds NULLs, rates out of range, duplicate rows or misses a clip of the day.
 """
@@ -12,7 +12,9 @@ import dagster as dg
 
 from assets.constants import DAILY_PARTITIONS, FEATURES, OWNERS
 from assets.markdown import md_table
-from models.features import (
+from assets.resources import WarehouseResource
+from models.core.warehouse import sql_str
+from models.features.clip_features import (
     ENGAGEMENT_FEATURES,
     FEATURE_COLUMNS,
     KEY_COLUMNS,
@@ -20,8 +22,6 @@ from models.features import (
     TABLE,
     build_clip_features,
 )
-from models.warehouse import sql_str
-from pipelines.resources import WarehouseResource
 
 PREVIEW_COLUMNS = [
     "clip_id",

@@ -1,7 +1,7 @@
 """Ingestion: one daily-partitioned asset per landing table, each with a blocking GE check.
 
 An asset reads the day's rows of every landing file that holds them, writes the valid
-rows to the warehouse and the rest to `quarantine` (models.ingest); its check runs the
+rows to the warehouse and the rest to `quarantine` (models.ingest.day); its check runs the
 table's Great Expectations suite on the written partition, so a bad partition stops the
 assets downstream in the same run.
 """
@@ -13,9 +13,9 @@ import dagster as dg
 
 from assets.constants import DAILY_PARTITIONS, INGEST, OWNERS
 from assets.markdown import md_table
-from models.contract import TABLES, Table
-from models.ingest import IngestResult, ingest_day
-from pipelines.resources import LandingResource, WarehouseResource
+from assets.resources import LandingResource, WarehouseResource
+from models.core.contract import TABLES, Table
+from models.ingest.day import IngestResult, ingest_day
 
 # Tables a day must have rows in (labels arrive days late; experiments come and go).
 REQUIRE_ROWS = {"clips", "engagement"}
@@ -93,7 +93,7 @@ def build_contract_check(table: Table) -> dg.AssetChecksDefinition:
         + "exact columns, no nulls, value ranges and sets, unique keys.",
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
-        from models.expectations import validate
+        from models.ingest.expectations import validate
 
         wh, con = warehouse.get(), warehouse.connect()
         part = wh.partition_dir(table.warehouse, context.partition_key)

@@ -2,13 +2,13 @@
 
 `drift_report` (daily) compares the day's scored rows (the `clip_features` day-end rows of
 the clips the champion scored that day, and the champion's scores) with the champion's
-reference profile, stored with the model when it was registered (models/drift.py). It
+reference profile, stored with the model when it was registered (models/monitoring/drift.py). It
 writes `drift_metrics` (one row per feature and one for the prediction), the
 `model_performance` history (each recent day's champion rmse/mae on the labels known now,
-models/performance.py), and `$CLIPFLOW_HOME/reports/drift/<ds>.{json,html}`. Four alerts
-(models/alerts.py) are asset checks of severity WARN: a failure shows in the UI and goes
+models/monitoring/performance.py), and `$CLIPFLOW_HOME/reports/drift/<ds>.{json,html}`. Four alerts
+(models/monitoring/alerts.py) are asset checks of severity WARN: a failure shows in the UI and goes
 to the notifier, and does not stop the rest of the day. `retrain_on_drift_sensor`
-(pipelines/monitoring.py) reads the report's metadata to request a gated retrain.
+(pipelines/sensors/retrain_on_drift.py) reads the report's metadata to request a gated retrain.
 """
 
 import warnings
@@ -17,13 +17,13 @@ import dagster as dg
 
 from assets.constants import DAILY_PARTITIONS, MONITORING, OWNERS, day_end
 from assets.markdown import md_table
-from models.alerts import ALERTS
-from pipelines.resources import (
+from assets.resources import (
     EventsResource,
     MlflowResource,
     NotifierResource,
     WarehouseResource,
 )
+from models.monitoring.alerts import ALERTS
 
 
 class MonitoringConfig(dg.Config):
@@ -70,9 +70,10 @@ def drift_report(
 ) -> dg.MaterializeResult:
     from datetime import date, timedelta
 
-    from models import alerts, drift, performance, registry
-    from models.drift_report import write_report
-    from models.features import FEATURE_COLUMNS
+    from models.features.clip_features import FEATURE_COLUMNS
+    from models.monitoring import alerts, drift, performance
+    from models.monitoring.report import write_report
+    from models.training import registry
 
     ds = context.partition_key
     day, end = date.fromisoformat(ds), day_end(ds)

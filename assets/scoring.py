@@ -5,9 +5,8 @@ import pyarrow as pa
 
 from assets.constants import DAILY_PARTITIONS, OWNERS, SCORING, day_end
 from assets.markdown import head_md
-from pipelines.resources import EventsResource, FeastResource, MlflowResource, WarehouseResource
-
-ALIASES = ("champion", "challenger")
+from assets.resources import EventsResource, FeastResource, MlflowResource, WarehouseResource
+from models.core.names import ALIASES
 
 
 @dg.asset(
@@ -22,8 +21,8 @@ ALIASES = ("champion", "challenger")
 def clip_scores(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource
 ) -> dg.MaterializeResult:
-    from models.registry import MODEL_NAME, load_by_alias
-    from models.scoring import score
+    from models.serving.scoring import score
+    from models.training.registry import MODEL_NAME, load_by_alias
 
     ds = context.partition_key
     wh, con = warehouse.get(), warehouse.connect()
@@ -91,7 +90,7 @@ def online_scores(
     feast: FeastResource,
     events: EventsResource,
 ) -> dg.MaterializeResult:
-    from models.online_write import write_online
+    from feature_repo.online_write import write_online
 
     wh, con = warehouse.get(), warehouse.connect()
     part = wh.partition_dir("clip_scores", context.partition_key)

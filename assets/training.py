@@ -2,7 +2,7 @@
 
 `clip_quality_model` decides whether to train today (no champion yet, the champion is
 older than `retrain_every_days`, or `force_retrain` from the launchpad), trains on the
-day's point-in-time training set, and runs the validation gate (models/evaluation.py) on
+day's point-in-time training set, and runs the validation gate (models/training/evaluation.py) on
 the holdout BEFORE anything is registered. The gate's verdict is the asset check
 `validation_gate` (blocking). A rejected candidate registers nothing and leaves the
 champion untouched; the rejection is reported with severity WARN so that the day's
@@ -17,8 +17,8 @@ import dagster as dg
 
 from assets.constants import DAILY_PARTITIONS, OWNERS, TRAINING, day_end
 from assets.markdown import md_table
-from models.train_params import TrainParams
-from pipelines.resources import EventsResource, MlflowResource, WarehouseResource
+from assets.resources import EventsResource, MlflowResource, WarehouseResource
+from models.training.params import TrainParams
 
 
 class ModelConfig(dg.Config):
@@ -89,12 +89,11 @@ def clip_quality_model(
 ):
     import pyarrow.compute as pc
 
-    from models import registry
-    from models.drift import REFERENCE_FILE, reference_profile
-    from models.evaluation import baseline_metrics, diagnostic_plots, gate, metrics
-    from models.features import FEATURE_COLUMNS
-    from models.scoring import score
-    from models.training import train
+    from models.features.clip_features import FEATURE_COLUMNS
+    from models.monitoring.drift import REFERENCE_FILE, reference_profile
+    from models.serving.scoring import score
+    from models.training import registry, train
+    from models.training.evaluation import baseline_metrics, diagnostic_plots, gate, metrics
 
     ds = context.partition_key
     cutoff = day_end(ds)
@@ -233,14 +232,3 @@ def clip_quality_model(
 
 
 training_assets = [clip_quality_model]
-
-
-# On demand: retrain now (the launchpad sets `force_retrain`; the schedule and the daily
-# policy cover the rest). Pick the day whose training set to use as the partition.
-training_job = dg.define_asset_job(
-    "training_job",
-    selection=dg.AssetSelection.assets("training_set", "clip_quality_model"),
-    partitions_def=DAILY_PARTITIONS,
-    config={"ops": {"clip_quality_model": {"config": {"force_retrain": True}}}},
-    description="Build the day's training set and train, gate and register a model now.",
-)

@@ -1,4 +1,4 @@
-"""Benchmark `ab`: the analysis of one experiment by `models.ab_stats.analyze`.
+"""Benchmark `ab`: the analysis of one experiment by `models.experiments.stats.analyze`.
 
 The data: 10,000,000 users (times `scale`, at least 10,000) and 5 metric events per user
 on average (50,000,000 `user_metrics` rows at scale 1), written as the warehouse lays them
@@ -43,12 +43,12 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
-import models.ab_stats as ab_stats
+import models.experiments.stats as ab_stats
 from bench.common import Record, Timer, log, peak_rss_mb, ratio_to_floor
-from models.ab_report import write_report
-from models.experiments import ExperimentConfig
-from models.synthetic_experiments import METRICS
-from models.warehouse import Warehouse, connect, sql_str
+from models.core.warehouse import Warehouse, connect, sql_str
+from models.experiments.config import ExperimentConfig
+from models.experiments.report import write_report
+from models.synthetic.experiments import METRICS
 
 THREADS, MEMORY_LIMIT = 2, "4GB"  # WarehouseResource defaults (the data generation)
 # analyze and the floor: ab_stats.ANALYSIS_MEMORY_LIMIT, the ab_results asset's connection
@@ -185,7 +185,7 @@ def _check(result: dict, floor: dict, exp: ExperimentConfig, users: int) -> None
 
 @contextmanager
 def _spy(names: list[str]):
-    """Wall seconds spent in each `models.ab_stats.<name>` (analyze looks them up by name)."""
+    """Wall seconds spent in each `models.experiments.stats.<name>` (analyze looks them up by name)."""
     spent, saved = dict.fromkeys(names, 0.0), {n: getattr(ab_stats, n) for n in names}
 
     def timed(*args, _name, **kwargs):

@@ -39,10 +39,10 @@ SINGLE_P99_MS, BATCH_P99_MS = 10.0, 8.0
 
 def _setup(tmp: Path, redis, n_clips: int) -> tuple[str, list[str], object]:
     from bench.model import make_training_set
-    from models.evaluation import metrics
-    from models.online_write import write_online
-    from models.registry import _client, log_and_register, promote
-    from models.training import TrainParams, train
+    from feature_repo.online_write import write_online
+    from models.training.evaluation import metrics
+    from models.training.registry import _client, log_and_register, promote
+    from models.training.train import TrainParams, train
 
     store = _feast_store(tmp / "home", redis)
     feats, _ = make_clip_features(n_clips, all_moments=False, seed=3, prefix="a")
@@ -123,7 +123,7 @@ async def _saturate(base: str, ids: list[str], seconds: float, inflight: int = 1
 
 
 def _floor(store, uri: str, ids: list[str], n: int, size: int) -> list[float]:
-    from models.serving import Scorer
+    from models.serving.scorer import Scorer
 
     scorer = Scorer(store, uri)
     scorer.scores(ids[:size])  # warm: the model loaded, the feature service cached

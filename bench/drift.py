@@ -10,7 +10,7 @@ report's input) and into pandas (Evidently's input) before any clock starts.
 
 Measured (clipflow): `drift.profile` of the reference and of the day (every feature, and
 the predictions: a synthetic score column), `drift.compare`, `drift.build_report` and
-`models.drift_report.write_report` (JSON + HTML with the plots): the whole report, with the
+`models.monitoring.report.write_report` (JSON + HTML with the plots): the whole report, with the
 reference profiled in full rather than loaded (in the pipeline it is computed once, at
 registration, from at most 200,000 rows). Best of 2.
 Beside it: Evidently's `DataDriftPreset` on the same two frames (Evidently picks normed
@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from bench.common import Record, Timer, log, peak_rss_mb, ratio_to_floor
 from bench.feature_store import MOMENTS, make_clip_features
-from models.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS
+from models.features.clip_features import CATEGORICAL_FEATURES, FEATURE_COLUMNS
 
 ROWS = 1_000_000
 MIN_ROWS = 2_000
@@ -97,8 +97,8 @@ def evidently_run(ref_path: str, cur_path: str) -> dict:
 
 
 def run_drift(scale: float, tmp: Path) -> list[Record]:
-    from models import drift
-    from models.drift_report import write_report
+    from models.monitoring import drift
+    from models.monitoring.report import write_report
 
     rows = max(MIN_ROWS, round(ROWS * scale))
     ref_path, cur_path = str(tmp / "reference.parquet"), str(tmp / "current.parquet")

@@ -1,6 +1,6 @@
 """Benchmarks of the Feast feature store: `online_write`, `online_read`, `training_set`.
 
-The data: synthetic rows of the warehouse table `clip_features` (`models.features`: clip_id,
+The data: synthetic rows of the warehouse table `clip_features` (`models.features.clip_features`: clip_id,
 creator_id, created_at, event_timestamp as UTC microseconds, then the 32 features with
 their exact types and realistic ranges; `creator_label_mean` and `creator_mean_early_views`
 have nulls), made vectorised with numpy/pyarrow in a spawned process (so its memory does
@@ -14,7 +14,7 @@ the end, or use `CLIPFLOW_REDIS` when it is set (then only this run's keys, whic
 unique clip_id prefix, are deleted, never the whole database).
 
 * `online_write`: the latest row of 1,000,000 clips (times `scale`) into Redis with
-  `models.online_write.write_online` (the fast path on Redis), keys/s, best of 2. Floor: a
+  `feature_repo.online_write.write_online` (the fast path on Redis), keys/s, best of 2. Floor: a
   bare redis-py pipelined `HSET` (pipelines of 5,000) of as many keys, with the same key
   bytes, the same 33 hash fields and values of the same sizes (Feast's own serialized
   values), best of 2, interleaved with the fast path on an emptied store. For reference,
@@ -61,19 +61,24 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bench.common import Record, Timer, log, peak_rss_mb, ratio_to_floor
-from models.contract import ASPECT_RATIOS
-from models.features import FEATURE_COLUMNS, KEY_COLUMNS, RESOLUTIONS, VERTICAL_ASPECTS
-from models.warehouse import Warehouse, connect, sql_str
+from models.core.contract import ASPECT_RATIOS
+from models.core.names import FEATURE_SERVICE
+from models.core.names import FEATURES_VIEW as FEATURE_VIEW
+from models.core.warehouse import Warehouse, connect, sql_str
+from models.features.clip_features import (
+    FEATURE_COLUMNS,
+    KEY_COLUMNS,
+    RESOLUTIONS,
+    VERTICAL_ASPECTS,
+)
 
-FEATURE_VIEW = "clip_features"
-FEATURE_SERVICE = "clip_quality_v1"
 REPEATS = 2
-THREADS, MEMORY_LIMIT = 2, "4GB"  # pipelines.resources.ClipflowWarehouse defaults
+THREADS, MEMORY_LIMIT = 2, "4GB"  # assets.resources.ClipflowWarehouse defaults
 
 # online_write
 WRITE_CLIPS = 1_000_000
 STOCK_CLIPS = 100_000
-PIPELINE = 5_000  # keys per pipeline, as models.online_write.DEFAULT_CHUNK
+PIPELINE = 5_000  # keys per pipeline, as feature_repo.online_write.DEFAULT_CHUNK
 MIN_KEYS = 100
 GATE_SAMPLE = 1_000  # rows written and read back before timing
 CHECK_SAMPLE = 200  # rows read back after each timed write
@@ -325,7 +330,7 @@ def redis_server(scratch: Path) -> Iterator[RedisServer]:
 def _feast_store(home: Path, redis: RedisServer | None):
     """The applied Feast store of a fresh home (the environment is set before the repo's
     modules are imported: data sources read the home at import)."""
-    from pipelines.settings import quiet_telemetry
+    from models.core.settings import quiet_telemetry
 
     quiet_telemetry()
     home.mkdir(parents=True, exist_ok=True)
@@ -351,14 +356,14 @@ class _Hash:
 
 
 def _feast_hash(store, ids: pa.Array) -> _Hash:
-    """Feast's Redis layout of the clips `ids` (keys as `models.online_write` writes them,
+    """Feast's Redis layout of the clips `ids` (keys as `feature_repo.online_write` writes them,
     checked on a sample against Feast's own `serialize_entity_key`)."""
     from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.infra.online_stores.helpers import _mmh3
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
-    from models.online_write import _Layout
+    from feature_repo.online_write import _Layout
 
     fv = store.get_feature_view(FEATURE_VIEW)
     keys = _Layout.of(store, fv).redis_keys(ids)
@@ -432,7 +437,7 @@ def _floor_hset(client, keys: list[bytes], pool: list[dict[bytes, bytes]]) -> Ti
 
 
 def online_write(scale: float, tmp: Path) -> list[Record]:
-    from models.online_write import write_online, write_stock
+    from feature_repo.online_write import write_online, write_stock
 
     n = max(MIN_KEYS, round(WRITE_CLIPS * scale))
     n_stock = min(n, max(MIN_KEYS, round(STOCK_CLIPS * scale)))
@@ -551,7 +556,7 @@ def _k(n: int) -> str:
 
 # -- online_read -------------------------------------------------------------------------
 def online_read(scale: float, tmp: Path) -> list[Record]:
-    from models.online_write import write_online
+    from feature_repo.online_write import write_online
 
     n = max(MIN_KEYS, round(READ_CLIPS * scale))
     calls = max(MIN_CALLS, round(CALLS * min(1.0, scale)))
@@ -711,7 +716,7 @@ def _floor_asof(con, glob: str, entity: pa.Table) -> tuple[Timer, int]:
 
 
 def training_set(scale: float, tmp: Path) -> list[Record]:
-    from models.training_set import compare, training_set_duckdb, training_set_feast
+    from models.features.training_set import compare, training_set_duckdb, training_set_feast
 
     n_clips = max(MIN_CLIPS, round(TRAINING_CLIPS * scale))
     home = tmp / "home"

@@ -1,7 +1,7 @@
-"""Benchmark `ingest`: one day of clips + engagement through `models.ingest.ingest_day`.
+"""Benchmark `ingest`: one day of clips + engagement through `models.ingest.day.ingest_day`.
 
 The data: one UTC day of 1,000,000 clips and 5,000,000 engagement rows (times `scale`),
-written as landing Parquet the way `models.synthetic.generate_landing` lays it out
+written as landing Parquet the way `models.synthetic.landing.generate_landing` lays it out
 (`<table>/<day>/part-NNN.parquet`, at most 500k rows a file, UTC timestamps). Clips are
 created in the first 4 hours of the day; each clip has 5 engagement windows ending 1, 3, 6,
 12 and 18 hours later, so every row belongs to that day. No bad rows: all rows must pass.
@@ -32,17 +32,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bench.common import Record, Timer, log, peak_rss_mb, ratio_to_floor
-from models.contract import ASPECT_RATIOS, CLIPS, ENGAGEMENT, RESOLUTIONS
-from models.ingest import ingest_day
-from models.warehouse import Warehouse, connect, sql_str
+from models.core.contract import ASPECT_RATIOS, CLIPS, ENGAGEMENT, RESOLUTIONS
+from models.core.warehouse import Warehouse, connect, sql_str
+from models.ingest.day import ingest_day
 
 DAY = date(2026, 1, 1)
 CLIPS_AT_SCALE_1 = 1_000_000
 WINDOWS_H = np.array([1, 3, 6, 12, 18])  # engagement rows per clip = len(WINDOWS_H)
 CREATED_WITHIN_H = 4  # clips are created in [00:00, 04:00) UTC; 4h + 18h < 24h
-ROWS_PER_FILE = 500_000  # as models.synthetic.MAX_ROWS_PER_FILE
+ROWS_PER_FILE = 500_000  # as models.synthetic.landing.MAX_ROWS_PER_FILE
 REPEATS = 2
-THREADS, MEMORY_LIMIT = 2, "4GB"  # pipelines.resources.ClipflowWarehouse defaults
+THREADS, MEMORY_LIMIT = 2, "4GB"  # assets.resources.ClipflowWarehouse defaults
 MAX_RATIO, MAX_PEAK_MB = 3.0, 4096.0
 TARGET = f"<= {MAX_RATIO:g}x floor, peak RSS < {MAX_PEAK_MB:.0f} MB"
 

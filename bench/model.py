@@ -7,7 +7,7 @@ peak RSS; in this one below 100,000 rows) and handed over as Parquet. The traini
 a nonlinear function of the clip's latent quality (which the engagement features reflect)
 and of its attributes (topic, format x duration, speech, hook x captions), plus noise.
 
-XGBoost is imported only after `pipelines.settings.quiet_telemetry()` (OMP_WAIT_POLICY
+XGBoost is imported only after `models.core.settings.quiet_telemetry()` (OMP_WAIT_POLICY
 PASSIVE: with spinning waits, 2-thread XGBoost measured up to 10x slower on a loaded box).
 Trees: 300 at scale >= 1, fewer below (300 x scale, at least 5); rows at least 2,000.
 
@@ -20,7 +20,7 @@ Trees: 300 at scale >= 1, fewer below (300 x scale, at least 5); rows at least 2
   (time split, category maps, model matrices, the QuantileDMatrix and the validation
   DMatrix, boosting with the
   per-round validation eval, holdout predictions, fingerprint), the holdout `metrics`, and
-  the drift reference profile (`models.drift.reference_profile`, as the asset computes it
+  the drift reference profile (`models.monitoring.drift.reference_profile`, as the asset computes it
   before registering), and `log_and_register` (plots drawn there, signature, UBJ model, the
   profile as a JSON artifact, MLflow run and version) into
   a fresh SQLite store under the scratch dir. Before the clock starts: the store's tables
@@ -66,10 +66,10 @@ import pyarrow.parquet as pq
 
 from bench.common import Record, Timer, log, peak_rss_mb, ratio_to_floor
 from bench.feature_store import MOMENTS, TOPICS, make_clip_features
-from models.warehouse import Warehouse, connect, sql_str
-from pipelines.settings import quiet_telemetry
+from models.core.settings import quiet_telemetry
+from models.core.warehouse import Warehouse, connect, sql_str
 
-THREADS, MEMORY_LIMIT = 2, "4GB"  # pipelines.resources.WarehouseResource defaults
+THREADS, MEMORY_LIMIT = 2, "4GB"  # assets.resources.WarehouseResource defaults
 TREES = 300  # TrainParams.n_estimators
 NO_EARLY_STOP = 10**6
 MIN_ROWS, MIN_TREES = 2_000, 5
@@ -250,12 +250,19 @@ def run_train(scale: float, tmp: Path) -> list[Record]:
     quiet_telemetry()  # before xgboost is imported
     import xgboost as xgb
 
-    import models.training as training
-    from models.drift import REFERENCE_FILE, reference_profile
-    from models.evaluation import metrics
-    from models.features import FEATURE_COLUMNS
-    from models.registry import log_and_register
-    from models.training import TARGET, TrainParams, category_maps, time_split, to_matrix, train
+    import models.training.train as training
+    from models.features.clip_features import FEATURE_COLUMNS
+    from models.monitoring.drift import REFERENCE_FILE, reference_profile
+    from models.training.evaluation import metrics
+    from models.training.registry import log_and_register
+    from models.training.train import (
+        TARGET,
+        TrainParams,
+        category_maps,
+        time_split,
+        to_matrix,
+        train,
+    )
 
     trees = n_trees(scale)
     n_clips = _clips_for(TRAIN_ROWS * scale)
@@ -406,9 +413,9 @@ def run_train(scale: float, tmp: Path) -> list[Record]:
 def _register_champion(tmp: Path, scale: float, trees: int) -> str:
     """Train a model on a synthetic training set, register it, promote it to champion;
     the store's URI."""
-    from models.evaluation import metrics
-    from models.registry import _client, log_and_register, promote
-    from models.training import TrainParams, train
+    from models.training.evaluation import metrics
+    from models.training.registry import _client, log_and_register, promote
+    from models.training.train import TrainParams, train
 
     path = tmp / "model_training_set.parquet"
     n_clips = _clips_for(SCORE_MODEL_ROWS * scale)
@@ -436,10 +443,10 @@ def _register_champion(tmp: Path, scale: float, trees: int) -> str:
 
 def run_score(scale: float, tmp: Path) -> list[Record]:
     quiet_telemetry()  # before xgboost is imported
-    import models.scoring as scoring
-    from models.registry import CHAMPION, MODEL_NAME, load_by_alias
-    from models.scoring import score
-    from models.training import SCORE_RANGE, TrainParams, to_matrix
+    import models.serving.scoring as scoring
+    from models.serving.scoring import score
+    from models.training.registry import CHAMPION, MODEL_NAME, load_by_alias
+    from models.training.train import SCORE_RANGE, TrainParams, to_matrix
 
     trees = n_trees(scale)
     n_clips = max(MIN_ROWS, round(SCORE_CLIPS * scale))

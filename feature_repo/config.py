@@ -1,6 +1,6 @@
 """The one place that builds the Feast configuration of clipflow (CONTRACT §4).
 
-Everything comes from `pipelines.settings.current()`: the registry and the SQLite online
+Everything comes from `models.core.settings.current()`: the registry and the SQLite online
 store live under `$CLIPFLOW_HOME/feast/`; the online store is Redis when `CLIPFLOW_REDIS`
 is set. `feast` is imported inside the functions (it takes seconds to import), so importing
 this module is cheap.
@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from pipelines.settings import Settings, current
+from models.core.names import FEAST_PROJECT
+from models.core.settings import Settings, current
 
 if TYPE_CHECKING:
     from feast import FeatureStore, RepoConfig
 
-PROJECT = "clipflow"
+PROJECT = FEAST_PROJECT
 REPO_DIR = Path(__file__).resolve().parent
 REGISTRY_CACHE_TTL_S = 60
 _REDIS_VAR = "${CLIPFLOW_REDIS}"

@@ -2,7 +2,7 @@
 
 Feast objects are module-level by design, so their file paths are fixed when this module
 is imported. `warehouse_glob` is the one place the Feast repo reads the environment: it
-resolves `CLIPFLOW_HOME` (default `.clipflow`) through `pipelines.settings.current()`.
+resolves `CLIPFLOW_HOME` (default `.clipflow`) through `models.core.settings.current()`.
 `feature_repo.config.apply()` re-imports the repo when the home changed since import.
 
 Paths are globs over the Hive partitions: Feast's DuckDB offline store reads a glob but
@@ -15,7 +15,7 @@ from feast import FileSource, PushSource
 from feast.data_format import ParquetFormat
 
 from feature_repo.entities import OWNER_TAGS
-from pipelines import settings
+from models.core import settings
 
 
 def warehouse_glob(table: str) -> str:

@@ -7,7 +7,7 @@ the response's `FeatureVector`s one by one, and `OnlineResponse.to_dict` then co
 value back to Python with `feast_value_type_to_python_type`.
 
 This store reads and returns exactly what the stock store does, from exactly what Feast (or
-`models.online_write`) stores (same keys, hash fields, serialized `ValueProto`s and `_ts:`
+`feature_repo.online_write`) stores (same keys, hash fields, serialized `ValueProto`s and `_ts:`
 timestamps). It only does the work differently:
 
 * the hash fields (mmh3 of `<view>:<feature>`, then `_ts:<view>`), their RESP encoding and

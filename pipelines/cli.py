@@ -30,7 +30,7 @@ def _yesterday() -> date:
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
-    from models.synthetic import generate_landing
+    from models.synthetic.landing import generate_landing
 
     start = a.start or (_yesterday() - timedelta(days=a.days - 1))
     summary = generate_landing(
@@ -53,10 +53,10 @@ def cmd_generate(a: argparse.Namespace) -> int:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from models.contract import TABLES
-    from models.landing import landing_days
+    from models.core.contract import TABLES
+    from models.core.settings import prepare_process
+    from models.ingest.landing import landing_days
     from pipelines.runner import days_between, print_summary, run_days
-    from pipelines.settings import prepare_process
 
     s = prepare_process(home=a.home, landing_dir=a.landing)
     if not s.landing_dir.is_dir():
@@ -129,7 +129,7 @@ def ui_landing(home: Path | None, landing: Path | None) -> Path | None:
 
 
 def cmd_ui(a: argparse.Namespace) -> int:
-    from pipelines.settings import prepare_process
+    from models.core.settings import prepare_process
 
     s = prepare_process(home=a.home, landing_dir=ui_landing(a.home, a.landing))
     cmd = [
@@ -165,7 +165,7 @@ def cmd_ui(a: argparse.Namespace) -> int:
 def cmd_feast(a: argparse.Namespace) -> int:
     """`feast` on the clipflow repo and home: the same configuration the pipeline uses."""
     from feature_repo.config import write_feature_store_yaml
-    from pipelines.settings import prepare_process
+    from models.core.settings import prepare_process
 
     prepare_process(home=a.home)
     yaml_path = write_feature_store_yaml()
@@ -182,13 +182,13 @@ def cmd_feast(a: argparse.Namespace) -> int:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    """The scoring API (pipelines/api.py) with uvicorn, on the pipeline's environment."""
-    from pipelines.settings import prepare_process
+    """The scoring API (pipelines/serve/app.py) with uvicorn, on the pipeline's environment."""
+    from models.core.settings import prepare_process
 
     prepare_process(home=a.home, landing_dir=a.landing)
     import uvicorn
 
-    from pipelines.api import create_app
+    from pipelines.serve.app import create_app
 
     print(f"clipflow API on http://{a.host}:{a.port} (docs at /docs); Ctrl-C stops it")
     uvicorn.run(create_app(), host=a.host, port=a.port, log_level="warning", access_log=False)

@@ -8,21 +8,22 @@ from assets.feature_store import feature_store_assets
 from assets.features import feature_assets, feature_checks
 from assets.ingest import ingest_assets, ingest_checks
 from assets.monitoring import monitoring_assets
-from assets.scoring import scoring_assets
-from assets.training import training_assets
-from pipelines.jobs import ingest_job, nightly_job, nightly_schedule, training_job
-from pipelines.metadata_api import VideoMetadataResource
-from pipelines.monitoring import retrain_on_drift_sensor
-from pipelines.online import online_push_job, online_push_sensor
-from pipelines.resources import (
+from assets.resources import (
     EventsResource,
     FeastResource,
     LandingResource,
     MlflowResource,
     NotifierResource,
+    VideoMetadataResource,
     WarehouseResource,
+    WebhooksResource,
 )
-from pipelines.webhooks import WebhooksResource, webhook_sensors
+from assets.scoring import scoring_assets
+from assets.training import training_assets
+from pipelines.jobs import ingest_job, nightly_job, nightly_schedule, online_push_job, training_job
+from pipelines.sensors.online_push import online_push_sensor
+from pipelines.sensors.retrain_on_drift import retrain_on_drift_sensor
+from pipelines.sensors.webhooks import webhook_sensors
 
 defs = dg.Definitions(
     assets=[

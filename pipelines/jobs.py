@@ -26,8 +26,8 @@ import re
 import dagster as dg
 
 from assets.constants import DAILY_PARTITIONS, INGEST
-from assets.training import training_job
-from pipelines import settings
+from assets.online import push_fresh_features
+from models.core import settings
 
 NIGHTLY_AT_ENV = "CLIPFLOW_NIGHTLY_AT"
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -58,6 +58,22 @@ ingest_job = dg.define_asset_job(
     description="Landing files of one day into the warehouse, with quarantine.",
 )
 
+# On demand: retrain now (the launchpad sets `force_retrain`; the schedule and the daily
+# policy cover the rest). Pick the day whose training set to use as the partition.
+training_job = dg.define_asset_job(
+    "training_job",
+    selection=dg.AssetSelection.assets("training_set", "clip_quality_model"),
+    partitions_def=DAILY_PARTITIONS,
+    config={"ops": {"clip_quality_model": {"config": {"force_retrain": True}}}},
+    description="Build the day's training set and train, gate and register a model now.",
+)
+
+
+@dg.job(executor_def=dg.in_process_executor)
+def online_push_job():
+    """Push fresh features of new landing engagement files to the online store."""
+    push_fresh_features()
+
 
 def build_nightly_schedule(at: str | None = None) -> dg.ScheduleDefinition:
     """`nightly_job` each day at `at` (UTC) on the partition of the day that just closed."""
@@ -75,4 +91,4 @@ def build_nightly_schedule(at: str | None = None) -> dg.ScheduleDefinition:
 
 nightly_schedule = build_nightly_schedule()
 
-__all__ = ["ingest_job", "nightly_job", "nightly_schedule", "training_job"]
+__all__ = ["ingest_job", "nightly_job", "nightly_schedule", "online_push_job", "training_job"]

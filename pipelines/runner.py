@@ -151,8 +151,8 @@ def _retrain_on_drift(instance, outcome: DayOutcome, last: str | None, say, summ
     """What `retrain_on_drift_sensor` does in the daemon, applied right after the day's run:
     a gated `training_job` run for the day when its drift report calls for one (same rule,
     same cool-down in partition days). Returns the day of the last drift retrain."""
-    from pipelines.monitoring import drift_trigger, retrain_request
-    from pipelines.settings import current
+    from models.core.settings import current
+    from pipelines.sensors.retrain_on_drift import drift_trigger, retrain_request
 
     report = next((s["meta"] for s in outcome.steps if s["step"] == "drift_report"), None)
     why = drift_trigger(report or {}, outcome.day, last, current().retrain_cooldown_days)

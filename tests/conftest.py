@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from support import Landing, free_port
 
-from pipelines.settings import quiet_telemetry
+from models.core.settings import quiet_telemetry
 
 quiet_telemetry()
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from models.contract import ASPECT_RATIOS, RESOLUTIONS, TABLES
-from models.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS
+from models.core.contract import ASPECT_RATIOS, RESOLUTIONS, TABLES
+from models.features.clip_features import CATEGORICAL_FEATURES, FEATURE_COLUMNS
 
 
 def ts(s: str) -> datetime:

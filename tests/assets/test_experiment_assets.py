@@ -12,10 +12,11 @@ from support import tiny_training_set
 
 from assets.experiments import ab_results, shipped_variant
 from assets.ingest import ingest_assets
-from models import registry, training
-from models.evaluation import metrics
-from models.synthetic import generate_landing
-from pipelines.resources import EventsResource, LandingResource, MlflowResource, WarehouseResource
+from assets.resources import EventsResource, LandingResource, MlflowResource, WarehouseResource
+from models.synthetic.landing import generate_landing
+from models.training import registry
+from models.training import train as training
+from models.training.evaluation import metrics
 
 pytestmark = pytest.mark.slow
 

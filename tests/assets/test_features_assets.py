@@ -9,10 +9,10 @@ import pytest
 
 from assets.features import clip_features, feature_checks
 from assets.ingest import ingest_assets, ingest_checks
-from models.features import build_clip_features
-from models.synthetic import generate_landing
-from models.warehouse import Warehouse, connect
-from pipelines.resources import LandingResource, WarehouseResource
+from assets.resources import LandingResource, WarehouseResource
+from models.core.warehouse import Warehouse, connect
+from models.features.clip_features import build_clip_features
+from models.synthetic.landing import generate_landing
 
 DAYS = ["2026-03-01", "2026-03-02", "2026-03-03"]
 

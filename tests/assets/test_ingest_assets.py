@@ -9,8 +9,8 @@ import duckdb
 import pytest
 
 from assets.ingest import ingest_assets, ingest_checks
-from models.synthetic import generate_landing
-from pipelines.resources import LandingResource, WarehouseResource
+from assets.resources import LandingResource, WarehouseResource
+from models.synthetic.landing import generate_landing
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,13 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipelines.definitions import defs
-from pipelines.resources import (
+from assets.resources import (
     FeastResource,
     LandingResource,
     MlflowResource,
     WarehouseResource,
 )
+from pipelines.definitions import defs
 
 pytestmark = pytest.mark.slow
 DAYS = [f"2026-05-0{d}" for d in range(1, 8)]
@@ -34,7 +34,7 @@ def _config(**model):
 @pytest.fixture(scope="module")
 def pipeline_home(tmp_path_factory, redis_server):
     """Seven days of the whole graph on generated data: the first model gets trained."""
-    from models.synthetic import generate_landing
+    from models.synthetic.landing import generate_landing
 
     mp = pytest.MonkeyPatch()
     root = tmp_path_factory.mktemp("models")
@@ -77,7 +77,7 @@ def _client():
 
 
 def _aliases():
-    from models.registry import aliases
+    from models.training.registry import aliases
 
     return aliases(_client()) or {}
 
@@ -101,7 +101,7 @@ def test_first_model_becomes_champion_and_days_score(pipeline_home):
     assert {"rmse", "mae", "r2"} <= set(run.data.metrics)
     # The first model here learns from ~150 labelled clips with 60 trees, so the bar is modest:
     # r2 > 0.25 and rmse 15% under the mean predictor's (r2 ~ 0). On the generator's full
-    # signal the model layer's own test asks r2 > 0.75 (tests/models/test_training.py).
+    # signal the model layer's own test asks r2 > 0.75 (tests/models/training/test_train.py).
     m = run.data.metrics
     assert m["r2"] > 0.25 and m["rmse"] < 0.85 * m["baseline_rmse"]
     scores = duckdb.sql(

@@ -11,15 +11,15 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipelines.definitions import defs
-from pipelines.monitoring import retrain_on_drift_sensor
-from pipelines.resources import (
+from assets.resources import (
     FeastResource,
     LandingResource,
     MlflowResource,
     NotifierResource,
     WarehouseResource,
 )
+from pipelines.definitions import defs
+from pipelines.sensors.retrain_on_drift import retrain_on_drift_sensor
 
 pytestmark = pytest.mark.slow
 START, DAYS, DRIFT_DAY = date(2026, 3, 1), 16, date(2026, 3, 11)
@@ -39,7 +39,7 @@ def days() -> list[str]:
 
 @pytest.fixture(scope="module")
 def monitored(tmp_path_factory, redis_server):
-    from models.synthetic import generate_landing
+    from models.synthetic.landing import generate_landing
 
     mp = pytest.MonkeyPatch()
     root = tmp_path_factory.mktemp("monitoring")
@@ -212,7 +212,7 @@ def test_clipflow_run_applies_the_same_rule_after_each_day(monitored):
 
 
 def test_the_pipeline_published_its_events(monitored, redis_server):
-    from models import events
+    from models.integrations import events
 
     client = events.redis_client(f"{redis_server['connection_string']},db=7")
     got = events.read(client, "0-0", count=10_000)

@@ -13,8 +13,7 @@ import pytest
 import redis
 from support import clip_feature_rows
 
-from feature_repo import config
-from models import online_write
+from feature_repo import config, online_write
 
 SERVICE = "clip_quality_v1"
 FAST_TYPE = "feature_repo.online_store.FastRedisOnlineStore"

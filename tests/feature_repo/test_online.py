@@ -9,7 +9,7 @@ import pytest
 import redis
 from support import clip_feature_rows
 
-from models import online_write
+from feature_repo import online_write
 
 SERVICE = "clip_quality_v1"
 

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 from support import clip_feature_rows, free_port
 
-from models.online_write import latest_per_entity, write_online
+from feature_repo.online_write import latest_per_entity, write_online
 
 pytestmark = pytest.mark.slow
 

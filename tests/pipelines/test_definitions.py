@@ -12,9 +12,9 @@ import dagster as dg
 import pytest
 
 from assets.constants import GROUPS, OWNERS
+from models.core.settings import prepare_process
 from pipelines.definitions import defs
 from pipelines.jobs import NIGHTLY_AT_ENV, build_nightly_schedule, nightly_time
-from pipelines.settings import prepare_process
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,0 +1,264 @@
+"""Dagster resources: every external system the assets touch, configured at launch."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from pydantic import PrivateAttr
+
+from models.core import settings
+from models.core.warehouse import Warehouse, connect
+from models.integrations import events
+from models.integrations.metadata_api import KEY_ENV, URL_ENV, MetadataClient
+from models.integrations.webhooks import RetryPolicy
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The Parquet warehouse under `$CLIPFLOW_HOME/warehouse`, queried with DuckDB.
+
+    `home` empty means `CLIPFLOW_HOME` (resolved when a run starts, not at import).
+    """
+
+    home: str = ""
+    threads: int = 2
+    memory_limit: str = "4GB"
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home).resolve() if self.home else settings.current().home
+
+    def get(self) -> Warehouse:
+        return Warehouse(self.home_path)
+
+    def connect(self, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection; `memory_limit` overrides the resource's for one job (the
+        A/B analysis asks for less, so that its process stays under 4 GB)."""
+        return connect(threads=self.threads, memory_limit=memory_limit or self.memory_limit)
+
+
+class LandingResource(dg.ConfigurableResource):
+    """The landing directory of CONTRACT §1 (`CLIPFLOW_LANDING_DIR` when empty)."""
+
+    landing_dir: str = ""
+
+    @property
+    def path(self) -> Path:
+        return (
+            Path(self.landing_dir).resolve() if self.landing_dir else settings.current().landing_dir
+        )
+
+
+class FeastResource(dg.ConfigurableResource):
+    """The Feast feature store of CONTRACT §4, configured by `feature_repo.config` from the
+    environment (`CLIPFLOW_HOME`, `CLIPFLOW_REDIS`): the connection string, which may hold
+    a password, never appears in run config or the UI."""
+
+    def store(self):
+        from feature_repo.config import feature_store
+
+        return feature_store()
+
+    def online_kind(self) -> str:
+        return "redis" if settings.current().redis else "sqlite"
+
+    def ping_online(self) -> str | None:
+        """None when the online store answers, else why not (Redis only can be down)."""
+        s = settings.current()
+        if not s.redis:
+            return None
+        import redis
+
+        host_port, *opts = s.redis.split(",")
+        host, _, port = host_port.partition(":")
+        kw = dict(o.split("=", 1) for o in opts if "=" in o)
+        try:
+            client = redis.Redis(
+                host=host or "127.0.0.1",
+                port=int(port or 6379),
+                password=kw.get("password"),
+                ssl=kw.get("ssl", "false").lower() == "true",
+                socket_timeout=2,
+                socket_connect_timeout=2,
+            )
+            client.ping()
+            return None
+        except (redis.RedisError, OSError, ValueError) as e:
+            return f"Redis online store unreachable: {type(e).__name__}: {e}"
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """The MLflow tracking and registry store (`MLFLOW_TRACKING_URI`, default a SQLite file
+    under `$CLIPFLOW_HOME`); empty `tracking_uri` means the environment's."""
+
+    tracking_uri: str = ""
+
+    @property
+    def uri(self) -> str:
+        return self.tracking_uri or settings.current().mlflow_uri
+
+    def client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    @property
+    def artifact_location(self) -> str | None:
+        """Where a new experiment keeps its artifacts: `$CLIPFLOW_HOME/mlartifacts` for a
+        database store other than SQLite (Postgres in production); None leaves it to the
+        registry (`mlartifacts/` beside a SQLite file) or to an MLflow server (http)."""
+        if self.uri.startswith(("sqlite:", "http:", "https:", "databricks")):
+            return None
+        return (settings.current().home / "mlartifacts").as_uri()
+
+
+class NotifierResource(dg.ConfigurableResource):
+    """Where alerts go: a WARNING log line (in the run's logs in the UI) and one JSON line
+    appended to `alerts_file` (default `$CLIPFLOW_HOME/alerts/alerts.jsonl`), which a
+    person can tail and a webhook or event publisher can follow."""
+
+    alerts_file: str = ""
+
+    @property
+    def path(self) -> Path:
+        if self.alerts_file:
+            return Path(self.alerts_file).resolve()
+        return settings.current().home / "alerts" / "alerts.jsonl"
+
+    def notify(self, kind: str, message: str, **details) -> dict:
+        import json
+        from datetime import UTC, datetime
+
+        event = {"kind": kind, "message": message, "at": datetime.now(UTC).isoformat(), **details}
+        dg.get_dagster_logger().warning(f"ALERT {kind}: {message}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(event, default=str) + "\n")
+        return event
+
+
+class EventsResource(dg.ConfigurableResource):
+    """The pipeline's event stream (models/integrations/events.py: a Redis Stream on `CLIPFLOW_REDIS`),
+    which the API serves live and the webhook sensor delivers.
+
+    Publishing is best effort: with no Redis configured it is a no-op, and when Redis is
+    down the asset logs a warning and carries on (an event bus outage must not fail a
+    day's scoring); the lost event is named in the warning."""
+
+    redis: str = ""  # empty: CLIPFLOW_REDIS at run time
+
+    def publish(self, type: str, data: dict, user_id: str | None = None) -> str | None:
+        url = self.redis or settings.current().redis
+        if not url:
+            return None
+        import redis
+
+        from models.integrations.events import publish, redis_client
+
+        try:
+            with redis_client(url, socket_timeout=2) as client:
+                return publish(client, type, data, user_id)
+        except (redis.RedisError, OSError) as e:
+            dg.get_dagster_logger().warning(f"event {type} {data} not published: {e}")
+            return None
+
+
+class WebhooksResource(dg.ConfigurableResource):
+    """Webhook subscribers, the deliveries database and the retry policy.
+
+    `subscribers_file` empty: `$CLIPFLOW_WEBHOOKS`, else `$CLIPFLOW_HOME/webhooks.yaml`;
+    `db_file` empty: `$CLIPFLOW_HOME/webhooks.db`. The event stream is the Redis of
+    `CLIPFLOW_REDIS` (a connection string that may hold a password: never in config)."""
+
+    subscribers_file: str = ""
+    db_file: str = ""
+    base_s: float = 2.0
+    cap_s: float = 600.0
+    max_attempts: int = 8
+    timeout_s: float = 5.0
+
+    @property
+    def subscribers_path(self) -> Path:
+        path = self.subscribers_file or os.environ.get("CLIPFLOW_WEBHOOKS")
+        return Path(path).resolve() if path else settings.current().home / "webhooks.yaml"
+
+    @property
+    def db_path(self) -> Path:
+        return (
+            Path(self.db_file).resolve()
+            if self.db_file
+            else settings.current().home / "webhooks.db"
+        )
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(self.base_s, self.cap_s, self.max_attempts, self.timeout_s)
+
+    def event_stream(self):
+        """A Redis client for the event stream, None when `CLIPFLOW_REDIS` is unset."""
+        connection = settings.current().redis
+        if not connection:
+            return None
+        # one try, 2 s at most: the next tick is the retry (redis-py's default retries with
+        # backoff would hold a tick for seconds when Redis is down)
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        return events.redis_client(
+            connection, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
+        )
+
+
+class VideoMetadataResource(dg.ConfigurableResource):
+    """The integration hub's video metadata API (models/integrations/metadata_api.py).
+
+    Empty `base_url`/`api_key` mean `CLIPFLOW_METADATA_URL`/`CLIPFLOW_METADATA_API_KEY`,
+    read when the resource is used (an unset `dg.EnvVar` would fail the launch of every job
+    using it, and the API is optional); no URL at all means "not configured"."""
+
+    base_url: str = ""
+    api_key: str = ""
+    timeout_s: float = 5.0
+    max_retries: int = 4
+    backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    requests_per_second: float = 10.0
+    batch_size: int = 50
+
+    _client: MetadataClient | None = PrivateAttr(default=None)
+
+    def client(self) -> MetadataClient:
+        if self._client is None:
+            self._client = MetadataClient(
+                base_url=self.base_url or os.environ.get(URL_ENV, ""),
+                api_key=self.api_key or os.environ.get(KEY_ENV, ""),
+                timeout_s=self.timeout_s,
+                max_retries=self.max_retries,
+                backoff_s=self.backoff_s,
+                max_backoff_s=self.max_backoff_s,
+                requests_per_second=self.requests_per_second,
+                batch_size=self.batch_size,
+                log=dg.get_dagster_logger().info,
+            )
+        return self._client
+
+    @property
+    def url(self) -> str:
+        return self.client().url
+
+    @property
+    def configured(self) -> bool:
+        return self.client().configured
+
+    def health(self) -> str | None:
+        return self.client().health()
+
+    def fetch(self, video_ids: Iterable[str]) -> tuple[list[dict], dict[str, str]]:
+        return self.client().fetch(video_ids)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

@@ -1,0 +1,253 @@
+"""The A/B report: `<experiment_id>.json` (the `analyze` result) and a self-contained
+`<experiment_id>.html` a product manager can read: the decision in plain words, the SRM
+check, and per metric an interval plot of the relative lift of each variant (PNG inline)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from models.experiments.config import ExperimentConfig
+
+GREEN, RED, GREY = "#1a7f37", "#cf222e", "#57606a"
+
+
+def metric_label(metric: str) -> str:
+    """`watch_time_s` -> `watch time (s)`, `clips_viewed` -> `clips viewed`."""
+    unit = ""
+    if metric.endswith("_s"):
+        metric, unit = metric[:-2], " (s)"
+    return metric.replace("_", " ") + unit
+
+
+def _pct(v: float | None, sign: bool = True) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:+.1%}" if sign else f"{abs(v):.1%}"
+
+
+def _ci(r: dict, conf: float) -> str:
+    return f"{conf:.0%} CI {_pct(r['relative_ci_low'])} to {_pct(r['relative_ci_high'])}"
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return "p = n/a"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _served(exp: ExperimentConfig, variant: str) -> str:
+    alias = exp.model_aliases.get(variant)
+    return f" (model alias '{alias}')" if alias else ""
+
+
+def decision_text(result: dict, exp: ExperimentConfig) -> str:
+    """The decision in one or two plain sentences."""
+    conf = exp.confidence_level
+    label = metric_label(exp.primary_metric)
+    primary = [r for r in result["metrics"] if r["primary"]]
+    srm = result["srm"]
+    decision = result["decision"]
+    if decision == "invalid_srm":
+        shares = ", ".join(
+            f"{v} {srm['observed'][v] / max(sum(srm['observed'].values()), 1):.1%} "
+            f"(expected {exp.variants[v]:.1%})"
+            for v in exp.variants
+        )
+        return (
+            f"Do not trust these results: the traffic split does not match the configuration "
+            f"({shares}; {_p(srm['p_value'])}). Users are being lost or mis-assigned; fix the "
+            "assignment logging before reading any metric."
+        )
+    if decision == "inconclusive":
+        n = min(srm["observed"].values()) if srm["observed"] else 0
+        now = "; ".join(f"{r['variant']} {_pct(r['relative_lift'])} so far" for r in primary)
+        return (
+            f"Keep the experiment running: the smallest variant has {n:,} of the "
+            f"{exp.min_sample_size:,} users it needs ({label} per user: {now})."
+        )
+    if decision == "ship":
+        best = max(
+            (r for r in primary if r["significant"] and r["lift"] > 0),
+            key=lambda r: r["relative_lift"] or 0,
+        )
+        return (
+            f"Ship {best['variant']}{_served(exp, best['variant'])}: {label} per user up "
+            f"{_pct(best['relative_lift'], sign=False)} ({_ci(best, conf)}, "
+            f"{_p(best['p_value'])}). {_secondary_text(result)}"
+        )
+    worse = [r for r in primary if r["significant"] and r["lift"] < 0]
+    if worse:
+        r = worse[0]
+        return (
+            f"Do not ship {r['variant']}: {label} per user down "
+            f"{_pct(r['relative_lift'], sign=False)} ({_ci(r, conf)}, {_p(r['p_value'])})."
+        )
+    details = "; ".join(
+        f"{r['variant']} {_pct(r['relative_lift'])}, {_ci(r, conf)}, could detect "
+        f"±{_pct(r['relative_mde'], sign=False)}"
+        for r in primary
+    )
+    return f"Do not ship: no variant changed {label} per user significantly ({details})."
+
+
+def _secondary_text(result: dict) -> str:
+    moved = [r for r in result["metrics"] if not r["primary"] and r["significant"]]
+    if not moved:
+        return "No secondary metric moved significantly."
+    parts = [
+        f"{metric_label(r['metric'])} {_pct(r['relative_lift'])} ({r['variant']})" for r in moved
+    ]
+    return "Secondary metrics that moved significantly: " + ", ".join(parts) + "."
+
+
+def _plot(rows: list[dict], metric: str, conf: float) -> str:
+    """A base64 PNG: relative lift with its CI per variant, a line at zero."""
+    fig = Figure(figsize=(6.4, 0.9 + 0.55 * len(rows)), dpi=100)
+    ax = fig.add_subplot()
+    for i, r in enumerate(rows):
+        lift, lo, hi = (r["relative_lift"], r["relative_ci_low"], r["relative_ci_high"])
+        if lift is None or lo is None or hi is None:
+            continue
+        color = GREY if not r["significant"] else (GREEN if r["lift"] > 0 else RED)
+        ax.errorbar(
+            [100 * lift],
+            [i],
+            xerr=[[100 * (lift - lo)], [100 * (hi - lift)]],
+            fmt="o",
+            color=color,
+            capsize=4,
+        )
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), [r["variant"] for r in rows])
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel(f"relative lift of {metric_label(metric)} vs control (%), {conf:.0%} CI")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _num(v, fmt: str = ".4g") -> str:
+    return "n/a" if v is None else format(v, fmt)
+
+
+def _metric_section(metric: str, rows: list[dict], conf: float) -> str:
+    head = (
+        "<tr><th>variant</th><th>control mean</th><th>variant mean</th><th>lift</th>"
+        "<th>relative lift</th><th>CI (relative)</th><th>p</th><th>p (BH)</th>"
+        "<th>significant</th><th>CUPED</th><th>n control</th><th>n variant</th></tr>"
+    )
+    body = "".join(
+        f"<tr><td>{html.escape(r['variant'])}</td><td>{_num(r['control_mean'])}</td>"
+        f"<td>{_num(r['variant_mean'])}</td><td>{_num(r['lift'], '+.4g')}</td>"
+        f"<td>{_pct(r['relative_lift'])}</td>"
+        f"<td>{_pct(r['relative_ci_low'])} to {_pct(r['relative_ci_high'])}</td>"
+        f"<td>{_num(r['p_value'], '.3g')}</td><td>{_num(r['p_value_adjusted'], '.3g')}</td>"
+        f"<td>{'yes' if r['significant'] else 'no'}</td>"
+        f"<td>{'yes, variance -' + _pct(r['variance_reduction'], False) if r['cuped'] else 'no'}"
+        f"</td><td>{r['n_control']:,}</td><td>{r['n_variant']:,}</td></tr>"
+        for r in rows
+    )
+    kind = "primary" if rows and rows[0]["primary"] else "secondary, BH-corrected"
+    img = _plot(rows, metric, conf)
+    return (
+        f"<h2>{html.escape(metric_label(metric))} per user <small>({kind})</small></h2>"
+        f'<img alt="lift of {html.escape(metric)}" src="data:image/png;base64,{img}">'
+        f"<table>{head}{body}</table>"
+    )
+
+
+def _srm_section(srm: dict) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(v)}</td><td>{srm['expected'][v]:,.0f}</td>"
+        f"<td>{srm['observed'][v]:,}</td></tr>"
+        for v in srm["expected"]
+    )
+    verdict = (
+        "MISMATCH: the observed split is too far from the configured weights to be chance"
+        if srm["detected"]
+        else "OK: the observed split matches the configured weights"
+    )
+    return (
+        f"<h2>Traffic split (sample-ratio check)</h2><p>{verdict} ({_p(srm['p_value'])}, "
+        "chi-square; flagged below p = 0.001).</p>"
+        f"<table><tr><th>variant</th><th>expected users</th><th>observed users</th></tr>"
+        f"{rows}</table>"
+    )
+
+
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#1f2328}"
+    "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #d0d7de;"
+    "padding:4px 8px;text-align:right}th{background:#f6f8fa}.decision{font-size:1.2em;"
+    "padding:1em;border-left:6px solid #0969da;background:#f6f8fa}"
+)
+
+
+def render_html(result: dict, exp: ExperimentConfig) -> str:
+    """The whole report as one HTML page (images inline)."""
+    conf = exp.confidence_level
+    sections = []
+    for metric in exp.metrics:
+        rows = [r for r in result["metrics"] if r["metric"] == metric]
+        if rows:
+            sections.append(_metric_section(metric, rows, conf))
+    title = f"A/B test {exp.experiment_id}: {exp.name}"
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<p>Analyzed as of {html.escape(result['analyzed_at'])}; experiment "
+        f"{exp.start.isoformat()} to {exp.end.isoformat()}; control: "
+        f"{html.escape(exp.control)}.</p>"
+        f"<p class='decision'><b>Decision: {html.escape(result['decision'])}.</b> "
+        f"{html.escape(decision_text(result, exp))}</p>"
+        f"{_srm_section(result['srm'])}{''.join(sections)}"
+        "<p><small>Welch t-tests on per-user totals since assignment; CUPED uses each "
+        "user's pre-assignment total, so with CUPED the means shown are adjusted (the raw "
+        "ones are in the JSON). The primary metric is uncorrected; secondary metrics "
+        "use Benjamini-Hochberg. Intervals are not corrected for multiple testing."
+        "</small></p></body></html>"
+    )
+
+
+def _json_default(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
+
+
+def write_report(result: dict, exp: ExperimentConfig, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write `<out_dir>/<experiment_id>.json` and `.html`; returns both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / f"{exp.experiment_id}.json"
+    html_path = out / f"{exp.experiment_id}.html"
+    json_path.write_text(
+        json.dumps(result, indent=2, allow_nan=False, default=_json_default) + "\n"
+    )
+    html_path.write_text(render_html(result, exp))
+    return json_path, html_path
+
+
+def result_rows(result: dict) -> list[dict]:
+    """The `ab_results` table rows (experiment x metric x variant) of one result."""
+    srm = result["srm"]
+    keep = {k: v for k, v in result.items() if k in ("experiment_id", "analyzed_at", "decision")}
+    return [
+        {
+            **keep,
+            **r,
+            "srm_p_value": srm["p_value"],
+            "srm_detected": srm["detected"],
+            "srm_expected": json.dumps(srm["expected"]),
+            "srm_observed": json.dumps(srm["observed"]),
+        }
+        for r in result["metrics"]
+    ]

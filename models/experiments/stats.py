@@ -1,0 +1,481 @@
+"""A/B statistics: per-arm moments from the warehouse, Welch tests, CUPED, SRM, BH, power.
+
+Choices (also in the README):
+- Population: users assigned to the experiment with `start <= assigned_at <= min(end,
+  as_of)`; assignments to variants the config does not name are left out (and counted in
+  `unknown_variants`). Ingest keeps one assignment per (experiment, user).
+- Outcome y: per user, the sum of the metric's values with `assigned_at <= event_timestamp
+  <= min(end, as_of)`; a user with no events counts 0.
+- Pre-period x: the sum of the metric's values in the `pre_period_days` (default 14) before
+  `assigned_at`; a fixed lookback gives every user the same pre-period length.
+- All aggregation runs in DuckDB; Python receives per-arm moments only (n, means, sample
+  variances, covariance), which is all Welch and CUPED need.
+- Welch t test with Welch-Satterthwaite df (the t distribution at every n, so p-values equal
+  `scipy.stats.ttest_ind(equal_var=False)`); the lift CI uses the same t quantile.
+- Relative lift: (variant mean / control mean) - 1, CI by the delta method with the same
+  quantile; marginal (not multiplicity-adjusted).
+- CUPED: theta = cov(x, y) / var(x) over all users of all arms (pooled), applied when some
+  user has pre-period data; y_adj = y - theta (x - mean x). With CUPED, `control_mean` and
+  `variant_mean` are the adjusted means (so `lift` is their difference); the raw ones are in
+  `*_mean_raw`.
+- Multiple testing: the primary metric is tested at alpha = 1 - confidence, uncorrected;
+  the secondary metrics (all of them, every variant) get Benjamini-Hochberg q-values and
+  `significant` means q < alpha. CIs stay marginal.
+- Power: `mde` is the absolute lift detectable with power 0.8 at two-sided alpha with the
+  current standard error; `sample_reached` when every variant has `min_sample_size` users.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import duckdb
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from models.core.warehouse import Warehouse, sql_str
+from models.experiments.config import ExperimentConfig
+
+SRM_ALPHA = 0.001
+POWER = 0.8
+PRE_PERIOD_DAYS = 14
+DAY_US = 86_400_000_000
+DECISIONS = ("ship", "no_ship", "inconclusive", "invalid_srm")
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Sufficient statistics of one arm (fields may be arrays for many experiments at once):
+    n users, mean and sample variance of outcome y and pre-period x, sample cov(x, y)."""
+
+    n: np.ndarray | float
+    mean_y: np.ndarray | float
+    var_y: np.ndarray | float
+    mean_x: np.ndarray | float = 0.0
+    var_x: np.ndarray | float = 0.0
+    cov_xy: np.ndarray | float = 0.0
+
+
+def moments(y, x=None, axis: int = -1) -> Moments:
+    """Moments of per-user arrays (along `axis`)."""
+    y = np.asarray(y, dtype=float)
+    x = np.zeros_like(y) if x is None else np.asarray(x, dtype=float)
+    n = y.shape[axis]
+    my, mx = y.mean(axis=axis), x.mean(axis=axis)
+    dy = y - np.expand_dims(my, axis)
+    dx = x - np.expand_dims(mx, axis)
+    with np.errstate(divide="ignore", invalid="ignore"):  # n = 1: NaN, like var_samp
+        var_y, var_x, cov = ((a * b).sum(axis) / (n - 1) for a, b in ((dy, dy), (dx, dx), (dx, dy)))
+    return Moments(n, my, var_y, mx, var_x, cov)
+
+
+def pool(arms: list[Moments]) -> Moments:
+    """The moments of the union of the arms (the parallel-variance formula). Scalar arms
+    with n = 0 are skipped; the union of none has n = 0 and NaN moments."""
+    if all(np.ndim(a.n) == 0 for a in arms):
+        arms = [a for a in arms if a.n > 0]
+        if not arms:
+            return Moments(0.0, math.nan, math.nan, math.nan, math.nan, math.nan)
+    n = sum(np.asarray(a.n, dtype=float) for a in arms)
+    my = sum(a.n * a.mean_y for a in arms) / n
+    mx = sum(a.n * a.mean_x for a in arms) / n
+
+    def comoment(dev_a, dev_b, within) -> np.ndarray:
+        total = sum((a.n - 1) * _nan0(within(a)) + a.n * dev_a(a) * dev_b(a) for a in arms)
+        return total / np.maximum(n - 1, 1)
+
+    def dy(a):
+        return a.mean_y - my
+
+    def dx(a):
+        return a.mean_x - mx
+
+    return Moments(
+        n,
+        my,
+        comoment(dy, dy, lambda a: a.var_y),
+        mx,
+        comoment(dx, dx, lambda a: a.var_x),
+        comoment(dx, dy, lambda a: a.cov_xy),
+    )
+
+
+def _nan0(v):
+    return np.nan_to_num(np.asarray(v, dtype=float), nan=0.0)
+
+
+# -- CUPED ------------------------------------------------------------------------------
+def cuped_theta(arms: list[Moments]) -> np.ndarray | float:
+    """theta = cov(x, y) / var(x) over all users of all arms; 0 without pre-period variance."""
+    p = pool(arms)
+    var_x = np.asarray(p.var_x, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(var_x > 0, p.cov_xy / np.where(var_x > 0, var_x, 1.0), 0.0)
+
+
+def cuped_adjust(arm: Moments, theta, mean_x_all) -> Moments:
+    """The arm's moments of y_adj = y - theta (x - mean_x_all)."""
+    return Moments(
+        arm.n,
+        arm.mean_y - theta * (arm.mean_x - mean_x_all),
+        np.maximum(arm.var_y - 2 * theta * arm.cov_xy + theta**2 * arm.var_x, 0.0),
+        arm.mean_x,
+        arm.var_x,
+        arm.cov_xy - theta * arm.var_x,
+    )
+
+
+def cuped(y, x, arms=None) -> np.ndarray:
+    """Per-user CUPED-adjusted outcomes, theta pooled over every user (all arms)."""
+    y = np.asarray(y, dtype=float)
+    x = np.asarray(x, dtype=float)
+    labels = np.zeros(len(y)) if arms is None else np.asarray(arms)
+    parts = [moments(y[labels == a], x[labels == a]) for a in np.unique(labels)]
+    theta = cuped_theta(parts)
+    return y - theta * (x - x.mean())
+
+
+# -- tests ------------------------------------------------------------------------------
+def welch_moments(control: Moments, variant: Moments, confidence: float) -> dict:
+    """Welch's t test of mean(variant) - mean(control), with the relative lift (delta method)
+    and the minimum detectable effect at the current n. Works on arrays of experiments."""
+    alpha = 1.0 - confidence
+    nc, nt = np.asarray(control.n, dtype=float), np.asarray(variant.n, dtype=float)
+    mc, mt = np.asarray(control.mean_y, dtype=float), np.asarray(variant.mean_y, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        qc, qt = np.asarray(control.var_y) / nc, np.asarray(variant.var_y) / nt
+        se = np.sqrt(qc + qt)
+        df = (qc + qt) ** 2 / (qc**2 / (nc - 1) + qt**2 / (nt - 1))
+        lift = mt - mc
+        t = lift / se
+        p = 2 * stats.t.sf(np.abs(t), df)
+        crit = stats.t.ppf(1 - alpha / 2, df)
+        rel = mt / mc - 1
+        se_rel = np.sqrt(qt / mc**2 + mt**2 * qc / mc**4)
+        mde = (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(POWER)) * se
+        return {
+            "control_mean": mc,
+            "variant_mean": mt,
+            "lift": lift,
+            "ci_low": lift - crit * se,
+            "ci_high": lift + crit * se,
+            "relative_lift": rel,
+            "relative_ci_low": rel - crit * se_rel,
+            "relative_ci_high": rel + crit * se_rel,
+            "se": se,
+            "df": df,
+            "t": t,
+            "p_value": p,
+            "mde": mde,
+            "relative_mde": mde / np.abs(mc),
+            "n_control": nc,
+            "n_variant": nt,
+        }
+
+
+def welch(y_control, y_variant, confidence: float = 0.95) -> dict:
+    """`welch_moments` on per-user arrays."""
+    return welch_moments(moments(y_control), moments(y_variant), confidence)
+
+
+def compare(
+    control: Moments, variant: Moments, confidence: float, theta=0.0, mean_x_all=0.0, cuped=False
+) -> dict:
+    """Welch on raw or CUPED-adjusted moments, with the variance reduction CUPED brought."""
+    raw = welch_moments(control, variant, confidence)
+    if not cuped:
+        return {**raw, "cuped": False, "theta": None, "variance_reduction": 0.0}
+    adj = welch_moments(
+        cuped_adjust(control, theta, mean_x_all),
+        cuped_adjust(variant, theta, mean_x_all),
+        confidence,
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reduction = 1 - adj["se"] ** 2 / raw["se"] ** 2
+    return {
+        **adj,
+        "control_mean_raw": raw["control_mean"],
+        "variant_mean_raw": raw["variant_mean"],
+        "cuped": True,
+        "theta": theta,
+        "variance_reduction": reduction,
+    }
+
+
+def srm(observed: dict[str, int], weights: dict[str, float]) -> dict:
+    """Sample-ratio mismatch: chi-square goodness of fit of the users per variant against
+    the configured weights; `detected` when p < 0.001."""
+    names = list(weights)
+    obs = np.array([observed.get(v, 0) for v in names], dtype=float)
+    total = obs.sum()
+    expected = np.array([weights[v] for v in names]) * total
+    if total == 0:
+        stat, p = 0.0, None
+    else:
+        stat = float(((obs - expected) ** 2 / expected).sum())
+        p = float(stats.chi2.sf(stat, len(names) - 1))
+    return {
+        "expected": {v: float(e) for v, e in zip(names, expected, strict=True)},
+        "observed": {v: int(o) for v, o in zip(names, obs, strict=True)},
+        "statistic": stat,
+        "p_value": p,
+        "detected": p is not None and p < SRM_ALPHA,
+    }
+
+
+def benjamini_hochberg(p_values) -> np.ndarray:
+    """BH-adjusted p-values (q-values), in the input order; NaN stays NaN and is not counted."""
+    p = np.asarray(p_values, dtype=float)
+    q = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    m = len(ok)
+    if m == 0:
+        return q
+    order = ok[np.argsort(p[ok], kind="stable")]
+    scaled = p[order] * m / np.arange(1, m + 1)
+    q[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
+    return q
+
+
+def decide(srm_detected: bool, sample_reached: bool, primary: list[dict]) -> str:
+    """`invalid_srm` > `inconclusive` (min sample not reached) > `ship` (some variant's primary
+    metric significantly up) > `no_ship` (significantly down, or no significant change)."""
+    if srm_detected:
+        return "invalid_srm"
+    if not sample_reached:
+        return "inconclusive"
+    if any(r["significant"] and (r["lift"] or 0) > 0 for r in primary):
+        return "ship"
+    return "no_ship"
+
+
+# -- the warehouse --------------------------------------------------------------------
+def _sql_ts(t: datetime) -> str:
+    return f"TIMESTAMPTZ {sql_str(t.isoformat())}"
+
+
+def _assignments_sql(warehouse: Warehouse, exp: ExperimentConfig, stop: datetime) -> str:
+    lo, hi = exp.start.date() - timedelta(days=1), stop.date() + timedelta(days=1)
+    return f"""
+        SELECT user_id, variant, assigned_at
+        FROM {warehouse.scan("assignments", "experiment_id, user_id, variant, assigned_at, ds")}
+        WHERE experiment_id = {sql_str(exp.experiment_id)}
+          AND ds BETWEEN DATE '{lo}' AND DATE '{hi}'
+          AND assigned_at BETWEEN {_sql_ts(exp.start)} AND {_sql_ts(stop)}"""
+
+
+def _events_sql(warehouse: Warehouse, metrics: list[str], lo: datetime, hi: datetime) -> str:
+    """Events of `metrics` in [lo, hi], the metric as its index in `metrics` (column m)."""
+    if not warehouse.exists("user_metrics"):
+        return (
+            "SELECT NULL::VARCHAR AS user_id, NULL::UTINYINT AS m, NULL::BIGINT AS ts, "
+            "NULL::DOUBLE AS value WHERE FALSE"
+        )
+    cases = " ".join(f"WHEN {sql_str(name)} THEN {i}" for i, name in enumerate(metrics))
+    d_lo, d_hi = lo.date() - timedelta(days=1), hi.date() + timedelta(days=1)
+    return f"""
+        SELECT user_id, (CASE metric {cases} END)::UTINYINT AS m,
+               epoch_us(event_timestamp) AS ts, value
+        FROM {warehouse.scan("user_metrics", "user_id, event_timestamp, metric, value, ds")}
+        WHERE metric IN ({", ".join(sql_str(name) for name in metrics)})
+          AND ds BETWEEN DATE '{d_lo}' AND DATE '{d_hi}'
+          AND event_timestamp BETWEEN {_sql_ts(lo)} AND {_sql_ts(hi)}"""
+
+
+def _per_user_sql(
+    warehouse: Warehouse,
+    exp: ExperimentConfig,
+    metrics: list[str],
+    as_of: datetime,
+    pre_days: int,
+    join: str = "JOIN",
+) -> str:
+    """One row per assigned user (with an event, unless `join` is a LEFT JOIN): user_id,
+    v (the variant's index in the config) and y<i>, x<i> for each metric i.
+
+    Each joined event gets a slot (2 m for the outcome, 2 m + 1 for the pre-period) from
+    integer microseconds, so the per-user sums are cheap CASEs on one small integer."""
+    stop, pre_lo = min(exp.end, as_of), exp.start - timedelta(days=pre_days)
+    vcases = " ".join(f"WHEN {sql_str(name)} THEN {i}" for i, name in enumerate(exp.variants))
+    sums = ", ".join(
+        f"sum(CASE WHEN slot = {2 * i + k} THEN value ELSE 0 END) AS {'yx'[k]}{i}"
+        for i in range(len(metrics))
+        for k in (0, 1)
+    )
+    return f"""
+        SELECT user_id, any_value(v) AS v, {sums}
+        FROM (
+            SELECT a.user_id, a.v, e.value,
+                   (e.m * 2 + CASE WHEN e.ts >= a.a_us THEN 0
+                                   WHEN e.ts >= a.a_us - {int(pre_days) * DAY_US} THEN 1
+                                   ELSE 255 END)::USMALLINT AS slot
+            FROM (
+                SELECT user_id, (CASE variant {vcases} END)::UTINYINT AS v,
+                       epoch_us(assigned_at) AS a_us
+                FROM ({_assignments_sql(warehouse, exp, stop)})
+                WHERE variant IN ({", ".join(sql_str(name) for name in exp.variants)})
+            ) a
+            {join} ({_events_sql(warehouse, metrics, pre_lo, stop)}) e
+                ON e.user_id = a.user_id AND e.ts >= a.a_us - {int(pre_days) * DAY_US}
+        )
+        GROUP BY user_id"""
+
+
+def assignment_counts(
+    con: duckdb.DuckDBPyConnection, warehouse: Warehouse, exp: ExperimentConfig, as_of: datetime
+) -> dict[str, int]:
+    """Users per variant (every variant logged, named in the config or not)."""
+    if not warehouse.exists("assignments"):
+        return {}
+    sql = _assignments_sql(warehouse, exp, min(exp.end, as_of))
+    return dict(con.execute(f"SELECT variant, count(*) FROM ({sql}) GROUP BY 1").fetchall())
+
+
+def user_outcomes(
+    con: duckdb.DuckDBPyConnection,
+    warehouse: Warehouse,
+    exp: ExperimentConfig,
+    metric: str,
+    as_of: datetime,
+    pre_period_days: int = PRE_PERIOD_DAYS,
+) -> pd.DataFrame:
+    """Per assigned user: user_id, variant, y (outcome) and x_pre (pre-period) of `metric`;
+    for inspection and small data (`analyze` reads only per-arm moments)."""
+    if not warehouse.exists("assignments"):
+        return pd.DataFrame({"user_id": [], "variant": [], "y": [], "x_pre": []})
+    sql = _per_user_sql(warehouse, exp, [metric], as_of, pre_period_days, join="LEFT JOIN")
+    df = con.execute(f"SELECT user_id, v, y0 AS y, x0 AS x_pre FROM ({sql}) ORDER BY user_id").df()
+    df.insert(1, "variant", np.array(list(exp.variants), dtype=object)[df.pop("v").to_numpy()])
+    return df
+
+
+def arm_moments(
+    con: duckdb.DuckDBPyConnection,
+    warehouse: Warehouse,
+    exp: ExperimentConfig,
+    as_of: datetime,
+    counts: dict[str, int] | None = None,
+    pre_period_days: int = PRE_PERIOD_DAYS,
+) -> dict[str, dict[str, Moments]]:
+    """{metric: {variant: Moments}} for every metric and configured variant, in one DuckDB
+    pass; users without events (the assigned users `counts` has beyond those with events)
+    join their arm as zeros."""
+    counts = assignment_counts(con, warehouse, exp, as_of) if counts is None else counts
+    metrics, names = exp.metrics, list(exp.variants)
+    found: dict[int, list] = {}
+    if counts:
+        sql = _per_user_sql(warehouse, exp, metrics, as_of, pre_period_days)
+        cols = ", ".join(
+            f"avg(y{i}), var_samp(y{i}), avg(x{i}), var_samp(x{i}), covar_samp(x{i}, y{i})"
+            for i in range(len(metrics))
+        )
+        for v, n, *vals in con.execute(
+            f"SELECT v, count(*), {cols} FROM ({sql}) GROUP BY v"
+        ).fetchall():
+            found[v] = [n, *(math.nan if x is None else float(x) for x in vals)]
+    out: dict[str, dict[str, Moments]] = {m: {} for m in metrics}
+    for v, name in enumerate(names):
+        n_events, vals = (found[v][0], found[v][1:]) if v in found else (0, [])
+        zeros = Moments(float(counts.get(name, 0) - n_events), 0.0, 0.0, 0.0, 0.0, 0.0)
+        for i, metric in enumerate(metrics):
+            parts = [zeros] + (
+                [Moments(float(n_events), *vals[5 * i : 5 * i + 5])] if n_events else []
+            )
+            out[metric][name] = pool(parts)
+    return out
+
+
+# DuckDB's memory for the analysis: a 10M-user experiment's per-user join spills past it,
+# so the whole process (DuckDB + Python) stays under 4 GB (bench/ab.py measures it)
+ANALYSIS_MEMORY_LIMIT = "3GB"
+
+
+def analyze(
+    con: duckdb.DuckDBPyConnection,
+    warehouse: Warehouse,
+    exp: ExperimentConfig,
+    as_of: datetime,
+    pre_period_days: int = PRE_PERIOD_DAYS,
+) -> dict:
+    """The A/B result of `exp` as of `as_of` in the contract's JSON shape (every variant vs
+    the control, for the primary and each secondary metric), plus the decision."""
+    counts = assignment_counts(con, warehouse, exp, as_of)
+    by_metric = arm_moments(con, warehouse, exp, as_of, counts, pre_period_days)
+    check = srm(counts, exp.variants)
+    sample_reached = all(counts.get(v, 0) >= exp.min_sample_size for v in exp.variants)
+
+    rows = []
+    for metric in exp.metrics:
+        arms = by_metric[metric]
+        everyone = pool(list(arms.values()))
+        use_cuped = bool(everyone.n > 1 and everyone.var_x > 0)
+        theta = float(cuped_theta(list(arms.values()))) if use_cuped else 0.0
+        for variant in exp.treatments:
+            r = compare(
+                arms[exp.control],
+                arms[variant],
+                exp.confidence_level,
+                theta,
+                float(everyone.mean_x) if use_cuped else 0.0,
+                use_cuped,
+            )
+            rows.append(_row(metric, variant, metric == exp.primary_metric, r, sample_reached))
+
+    alpha = 1 - exp.confidence_level
+    secondary = [r for r in rows if not r["primary"]]
+    q = benjamini_hochberg([math.nan if r["p_value"] is None else r["p_value"] for r in secondary])
+    for r, qi in zip(secondary, q, strict=True):
+        r["p_value_adjusted"] = _clean(qi)
+    for r in rows:
+        r["significant"] = r["p_value_adjusted"] is not None and r["p_value_adjusted"] < alpha
+
+    return {
+        "experiment_id": exp.experiment_id,
+        "analyzed_at": as_of.isoformat(),
+        "srm": check,
+        "metrics": rows,
+        "decision": decide(check["detected"], sample_reached, [r for r in rows if r["primary"]]),
+        "primary_metric": exp.primary_metric,
+        "control": exp.control,
+        "confidence_level": exp.confidence_level,
+        "min_sample_size": exp.min_sample_size,
+        "sample_reached": sample_reached,
+        "pre_period_days": pre_period_days,
+        "unknown_variants": {v: c for v, c in counts.items() if v not in exp.variants},
+    }
+
+
+def _row(metric: str, variant: str, primary: bool, r: dict, sample_reached: bool) -> dict:
+    keys = ("control_mean", "variant_mean", "lift", "relative_lift", "ci_low", "ci_high", "p_value")
+    out = {"metric": metric, "variant": variant, **{k: _clean(r[k]) for k in keys}}
+    extra = (
+        "relative_ci_low",
+        "relative_ci_high",
+        "theta",
+        "variance_reduction",
+        "mde",
+        "relative_mde",
+    )
+    return out | {
+        "significant": False,
+        "cuped": bool(r["cuped"]),
+        "n_control": int(r["n_control"]),
+        "n_variant": int(r["n_variant"]),
+        "primary": primary,
+        "p_value_adjusted": _clean(r["p_value"]),
+        "control_mean_raw": _clean(r.get("control_mean_raw", r["control_mean"])),
+        "variant_mean_raw": _clean(r.get("variant_mean_raw", r["variant_mean"])),
+        **{k: _clean(r[k]) for k in extra},
+        "sample_reached": sample_reached,
+    }
+
+
+def _clean(v) -> float | None:
+    """A JSON-safe float: NaN and infinities become None."""
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None

@@ -1,0 +1,218 @@
+"""Landing files: discovery, a probe of each new file, and the manifest that remembers them.
+
+Files are immutable once written (CONTRACT §1), so each file is probed once: its schema
+is checked against the contract and the range of days its rows fall on is recorded in an
+append-only manifest under `warehouse/_manifest/<table>/`. A day's ingestion then reads
+only the files that hold rows of that day. A file that cannot be read, or whose columns or
+types break the contract, is recorded as `unreadable` with the reason; it is quarantined as
+a file in the partition of its `home_ds` (the day being ingested when it was first seen).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from models.core.contract import Field, Table
+from models.core.warehouse import Warehouse, sql_str
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("source_file", pa.string()),
+        ("size", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("min_ds", pa.date32()),
+        ("max_ds", pa.date32()),
+        ("home_ds", pa.date32()),
+        ("probed_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+INT_TYPES = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+}
+_FLOAT_TYPES = {"FLOAT", "DOUBLE"}
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    path: str  # absolute
+    source_file: str  # relative to the landing dir, as reported in quarantine
+    size: int
+    mtime_ns: int
+
+    @property
+    def kind(self) -> str:
+        return "csv" if self.path.lower().endswith(".csv") else "parquet"
+
+
+def list_files(landing_dir: str | os.PathLike, table: Table) -> list[LandingFile]:
+    """Every `*.parquet` / `*.csv` file of a table, in any sub-folder, in name order."""
+    root = Path(landing_dir)
+    base = root / table.name
+    if not base.is_dir():
+        return []
+    out = []
+    for p in sorted(base.rglob("*")):
+        if p.is_file() and p.suffix.lower() in (".parquet", ".csv") and not p.name.startswith("."):
+            st = p.stat()
+            out.append(
+                LandingFile(
+                    str(p.resolve()), p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns
+                )
+            )
+    return out
+
+
+def raw_scan(f: LandingFile) -> str:
+    """The SQL table function that reads a landing file as it is (CSV as text)."""
+    if f.kind == "csv":
+        return (
+            f"read_csv({sql_str(f.path)}, header = true, all_varchar = true, "
+            "null_padding = true, auto_detect = true)"
+        )
+    return f"read_parquet({sql_str(f.path)})"
+
+
+def type_ok(field: Field, duck_type: str) -> bool:
+    """Whether a Parquet column of `duck_type` can hold the contract type of `field`."""
+    t = duck_type.upper()
+    if field.type == "string":
+        return t == "VARCHAR"
+    if field.type == "timestamp":
+        return t.startswith("TIMESTAMP")
+    if field.type == "float":
+        return t in INT_TYPES or t in _FLOAT_TYPES or t.startswith("DECIMAL")
+    if field.type == "int":
+        return t in INT_TYPES or t in _FLOAT_TYPES or t.startswith("DECIMAL")
+    if field.type == "bool":
+        return t == "BOOLEAN"
+    raise ValueError(field.type)
+
+
+def schema_problem(con: duckdb.DuckDBPyConnection, table: Table, f: LandingFile) -> str | None:
+    """None when the file's columns and types fit the contract, else why not."""
+    cols = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {raw_scan(f)}").fetchall()}
+    missing = [c for c in table.columns if c not in cols]
+    if missing:
+        return f"missing columns: {', '.join(missing)} (found: {', '.join(cols) or 'none'})"
+    if f.kind == "csv":
+        return None  # text: each value is cast and checked per row
+    wrong = [
+        f"{fl.name} is {cols[fl.name]}, expected {fl.type}"
+        for fl in table.fields
+        if not type_ok(fl, cols[fl.name])
+    ]
+    return ("wrong types: " + "; ".join(wrong)) if wrong else None
+
+
+def probe(con: duckdb.DuckDBPyConnection, table: Table, f: LandingFile, first_seen: date) -> dict:
+    """Check a new file once: its schema, and the days its rows fall on."""
+    rec = {
+        "path": f.path,
+        "source_file": f.source_file,
+        "size": f.size,
+        "mtime_ns": f.mtime_ns,
+        "status": "ok",
+        "error": None,
+        "min_ds": None,
+        "max_ds": None,
+        "home_ds": first_seen,
+        "probed_at": datetime.now().astimezone(),
+    }
+    try:
+        problem = schema_problem(con, table, f)
+        if problem is None:
+            ts = _ts_expr(f, table.field(table.partition_by), table.partition_by)
+            lo, hi = con.execute(
+                f"SELECT min({ts})::DATE, max({ts})::DATE FROM {raw_scan(f)}"
+            ).fetchall()[0]
+            rec["min_ds"], rec["max_ds"] = lo, hi
+            rec["home_ds"] = lo or first_seen
+    except duckdb.Error as e:
+        problem = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+    if problem is not None:
+        rec["status"], rec["error"] = "unreadable", problem
+    return rec
+
+
+def _ts_expr(f: LandingFile, field: Field, col: str) -> str:
+    c = '"' + col + '"'
+    return f"TRY_CAST({c} AS TIMESTAMPTZ)" if f.kind == "csv" else f"{c}::TIMESTAMPTZ"
+
+
+class Manifest:
+    """Append-only record of probed landing files of one table."""
+
+    def __init__(self, warehouse: Warehouse, table: Table):
+        self.dir = warehouse.root / "_manifest" / table.warehouse
+        self.table = table
+
+    def load(self) -> dict[tuple[str, int, int], dict]:
+        if not self.dir.is_dir() or not any(self.dir.glob("*.parquet")):
+            return {}
+        rows = pq.read_table(str(self.dir), schema=MANIFEST_SCHEMA).to_pylist()
+        rows.sort(key=lambda r: r["probed_at"])
+        return {(r["path"], r["size"], r["mtime_ns"]): r for r in rows}
+
+    def refresh(self, con, landing_dir, first_seen: date) -> tuple[list[dict], list[dict]]:
+        """Probe files not seen before; returns (all current records, the new ones)."""
+        known = self.load()
+        current, new = [], []
+        for f in list_files(landing_dir, self.table):
+            rec = known.get((f.path, f.size, f.mtime_ns))
+            if rec is None:
+                rec = probe(con, self.table, f, first_seen)
+                new.append(rec)
+            current.append(rec)
+        self.append(new)
+        return current, new
+
+    def append(self, records: list[dict]) -> None:
+        """Add records; a later record of the same file supersedes an earlier one."""
+        if not records:
+            return
+        now = datetime.now().astimezone()
+        records = [{**r, "probed_at": max(now, r["probed_at"])} for r in records]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f".{uuid.uuid4().hex}.tmp"
+        pq.write_table(pa.Table.from_pylist(records, schema=MANIFEST_SCHEMA), tmp)
+        os.replace(tmp, self.dir / f"{uuid.uuid4().hex}.parquet")
+
+
+def landing_days(landing_dir: str | os.PathLike, tables) -> tuple[date, date] | None:
+    """The first and last day (UTC) that any readable landing file has rows for."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    lo = hi = None
+    for table in tables:
+        for f in list_files(landing_dir, table):
+            ts = _ts_expr(f, table.field(table.partition_by), table.partition_by)
+            try:
+                a, b = con.execute(
+                    f"SELECT min({ts})::DATE, max({ts})::DATE FROM {raw_scan(f)}"
+                ).fetchall()[0]
+            except duckdb.Error:
+                continue  # unreadable: quarantined when its day is ingested
+            if a is not None:
+                lo = a if lo is None else min(lo, a)
+                hi = b if hi is None else max(hi, b)
+    return None if lo is None else (lo, hi)

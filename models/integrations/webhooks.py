@@ -1,0 +1,378 @@
+"""Signed webhooks for the pipeline's events (models/integrations/events.py): subscribers, Standard
+Webhooks signatures, and a SQLite outbox of deliveries with retries.
+
+Subscribers come from a YAML file (the caller picks the path; the Dagster resource uses
+`$CLIPFLOW_WEBHOOKS`, else `$CLIPFLOW_HOME/webhooks.yaml`):
+
+    subscribers:
+      - name: ops-dashboard
+        url: https://ops.example.com/hooks/clipflow
+        events: [run_failed, drift_detected]      # or ["*"] for every event type
+        secret_env: OPS_DASHBOARD_WEBHOOK_SECRET  # the variable that holds the secret
+
+The file names the variable, never the secret: it is read to sign and never logged or
+stored. A bad entry is skipped with an error naming the field; the others still work.
+
+Signatures follow Standard Webhooks 1.0 (https://www.standardwebhooks.com): headers
+`webhook-id` (the event id), `webhook-timestamp` (unix seconds of the attempt) and
+`webhook-signature: v1,<base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))>`. A secret
+written `whsec_<base64>` (the spec's form, what its libraries take) gives the key
+base64-decoded; any other secret is used as its UTF-8 bytes. The body is JSON
+`{"id", "type", "timestamp", "data", "user_id"}`, fixed at enqueue: retries send the same
+bytes with a new timestamp and signature.
+
+SQLite table `webhook_deliveries` holds one row per (event id, subscriber), so queuing an
+event again is a no-op; `webhook_attempts` logs every attempt. Success is a 2xx; anything
+else retries after exponential backoff with full jitter (a `Retry-After` on 429/503 is a
+floor) until `max_attempts`, then `failed`; 410 Gone gives up at once. Delivery is at least
+once (a crash between the POST and its record resends): receivers dedupe on `webhook-id`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from contextlib import closing
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from urllib.parse import urlparse
+
+import requests
+import yaml
+
+from models.integrations.events import EVENT_TYPES, Event
+
+SECRET_PREFIX = "whsec_"
+_FIELDS = ("name", "url", "events", "secret_env")
+
+
+class VerificationError(ValueError):
+    """A request that fails the Standard Webhooks check (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    name: str
+    url: str
+    events: tuple[str, ...]
+    secret_env: str  # the variable's name; its value is read only to sign
+
+    def wants(self, event_type: str) -> bool:
+        return "*" in self.events or event_type in self.events
+
+    def secret(self) -> str:
+        return os.environ[self.secret_env]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_s: float = 2.0  # backoff before the 2nd attempt is uniform in [0, base_s]
+    cap_s: float = 600.0  # the backoff's ceiling (a Retry-After may ask for more)
+    max_attempts: int = 8  # then the delivery is `failed`
+    timeout_s: float = 5.0  # per request
+    max_retry_after_s: float = 86_400.0  # a longer Retry-After is read as this
+
+
+def load_subscribers(
+    path: Path, environ: Mapping[str, str] | None = None
+) -> tuple[list[Subscriber], list[str]]:
+    """The valid subscribers of a YAML file and one error per invalid one (no file: none)."""
+    environ = os.environ if environ is None else environ
+    if not path.exists():
+        return [], []
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        return [], [f"{path}: not valid YAML: {e}"]
+    entries = doc.get("subscribers") if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        return [], [f"{path}: expected a mapping with a list `subscribers`"]
+    subscribers, errors = [], []
+    for i, entry in enumerate(entries):
+        sub, problem = _subscriber(entry, environ)
+        if sub is not None and sub.name in {s.name for s in subscribers}:
+            sub, problem = None, f"name: {sub.name!r} is used by an earlier subscriber"
+        if sub is None:
+            name = entry.get("name") if isinstance(entry, dict) else None
+            errors.append(f"{path}: subscribers[{i}]{f' ({name!r})' if name else ''}: {problem}")
+        else:
+            subscribers.append(sub)
+    return subscribers, errors
+
+
+def _subscriber(entry, environ: Mapping[str, str]) -> tuple[Subscriber | None, str | None]:
+    if not isinstance(entry, dict):
+        return None, f"expected a mapping with {', '.join(_FIELDS)}"
+    unknown = sorted(set(entry) - set(_FIELDS))
+    if unknown:
+        return None, f"unknown field(s) {', '.join(map(str, unknown))}"
+    name, url, events, secret_env = (entry.get(k) for k in _FIELDS)
+    if not isinstance(name, str) or not name.strip():
+        return None, "name: a non-empty string is required"
+    parsed = urlparse(url) if isinstance(url, str) else None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return None, "url: an http:// or https:// URL with a host is required"
+    if not isinstance(events, list) or not events:
+        return None, 'events: a non-empty list of event types (or ["*"]) is required'
+    bad = [e for e in events if e != "*" and e not in EVENT_TYPES]
+    if bad:
+        return None, f"events: unknown {bad}; known: {', '.join(EVENT_TYPES)} or '*'"
+    if not isinstance(secret_env, str) or not secret_env:
+        return None, "secret_env: the name of an environment variable is required"
+    if not environ.get(secret_env):
+        return None, f"secret_env: environment variable {secret_env} is not set"
+    try:
+        secret_key(environ[secret_env])
+    except ValueError:
+        return None, f"secret_env: {secret_env} starts with {SECRET_PREFIX} but is not base64"
+    return Subscriber(name, url, tuple(events), secret_env), None
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key: base64-decoded after a `whsec_` prefix, else the UTF-8 bytes."""
+    if not secret.startswith(SECRET_PREFIX):
+        return secret.encode()
+    encoded = secret[len(SECRET_PREFIX) :]
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error as e:
+        raise ValueError("a whsec_ secret must be base64 after the prefix") from e
+    if not key:
+        raise ValueError("empty webhook secret")
+    return key
+
+
+def _digest(secret: str, msg_id: str, timestamp: str, body: bytes | str) -> bytes:
+    data = body.encode() if isinstance(body, str) else body
+    signed = f"{msg_id}.{timestamp}.".encode() + data
+    return hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes | str) -> str:
+    """The `webhook-signature` value `v1,<base64>` of one message."""
+    if "." in msg_id:
+        raise ValueError("a webhook id must not contain '.'")
+    return "v1," + base64.b64encode(_digest(secret, msg_id, str(timestamp), body)).decode()
+
+
+def verify(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes | str,
+    tolerance_s: float = 300,
+    now: float | None = None,
+):
+    """A receiver's check: the parsed JSON body, or VerificationError (missing headers, a
+    timestamp more than `tolerance_s` from now, no matching `v1` signature)."""
+    h = {k.lower(): v for k, v in headers.items()}
+    msg_id, stamp, signatures = (
+        h.get(k) for k in ("webhook-id", "webhook-timestamp", "webhook-signature")
+    )
+    if not (msg_id and stamp and signatures):
+        raise VerificationError("missing webhook-id, webhook-timestamp or webhook-signature")
+    try:
+        sent_at = int(stamp)
+    except ValueError:
+        raise VerificationError("webhook-timestamp is not integer unix seconds") from None
+    if abs((time.time() if now is None else now) - sent_at) > tolerance_s:
+        raise VerificationError("webhook-timestamp is outside the tolerance")
+    expected = _digest(secret, msg_id, stamp, body)
+    for candidate in signatures.split():
+        version, _, value = candidate.partition(",")
+        try:
+            given = base64.b64decode(value, validate=True)
+        except binascii.Error:
+            continue
+        if version == "v1" and hmac.compare_digest(expected, given):
+            return json.loads(body)
+    raise VerificationError("no matching v1 signature")
+
+
+def payload(event: Event) -> str:
+    """The request body of an event: compact JSON."""
+    e = event
+    doc = {"id": e.id, "type": e.type, "timestamp": e.at, "data": e.data, "user_id": e.user_id}
+    return json.dumps(doc, separators=(",", ":"), default=str)
+
+
+def next_delay(
+    attempts: int, policy: RetryPolicy, retry_after: float | None = None, rng=random
+) -> float:
+    """Seconds before the next try after `attempts` failed ones: full jitter,
+    uniform(0, min(cap, base * 2**(attempts-1))); a Retry-After is a floor."""
+    delay = rng.uniform(0, min(policy.cap_s, policy.base_s * 2 ** min(attempts - 1, 60)))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, policy.max_retry_after_s))
+    return delay
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """A Retry-After header (seconds or an HTTP date) as seconds from `now`."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    event_id TEXT NOT NULL, subscriber TEXT NOT NULL, event_type TEXT NOT NULL,
+    body TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0, last_status_code INTEGER, last_error TEXT,
+    next_attempt_at REAL, delivered_at REAL, created_at REAL NOT NULL,
+    PRIMARY KEY (event_id, subscriber)
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+CREATE TABLE IF NOT EXISTS webhook_attempts (
+    event_id TEXT NOT NULL, subscriber TEXT NOT NULL, attempt INTEGER NOT NULL, at REAL NOT NULL,
+    status_code INTEGER, error TEXT, elapsed_ms REAL
+);
+"""
+
+
+def connect(db_path: Path) -> sqlite3.Connection:
+    """The deliveries database (created with its tables when missing); times are unix s."""
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db_path, timeout=10)
+    conn.row_factory = sqlite3.Row
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+def enqueue(db_path: Path, events: Iterable[Event], subscribers, now: float) -> int:
+    """Queue each event for the subscribers that want its type; the number of new rows
+    (an event already queued for a subscriber, in any status, is left as it is)."""
+    rows = [
+        (e.id, s.name, e.type, payload(e), now, now)
+        for e in events
+        for s in subscribers
+        if s.wants(e.type)
+    ]
+    if not rows:
+        return 0
+    with closing(connect(db_path)) as conn, conn:
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO webhook_deliveries (event_id, subscriber, event_type, body,"
+            " status, next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+            rows,
+        )
+        return conn.total_changes - before
+
+
+def deliver_due(
+    db_path: Path,
+    subscribers,
+    now: float,
+    policy: RetryPolicy | None = None,
+    *,
+    limit: int = 50,
+    budget_s: float = 30.0,
+    rng=random,
+) -> dict[str, int]:
+    """Attempt up to `limit` pending deliveries due at `now`, oldest first, for about
+    `budget_s` seconds at most; a subscriber that does not answer is not tried again in
+    this call. Counts: delivered, retrying, failed (gave up now), deferred (left due).
+    Rows of subscribers missing from `subscribers` wait (their config may come back)."""
+    policy = policy or RetryPolicy()
+    by_name = {s.name: s for s in subscribers}
+    counts = dict.fromkeys(("delivered", "retrying", "failed", "deferred"), 0)
+    if not by_name:
+        return counts
+    started, unreachable = time.monotonic(), set()
+    with closing(connect(db_path)) as conn:
+        due = conn.execute(
+            "SELECT event_id, subscriber, body, attempts FROM webhook_deliveries"
+            " WHERE status = 'pending' AND next_attempt_at <= ?"
+            f" AND subscriber IN ({', '.join('?' * len(by_name))})"
+            " ORDER BY next_attempt_at, created_at LIMIT ?",
+            (now, *by_name, limit),
+        ).fetchall()
+        for row in due:
+            sub = by_name[row["subscriber"]]
+            if sub.name in unreachable or time.monotonic() - started > budget_s:
+                counts["deferred"] += 1
+                continue
+            result = _post(sub, row["event_id"], row["body"], now, policy.timeout_s)
+            if result[0] is None:
+                unreachable.add(sub.name)
+            counts[_record(conn, row, *result, now=now, policy=policy, rng=rng)] += 1
+    return counts
+
+
+def _post(sub: Subscriber, event_id: str, body: str, now: float, timeout_s: float) -> tuple:
+    """(status code or None, error, Retry-After seconds, elapsed ms) of one signed POST."""
+    headers = {
+        "content-type": "application/json",
+        "user-agent": "clipflow-webhooks/1",
+        "webhook-id": event_id,
+        "webhook-timestamp": str(int(now)),
+        "webhook-signature": sign(sub.secret(), event_id, int(now), body),
+    }
+    started = time.monotonic()
+    try:  # the spec: a redirect is a failure (fix the URL), so redirects are not followed
+        r = requests.post(
+            sub.url, data=body.encode(), headers=headers, timeout=timeout_s, allow_redirects=False
+        )
+    except requests.RequestException as e:
+        return None, f"{type(e).__name__}: {e}"[:500], None, (time.monotonic() - started) * 1e3
+    elapsed_ms = (time.monotonic() - started) * 1e3
+    if 200 <= r.status_code < 300:
+        return r.status_code, None, None, elapsed_ms
+    wait = r.headers.get("retry-after") if r.status_code in (429, 503) else None
+    return (
+        r.status_code,
+        f"HTTP {r.status_code} {r.reason}"[:500],
+        parse_retry_after(wait, now),
+        elapsed_ms,
+    )
+
+
+def _record(conn, row, code, error, retry_after, elapsed_ms, *, now, policy, rng) -> str:
+    attempts, next_at, delivered_at = row["attempts"] + 1, None, None
+    if code is not None and 200 <= code < 300:
+        status, outcome, delivered_at = "delivered", "delivered", now
+    elif code == 410 or attempts >= policy.max_attempts:  # 410 Gone: the receiver opted out
+        status = outcome = "failed"
+    else:
+        status, outcome = "pending", "retrying"
+        next_at = now + next_delay(attempts, policy, retry_after, rng)
+    key = (row["event_id"], row["subscriber"])
+    with conn:
+        conn.execute(
+            "UPDATE webhook_deliveries SET status = ?, attempts = ?, last_status_code = ?,"
+            " last_error = ?, next_attempt_at = ?, delivered_at = ?"
+            " WHERE event_id = ? AND subscriber = ?",
+            (status, attempts, code, error, next_at, delivered_at, *key),
+        )
+        conn.execute(
+            "INSERT INTO webhook_attempts VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (*key, attempts, now, code, error, elapsed_ms),
+        )
+    return outcome
+
+
+def deliveries(db_path: Path) -> list[dict]:
+    """Every delivery row, oldest first (for the CLI, tests and people)."""
+    with closing(connect(db_path)) as conn:
+        rows = conn.execute("SELECT * FROM webhook_deliveries ORDER BY created_at, event_id")
+        return [dict(r) for r in rows]
+
+
+def status_counts(db_path: Path) -> dict[str, int]:
+    with closing(connect(db_path)) as conn:
+        rows = conn.execute("SELECT status, COUNT(*) FROM webhook_deliveries GROUP BY status")
+        return {status: n for status, n in rows}

@@ -1,0 +1,315 @@
+"""The drift report: `<date>.json` (the report dict, as the lead's monitoring code built it)
+and a self-contained `<date>.html` an ML engineer can read: the verdict in plain words, the
+alerts, a table of the per-feature statistics, reference vs current distributions drawn
+from the two profiles (`models.monitoring.drift.profile`; there is no raw data here) and the history
+of the model's measured performance. Images are inline PNGs."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+RED, GREY, BLUE, ORANGE = "#cf222e", "#57606a", "#0969da", "#bc4c00"
+COLUMNS, DPI, BINS, TOP = 4, 75, 40, 10
+NOTE, DRIFTED = {"fontsize": 7, "va": "top", "color": GREY}, {"color": RED, "weight": "bold"}
+EMPTY = NOTE | {"color": RED, "fontsize": 8, "bbox": {"fc": "white", "ec": GREY, "pad": 2}}
+METHOD_SHORT = {"wasserstein": "W1/std", "psi": "PSI", "jensen_shannon": "JS"}
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#1f2328}"
+    "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #d0d7de;"
+    "padding:3px 8px;text-align:right}th{background:#f6f8fa}td.l{text-align:left}"
+    "tr.drift td{background:#ffebe9}.verdict{font-size:1.1em;padding:1em;"
+    "border-left:6px solid #0969da;background:#f6f8fa}.verdict.bad{border-color:#cf222e}"
+    "li.pass b{color:#1a7f37}li.fail b{color:#cf222e}img{max-width:100%}"
+)
+
+
+def _num(v, fmt: str = ".4g") -> str:
+    return "n/a" if v is None else format(v, fmt)
+
+
+def _mpl(s: str, width: int = 28) -> str:
+    """A name as matplotlib text: shortened, `$` escaped (no mathtext)."""
+    s = str(s)
+    s = s if len(s) <= width else s[: width - 1] + "…"
+    return s.replace("$", r"\$")
+
+
+def _severity(entry: dict) -> tuple:
+    """Sort key: drifted first, then statistic/threshold descending, no statistic last."""
+    stat, thr = entry.get("statistic"), entry.get("threshold")
+    if stat is None:
+        return (2, 0.0)
+    ratio = stat / thr if thr else stat
+    return (0 if entry.get("drifted") else 1, -ratio)
+
+
+def ranked(report: dict) -> list[tuple[str, dict]]:
+    """The features as (name, entry), most drifted first (the table's and plots' order)."""
+    return sorted(report["features"].items(), key=lambda kv: _severity(kv[1]))
+
+
+# -- plots -------------------------------------------------------------------------------
+def _png(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _numerical_panel(ax, ref: dict, cur: dict) -> list[str]:
+    sides = [(ref.get("quantiles") or [], BLUE, "reference")]
+    sides.append((cur.get("quantiles") or [], ORANGE, "current"))
+    both = np.concatenate([np.asarray(q, np.float64) for q, _, _ in sides])
+    if not len(both):
+        return ["reference", "current"]
+    lo, hi = np.quantile(both, [0.005, 0.995])
+    if hi <= lo:  # a constant: one bin around it
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, BINS + 1)
+    empty = []
+    for q, color, label in sides:
+        if not q:
+            empty.append(label)
+            continue
+        hist, _ = np.histogram(q, edges)  # each quantile point carries 1/len of the mass
+        density = np.r_[0.0, hist / len(q) / np.diff(edges), 0.0]
+        ax.plot(np.r_[edges[0], edges], density, drawstyle="steps-post", color=color, lw=1.4)
+    return empty
+
+
+def _categorical_panel(ax, ref: dict, cur: dict, unseen: list[str]) -> list[str]:
+    shares = []
+    for p in (ref, cur):
+        counts, total = p.get("counts") or {}, sum((p.get("counts") or {}).values())
+        shares.append({str(k): v / total for k, v in counts.items()} if total else {})
+    cats = set(shares[0]) | set(shares[1])
+    top = sorted(cats, key=lambda k: (-max(s.get(k, 0.0) for s in shares), k))[:TOP]
+    top += [k for k in unseen if k not in top]  # a new category is always shown
+    other = [max(0.0, 1.0 - sum(s.get(k, 0.0) for k in top)) if s else 0.0 for s in shares]
+    labels = top + (["other"] if max(other) > 1e-9 else [])
+    x = np.arange(len(labels))
+    for i, (s, color) in enumerate(zip(shares, (BLUE, ORANGE), strict=True)):
+        vals = [s.get(k, 0.0) for k in top] + ([other[i]] if len(labels) > len(top) else [])
+        # grouped bars as one filled step area per side (one artist: fast to draw)
+        edges = np.ravel(np.column_stack([x + (i - 1) * 0.4, x + i * 0.4]))
+        heights = np.ravel(np.column_stack([vals, np.zeros(len(vals))]))
+        ax.fill_between(edges, heights, step="post", color=color, lw=0)
+    names = [_mpl(k, 12) + (" (new)" if k in unseen else "") for k in labels]
+    ax.set_xticks(x, names, rotation=45, ha="right", fontsize=7)
+    for tick, k in zip(ax.get_xticklabels(), labels, strict=True):
+        if k in unseen:
+            tick.set_color(RED)
+    ax.yaxis.set_major_locator(MaxNLocator(3))
+    ax.set_ylabel("share", fontsize=7)
+    return [lab for lab, s in zip(("reference", "current"), shares, strict=True) if not s]
+
+
+def distributions_png(report: dict, reference: dict, current: dict) -> str | None:
+    """One figure, a small panel per feature (drifted first) plus the prediction."""
+    panels = []
+    if report.get("prediction") and reference.get("prediction") and current.get("prediction"):
+        panels.append(
+            ("prediction", report["prediction"], reference["prediction"], current["prediction"])
+        )
+    for name, entry in ranked(report):
+        ref = reference["features"].get(name)
+        cur = current["features"].get(name)
+        if ref is not None and cur is not None:
+            panels.append((name, entry, ref, cur))
+    if not panels:
+        return None
+    rows = -(-len(panels) // COLUMNS)
+    fig = Figure(figsize=(3.3 * COLUMNS, 2.4 * rows), dpi=DPI)
+    axes = [fig.add_subplot(rows, COLUMNS, i + 1) for i in range(len(panels))]
+    for ax, (name, entry, ref, cur) in zip(axes, panels, strict=False):
+        if entry["kind"] == "categorical":
+            empty = _categorical_panel(ax, ref, cur, [str(u) for u in entry.get("unseen") or []])
+        else:
+            empty = _numerical_panel(ax, ref, cur)
+            ax.set_yticks([])  # a density's scale says little; fewer ticks render faster
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+        if empty:
+            msg = "no values: " + ", ".join(empty)
+            ax.text(0.98, 0.95, msg, transform=ax.transAxes, ha="right", **EMPTY)
+        drifted, method = entry.get("drifted"), entry.get("method") or ""
+        stat = f"{METHOD_SHORT.get(method, method)} {_num(entry.get('statistic'), '.3g')}"
+        # (an explicit title y skips a costly per-axes layout pass)
+        title = f"{'DRIFT ' if drifted else ''}{_mpl(name)}\n{stat}"
+        ax.set_title(title, fontsize=8, y=1.0, **(DRIFTED if drifted else {}))
+        ax.tick_params(labelsize=7)
+    handles = [axes[0].plot([], [], color=c)[0] for c in (BLUE, ORANGE)]
+    fig.legend(handles, ["reference", "current"], loc="upper center", ncol=2, fontsize=9)
+    height = 2.4 * rows  # inches: 0.7 for the legend and first titles, 0.6 for tick labels
+    fig.subplots_adjust(
+        left=0.05, right=0.99, top=1 - 0.75 / height, bottom=0.65 / height, hspace=0.75, wspace=0.25
+    )
+    return _png(fig)
+
+
+def history_png(history: list[dict]) -> str:
+    """RMSE and MAE per scored day (labels per day as grey bars on a second axis)."""
+    hist = sorted(history, key=lambda h: (str(h["scored_ds"]), str(h.get("model_version"))))
+    x = np.arange(len(hist))
+    fig = Figure(figsize=(9, 3.2), dpi=DPI + 5)
+    ax = fig.add_subplot()
+    labels_ax = ax.twinx()
+    labels_ax.bar(x, [h.get("n_labels") or 0 for h in hist], color="#d0d7de", width=0.6)
+    labels_ax.set_ylabel("labels", color=GREY)
+    ax.set_zorder(labels_ax.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    for key, color in (("rmse", BLUE), ("mae", ORANGE)):
+        y = [np.nan if h.get(key) is None else h[key] for h in hist]
+        ax.plot(x, y, marker="o", markersize=3, color=color, label=key.upper())
+    for i in range(1, len(hist)):
+        if hist[i].get("model_version") != hist[i - 1].get("model_version"):
+            ax.axvline(i - 0.5, color=GREY, linestyle="--", linewidth=0.8)
+            version = _mpl(f"v{hist[i].get('model_version')}")
+            ax.text(i - 0.45, 0.98, version, transform=ax.get_xaxis_transform(), **NOTE)
+    step = max(1, len(hist) // 12)
+    days = [_mpl(h["scored_ds"]) for h in hist][::step]
+    ax.set_xticks(x[::step], days, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("error")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+# -- html --------------------------------------------------------------------------------
+def verdict_text(report: dict) -> str:
+    feats = report["features"]
+    judged = [f for f in feats.values() if f.get("statistic") is not None]
+    drifted = report.get("drifted_features") or []
+    thr = report.get("thresholds", {}).get("drift_share")
+    parts = [
+        f"{'Dataset drift' if report['dataset_drift'] else 'No dataset drift'}: "
+        f"{len(drifted)} of {len(judged)} features drifted (share {report['drift_share']:.0%}, "
+        f"threshold {'n/a' if thr is None else format(thr, '.0%')})"
+        + (f": {', '.join(map(str, drifted))}." if drifted else ".")
+    ]
+    if len(judged) < len(feats):
+        parts.append(f"{len(feats) - len(judged)} feature(s) not judged (no values on a side).")
+    pred = report.get("prediction")
+    if pred is None:
+        parts.append("Prediction drift: not computed (no prediction profile).")
+    else:
+        parts.append(
+            f"Prediction drift: {'yes' if pred.get('drifted') else 'no'} "
+            f"({pred.get('method')} {_num(pred.get('statistic'))}, "
+            f"threshold {_num(pred.get('threshold'))})."
+        )
+    perf = report.get("performance")
+    if perf is None:
+        parts.append("Performance: no labels yet.")
+    else:
+        parts.append(
+            f"Performance: RMSE {_num(perf.get('rmse'))}, MAE {_num(perf.get('mae'))} "
+            f"on {perf.get('n_labels', 0):,} labels."
+        )
+    return " ".join(parts)
+
+
+def _feature_rows(report: dict) -> str:
+    rows = []
+    for name, f in ranked(report):
+        unseen = [str(u) for u in f.get("unseen") or []]
+        shown = ", ".join(unseen[:10]) + (
+            f" (+{len(unseen) - 10} more)" if len(unseen) > 10 else ""
+        )
+        rows.append(
+            f"<tr class='{'drift' if f.get('drifted') else 'ok'}'><td class='l'>"
+            f"{html.escape(str(name))}</td><td class='l'>{html.escape(str(f.get('kind')))}</td>"
+            f"<td class='l'>{html.escape(str(f.get('method')))}</td>"
+            f"<td>{_num(f.get('statistic'))}</td><td>{_num(f.get('threshold'))}</td>"
+            f"<td>{'<b>yes</b>' if f.get('drifted') else 'no'}</td>"
+            f"<td>{_num(f.get('missing_reference'), '.1%')} &rarr; "
+            f"{_num(f.get('missing_current'), '.1%')}</td>"
+            f"<td class='l'>{html.escape(shown)}</td></tr>"
+        )
+    head = (
+        "<tr><th>feature</th><th>kind</th><th>method</th><th>statistic</th><th>threshold</th>"
+        "<th>drifted</th><th>missing (reference &rarr; current)</th><th>unseen</th></tr>"
+    )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _alerts(report: dict) -> str:
+    alerts = report.get("alerts") or []
+    if not alerts:
+        return "<p>No alerts configured.</p>"
+    items = "".join(
+        f"<li class='{'pass' if a.get('passed') else 'fail'}'><b>"
+        f"{'PASS' if a.get('passed') else 'FAIL'}</b> {html.escape(str(a.get('name')))}: "
+        f"{html.escape(str(a.get('message', '')))}</li>"
+        for a in alerts
+    )
+    return f"<ul>{items}</ul>"
+
+
+def render_html(report: dict, reference: dict, current: dict) -> str:
+    """The whole report as one HTML page (images inline)."""
+    esc = html.escape
+    ref_w, date = report.get("reference") or {}, str(report["date"])
+    dist = distributions_png(report, reference, current)
+    dist_html = (
+        f'<img alt="reference vs current distributions" src="data:image/png;base64,{dist}">'
+        if dist
+        else "<p>No profiles to plot.</p>"
+    )
+    history = report.get("performance_history") or []
+    hist_html = (
+        f'<img alt="performance history" src="data:image/png;base64,{history_png(history)}">'
+        if history
+        else "<p>No performance history yet: no scored day has labels.</p>"
+    )
+    thresholds = ", ".join(
+        f"{esc(str(k))} = {esc(str(v))}" for k, v in report.get("thresholds", {}).items()
+    )
+    bad = report["dataset_drift"] or bool((report.get("prediction") or {}).get("drifted"))
+    rows = (ref_w.get("rows"), (report.get("current") or {}).get("rows"))
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Drift report {esc(date)}"
+        f"</title><style>{STYLE}</style></head><body><h1>Drift report {esc(date)}</h1>"
+        f"<p>Model version {esc(str(report.get('model_version')))}; reference window "
+        f"{esc(str(ref_w.get('start')))} to {esc(str(ref_w.get('end')))}; "
+        f"{_num(rows[0], ',')} reference rows, {_num(rows[1], ',')} current rows.</p>"
+        f"<p class='verdict{' bad' if bad else ''}'>{esc(verdict_text(report))}</p>"
+        f"<h2>Alerts</h2>{_alerts(report)}"
+        f"<h2>Features</h2><p>Sorted by statistic / threshold, highest first.</p>"
+        f"{_feature_rows(report)}<h2>Distributions</h2><p>Reference (blue) vs current (orange); "
+        "numerical as densities drawn from the profiles' quantiles, categorical as shares "
+        "(top categories, new ones in red). Drifted features first, titles in red.</p>"
+        f"{dist_html}<h2>Performance history</h2>{hist_html}"
+        "<p><small>Methods: numerical features by normalised Wasserstein distance (W1 of "
+        "the two quantile functions over the reference's standard deviation) or PSI on "
+        "the reference's deciles; categorical features by Jensen-Shannon distance, base 2 "
+        "(new categories keep their mass). Missing values are left out of the distributions "
+        "and shown as shares. Dataset drift when the share of drifted features reaches "
+        f"drift_share. Thresholds: {thresholds}.</small></p></body></html>"
+    )
+
+
+def _json_default(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
+
+
+def write_report(
+    report: dict, reference: dict, current: dict, out_dir: str | Path
+) -> tuple[Path, Path]:
+    """Write `<out_dir>/<date>.json` (the report, not the profiles) and `<date>.html`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = out / f"{report['date']}.json", out / f"{report['date']}.html"
+    json_path.write_text(
+        json.dumps(report, indent=2, allow_nan=False, default=_json_default) + "\n"
+    )
+    html_path.write_text(render_html(report, reference, current))
+    return json_path, html_path

@@ -1,0 +1,125 @@
+"""Webhooks: `webhook_sensor` delivers the pipeline's events (models/integrations/events.py) to the
+subscribers of `webhooks.yaml`, signed as Standard Webhooks, with retries; and
+`run_failure_event_sensor` turns every failed run of this code location into a
+`run_failed` event that the webhook sensor then delivers.
+
+`webhook_sensor` is a delivery worker, not a run launcher: each tick (every 15 s) reads
+the events after its cursor (a stream id, at most 500), queues them for the subscribers
+that want their type (models/integrations/webhooks.py: one row per event and subscriber, so reading the
+same events again sends nothing twice), moves the cursor, then sends what is due, new
+deliveries and retries, at most 50 and for about 30 s, so that a tick stays short. It
+reports what it did as the tick's skip reason. Its first tick starts at the stream's end:
+events published before the sensor first ran are not replayed. Without `CLIPFLOW_REDIS`,
+or while Redis does not answer, the tick skips with the reason and keeps its cursor, so
+nothing published meanwhile is missed (deliveries already queued wait too). Subscribers
+read at each tick; events that no subscriber wants are passed over, not kept.
+
+`run_failure_event_sensor` publishes `run_failed` with data {job_name, run_id, partition,
+error, failed_steps}. If Redis is down then, its tick fails with the error (visible on the
+sensor in the UI) and that run's event is not published later: Dagster moves a run status
+sensor's cursor past a run even when the sensor raises.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import dagster as dg
+import redis
+
+from assets.resources import WebhooksResource
+from models.integrations import events
+from models.integrations.webhooks import deliver_due, enqueue, load_subscribers, status_counts
+
+SENSOR_INTERVAL_S = 15
+EVENTS_PER_TICK = 500
+DELIVERIES_PER_TICK = 50
+TICK_BUDGET_S = 30.0
+_ERROR_CHARS = 1000
+
+
+def _after(cursor: str | None) -> str | None:
+    return json.loads(cursor)["after"] if cursor else None
+
+
+@dg.sensor(
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def webhook_sensor(context: dg.SensorEvaluationContext, webhooks: WebhooksResource):
+    """Deliver new pipeline events to the webhook subscribers (see module docstring)."""
+    client = webhooks.event_stream()
+    if client is None:
+        return dg.SkipReason("CLIPFLOW_REDIS is unset: no event stream, webhooks are off")
+    after = _after(context.cursor)
+    try:
+        if after is None:  # first tick: start at the end, history is not replayed
+            after = events.latest_id(client)
+            context.update_cursor(json.dumps({"after": after}))
+        new = events.read(client, after=after, count=EVENTS_PER_TICK)
+    except (redis.RedisError, OSError) as e:
+        return dg.SkipReason(f"event stream unreachable ({type(e).__name__}: {e}); cursor kept")
+    subscribers, errors = load_subscribers(webhooks.subscribers_path)
+    for error in errors:
+        context.log.warning(f"webhook subscriber skipped: {error}")
+    now = time.time()
+    queued = enqueue(webhooks.db_path, new, subscribers, now)
+    if new:
+        context.update_cursor(json.dumps({"after": new[-1].id}))
+    sent = deliver_due(
+        webhooks.db_path,
+        subscribers,
+        now,
+        webhooks.policy(),
+        limit=DELIVERIES_PER_TICK,
+        budget_s=TICK_BUDGET_S,
+    )
+    pending = status_counts(webhooks.db_path).get("pending", 0) if subscribers else 0
+    return dg.SkipReason(
+        f"{len(new)} new event(s), {queued} queued for {len(subscribers)} subscriber(s)"
+        f" ({len(errors)} invalid); delivered {sent['delivered']}, retrying"
+        f" {sent['retrying']}, gave up {sent['failed']}, deferred {sent['deferred']};"
+        f" {pending} pending"
+    )
+
+
+def _root_cause(error) -> str:
+    """The user's exception behind Dagster's wrapping errors, e.g. `RuntimeError: ...`."""
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
+
+
+def run_failed_data(run: dg.DagsterRun, failure_message: str, step_errors: dict) -> dict:
+    """The `run_failed` event's data: which run, and why it failed."""
+    first = next(iter(step_errors.values()), None)
+    return {
+        "job_name": run.job_name,
+        "run_id": run.run_id,
+        "partition": run.tags.get("dagster/partition"),
+        "error": (first or failure_message or "")[:_ERROR_CHARS],
+        "failed_steps": sorted(step_errors),
+    }
+
+
+@dg.run_failure_sensor(
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def run_failure_event_sensor(context: dg.RunFailureSensorContext, webhooks: WebhooksResource):
+    """Publish a `run_failed` event for every failed run of this code location."""
+    client = webhooks.event_stream()
+    if client is None:
+        return dg.SkipReason("CLIPFLOW_REDIS is unset: no event stream to publish to")
+    step_errors = {
+        e.step_key or "?": _root_cause(e.event_specific_data.error)
+        for e in context.get_step_failure_events()
+        if e.event_specific_data is not None and e.event_specific_data.error is not None
+    }
+    data = run_failed_data(context.dagster_run, context.failure_event.message or "", step_errors)
+    event_id = events.publish(client, "run_failed", data)
+    context.log.info(f"published run_failed {event_id} for run {data['run_id']}")
+
+
+webhook_sensors = [webhook_sensor, run_failure_event_sensor]

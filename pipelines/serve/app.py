@@ -1,0 +1,221 @@
+"""`clipflow serve`: the thin scoring API for apps, and the pipeline's events live.
+
+Endpoints (OpenAPI at /openapi.json, docs at /docs):
+- `GET /v1/clips/{clip_id}/score?user_id=`: the score that serves this user (experiment
+  routing, precomputed or computed: models/serving/scorer.py), with the variant and model version.
+- `POST /v1/score` `{"clip_ids": [...], "user_id": ...}`: up to 1,000 clips at once.
+- `GET /healthz`: Redis and the model registry; 503 when either is down.
+- `GET /metrics`: Prometheus text: requests by endpoint and status, latency histogram, the
+  model version served per alias. Every response carries `Server-Timing: app;dur=<ms>`.
+- `GET /v1/events` (Server-Sent Events; `Last-Event-ID` resumes from the Redis Stream) and
+  `WS /v1/ws?user_id=` (events for everyone, plus those targeted at that user): live events
+  from `models/integrations/events.py`, heartbeats every `heartbeat_s`.
+
+Bad input is a 4xx with a JSON body `{"detail": ...}`: a malformed clip id or user id
+(422), an unknown clip (404), a batch over 1,000 ids (422). Everything reads the same
+environment as the pipeline (CLIPFLOW_HOME, CLIPFLOW_REDIS, MLFLOW_TRACKING_URI,
+CLIPFLOW_LANDING_DIR for the experiments).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import FastAPI, Path, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import BaseModel, Field
+
+from models.core.names import CHAMPION
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+MAX_BATCH = 1000
+_ID = re.compile(ID_PATTERN)
+
+
+class ScoreOut(BaseModel):
+    clip_id: str
+    score: float = Field(description="predicted quality score, 0-100")
+    model_version: str
+    source: str = Field(description="online (precomputed by the pipeline) or computed")
+
+
+class Routed(BaseModel):
+    user_id: str | None
+    experiment_id: str | None
+    variant: str | None
+    alias: str
+
+
+class ClipScore(Routed, ScoreOut):
+    pass
+
+
+class BatchIn(BaseModel):
+    clip_ids: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+    user_id: str | None = Field(default=None, pattern=ID_PATTERN)
+
+
+class BatchOut(Routed):
+    scores: list[ScoreOut]
+    unknown: list[str]
+
+
+def create_app(scorer=None, redis_url: str | None = None, heartbeat_s: float = 15.0) -> FastAPI:
+    """The app; `scorer` (models.serving.scorer.Scorer) and the Redis connection string default to
+    the environment's (built when the app starts)."""
+    registry = CollectorRegistry()
+    requests = Counter("clipflow_requests", "Requests", ["endpoint", "status"], registry=registry)
+    latency = Histogram(
+        "clipflow_request_seconds", "Latency", ["endpoint"], registry=registry,
+        buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+    )  # fmt: skip
+    served = Gauge("clipflow_model_version", "Model version served", ["alias"], registry=registry)
+    state: dict = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        import gc
+
+        from models.core import settings
+
+        settings.quiet_telemetry()
+        s = settings.current()
+        state["redis_url"] = redis_url or s.redis
+        state["scorer"] = scorer or _default_scorer(s)
+        gc.freeze()  # Feast's import leaves ~200k objects; keep full GC passes out of p99
+        yield
+
+    app = FastAPI(title="clipflow scoring API", version="1", lifespan=lifespan)
+
+    app.add_middleware(_Timing, requests=requests, latency=latency)
+
+    def _routed_scores(clip_ids: list[str], user_id: str | None):
+        route, got = state["scorer"].scores(clip_ids, user_id)
+        for alias, version in state["scorer"].versions().items():
+            served.labels(alias).set(float(version))
+        routed = {
+            "user_id": user_id, "experiment_id": route.experiment_id,
+            "variant": route.variant, "alias": route.alias,
+        }  # fmt: skip
+        return routed, got
+
+    @app.get("/v1/clips/{clip_id}/score", response_model=ClipScore)
+    async def clip_score(
+        clip_id: str = Path(pattern=ID_PATTERN),
+        user_id: str | None = Query(default=None, pattern=ID_PATTERN),
+    ):
+        # async and unvalidated on the way out (the model documents it): a sub-millisecond
+        # Redis lookup costs less on the event loop than a hop to the thread pool
+        routed, (got,) = _routed_scores([clip_id], user_id)
+        if got is None:
+            return JSONResponse({"detail": f"unknown clip {clip_id!r}"}, status_code=404)
+        return JSONResponse({**routed, **got})
+
+    @app.post("/v1/score", response_model=BatchOut)
+    async def batch_score(body: BatchIn):
+        bad = [c for c in body.clip_ids if not _ID.fullmatch(c)]
+        if bad:
+            return JSONResponse({"detail": f"malformed clip ids: {bad[:10]}"}, status_code=422)
+        routed, got = _routed_scores(body.clip_ids, body.user_id)
+        unknown = [c for c, g in zip(body.clip_ids, got, strict=True) if g is None]
+        scores = [g for g in got if g is not None]
+        return JSONResponse({**routed, "scores": scores, "unknown": unknown})
+
+    @app.get("/healthz")
+    def healthz():
+        checks = {"redis": _ping_redis(state["redis_url"]), "registry": _ping_registry(state)}
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ok": ok, **checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics():
+        return PlainTextResponse(generate_latest(registry).decode())
+
+    @app.get("/v1/events")
+    async def events(request: Request, last_event_id: str | None = Query(default=None)):
+        from pipelines.serve.live import sse_stream
+
+        if not state["redis_url"]:
+            return JSONResponse({"detail": "events need CLIPFLOW_REDIS"}, status_code=503)
+        resume = request.headers.get("last-event-id") or last_event_id
+        return StreamingResponse(
+            sse_stream(state["redis_url"], resume, heartbeat_s, request.is_disconnected),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.websocket("/v1/ws")
+    async def ws(websocket: WebSocket, user_id: str | None = None):
+        from pipelines.serve.live import ws_stream
+
+        await websocket.accept()
+        if not state["redis_url"]:
+            await websocket.close(code=1011, reason="events need CLIPFLOW_REDIS")
+            return
+        with suppress(WebSocketDisconnect, asyncio.CancelledError):
+            await ws_stream(websocket, state["redis_url"], user_id, heartbeat_s)
+
+    return app
+
+
+class _Timing:
+    """Pure ASGI middleware: request counts, latency histogram, `Server-Timing` header."""
+
+    def __init__(self, app, requests, latency):
+        self.app, self.requests, self.latency = app, requests, latency
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0, status = time.perf_counter(), [500]
+
+        async def timed_send(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                ms = 1000 * (time.perf_counter() - t0)
+                headers = list(message.get("headers", []))
+                headers.append((b"server-timing", f"app;dur={ms:.3f}".encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, timed_send)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", "unmatched")
+            self.requests.labels(endpoint, str(status[0])).inc()
+            self.latency.labels(endpoint).observe(time.perf_counter() - t0)
+
+
+def _default_scorer(s):
+    from feature_repo.config import feature_store
+    from models.experiments.config import load_experiments
+    from models.serving.scorer import Scorer
+
+    experiments, _ = load_experiments(s.landing_dir / "experiments" / "experiments.yaml")
+    return Scorer(feature_store(), s.mlflow_uri, experiments)
+
+
+def _ping_redis(url: str | None) -> str:
+    if not url:
+        return "not configured (CLIPFLOW_REDIS unset)"
+    from models.integrations.events import redis_client
+
+    try:
+        with redis_client(url, socket_timeout=1) as client:
+            client.ping()
+        return "ok"
+    except Exception as e:  # noqa: BLE001 - any failure is reported, not raised
+        return f"down: {type(e).__name__}"
+
+
+def _ping_registry(state: dict) -> str:
+    try:
+        state["scorer"].model(CHAMPION)
+        return "ok"
+    except Exception as e:  # noqa: BLE001
+        return f"down: {type(e).__name__}"

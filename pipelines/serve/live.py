@@ -1,0 +1,137 @@
+"""Live events for the API: one reader of the Redis Stream per process fans out to clients.
+
+The `Hub` reads `clipflow:events` (models/integrations/events.py) with a blocking XREAD and puts each
+event into every subscriber's bounded queue (`BUFFER` events). A subscriber whose queue is
+full is dropped on the spot: it never slows the reader or the other clients; an SSE client
+is told (`event: dropped`) and can reconnect with `Last-Event-ID` to resume from the
+stream, losing nothing the stream still holds. A resuming client subscribes first, then
+replays the stream after its id, and skips live events it already sent, so the hand-over
+has neither gap nor duplicate.
+
+SSE sends the events that target no user; the WebSocket sends those plus the ones whose
+`user_id` is the connection's `user_id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from models.integrations.events import STREAM, Event, decode
+
+BUFFER = 256
+BLOCK_MS = 1000
+
+
+def _key(event_id: str) -> tuple[int, int]:
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class Hub:
+    def __init__(self, url: str):
+        from redis import asyncio as aioredis
+
+        from models.integrations.events import redis_client
+
+        conn = redis_client(url).connection_pool.connection_kwargs
+        self.redis = aioredis.Redis(**{k: conn[k] for k in ("host", "port", "db", "password")})
+        self.subscribers: set[asyncio.Queue] = set()
+        self.task: asyncio.Task | None = None
+
+    def subscribe(self) -> asyncio.Queue:
+        q: asyncio.Queue = asyncio.Queue(BUFFER)
+        q.dropped = False  # type: ignore[attr-defined]
+        self.subscribers.add(q)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run())
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue) -> None:
+        self.subscribers.discard(q)
+
+    async def replay(self, after: str, limit: int = 10_000) -> list[Event]:
+        entries = await self.redis.xrange(STREAM, min=f"({after}", count=limit)
+        return [decode(i, f) for i, f in entries]
+
+    async def _run(self) -> None:
+        last = await self.redis.xrevrange(STREAM, count=1)
+        after = decode(*last[0]).id if last else "0-0"
+        while self.subscribers:
+            got = await self.redis.xread({STREAM: after}, count=500, block=BLOCK_MS)
+            for _, entries in got or []:
+                for entry_id, fields in entries:
+                    event = decode(entry_id, fields)
+                    after = event.id
+                    for q in list(self.subscribers):
+                        try:
+                            q.put_nowait(event)
+                        except asyncio.QueueFull:  # a slow client: drop it, never wait
+                            q.dropped = True  # type: ignore[attr-defined]
+                            self.subscribers.discard(q)
+
+
+_HUBS: dict[tuple[str, int], Hub] = {}
+
+
+def hub_for(url: str) -> Hub:
+    key = (url, id(asyncio.get_running_loop()))
+    if key not in _HUBS:
+        _HUBS[key] = Hub(url)
+    return _HUBS[key]
+
+
+async def events(
+    url: str, resume: str | None, heartbeat_s: float, visible: Callable[[Event], bool]
+) -> AsyncIterator[Event | None]:
+    """Events for one client (None = time for a heartbeat); ends when it is dropped."""
+    hub = hub_for(url)
+    q = hub.subscribe()
+    sent = None
+    try:
+        if resume:
+            for event in await hub.replay(resume):
+                if visible(event):
+                    yield event
+                sent = event.id
+        while not q.dropped:  # type: ignore[attr-defined]
+            try:
+                event = await asyncio.wait_for(q.get(), heartbeat_s)
+            except TimeoutError:
+                yield None
+                continue
+            if sent is not None and _key(event.id) <= _key(sent):
+                continue
+            sent = event.id
+            if visible(event):
+                yield event
+    finally:
+        hub.unsubscribe(q)
+
+
+async def sse_stream(
+    url: str, resume: str | None, heartbeat_s: float, disconnected: Callable[[], Awaitable[bool]]
+) -> AsyncIterator[str]:
+    yield "retry: 2000\n\n"
+    async for event in events(url, resume, heartbeat_s, lambda e: e.user_id is None):
+        if event is None:
+            if await disconnected():
+                return
+            yield ": heartbeat\n\n"
+            continue
+        body = json.dumps(event.as_dict())
+        yield f"id: {event.id}\nevent: {event.type}\ndata: {body}\n\n"
+    yield "event: dropped\ndata: {}\n\n"  # too slow: reconnect with Last-Event-ID
+
+
+async def ws_stream(websocket, url: str, user_id: str | None, heartbeat_s: float) -> None:
+    def visible(e: Event) -> bool:
+        return e.user_id is None or e.user_id == user_id
+
+    async for event in events(url, None, heartbeat_s, visible):
+        if event is None:
+            await websocket.send_json({"type": "heartbeat"})
+        else:
+            await websocket.send_json(event.as_dict())
+    await websocket.close(code=1013, reason="too slow: dropped")

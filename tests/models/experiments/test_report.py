@@ -1,0 +1,131 @@
+"""The A/B report files: JSON equal to the result, HTML with the decision and the plots."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from models.core.warehouse import Warehouse, connect
+from models.experiments.config import ExperimentConfig, assign_variants
+from models.experiments.report import decision_text, metric_label, result_rows, write_report
+from models.experiments.stats import analyze
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+EXP = ExperimentConfig.from_dict(
+    {
+        "experiment_id": "exp_report",
+        "name": "Ranker v3",
+        "variants": {"control": 0.5, "treatment": 0.5},
+        "model_aliases": {"control": "champion", "treatment": "challenger"},
+        "start": "2026-03-01T00:00:00Z",
+        "end": "2026-03-02T00:00:00Z",
+        "primary_metric": "watch_time_s",
+        "secondary_metrics": ["sessions"],
+        "min_sample_size": 1000,
+        "confidence_level": 0.95,
+    }
+)
+
+
+def build(home, lift: float, users: int = 4000, seed: int = 0) -> Warehouse:
+    """One day of assignments and a pre/post event per user and metric, straight to Parquet."""
+    rng = np.random.default_rng(seed)
+    ids = np.array([f"u{i:05d}" for i in range(users)], dtype=object)
+    variant = assign_variants(EXP, ids)
+    assigned = np.datetime64("2026-03-01T00:00", "us") + rng.integers(1, 3_600_000_000, users)
+    activity = rng.gamma(2.0, 1.0, users)
+    treated = variant == "treatment"
+    rows = {"user_id": [], "event_timestamp": [], "metric": [], "value": []}
+    for metric, scale, effect in (("watch_time_s", 300.0, lift), ("sessions", 3.0, 0.0)):
+        for offset_h, boost in ((-2, 0.0), (5, effect)):
+            rows["user_id"].append(ids)
+            rows["event_timestamp"].append(assigned + np.timedelta64(offset_h, "h"))
+            rows["metric"].append(np.full(users, metric, dtype=object))
+            noise = rng.lognormal(0, 0.5, users)
+            rows["value"].append(scale * activity * noise * (1 + boost * treated))
+    wh = Warehouse(home)
+    tables = {
+        "assignments": {"experiment_id": np.full(users, EXP.experiment_id, dtype=object),
+                        "user_id": ids, "variant": variant, "assigned_at": assigned},
+        "user_metrics": {k: np.concatenate(v) for k, v in rows.items()},
+    }  # fmt: skip
+    for name, cols in tables.items():
+        d = wh.table_dir(name) / "ds=2026-03-01"
+        d.mkdir(parents=True)
+        arrays = {
+            k: pa.array(v, pa.timestamp("us", tz="UTC")) if v.dtype.kind == "M" else pa.array(v)
+            for k, v in cols.items()
+        }
+        pq.write_table(pa.table(arrays), d / "part-0.parquet")
+    return wh
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    wh = build(tmp_path_factory.mktemp("ship"), lift=0.10)
+    return analyze(connect(), wh, EXP, EXP.end)
+
+
+def test_report_files_hold_the_result_and_the_decision(shipped, tmp_path):
+    assert shipped["decision"] == "ship"
+    json_path, html_path = write_report(shipped, EXP, tmp_path / "reports" / "ab")
+    assert json_path.name == "exp_report.json" and html_path.name == "exp_report.html"
+    assert json.loads(json_path.read_text()) == shipped
+
+    page = html_path.read_text()
+    text = decision_text(shipped, EXP)
+    primary = shipped["metrics"][0]
+    assert text.startswith("Ship treatment (model alias 'challenger'): watch time (s) per user up")
+    assert f"{primary['relative_lift']:.1%}" in text and "95% CI +" in text
+    assert "No secondary metric moved significantly." in text
+    assert html.escape(text) in page
+    assert len(re.findall(r'<img alt="[^"]+" src="data:image/png;base64,', page)) == 2
+    assert "sample-ratio check" in page and "OK: the observed split" in page
+    assert "http" not in page  # self-contained
+
+
+def test_decision_text_for_each_outcome(shipped, tmp_path):
+    flat = analyze(connect(), build(tmp_path / "flat", lift=0.0, seed=1), EXP, EXP.end)
+    assert flat["decision"] == "no_ship"
+    assert decision_text(flat, EXP).startswith(
+        "Do not ship: no variant changed watch time (s) per user significantly"
+    )
+    big = replace(EXP, min_sample_size=1_000_000)
+    waiting = {**shipped, "decision": "inconclusive"}
+    assert decision_text(waiting, big).startswith("Keep the experiment running: the smallest")
+    broken = {**shipped, "decision": "invalid_srm"}
+    broken["srm"] = {**shipped["srm"], "observed": {"control": 2100, "treatment": 1900},
+                     "p_value": 1e-5, "detected": True}  # fmt: skip
+    text = decision_text(broken, EXP)
+    assert text.startswith("Do not trust these results") and "treatment 47.5%" in text
+    down = {**shipped, "decision": "no_ship"}
+    down["metrics"] = [
+        {**r, "lift": -abs(r["lift"]), "relative_lift": -0.04} for r in down["metrics"]
+    ]
+    assert decision_text(down, EXP).startswith(
+        "Do not ship treatment: watch time (s) per user down 4.0%"
+    )
+    _, html_path = write_report(broken, EXP, tmp_path)
+    assert "MISMATCH" in html_path.read_text()
+
+
+def test_result_rows_flatten_for_the_ab_results_table(shipped):
+    rows = result_rows(shipped)
+    assert len(rows) == len(shipped["metrics"])
+    assert {"experiment_id", "analyzed_at", "decision", "srm_p_value", "metric", "lift"} <= set(
+        rows[0]
+    )
+    assert rows[0]["decision"] == "ship" and isinstance(rows[0]["srm_observed"], str)
+
+
+def test_metric_label():
+    assert metric_label("watch_time_s") == "watch time (s)"
+    assert metric_label("clips_viewed") == "clips viewed"

@@ -1,0 +1,196 @@
+"""Every contract rule: a good row passes, each bad value is quarantined with its reason."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+
+import pytest
+from support import GOOD_CLIP, GOOD_ENGAGEMENT, GOOD_LABEL, ts
+
+from models.core.contract import TABLES
+from models.core.warehouse import Warehouse, connect
+from models.ingest.day import ingest_day
+
+DAY = date(2026, 1, 1)
+NOW = datetime(2026, 1, 2, tzinfo=UTC)
+
+
+def _ingest(landing, home, table: str):
+    wh, con = Warehouse(home), connect()
+    if table != "clips":
+        ingest_day(con, wh, TABLES["clips"], landing.root, DAY, NOW)
+    res = ingest_day(con, wh, TABLES[table], landing.root, DAY, NOW)
+    q = (
+        con.execute(
+            f'SELECT reason, "row", source_file FROM {wh.scan("quarantine")} WHERE table_name = ?',
+            [table],
+        ).fetchall()
+        if wh.exists("quarantine")
+        else []
+    )
+    return res, q
+
+
+CLIP_CASES = [
+    ("clip_id", "", "clip_id must be non-empty"),
+    ("clip_id", None, "clip_id is required"),
+    ("video_id", "  ", "video_id must be non-empty"),
+    ("creator_id", "", "creator_id must be non-empty"),
+    ("created_at", None, "created_at is required"),
+    ("duration_s", 0.0, "duration_s must be 0 < x <= 600"),
+    ("duration_s", 600.5, "duration_s must be 0 < x <= 600"),
+    ("duration_s", float("nan"), "duration_s must be 0 < x <= 600"),
+    ("resolution", "8K", "resolution must be one of"),
+    ("bitrate_kbps", 0.0, "bitrate_kbps must be 0 < x"),
+    ("fps", 0.0, "fps must be 0 < x <= 120"),
+    ("fps", 121.0, "fps must be 0 < x <= 120"),
+    ("aspect_ratio", "21:9", "aspect_ratio must be one of"),
+    ("has_captions", None, "has_captions is required"),
+    ("speech_ratio", 1.01, "speech_ratio must be 0 <= x <= 1"),
+    ("speech_ratio", -0.1, "speech_ratio must be 0 <= x <= 1"),
+    ("scene_cuts_per_min", -1.0, "scene_cuts_per_min must be 0 <= x"),
+    ("hook_strength", 1.5, "hook_strength must be 0 <= x <= 1"),
+    ("language", "ENG", "language must match"),
+    ("language", "En", "language must match"),
+    ("topic", "", "topic must be non-empty"),
+]
+
+
+def test_good_clip_passes(landing, tmp_path):
+    landing.write("clips", [GOOD_CLIP])
+    res, q = _ingest(landing, tmp_path / "h", "clips")
+    assert (res.rows_valid, res.rows_quarantined, q) == (1, 0, [])
+
+
+# CSV has no NaN literal that every reader agrees on: NaN is a Parquet-only case
+CLIP_PARAMS = [
+    pytest.param(fmt, *c, id=f"{fmt}-{c[0]}={c[1]!r}")
+    for fmt in ("parquet", "csv")
+    for c in CLIP_CASES
+    if not (fmt == "csv" and c[1] != c[1])
+]
+
+
+@pytest.mark.parametrize("fmt,field,value,reason", CLIP_PARAMS)
+def test_bad_clip_value_quarantined(landing, tmp_path, fmt, field, value, reason):
+    bad = (
+        {**GOOD_CLIP, "clip_id": "bad", field: value}
+        if field != "clip_id"
+        else {**GOOD_CLIP, field: value}
+    )
+    if fmt == "csv" and value == "":
+        reason = f"{field} is required"  # an empty CSV field reads as NULL
+    landing.write("clips", [GOOD_CLIP, bad], fmt=fmt)
+    res, q = _ingest(landing, tmp_path / "h", "clips")
+    assert res.rows_valid == 1 and res.rows_quarantined == 1
+    ((got_reason, row, source),) = q
+    assert reason in got_reason
+    assert source == f"clips/part-0.{fmt}"
+    assert json.loads(row)["video_id"] == bad["video_id"]  # the row is kept, as JSON
+
+
+ENGAGEMENT_CASES = [
+    ("views", -1, "views must be 0 <= x"),
+    ("likes", -1, "likes must be 0 <= x"),
+    ("shares", -2, "shares must be 0 <= x"),
+    ("comments", -3, "comments must be 0 <= x"),
+    ("completions", 101, "completions must be <= views"),
+    ("watch_time_s", -0.5, "watch_time_s must be 0 <= x"),
+    ("clip_id", "unknown", "clip_id must exist in clips"),
+    (
+        "event_timestamp",
+        ts("2026-01-01T09:00:00Z"),
+        "event_timestamp must be >= the clip's created_at",
+    ),
+    ("event_timestamp", None, "event_timestamp is required"),
+]
+
+
+def test_good_engagement_passes(landing, tmp_path):
+    landing.write("clips", [GOOD_CLIP])
+    landing.write("engagement", [GOOD_ENGAGEMENT])
+    res, q = _ingest(landing, tmp_path / "h", "engagement")
+    assert (res.rows_valid, res.rows_quarantined, q) == (1, 0, [])
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+@pytest.mark.parametrize(
+    "field,value,reason", ENGAGEMENT_CASES, ids=[f"{c[0]}={c[1]!r}" for c in ENGAGEMENT_CASES]
+)
+def test_bad_engagement_quarantined(landing, tmp_path, fmt, field, value, reason):
+    landing.write("clips", [GOOD_CLIP])
+    landing.write("engagement", [GOOD_ENGAGEMENT, {**GOOD_ENGAGEMENT, field: value}], fmt=fmt)
+    res, q = _ingest(landing, tmp_path / "h", "engagement")
+    assert res.rows_valid == 1 and res.rows_quarantined == 1
+    assert reason in q[0][0]
+
+
+LABEL_CASES = [
+    ("quality_score", 100.5, "quality_score must be 0 <= x <= 100"),
+    ("quality_score", -1.0, "quality_score must be 0 <= x <= 100"),
+    ("clip_id", "nope", "clip_id must exist in clips"),
+    ("labeled_at", ts("2026-01-01T09:59:59Z"), "labeled_at must be >= the clip's created_at"),
+]
+
+
+@pytest.mark.parametrize("field,value,reason", LABEL_CASES, ids=[c[0] for c in LABEL_CASES])
+def test_bad_label_quarantined(landing, tmp_path, field, value, reason):
+    landing.write("clips", [GOOD_CLIP])
+    landing.write("labels", [GOOD_LABEL, {**GOOD_LABEL, field: value}])
+    res, q = _ingest(landing, tmp_path / "h", "labels")
+    assert res.rows_valid == 1 and res.rows_quarantined == 1
+    assert reason in q[0][0]
+
+
+def test_csv_unparseable_values_are_row_errors(landing, tmp_path):
+    path = landing.write("clips", [GOOD_CLIP, {**GOOD_CLIP, "clip_id": "c2"}], fmt="csv")
+    text = path.read_text().splitlines()
+    text[2] = text[2].replace(",30.0,", ",thirty,").replace(",true,", ",maybe,")
+    path.write_text("\n".join(text) + "\n")
+    res, q = _ingest(landing, tmp_path / "h", "clips")
+    assert res.rows_valid == 1
+    reason, row, _ = q[0]
+    assert "duration_s is not a valid float: thirty" in reason
+    assert "has_captions is not a valid bool: maybe" in reason
+    assert json.loads(row)["duration_s"] == "thirty"  # the raw text, not a lossy cast
+
+
+def test_multiple_broken_rules_are_all_listed(landing, tmp_path):
+    landing.write("clips", [{**GOOD_CLIP, "fps": 0.0, "language": "xyz", "topic": ""}])
+    _, q = _ingest(landing, tmp_path / "h", "clips")
+    assert {r.strip() for r in q[0][0].split(";")} == {
+        "fps must be 0 < x <= 120",
+        "language must match ^[a-z]{2}$",
+        "topic must be non-empty",
+    }
+
+
+def test_experiment_tables(landing, tmp_path):
+    a = {
+        "experiment_id": "e1",
+        "user_id": "u1",
+        "variant": "control",
+        "assigned_at": ts("2026-01-01T08:00:00Z"),
+    }
+    landing.write(
+        "assignments",
+        [
+            a,
+            {**a, "variant": "treatment", "assigned_at": ts("2026-01-01T09:00:00Z")},
+            {**a, "user_id": ""},
+        ],
+    )
+    m = {
+        "user_id": "u1",
+        "event_timestamp": ts("2026-01-01T12:00:00Z"),
+        "metric": "sessions",
+        "value": 2.0,
+    }
+    landing.write("user_metrics", [m, {**m, "metric": ""}, {**m, "value": float("nan")}])
+    wh, con = Warehouse(tmp_path / "h"), connect()
+    ra = ingest_day(con, wh, TABLES["assignments"], landing.root, DAY, NOW)
+    rm = ingest_day(con, wh, TABLES["user_metrics"], landing.root, DAY, NOW)
+    assert (ra.rows_valid, ra.rows_quarantined) == (1, 2)
+    assert "duplicate experiment_id, user_id: an earlier row wins" in ra.reasons
+    assert (rm.rows_valid, rm.rows_quarantined) == (1, 2)

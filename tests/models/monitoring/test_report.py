@@ -1,0 +1,161 @@
+"""The drift report files: JSON equal to the report, HTML with the verdict, table and plots."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from models.monitoring import drift
+from models.monitoring.report import verdict_text, write_report
+
+N = 5_000
+WEIRD = "<b>x</b>"  # a feature name that must come out escaped
+NEW = "<i>new</i>"  # an unseen category of it
+FEATURES = ["duration_s", "views_7d", "score", "language", WEIRD]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def table(rng, shifted: bool) -> pa.Table:
+    languages = rng.choice(["en", "es", "pt", "de"], N, p=[0.5, 0.2, 0.2, 0.1])
+    weird = rng.choice(["a", "b", "c"], N).astype(object)
+    if shifted:
+        weird[rng.random(N) < 0.3] = NEW
+    score = rng.normal(0, 1, N)
+    return pa.table(
+        {
+            "duration_s": rng.lognormal(3 + 0.6 * shifted, 0.5, N),  # moved by > 1 std
+            "views_7d": rng.lognormal(5, 1, N),
+            "score": pa.nulls(N, pa.float64()) if shifted else pa.array(score),
+            "language": languages,
+            WEIRD: weird.tolist(),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def profiles() -> tuple[dict, dict]:
+    rng = np.random.default_rng(0)
+    ref = drift.profile(table(rng, False), FEATURES, predictions=rng.normal(0, 1, N))
+    cur = drift.profile(table(rng, True), FEATURES, predictions=rng.normal(0.1, 1, N))
+    return ref, cur
+
+
+def make_report(ref: dict, cur: dict, **overrides) -> dict:
+    t = drift.DriftThresholds()
+    cmp = drift.compare(ref, cur, t)
+    report = {
+        "date": "2026-01-14",
+        "model_version": "3",
+        "reference": {"start": "2026-01-01T00:00:00+00:00", "end": "2026-01-10T00:00:00+00:00",
+                      "rows": ref["rows"]},
+        "current": {"rows": cur["rows"]},
+        **cmp,
+        "performance": {"rmse": 1.234, "mae": 0.987, "n_labels": 1500},
+        "performance_history": [
+            {"scored_ds": f"2026-01-{d:02d}", "model_version": "2" if d < 11 else "3",
+             "rmse": 1.2 + 0.01 * d, "mae": 0.9 + 0.01 * d, "n_labels": 1000 + 10 * d}
+            for d in range(5, 14)
+        ],
+        "alerts": [
+            {"name": "dataset_drift", "passed": False, "message": "2 of 4 features drifted"},
+            {"name": "rmse", "passed": True, "message": "RMSE 1.234 <= 2.0 & fine"},
+        ],
+        "thresholds": t.asdict() | {"rmse_max": 2.0},
+    }  # fmt: skip
+    return report | overrides
+
+
+def images(page: str) -> list[bytes]:
+    return [
+        base64.b64decode(m)
+        for m in re.findall(r'<img [^>]*src="data:image/png;base64,([^"]+)"', page)
+    ]
+
+
+def test_compare_sees_the_planted_shifts(profiles):
+    report = make_report(*profiles)
+    assert report["drifted_features"] == sorted(["duration_s", WEIRD])
+    assert report["features"]["score"]["statistic"] is None
+    assert report["features"][WEIRD]["unseen"] == [NEW]
+
+
+@pytest.fixture(scope="module")
+def written(profiles, tmp_path_factory):
+    """(report, out_dir, json path, html path) of the full report, written once."""
+    report = make_report(*profiles)
+    out = tmp_path_factory.mktemp("drift") / "reports"
+    return report, out, *write_report(report, *profiles, out)
+
+
+def test_write_report_files(written):
+    report, out, json_path, html_path = written
+    assert (json_path, html_path) == (out / "2026-01-14.json", out / "2026-01-14.html")
+    text = json_path.read_text()
+    assert json.loads(text) == report
+    assert "NaN" not in text and "Infinity" not in text
+    assert "quantiles" not in text  # the profiles are not in the JSON
+    assert html_path.read_text().startswith("<!doctype html>")
+
+
+def test_html_content(written, profiles):
+    report, _, _, html_path = written
+    page = html_path.read_text()
+    pngs = images(page)
+    assert len(pngs) == 2  # distributions and performance history
+    assert all(p.startswith(PNG) for p in pngs)
+    assert "Drift report 2026-01-14" in page
+    for name in FEATURES:
+        assert f"<td class='l'>{html.escape(name)}</td>" in page
+    drifted = re.findall(r"<tr class='drift'><td class='l'>([^<]*)</td>", page)
+    assert sorted(html.unescape(n) for n in drifted) == sorted(report["drifted_features"])
+    assert "<tr class='ok'><td class='l'>views_7d</td>" in page
+    # the table is sorted: drifted first, the unjudged (all-null) feature last
+    order = re.findall(r"<tr class='(?:drift|ok)'><td class='l'>([^<]*)</td>", page)
+    assert order[-1] == "score" and set(order[:2]) == {"duration_s", html.escape(WEIRD)}
+    assert "0.0% &rarr; 100.0%" in page  # score: missing share reference -> current
+    for alert in report["alerts"]:
+        assert html.escape(alert["message"]) in page
+    assert "FAIL</b> dataset_drift" in page and "PASS</b> rmse" in page
+    assert WEIRD not in page and NEW not in page  # escaped everywhere
+    assert html.escape(WEIRD) in page and html.escape(NEW) in page
+    assert "RMSE 1.234, MAE 0.987 on 1,500 labels" in page
+    assert "rmse_max = 2.0" in page
+
+
+def test_verdict_in_plain_words(profiles):
+    text = verdict_text(make_report(*profiles))
+    assert text.startswith("Dataset drift: 2 of 4 features drifted (share 50%, threshold 50%)")
+    assert "duration_s" in text and WEIRD in text
+    assert "1 feature(s) not judged" in text
+    assert "Prediction drift: yes" in text
+
+
+def test_without_labels_history_or_prediction(profiles, tmp_path):
+    ref, cur = profiles
+    ref = ref | {"prediction": None}
+    report = make_report(ref, cur, performance=None, performance_history=[], alerts=[])
+    assert report["prediction"] is None
+    json_path, html_path = write_report(report, ref, cur, tmp_path)
+    assert json.loads(json_path.read_text()) == report
+    page = html_path.read_text()
+    assert len(images(page)) == 1
+    assert "no labels yet" in page
+    assert "Prediction drift: not computed" in page
+    assert "No performance history yet" in page
+
+
+def test_a_side_without_values_and_numpy_numbers(tmp_path):
+    rng = np.random.default_rng(1)
+    ref_t = pa.table({"v": rng.normal(0, 1, 200), "c": ["a$", "$b$"] * 100})  # no mathtext
+    cur_t = pa.table({"v": pa.nulls(50, pa.float64()), "c": pa.nulls(50, pa.string())})
+    ref, cur = drift.profile(ref_t, ["v", "c"]), drift.profile(cur_t, ["v", "c"])
+    report = make_report(ref, cur, drift_share=np.float64(0.0), performance=None)
+    json_path, html_path = write_report(report, ref, cur, tmp_path)
+    assert json.loads(json_path.read_text())["drift_share"] == 0.0
+    assert all(p.startswith(PNG) for p in images(html_path.read_text()))

@@ -1,0 +1,146 @@
+"""Evaluation: metrics, the paired clip-level bootstrap against a slow reference, the gate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.training import evaluation as ev
+
+
+def holdout(n_clips: int = 300, rows: int = 4, seed: int = 0):
+    """Targets of clips with a few correlated rows each, and a good model's predictions."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(n_clips), rows)
+    y = np.clip(
+        np.repeat(rng.normal(55, 15, n_clips), rows) + rng.normal(0, 2, groups.size), 0, 100
+    )
+    good = np.clip(y + rng.normal(0, 4, y.size), 0, 100)
+    return y, good, groups
+
+
+def reference_bootstrap(y, a, b, metric, n, seed, confidence, groups):
+    """One resample at a time, rows gathered per drawn clip: the definition, slowly."""
+    fn = {
+        "rmse": lambda t, p: np.sqrt(np.mean((p - t) ** 2)),
+        "mae": lambda t, p: np.mean(np.abs(p - t)),
+        "r2": lambda t, p: 1 - np.sum((p - t) ** 2) / np.sum((t - t.mean()) ** 2),
+    }[metric]
+    ids = np.unique(groups)  # factorize order == first appearance == sorted here
+    rows_of = [np.flatnonzero(groups == g) for g in ids]
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n):
+        pick = rng.integers(0, len(ids), size=len(ids))
+        rows = np.concatenate([rows_of[i] for i in pick])
+        diffs.append(fn(y[rows], a[rows]) - fn(y[rows], b[rows]))
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(diffs, [alpha, 1 - alpha])
+    return {"diff": fn(y, a) - fn(y, b), "ci_low": lo, "ci_high": hi}
+
+
+def test_metrics_known_values():
+    m = ev.metrics([0.0, 10.0], [2.0, 10.0])
+    assert m["rmse"] == pytest.approx(np.sqrt(2.0))
+    assert m["mae"] == pytest.approx(1.0)
+    assert m["r2"] == pytest.approx(1 - 4 / 50)
+    base = ev.baseline_metrics(5.0, [0.0, 10.0])
+    assert base == pytest.approx({"rmse": 5.0, "mae": 5.0, "r2": 0.0})
+
+
+@pytest.mark.parametrize("metric", ["rmse", "mae", "r2"])
+@pytest.mark.parametrize("grouped", [True, False])
+def test_bootstrap_matches_slow_reference(metric, grouped):
+    y, good, groups = holdout(n_clips=40, rows=3)
+    worse = np.clip(good + np.random.default_rng(1).normal(0, 3, y.size), 0, 100)
+    g = groups if grouped else np.arange(y.size)
+    args = dict(metric=metric, n=300, seed=7, confidence=0.9)
+    fast = ev.paired_bootstrap(y, good, worse, groups=g if grouped else None, **args)
+    slow = reference_bootstrap(y, good, worse, groups=g, **args)
+    assert fast == pytest.approx(slow, rel=1e-9, abs=1e-12)
+
+
+def test_bootstrap_chunks_give_the_same_answer(monkeypatch):
+    y, good, groups = holdout(n_clips=50)
+    whole = ev.paired_bootstrap(y, good, np.full_like(y, 50.0), n=200, groups=groups)
+    monkeypatch.setattr(ev, "_MAX_CELLS", 120)  # 2 resamples a chunk
+    assert ev.paired_bootstrap(y, good, np.full_like(y, 50.0), n=200, groups=groups) == whole
+
+
+def test_identical_predictions_have_a_zero_interval():
+    y, good, groups = holdout()
+    assert ev.paired_bootstrap(y, good, good, groups=groups) == {
+        "diff": 0.0,
+        "ci_low": 0.0,
+        "ci_high": 0.0,
+    }
+
+
+def test_gate_passes_a_good_model_without_champion():
+    y, good, groups = holdout()
+    result = ev.gate(y, good, y.mean(), None, groups=groups)
+    assert result.passed and result.reasons == []
+    assert result.better_than_champion
+    assert "beats the mean-predictor baseline" in result.details["checks"][0]
+
+
+def test_gate_rejects_a_constant_model():
+    y, _, groups = holdout()
+    result = ev.gate(y, np.full_like(y, y.mean() + 1.0), y.mean(), None, groups=groups)
+    assert not result.passed
+    assert "does not clearly beat the mean-predictor baseline" in result.reasons[0]
+
+
+def test_gate_against_champion_worse_equal_better():
+    y, good, groups = holdout()
+    noisy = np.clip(good + np.random.default_rng(2).normal(0, 6, y.size), 0, 100)
+    # a noisier candidate is worse than the champion beyond tolerance
+    worse = ev.gate(y, noisy, y.mean(), good, groups=groups)
+    assert not worse.passed and "worse than the champion" in worse.reasons[0]
+    assert not worse.better_than_champion
+    # the same predictions: not worse beyond tolerance, not better -> passes, no promotion
+    same = ev.gate(y, good, y.mean(), good, groups=groups)
+    assert same.passed and not same.better_than_champion
+    # the good model against the noisy champion: clearly better
+    better = ev.gate(y, good, y.mean(), noisy, groups=groups)
+    assert better.passed and better.better_than_champion
+    d = better.details["vs_champion"]
+    assert d["ci_high"] < 0 and d["diff"] == pytest.approx(
+        better.details["candidate"]["rmse"] - better.details["champion"]["rmse"]
+    )
+
+
+def test_gate_tolerance_admits_a_slightly_worse_candidate():
+    y, good, groups = holdout()
+    slightly = np.clip(good + 0.3, 0, 100)  # ~0.01 RMSE worse
+    assert ev.gate(y, slightly, y.mean(), good, tolerance=0.5, groups=groups).passed
+    assert not ev.gate(y, slightly, y.mean(), good, tolerance=0.0, groups=groups).passed
+
+
+@pytest.mark.parametrize("bad", [np.nan, -0.5, 100.5])
+def test_gate_rejects_invalid_predictions(bad):
+    y, good, groups = holdout()
+    pred = good.copy()
+    pred[[3, 9]] = bad
+    result = ev.gate(y, pred, y.mean(), None, groups=groups)
+    assert not result.passed
+    assert result.reasons == [f"2 of {y.size} candidate predictions are NaN or outside [0, 100]."]
+
+
+def test_gate_does_not_hold_a_candidate_to_a_broken_champion():
+    y, good, groups = holdout()
+    result = ev.gate(y, good, y.mean(), np.full_like(y, np.nan), groups=groups)
+    assert result.passed and result.better_than_champion
+    assert "champion's predictions are invalid" in result.details["checks"][1]
+
+
+def test_diagnostic_plots_are_pngs(tmp_path):
+    import xgboost as xgb
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    booster = xgb.train({"nthread": 1}, xgb.DMatrix(x, x[:, 0] * 10 + 50), 5)
+    paths = ev.diagnostic_plots(booster, x[:, 0] * 10 + 50, booster.inplace_predict(x), tmp_path)
+    assert set(paths) == {"feature_importance", "residuals"}
+    for p in paths.values():
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

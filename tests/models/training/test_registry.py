@@ -1,0 +1,193 @@
+"""The registry on a real MLflow SQLite store: logging, tags, no pickle, aliases, loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xgboost as xgb
+from support import tiny_training_set
+
+from models.features.clip_features import FEATURE_COLUMNS
+from models.serving import scoring
+from models.training import registry
+from models.training import train as training
+from models.training.evaluation import gate, metrics
+
+REQUIRED_TAGS = {
+    "dagster_run_id",
+    "training_start",
+    "training_end",
+    "training_rows",
+    "feature_service",
+    "data_fingerprint",
+}
+
+
+@pytest.fixture(scope="module")
+def df():
+    return tiny_training_set()
+
+
+@pytest.fixture(scope="module")
+def good(df):
+    return training.train(df, training.TrainParams(n_estimators=50))
+
+
+@pytest.fixture(scope="module")
+def poor(df):
+    """An underfit model: 3 stumps."""
+    return training.train(df, training.TrainParams(n_estimators=3, max_depth=1))
+
+
+@pytest.fixture(scope="module")
+def uri(tmp_path_factory):
+    """One real MLflow SQLite store for the module (creating one costs seconds); each test
+    registers under its own model name."""
+    root = tmp_path_factory.mktemp("mlflow")
+    return f"sqlite:///{root}/mlflow.db"
+
+
+@pytest.fixture
+def name(request):
+    return f"clip_quality_{request.node.name}".replace("[", "_").replace("]", "")
+
+
+@pytest.fixture
+def client(uri):
+    return registry._client(uri)
+
+
+def log(trained, uri, name, run="run-1"):
+    m = metrics(trained.y_holdout, trained.holdout_pred)
+    return registry.log_and_register(trained, m, {"dagster_run_id": run}, None, uri, name=name)
+
+
+def decide(client, uri, name, trained, version):
+    """What the training asset does: gate against the champion (if any), then act."""
+    champion = registry.load_by_alias(registry.CHAMPION, uri, name=name)
+    champ_pred = None if champion is None else scoring.score(champion, trained.holdout)
+    result = gate(
+        trained.y_holdout,
+        trained.holdout_pred,
+        trained.y_train_mean,
+        champ_pred,
+        groups=trained.holdout["clip_id"].to_numpy(),
+    )
+    expected = None if champion is None else champion.version
+    return registry.apply_gate(client, version, result, expected, name=name, tracking_uri=uri)
+
+
+def test_version_tags_metrics_and_artifacts(good, df, uri, client, name):
+    v = log(good, uri, name, run="dagster-run-42")
+    mv = client.get_model_version(name, v)
+    assert set(mv.tags) >= REQUIRED_TAGS
+    assert mv.tags["dagster_run_id"] == "dagster-run-42"
+    assert mv.tags["feature_service"] == "clip_quality_v1"
+    assert mv.tags["training_rows"] == str(len(df))
+    assert mv.tags["data_fingerprint"] == training.fingerprint(df)
+    assert pd.Timestamp(mv.tags["training_end"]) == df["event_timestamp"].max()
+    assert json.loads(mv.tags["category_maps"]) == good.categories
+    run = client.get_run(mv.run_id)
+    assert run.data.metrics["rmse"] == pytest.approx(
+        metrics(good.y_holdout, good.holdout_pred)["rmse"]
+    )
+    assert {"mae", "r2"} <= set(run.data.metrics)
+    assert run.data.params["max_depth"] == "6"
+    plots = {a.path for a in client.list_artifacts(mv.run_id, "plots")}
+    assert plots == {"plots/feature_importance.png", "plots/residuals.png"}
+
+
+def test_logged_model_is_xgboost_ubj_and_nothing_is_pickled(good, uri, client, name):
+    v = log(good, uri, name)
+    mv = client.get_model_version(name, v)
+    model_dir = Path(registry._local_dir(registry._artifact_location(client, mv)))
+    run_dir = Path(registry._local_dir(client.get_run(mv.run_id).info.artifact_uri))
+    files = [p for d in (model_dir, run_dir) for p in d.rglob("*") if p.is_file()]
+    assert "model.ubj" in {p.name for p in files}
+    assert not [p for p in files if p.suffix in {".pkl", ".pickle", ".joblib", ".cloudpickle"}]
+    assert (model_dir / "model.ubj").read_bytes()[:1] == b"{"  # a UBJSON object
+    assert "model_format: ubj" in (model_dir / "MLmodel").read_text()
+    assert "xgboost==" in (model_dir / "requirements.txt").read_text()
+    xgb.Booster(model_file=str(model_dir / "model.ubj"))  # loads natively
+
+
+def test_first_model_becomes_champion_and_a_worse_one_leaves_it(good, poor, uri, client, name):
+    v1 = log(good, uri, name)
+    assert decide(client, uri, name, good, v1) == "champion"
+    assert registry.aliases(client, name) == {"champion": v1}
+    assert client.get_model_version(name, v1).tags["promoted_reason"].startswith("Candidate RMSE")
+
+    v2 = log(poor, uri, name)
+    assert decide(client, uri, name, poor, v2) == "rejected"
+    assert registry.aliases(client, name) == {"champion": v1}
+    assert client.get_model_version(name, v2).tags["validation_status"] == "rejected"
+
+    # an equally good model passes but does not replace the champion: it is the challenger
+    v3 = log(good, uri, name)
+    assert decide(client, uri, name, good, v3) == "challenger"
+    assert registry.aliases(client, name) == {"champion": v1, "challenger": v3}
+    # promoting the challenger clears the challenger alias
+    assert registry.promote(client, v3, "manual", expected_champion=v1, name=name)
+    assert registry.aliases(client, name) == {"champion": v3}
+
+
+def test_set_alias_checked_refuses_a_stale_expectation(good, uri, client, name):
+    v1, v2 = log(good, uri, name), log(good, uri, name)
+    assert registry.set_alias_checked(client, name, "champion", v1, None)
+    assert not registry.set_alias_checked(client, name, "champion", v2, None)  # stale
+    assert not registry.set_alias_checked(client, name, "champion", v2, "99")
+    assert registry.aliases(client, name) == {"champion": v1}
+    assert registry.set_alias_checked(client, name, "champion", v2, v1)
+    assert registry.aliases(client, name) == {"champion": v2}
+    assert not registry.promote(client, v1, "late decision", expected_champion=v1, name=name)
+    assert registry.aliases(client, name) == {"champion": v2}
+
+
+def test_concurrent_promotions_from_the_same_champion_have_one_winner(good, uri, name):
+    client = registry._client(uri)
+    base = log(good, uri, name)
+    assert registry.set_alias_checked(client, name, "champion", base, None)
+    versions = [log(good, uri, name) for _ in range(4)]
+    results = {}
+
+    def attempt(v):
+        results[v] = registry.promote(registry._client(uri), v, "race", base, name=name)
+
+    threads = [threading.Thread(target=attempt, args=(v,)) for v in versions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [v for v, won in results.items() if won]
+    assert len(winners) == 1
+    assert registry.aliases(client, name)["champion"] == winners[0]
+
+
+def test_load_by_alias_predicts_like_the_in_memory_booster(good, uri, client, name):
+    assert registry.load_by_alias("champion", uri, name=name) is None  # no such model
+    v = log(good, uri, name)
+    assert registry.load_by_alias("champion", uri, name=name) is None  # no such alias
+    registry.promote(client, v, "first", None, name=name)
+    loaded = registry.load_by_alias("champion", uri, name=name)
+    assert loaded.version == v and loaded.alias == "champion"
+    assert loaded.categories == good.categories and loaded.features == FEATURE_COLUMNS
+    x = training.to_matrix(good.holdout, good.categories)
+    assert np.array_equal(loaded.booster.inplace_predict(x), good.booster.inplace_predict(x))
+    assert np.array_equal(scoring.score(loaded, good.holdout), good.holdout_pred.astype(np.float32))
+
+
+def test_logging_leaves_the_global_tracking_uri_alone(good, uri, name, monkeypatch, tmp_path):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    log(good, uri, name)
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///elsewhere.db"
+    assert mlflow.get_tracking_uri() == "sqlite:///elsewhere.db"
+    assert list(tmp_path.iterdir()) == []  # no default store or artifacts in the cwd

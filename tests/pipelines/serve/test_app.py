@@ -1,0 +1,291 @@
+"""The scoring API on a real uvicorn server on loopback, over a real Feast store on Redis,
+a real MLflow registry and the real event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pyarrow as pa
+import pytest
+from support import clip_feature_rows, free_port, tiny_training_set
+
+from models.experiments.config import ExperimentConfig, assign_variant
+from models.integrations import events
+from models.training import registry
+from models.training import train as training
+from models.training.evaluation import metrics
+
+pytestmark = pytest.mark.slow
+DB = 9
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, redis_server):
+    """Feature rows and champion scores online, champion v1 and challenger v2 registered,
+    an experiment routing half the users to the challenger, the API on a free port."""
+    import uvicorn
+
+    from feature_repo import config
+    from feature_repo.online_write import write_online
+    from models.serving.scorer import Scorer
+    from pipelines.serve.app import create_app
+
+    mp = pytest.MonkeyPatch()
+    home = tmp_path_factory.mktemp("api") / "home"
+    conn = f"{redis_server['connection_string']},db={DB}"
+    mp.setenv("CLIPFLOW_HOME", str(home))
+    mp.setenv("CLIPFLOW_REDIS", conn)
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    client = events.redis_client(conn)
+    client.flushdb()
+    store = config.feature_store()
+    config.apply(store)
+
+    rows = clip_feature_rows(6, "api")
+    write_online(store, rows)
+    ids = sorted(set(rows.column("clip_id").to_pylist()))
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    trained = training.train(tiny_training_set(300), training.TrainParams(n_estimators=10))
+    scores = metrics(trained.y_holdout, trained.holdout_pred)
+    v1, v2 = (registry.log_and_register(trained, scores, None, None, uri) for _ in range(2))
+    mlc = registry._client(uri)
+    registry.promote(mlc, v1, "first", expected_champion=None, tracking_uri=uri)
+    registry.set_challenger(mlc, v2, "gate passed", tracking_uri=uri)
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    online = {c: 40.0 + i for i, c in enumerate(ids[:4])}  # ids[4:] have features only
+    write_online(
+        store,
+        pa.table(
+            {
+                "clip_id": list(online),
+                "event_timestamp": pa.array([now] * len(online), pa.timestamp("us", tz="UTC")),
+                "score": list(online.values()),
+                "model_version": [v1] * len(online),
+            }
+        ),
+        "clip_scores",
+    )
+    exp = ExperimentConfig.from_dict(
+        {
+            "experiment_id": "exp_api",
+            "name": "challenger on half the users",
+            "variants": {"control": 0.5, "treatment": 0.5},
+            "model_aliases": {"control": "champion", "treatment": "challenger"},
+            "start": (now - timedelta(days=1)).isoformat(),
+            "end": (now + timedelta(days=30)).isoformat(),
+            "primary_metric": "watch_time_s",
+            "min_sample_size": 100,
+            "confidence_level": 0.95,
+        }
+    )
+    scorer = Scorer(store, uri, [exp], clock=lambda: now, alias_check_s=0.0)
+    app = create_app(scorer=scorer, redis_url=conn, heartbeat_s=0.2)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield {
+        "base": f"http://127.0.0.1:{port}", "port": port, "ids": ids, "online": online,
+        "v1": v1, "v2": v2, "exp": exp, "uri": uri, "redis": client, "mlc": mlc,
+    }  # fmt: skip
+    server.should_exit = True
+    thread.join(timeout=10)
+    mp.undo()
+
+
+def user_in(world, variant: str) -> str:
+    return next(
+        f"user{i}" for i in range(1000) if assign_variant(world["exp"], f"user{i}") == variant
+    )
+
+
+def test_champion_score_comes_precomputed_from_the_online_store(world):
+    clip = world["ids"][0]
+    r = httpx.get(f"{world['base']}/v1/clips/{clip}/score")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["score"] == world["online"][clip] and body["source"] == "online"
+    assert body["model_version"] == world["v1"] and body["alias"] == "champion"
+    user = user_in(world, "control")
+    body = httpx.get(f"{world['base']}/v1/clips/{clip}/score", params={"user_id": user}).json()
+    assert (body["experiment_id"], body["variant"], body["source"]) == (
+        "exp_api",
+        "control",
+        "online",
+    )
+
+
+def test_treatment_users_get_the_challenger_scored_on_the_fly(world):
+    user = user_in(world, "treatment")
+    clip = world["ids"][0]
+    body = httpx.get(f"{world['base']}/v1/clips/{clip}/score", params={"user_id": user}).json()
+    assert body["variant"] == "treatment" and body["alias"] == "challenger"
+    assert body["model_version"] == world["v2"] and body["source"] == "computed"
+    assert 0 <= body["score"] <= 100
+
+
+def test_a_clip_with_features_but_no_online_score_is_computed(world):
+    clip = world["ids"][-1]
+    body = httpx.get(f"{world['base']}/v1/clips/{clip}/score").json()
+    assert body["source"] == "computed" and body["model_version"] == world["v1"]
+
+
+def test_bad_input_is_a_clear_4xx(world):
+    base = world["base"]
+    r = httpx.get(f"{base}/v1/clips/nope-404/score")
+    assert r.status_code == 404 and "unknown clip" in r.json()["detail"]
+    assert httpx.get(f"{base}/v1/clips/bad%20id/score").status_code == 422
+    assert httpx.get(f"{base}/v1/clips/ok/score", params={"user_id": "x" * 300}).status_code == 422
+    r = httpx.post(f"{base}/v1/score", json={"clip_ids": ["c"] * 1001})
+    assert r.status_code == 422 and "detail" in r.json()
+    assert httpx.post(f"{base}/v1/score", json={"clip_ids": []}).status_code == 422
+    assert httpx.post(f"{base}/v1/score", json={"clip_ids": ["a b"]}).status_code == 422
+
+
+def test_batch_scores_known_clips_and_lists_unknown_ones(world):
+    ids = [*world["ids"], "ghost-1"]
+    r = httpx.post(f"{world['base']}/v1/score", json={"clip_ids": ids})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["unknown"] == ["ghost-1"]
+    assert [s["clip_id"] for s in body["scores"]] == world["ids"]
+    sources = {s["clip_id"]: s["source"] for s in body["scores"]}
+    assert {c for c, s in sources.items() if s == "online"} == set(world["online"])
+
+
+def test_health_and_metrics(world):
+    r = httpx.get(f"{world['base']}/healthz")
+    assert r.status_code == 200 and r.json() == {"ok": True, "redis": "ok", "registry": "ok"}
+    text = httpx.get(f"{world['base']}/metrics").text
+    assert 'clipflow_requests_total{endpoint="/v1/clips/{clip_id}/score",status="200"}' in text
+    assert "clipflow_request_seconds_bucket" in text
+    assert 'clipflow_model_version{alias="champion"}' in text
+
+
+async def _sse(base: str, headers: dict, want: int) -> list[tuple[str, str]]:
+    got: list[tuple[str, str]] = []
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream("GET", f"{base}/v1/events", headers=headers) as r,
+    ):
+        event_id = None
+        async for line in r.aiter_lines():
+            if line.startswith("id: "):
+                event_id = line[4:]
+            elif line.startswith("data: ") and event_id:
+                got.append((event_id, json.loads(line[6:])["type"]))
+                if len(got) >= want:
+                    return got
+    return got
+
+
+def test_sse_streams_live_events_and_resumes_from_last_event_id(world):
+    r = world["redis"]
+    first = events.publish(r, "model_promoted", {"version": world["v2"]})
+    second = events.publish(r, "scores_published", {"rows": 10})
+    events.publish(r, "drift_detected", {"ds": "2026-06-01"}, user_id="someone")  # private
+    third = events.publish(r, "experiment_decided", {"decision": "ship"})
+    got = asyncio.run(_sse(world["base"], {"Last-Event-ID": first}, want=2))
+    assert got == [(second, "scores_published"), (third, "experiment_decided")]
+
+    async def live():
+        task = asyncio.create_task(_sse(world["base"], {}, want=1))
+        await asyncio.sleep(0.5)
+        new = events.publish(r, "run_failed", {"run_id": "x"})
+        return new, await asyncio.wait_for(task, 10)
+
+    new, got = asyncio.run(live())
+    assert got == [(new, "run_failed")]
+
+
+def test_websocket_filters_user_targeted_events(world):
+    import websockets
+
+    async def go():
+        url = f"ws://127.0.0.1:{world['port']}/v1/ws?user_id=u1"
+        async with websockets.connect(url) as ws:
+            await asyncio.sleep(0.3)
+            events.publish(world["redis"], "drift_detected", {"n": 1}, user_id="u2")
+            events.publish(world["redis"], "drift_detected", {"n": 2}, user_id="u1")
+            events.publish(world["redis"], "scores_published", {"n": 3})
+            seen = []
+            while len([m for m in seen if m["type"] != "heartbeat"]) < 2:
+                seen.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+            return [m for m in seen if m["type"] != "heartbeat"], seen
+
+    got, seen = asyncio.run(go())
+    assert [m["data"]["n"] for m in got] == [2, 3]
+    assert got[0]["user_id"] == "u1"
+
+
+def test_a_slow_client_is_dropped_and_the_others_keep_up(world, monkeypatch):
+    from pipelines.serve import live
+
+    monkeypatch.setattr(live, "BUFFER", 5)
+    conn = f"{world['redis'].connection_pool.connection_kwargs['host']}:" + (
+        f"{world['redis'].connection_pool.connection_kwargs['port']},db={DB}"
+    )
+
+    async def go():
+        hub = live.Hub(conn)
+        slow, fast = hub.subscribe(), hub.subscribe()
+        await asyncio.sleep(0.3)
+        got = []
+
+        async def consume():  # a client that keeps up
+            while len(got) < 12:
+                got.append((await fast.get()).data["i"])
+
+        consumer = asyncio.create_task(consume())
+        for i in range(12):  # the slow client never reads
+            events.publish(world["redis"], "scores_published", {"i": i})
+            await asyncio.sleep(0.02)
+        await asyncio.wait_for(consumer, 10)
+        hub.subscribers.clear()
+        hub.task.cancel()
+        return slow, fast, got
+
+    slow, fast, got = asyncio.run(go())
+    assert slow.dropped and slow.qsize() == 5  # dropped with a full buffer, not waited for
+    assert not fast.dropped and got == list(range(12))
+
+
+def test_alias_move_reloads_the_model(world):
+    mlc, uri = world["mlc"], world["uri"]
+    assert registry.promote(mlc, world["v2"], "test", tracking_uri=uri)
+    clip = world["ids"][0]
+    body = httpx.get(f"{world['base']}/v1/clips/{clip}/score").json()
+    # the online score was made by v1: the new champion scores the clip itself
+    assert body["model_version"] == world["v2"] and body["source"] == "computed"
+
+
+def test_openapi_schema_fuzzed_by_schemathesis_finds_no_server_error(world):
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_url(f"{world['base']}/openapi.json")
+    failures, calls = [], []
+    for op in schema.get_all_operations():
+        operation = op.ok()
+        if operation.path in ("/v1/events",):  # an endless stream: covered above
+            continue
+
+        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+        def check(case):
+            response = case.call(base_url=world["base"], timeout=10)
+            calls.append(response.status_code)
+            if response.status_code >= 500:
+                failures.append((case.method, case.formatted_path, response.status_code))
+
+        given(operation.as_strategy())(check)()
+    assert not failures, failures[:5]
+    assert len(calls) >= 50 and {200, 404, 422} <= set(calls), sorted(set(calls))
