@@ -11,6 +11,7 @@ import duckdb
 from pydantic import PrivateAttr
 
 from models.core import settings
+from models.core.redis_url import redis_client
 from models.core.warehouse import Warehouse, connect
 from models.integrations import events
 from models.integrations.metadata_api import KEY_ENV, URL_ENV, MetadataClient
@@ -72,18 +73,8 @@ class FeastResource(dg.ConfigurableResource):
             return None
         import redis
 
-        host_port, *opts = s.redis.split(",")
-        host, _, port = host_port.partition(":")
-        kw = dict(o.split("=", 1) for o in opts if "=" in o)
         try:
-            client = redis.Redis(
-                host=host or "127.0.0.1",
-                port=int(port or 6379),
-                password=kw.get("password"),
-                ssl=kw.get("ssl", "false").lower() == "true",
-                socket_timeout=2,
-                socket_connect_timeout=2,
-            )
+            client = redis_client(s.redis, socket_timeout=2, socket_connect_timeout=2)
             client.ping()
             return None
         except (redis.RedisError, OSError, ValueError) as e:
@@ -156,11 +147,9 @@ class EventsResource(dg.ConfigurableResource):
             return None
         import redis
 
-        from models.integrations.events import publish, redis_client
-
         try:
             with redis_client(url, socket_timeout=2) as client:
-                return publish(client, type, data, user_id)
+                return events.publish(client, type, data, user_id)
         except (redis.RedisError, OSError) as e:
             dg.get_dagster_logger().warning(f"event {type} {data} not published: {e}")
             return None
@@ -206,7 +195,7 @@ class WebhooksResource(dg.ConfigurableResource):
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        return events.redis_client(
+        return redis_client(
             connection, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
         )
 

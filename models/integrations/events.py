@@ -39,23 +39,6 @@ class Event:
         return asdict(self)
 
 
-def redis_client(connection: str, **kwargs):
-    """A redis-py client from a Feast-style connection string."""
-    import redis
-
-    host_port, *opts = connection.split(",")
-    host, _, port = host_port.rpartition(":")
-    options = dict(o.split("=", 1) for o in opts if "=" in o)
-    return redis.Redis(
-        host=host or "127.0.0.1",
-        port=int(port or 6379),
-        db=int(options.get("db", 0)),
-        password=options.get("password"),
-        ssl=options.get("ssl", "false").lower() == "true",
-        **kwargs,
-    )
-
-
 def publish(client, type: str, data: dict, user_id: str | None = None) -> str:
     """Append one event; its id."""
     if type not in EVENT_TYPES:

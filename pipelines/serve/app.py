@@ -203,7 +203,7 @@ def _default_scorer(s):
 def _ping_redis(url: str | None) -> str:
     if not url:
         return "not configured (CLIPFLOW_REDIS unset)"
-    from models.integrations.events import redis_client
+    from models.core.redis_url import redis_client
 
     try:
         with redis_client(url, socket_timeout=1) as client:

@@ -31,12 +31,9 @@ def _key(event_id: str) -> tuple[int, int]:
 
 class Hub:
     def __init__(self, url: str):
-        from redis import asyncio as aioredis
+        from models.core.redis_url import async_redis_client
 
-        from models.integrations.events import redis_client
-
-        conn = redis_client(url).connection_pool.connection_kwargs
-        self.redis = aioredis.Redis(**{k: conn[k] for k in ("host", "port", "db", "password")})
+        self.redis = async_redis_client(url)
         self.subscribers: set[asyncio.Queue] = set()
         self.task: asyncio.Task | None = None
 

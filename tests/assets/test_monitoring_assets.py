@@ -212,9 +212,10 @@ def test_clipflow_run_applies_the_same_rule_after_each_day(monitored):
 
 
 def test_the_pipeline_published_its_events(monitored, redis_server):
+    from models.core.redis_url import redis_client
     from models.integrations import events
 
-    client = events.redis_client(f"{redis_server['connection_string']},db=7")
+    client = redis_client(f"{redis_server['connection_string']},db=7")
     got = events.read(client, "0-0", count=10_000)
     types = [e.type for e in got]
     assert types.count("scores_published") >= 8  # one per scored day

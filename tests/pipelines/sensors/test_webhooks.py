@@ -18,6 +18,7 @@ import pytest
 from support import free_port
 
 from assets.resources import WebhooksResource
+from models.core.redis_url import redis_client
 from models.integrations import events
 from models.integrations.events import Event
 from models.integrations.webhooks import deliver_due, deliveries, enqueue, load_subscribers
@@ -105,7 +106,7 @@ def receivers():
 def stream(redis_server, home, monkeypatch):
     """The event stream on Redis db 8, flushed; the test secret in the environment."""
     connection = f"{redis_server['connection_string']},db=8"
-    client = events.redis_client(connection)
+    client = redis_client(connection)
     client.flushdb()
     monkeypatch.setenv("CLIPFLOW_REDIS", connection)
     monkeypatch.setenv(SECRET_ENV, SECRET)

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 from support import clip_feature_rows, free_port, tiny_training_set
 
+from models.core.redis_url import redis_client
 from models.experiments.config import ExperimentConfig, assign_variant
 from models.integrations import events
 from models.training import registry
@@ -41,7 +42,7 @@ def world(tmp_path_factory, redis_server):
     mp.setenv("CLIPFLOW_HOME", str(home))
     mp.setenv("CLIPFLOW_REDIS", conn)
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    client = events.redis_client(conn)
+    client = redis_client(conn)
     client.flushdb()
     store = config.feature_store()
     config.apply(store)
