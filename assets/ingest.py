@@ -59,23 +59,26 @@ def build_ingest_asset(table: Table) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource
     ) -> dg.MaterializeResult:
         ds = date.fromisoformat(context.partition_key)
-        wh, con = warehouse.get(), warehouse.connect()
-        res = ingest_day(con, wh, table, landing.path, ds, detected_at=datetime.now(UTC))
+        wh = warehouse.get()
+        res = ingest_day(wh.con, wh, table, landing.path, ds, detected_at=datetime.now(UTC))
         for f, why in res.files_quarantined.items():
             context.log.warning(f"quarantined unreadable file {f}: {why}")
         if res.rows_quarantined:
             context.log.warning(
                 f"{res.rows_quarantined} {table.warehouse} rows quarantined: {res.reasons}"
             )
-        part = wh.partition_dir(table.warehouse, ds)
-        head = con.execute(f"SELECT * FROM read_parquet('{part}/*.parquet') LIMIT 5").df()
-        preview = md_table(list(head.columns), head.astype(str).values.tolist())
+        preview = ""
+        if wh.has(table.warehouse, ds):
+            head = wh.read(table.warehouse, ds, limit=5, with_ds=True).to_pandas()
+            preview = md_table(list(head.columns), head.astype(str).values.tolist())
         context.log.info(
             f"{table.warehouse} {ds}: {res.rows_valid} rows from {len(res.files_read)} files "
             f"({len(res.files_new)} new), {res.rows_quarantined} rows and "
             f"{len(res.files_quarantined)} files quarantined"
         )
-        return dg.MaterializeResult(metadata=_metadata(res, preview, str(part)))
+        return dg.MaterializeResult(
+            metadata=_metadata(res, preview, wh.location(table.warehouse, ds))
+        )
 
     return _ingest
 
@@ -95,9 +98,7 @@ def build_contract_check(table: Table) -> dg.AssetChecksDefinition:
     def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
         from models.ingest.expectations import validate
 
-        wh, con = warehouse.get(), warehouse.connect()
-        part = wh.partition_dir(table.warehouse, context.partition_key)
-        df = con.execute(f"SELECT * FROM read_parquet('{part}/*.parquet')").df()
+        df = warehouse.get().read(table.warehouse, context.partition_key, with_ds=True).to_pandas()
         res = validate(df, table, require_rows=require_rows)
         failed = [[o.expectation, o.column or "", o.unexpected, o.detail] for o in res.failed]
         return dg.AssetCheckResult(

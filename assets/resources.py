@@ -12,7 +12,7 @@ from pydantic import PrivateAttr
 
 from models.core import settings
 from models.core.redis_url import redis_client
-from models.core.warehouse import Warehouse, connect
+from models.core.warehouse import Warehouse
 from models.integrations import events
 from models.integrations.metadata_api import KEY_ENV, URL_ENV, MetadataClient
 from models.integrations.webhooks import RetryPolicy
@@ -33,12 +33,13 @@ class WarehouseResource(dg.ConfigurableResource):
         return Path(self.home).resolve() if self.home else settings.current().home
 
     def get(self) -> Warehouse:
-        return Warehouse(self.home_path)
+        """The warehouse of this home (its `memory_limit` checked: a size such as 4GB)."""
+        return Warehouse(self.home_path, threads=self.threads, memory_limit=self.memory_limit)
 
     def connect(self, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection; `memory_limit` overrides the resource's for one job (the
         A/B analysis asks for less, so that its process stays under 4 GB)."""
-        return connect(threads=self.threads, memory_limit=memory_limit or self.memory_limit)
+        return self.get().connect(memory_limit)
 
 
 class LandingResource(dg.ConfigurableResource):

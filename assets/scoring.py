@@ -6,7 +6,7 @@ import pyarrow as pa
 from assets.constants import DAILY_PARTITIONS, OWNERS, SCORING, day_end
 from assets.markdown import head_md
 from assets.resources import EventsResource, FeastResource, MlflowResource, WarehouseResource
-from models.core.names import ALIASES
+from models.core.names import ALIASES, CHAMPION
 
 
 @dg.asset(
@@ -25,13 +25,9 @@ def clip_scores(
     from models.training.registry import MODEL_NAME, load_by_alias
 
     ds = context.partition_key
-    wh, con = warehouse.get(), warehouse.connect()
+    wh = warehouse.get()
     end = day_end(ds)
-    part = wh.partition_dir("clip_features", ds)
-    rows = con.sql(
-        f"SELECT * EXCLUDE (ds) FROM read_parquet('{part}/*.parquet') "
-        f"WHERE event_timestamp = TIMESTAMPTZ '{end.isoformat()}'"
-    ).to_arrow_table()
+    rows = wh.read("clip_features", ds, where="event_timestamp = ?", params=[end])
     outs, meta = [], {}
     for alias in ALIASES:
         model = load_by_alias(alias, mlflow.uri)
@@ -59,9 +55,7 @@ def clip_scores(
         meta["dagster/row_count"] = 0
         return dg.MaterializeResult(metadata=meta)
     table = pa.concat_tables(outs)
-    con.register("_scores", table)
-    n = wh.write_partition(con, "clip_scores", ds, "SELECT * FROM _scores")
-    con.unregister("_scores")
+    n = wh.write("clip_scores", ds, table)
     meta.update(
         {
             "dagster/row_count": n,
@@ -69,7 +63,7 @@ def clip_scores(
             "preview": dg.MetadataValue.md(
                 head_md(table, ["clip_id", "score", "model_alias", "model_version", "scored_at"])
             ),
-            "path": dg.MetadataValue.path(str(wh.partition_dir("clip_scores", ds))),
+            "path": dg.MetadataValue.path(wh.location("clip_scores", ds)),
         }
     )
     return dg.MaterializeResult(metadata=meta)
@@ -92,14 +86,16 @@ def online_scores(
 ) -> dg.MaterializeResult:
     from feature_repo.online_write import write_online
 
-    wh, con = warehouse.get(), warehouse.connect()
-    part = wh.partition_dir("clip_scores", context.partition_key)
-    if not part.is_dir():
+    wh, ds = warehouse.get(), context.partition_key
+    if not wh.has("clip_scores", ds):
         return dg.MaterializeResult(metadata={"dagster/row_count": 0, "note": "no scores"})
-    rows = con.sql(
-        f"SELECT clip_id, event_timestamp, score, model_version FROM "
-        f"read_parquet('{part}/*.parquet') WHERE model_alias = 'champion'"
-    ).to_arrow_table()
+    rows = wh.read(
+        "clip_scores",
+        ds,
+        columns=["clip_id", "event_timestamp", "score", "model_version"],
+        where="model_alias = ?",
+        params=[CHAMPION],
+    )
     res = write_online(feast.store(), rows, "clip_scores")
     versions = sorted(set(rows.column("model_version").to_pylist()))
     events.publish(

@@ -1,4 +1,10 @@
-"""The clipflow warehouse: Parquet datasets under `<home>/warehouse/<table>/`.
+"""The clipflow warehouse: the one seam through which assets read and write tables.
+
+Storage today: Parquet datasets under `<home>/warehouse/<table>/` (docs/contract.md §2).
+Assets only call `read` (one partition, as Arrow), `write` (Arrow rows, one partition,
+atomically), `has`, `partitions` and `location`; the library's SQL reads whole tables
+through `scan` and writes query results through `write_partition`/`write_file`. Nothing
+else builds a table path or a `read_parquet` string, so a second engine plugs in here.
 
 Daily tables are Hive-partitioned (`ds=YYYY-MM-DD/part-0.parquet`) and read back with
 `read_parquet('<dir>/**/*.parquet', hive_partitioning=true)`. A partition is written to a
@@ -10,12 +16,19 @@ are written as microseconds (TIMESTAMPTZ), which Feast's DuckDB offline store ca
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+
+# DuckDB's memory_limit syntax; a launchpad value is checked before it reaches SQL
+MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def connect(
@@ -28,8 +41,22 @@ def connect(
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
-        con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute(f"SET memory_limit = {sql_str(check_memory_limit(memory_limit))}")
     return con
+
+
+def check_memory_limit(value: str) -> str:
+    """`value` if it is a DuckDB memory size such as `4GB` or `512 MiB`, else ValueError."""
+    if not isinstance(value, str) or not MEMORY_LIMIT.match(value.strip()):
+        raise ValueError(f"memory_limit {value!r}: expected a size such as 4GB or 512MiB")
+    return value.strip()
+
+
+def ident(name: str) -> str:
+    """`name` if it is a plain SQL identifier (a table or column name), else ValueError."""
+    if not isinstance(name, str) or not _IDENT.match(name):
+        raise ValueError(f"{name!r} is not a valid table or column name")
+    return name
 
 
 def sql_str(value: str | os.PathLike) -> str:
@@ -39,13 +66,33 @@ def sql_str(value: str | os.PathLike) -> str:
 class Warehouse:
     """Reads and writes the warehouse tables of one clipflow home."""
 
-    def __init__(self, home: str | os.PathLike):
+    def __init__(
+        self,
+        home: str | os.PathLike,
+        *,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+    ):
         self.home = Path(home)
         self.root = self.home / "warehouse"
+        self.threads = threads
+        self.memory_limit = check_memory_limit(memory_limit) if memory_limit else None
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    def connect(self, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+        """A new DuckDB connection with this warehouse's limits (`memory_limit` overrides)."""
+        return connect(self.threads, memory_limit or self.memory_limit)
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The connection `read` and `write` use (made on first use)."""
+        if self._con is None:
+            self._con = self.connect()
+        return self._con
 
     # -- paths -------------------------------------------------------------------------
     def table_dir(self, table: str) -> Path:
-        return self.root / table
+        return self.root / ident(table)
 
     def partition_dir(self, table: str, ds: str | date) -> Path:
         return self.table_dir(table) / f"ds={_ds(ds)}"
@@ -69,6 +116,54 @@ class Warehouse:
             f"(SELECT {columns} FROM read_parquet({sql_str(self.glob(table))}, "
             "hive_partitioning = true, union_by_name = true))"
         )
+
+    def has(self, table: str, ds: str | date) -> bool:
+        """Whether partition `ds` of `table` holds a file."""
+        part = self.partition_dir(table, ds)
+        return part.is_dir() and any(part.glob("*.parquet"))
+
+    def location(self, table: str, ds: str | date | None = None) -> str:
+        """Where a table (or one partition) lives, for a person: shown in the UI."""
+        return str(self.partition_dir(table, ds) if ds is not None else self.table_dir(table))
+
+    def partition_scan(self, table: str, ds: str | date, *, with_ds: bool = False) -> str:
+        """A SQL table expression over one partition's files (without `ds` unless asked)."""
+        files = sql_str(self.partition_dir(table, ds) / "*.parquet")
+        cols = "*" if with_ds else "* EXCLUDE (ds)"
+        return f"(SELECT {cols} FROM read_parquet({files}, union_by_name = true))"
+
+    def read(
+        self,
+        table: str,
+        ds: str | date,
+        *,
+        columns: Sequence[str] | None = None,
+        where: str | None = None,
+        params: Sequence | None = None,
+        limit: int | None = None,
+        with_ds: bool = False,
+    ) -> pa.Table:
+        """Rows of partition `ds` of `table` as Arrow (`ds` only if asked); an absent partition
+        gives FileNotFoundError. `where` is SQL written by clipflow's code with `?`
+        placeholders; every value goes in `params`, bound, never pasted."""
+        if not self.has(table, ds):
+            raise FileNotFoundError(f"no partition ds={_ds(ds)} of table {table}")
+        cols = ", ".join(ident(c) for c in columns) if columns else "*"
+        sql = f"SELECT {cols} FROM {self.partition_scan(table, ds, with_ds=with_ds)}"
+        if where:
+            sql += f" WHERE {where}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self.con.execute(sql, list(params or [])).to_arrow_table()
+
+    def write(self, table: str, ds: str | date, rows: pa.Table) -> int:
+        """Replace partition `ds` of `table` with the Arrow `rows` (atomically); row count."""
+        name = f"_rows_{uuid.uuid4().hex}"
+        self.con.register(name, rows)
+        try:
+            return self.write_partition(self.con, table, ds, f"SELECT * FROM {name}")
+        finally:
+            self.con.unregister(name)
 
     # -- writes ------------------------------------------------------------------------
     def _scratch(self) -> Path:
