@@ -154,7 +154,7 @@ class Warehouse:
             sql += f" WHERE {where}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return self.con.execute(sql, list(params or [])).to_arrow_table()
+        return self.con.sql(sql, params=list(params or [])).to_arrow_table()
 
     def write(self, table: str, ds: str | date, rows: pa.Table) -> int:
         """Replace partition `ds` of `table` with the Arrow `rows` (atomically); row count."""
