@@ -1,4 +1,4 @@
-"""Benchmark `ab`: the analysis of one experiment by `models.experiments.stats.analyze`.
+"""Benchmark `ab`: the analysis of one experiment by `models.experiments.aggregate.analyze`.
 
 The data: 10,000,000 users (times `scale`, at least 10,000) and 5 metric events per user
 on average (50,000,000 `user_metrics` rows at scale 1), written as the warehouse lays them
@@ -43,7 +43,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
-import models.experiments.stats as ab_stats
+import models.experiments.aggregate as ab_stats
 from bench.common import Record, Timer, log, peak_rss_mb, ratio_to_floor
 from models.core.warehouse import Warehouse, connect, sql_str
 from models.experiments.config import ExperimentConfig
@@ -185,7 +185,7 @@ def _check(result: dict, floor: dict, exp: ExperimentConfig, users: int) -> None
 
 @contextmanager
 def _spy(names: list[str]):
-    """Wall seconds spent in each `models.experiments.stats.<name>` (analyze looks them up by name)."""
+    """Wall seconds in each `models.experiments.aggregate.<name>` (analyze looks them up by name)."""
     spent, saved = dict.fromkeys(names, 0.0), {n: getattr(ab_stats, n) for n in names}
 
     def timed(*args, _name, **kwargs):

@@ -1,6 +1,6 @@
 """A/B experiments: the `experiments.yaml` config and deterministic variant assignment.
 
-Assignment is the scheme the synthetic generator uses (`models.synthetic.experiments`):
+Assignment (also what the synthetic generator, `models.synthetic.experiments`, uses):
 a user's bucket is the first 8 bytes of sha256(f"{experiment_id}:{user_id}"), big-endian,
 divided by 2**64, and the user gets the first variant whose cumulative weight exceeds it.
 The bucket depends on the experiment id, so two experiments split users independently.

@@ -6,58 +6,27 @@ three `user_metrics` rows at it: `sessions`, `clips_viewed` and `watch_time_s`, 
 with a, so a user's pre-period mean predicts the post-period mean (Pearson ~0.6).
 
 Experiment `exp_ranker_v2` runs from `start + min(3, days // 3)` days to the end of the range.
-90% of users arrive during it (assigned_at uniform in [start, end)); the variant is the
-deterministic hash bucket of `assign_variant`. `srm` drops that share of the treatment
-users' assignment rows (as a lossy logger would); those users stay untreated in the data.
+90% of users arrive during it (assigned_at uniform in [start, end)); the variant is the one
+serving would pick (`models.experiments.config.assign_variants`, a hash bucket). `srm` drops
+that share of the treatment users' assignment rows (as a lossy logger would); those users
+stay untreated in the data.
 After `assigned_at`, a treatment user's `watch_time_s` is multiplied by 1 + `ab_lift`;
 the secondary metrics do not move.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Mapping
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from models.experiments.config import assign_variants
 
 DAY_US = 86_400_000_000
 EXPERIMENT_ID = "exp_ranker_v2"
 VARIANTS = {"control": 0.5, "treatment": 0.5}
 METRICS = ("sessions", "clips_viewed", "watch_time_s")
 ARRIVAL_SHARE = 0.9
-
-
-def assign_bucket(experiment_id: str, user_id: str) -> float:
-    """The user's bucket in [0, 1): first 8 bytes of sha256("exp:user"), big-endian, / 2**64."""
-    digest = hashlib.sha256(f"{experiment_id}:{user_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def assign_variant(experiment_id: str, user_id: str, variants: Mapping[str, float]) -> str:
-    """The variant serving `user_id`: the first whose cumulative weight exceeds its bucket."""
-    return str(assign_variants(experiment_id, [user_id], variants)[0])
-
-
-def assign_variants(
-    experiment_id: str, user_ids: Iterable[str], variants: Mapping[str, float]
-) -> np.ndarray:
-    """`assign_variant` for many users at once; returns an array of variant names."""
-    names = list(variants)
-    buckets = (
-        np.array(
-            [
-                int.from_bytes(hashlib.sha256(f"{experiment_id}:{u}".encode()).digest()[:8], "big")
-                for u in user_ids
-            ],
-            dtype=np.uint64,
-        )
-        / 2.0**64
-    )
-    cumulative = np.cumsum([float(variants[n]) for n in names])
-    idx = np.minimum(np.searchsorted(cumulative, buckets, side="right"), len(names) - 1)
-    return np.array(names, dtype=object)[idx]
 
 
 def _iso(us: int) -> str:
@@ -104,7 +73,7 @@ def generate_experiments(
     activity = rng.normal(size=users)
     arrives = rng.random(users) < ARRIVAL_SHARE
     assigned_at = exp_start + rng.integers(0, end_us - exp_start, size=users)
-    variant = assign_variants(EXPERIMENT_ID, ids.to_pylist(), spec["variants"])
+    variant = assign_variants(spec, ids.to_pylist())
     treated = variant == "treatment"
     dropped = treated & (rng.random(users) < srm)
     keep = np.flatnonzero(arrives & ~dropped)

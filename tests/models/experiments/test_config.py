@@ -73,16 +73,13 @@ def test_assignment_is_frozen(user_id, two_arm, three_arm):
 def test_bucket_is_sha256_of_experiment_and_user():
     digest = hashlib.sha256(b"exp_ranker_v2:u000042").digest()
     assert assign_buckets("exp_ranker_v2", ["u000042"])[0] == int.from_bytes(digest[:8]) / 2**64
+    assert assign_buckets("exp_ranker_v2", ["u000001"])[0] == 0.05445041416504881  # frozen
 
 
-def test_matches_the_generator_and_accepts_a_config():
-    ids = [f"u{i:06d}" for i in range(1, 20_001)]
-    ours = assign_variants(THREE, ids)
-    theirs = gen.assign_variants(THREE["experiment_id"], ids, THREE["variants"])
-    assert (ours == theirs).all()
-    assert gen.assign_variant("exp_ranker_v2", "u000042", TWO["variants"]) == "treatment"
+def test_a_config_and_a_mapping_assign_alike():
+    ids = [f"u{i:06d}" for i in range(1, 51)]
     config = ExperimentConfig.from_dict(good(experiment_id="exp_ranker_v2"))
-    assert [assign_variant(config, u) for u in ids[:50]] == list(assign_variants(TWO, ids[:50]))
+    assert [assign_variant(config, u) for u in ids] == list(assign_variants(TWO, ids))
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from models.core.warehouse import Warehouse, connect
+from models.experiments.aggregate import analyze
 from models.experiments.config import ExperimentConfig, assign_variants
 from models.experiments.report import decision_text, metric_label, result_rows, write_report
-from models.experiments.stats import analyze
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 EXP = ExperimentConfig.from_dict(

@@ -1,0 +1,184 @@
+"""A/B aggregation in DuckDB over the warehouse: users per variant, per-user outcomes and
+the per-arm moments `models.experiments.stats` tests, and `analyze`, which puts the two together.
+
+Choices (also in the README):
+- Population: users assigned to the experiment with `start <= assigned_at <= min(end,
+  as_of)`; assignments to variants the config does not name are left out (and counted in
+  `unknown_variants`). Ingest keeps one assignment per (experiment, user).
+- Outcome y: per user, the sum of the metric's values with `assigned_at <= event_timestamp
+  <= min(end, as_of)`; a user with no events counts 0.
+- Pre-period x: the sum of the metric's values in the `pre_period_days` (default 14) before
+  `assigned_at`; a fixed lookback gives every user the same pre-period length.
+- All aggregation runs in DuckDB; Python receives per-arm moments only (n, means, sample
+  variances, covariance), which is all Welch and CUPED need.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from models.core.warehouse import Warehouse, sql_str
+from models.experiments.config import ExperimentConfig
+from models.experiments.stats import Moments, pool, summarize
+
+PRE_PERIOD_DAYS = 14
+DAY_US = 86_400_000_000
+
+
+def _sql_ts(t: datetime) -> str:
+    return f"TIMESTAMPTZ {sql_str(t.isoformat())}"
+
+
+def _assignments_sql(warehouse: Warehouse, exp: ExperimentConfig, stop: datetime) -> str:
+    lo, hi = exp.start.date() - timedelta(days=1), stop.date() + timedelta(days=1)
+    return f"""
+        SELECT user_id, variant, assigned_at
+        FROM {warehouse.scan("assignments", "experiment_id, user_id, variant, assigned_at, ds")}
+        WHERE experiment_id = {sql_str(exp.experiment_id)}
+          AND ds BETWEEN DATE '{lo}' AND DATE '{hi}'
+          AND assigned_at BETWEEN {_sql_ts(exp.start)} AND {_sql_ts(stop)}"""
+
+
+def _events_sql(warehouse: Warehouse, metrics: list[str], lo: datetime, hi: datetime) -> str:
+    """Events of `metrics` in [lo, hi], the metric as its index in `metrics` (column m)."""
+    if not warehouse.exists("user_metrics"):
+        return (
+            "SELECT NULL::VARCHAR AS user_id, NULL::UTINYINT AS m, NULL::BIGINT AS ts, "
+            "NULL::DOUBLE AS value WHERE FALSE"
+        )
+    cases = " ".join(f"WHEN {sql_str(name)} THEN {i}" for i, name in enumerate(metrics))
+    d_lo, d_hi = lo.date() - timedelta(days=1), hi.date() + timedelta(days=1)
+    return f"""
+        SELECT user_id, (CASE metric {cases} END)::UTINYINT AS m,
+               epoch_us(event_timestamp) AS ts, value
+        FROM {warehouse.scan("user_metrics", "user_id, event_timestamp, metric, value, ds")}
+        WHERE metric IN ({", ".join(sql_str(name) for name in metrics)})
+          AND ds BETWEEN DATE '{d_lo}' AND DATE '{d_hi}'
+          AND event_timestamp BETWEEN {_sql_ts(lo)} AND {_sql_ts(hi)}"""
+
+
+def _per_user_sql(
+    warehouse: Warehouse,
+    exp: ExperimentConfig,
+    metrics: list[str],
+    as_of: datetime,
+    pre_days: int,
+    join: str = "JOIN",
+) -> str:
+    """One row per assigned user (with an event, unless `join` is a LEFT JOIN): user_id,
+    v (the variant's index in the config) and y<i>, x<i> for each metric i.
+
+    Each joined event gets a slot (2 m for the outcome, 2 m + 1 for the pre-period) from
+    integer microseconds, so the per-user sums are cheap CASEs on one small integer."""
+    stop, pre_lo = min(exp.end, as_of), exp.start - timedelta(days=pre_days)
+    vcases = " ".join(f"WHEN {sql_str(name)} THEN {i}" for i, name in enumerate(exp.variants))
+    sums = ", ".join(
+        f"sum(CASE WHEN slot = {2 * i + k} THEN value ELSE 0 END) AS {'yx'[k]}{i}"
+        for i in range(len(metrics))
+        for k in (0, 1)
+    )
+    return f"""
+        SELECT user_id, any_value(v) AS v, {sums}
+        FROM (
+            SELECT a.user_id, a.v, e.value,
+                   (e.m * 2 + CASE WHEN e.ts >= a.a_us THEN 0
+                                   WHEN e.ts >= a.a_us - {int(pre_days) * DAY_US} THEN 1
+                                   ELSE 255 END)::USMALLINT AS slot
+            FROM (
+                SELECT user_id, (CASE variant {vcases} END)::UTINYINT AS v,
+                       epoch_us(assigned_at) AS a_us
+                FROM ({_assignments_sql(warehouse, exp, stop)})
+                WHERE variant IN ({", ".join(sql_str(name) for name in exp.variants)})
+            ) a
+            {join} ({_events_sql(warehouse, metrics, pre_lo, stop)}) e
+                ON e.user_id = a.user_id AND e.ts >= a.a_us - {int(pre_days) * DAY_US}
+        )
+        GROUP BY user_id"""
+
+
+def assignment_counts(
+    con: duckdb.DuckDBPyConnection, warehouse: Warehouse, exp: ExperimentConfig, as_of: datetime
+) -> dict[str, int]:
+    """Users per variant (every variant logged, named in the config or not)."""
+    if not warehouse.exists("assignments"):
+        return {}
+    sql = _assignments_sql(warehouse, exp, min(exp.end, as_of))
+    return dict(con.execute(f"SELECT variant, count(*) FROM ({sql}) GROUP BY 1").fetchall())
+
+
+def user_outcomes(
+    con: duckdb.DuckDBPyConnection,
+    warehouse: Warehouse,
+    exp: ExperimentConfig,
+    metric: str,
+    as_of: datetime,
+    pre_period_days: int = PRE_PERIOD_DAYS,
+) -> pd.DataFrame:
+    """Per assigned user: user_id, variant, y (outcome) and x_pre (pre-period) of `metric`;
+    for inspection and small data (`analyze` reads only per-arm moments)."""
+    if not warehouse.exists("assignments"):
+        return pd.DataFrame({"user_id": [], "variant": [], "y": [], "x_pre": []})
+    sql = _per_user_sql(warehouse, exp, [metric], as_of, pre_period_days, join="LEFT JOIN")
+    df = con.execute(f"SELECT user_id, v, y0 AS y, x0 AS x_pre FROM ({sql}) ORDER BY user_id").df()
+    df.insert(1, "variant", np.array(list(exp.variants), dtype=object)[df.pop("v").to_numpy()])
+    return df
+
+
+def arm_moments(
+    con: duckdb.DuckDBPyConnection,
+    warehouse: Warehouse,
+    exp: ExperimentConfig,
+    as_of: datetime,
+    counts: dict[str, int] | None = None,
+    pre_period_days: int = PRE_PERIOD_DAYS,
+) -> dict[str, dict[str, Moments]]:
+    """{metric: {variant: Moments}} for every metric and configured variant, in one DuckDB
+    pass; users without events (the assigned users `counts` has beyond those with events)
+    join their arm as zeros."""
+    counts = assignment_counts(con, warehouse, exp, as_of) if counts is None else counts
+    metrics, names = exp.metrics, list(exp.variants)
+    found: dict[int, list] = {}
+    if counts:
+        sql = _per_user_sql(warehouse, exp, metrics, as_of, pre_period_days)
+        cols = ", ".join(
+            f"avg(y{i}), var_samp(y{i}), avg(x{i}), var_samp(x{i}), covar_samp(x{i}, y{i})"
+            for i in range(len(metrics))
+        )
+        for v, n, *vals in con.execute(
+            f"SELECT v, count(*), {cols} FROM ({sql}) GROUP BY v"
+        ).fetchall():
+            found[v] = [n, *(math.nan if x is None else float(x) for x in vals)]
+    out: dict[str, dict[str, Moments]] = {m: {} for m in metrics}
+    for v, name in enumerate(names):
+        n_events, vals = (found[v][0], found[v][1:]) if v in found else (0, [])
+        zeros = Moments(float(counts.get(name, 0) - n_events), 0.0, 0.0, 0.0, 0.0, 0.0)
+        for i, metric in enumerate(metrics):
+            parts = [zeros] + (
+                [Moments(float(n_events), *vals[5 * i : 5 * i + 5])] if n_events else []
+            )
+            out[metric][name] = pool(parts)
+    return out
+
+
+# DuckDB's memory for the analysis: a 10M-user experiment's per-user join spills past it,
+# so the whole process (DuckDB + Python) stays under 4 GB (bench/ab.py measures it)
+ANALYSIS_MEMORY_LIMIT = "3GB"
+
+
+def analyze(
+    con: duckdb.DuckDBPyConnection,
+    warehouse: Warehouse,
+    exp: ExperimentConfig,
+    as_of: datetime,
+    pre_period_days: int = PRE_PERIOD_DAYS,
+) -> dict:
+    """The A/B result of `exp` as of `as_of` in the contract's JSON shape (every variant vs
+    the control, for the primary and each secondary metric), plus the decision."""
+    counts = assignment_counts(con, warehouse, exp, as_of)
+    by_metric = arm_moments(con, warehouse, exp, as_of, counts, pre_period_days)
+    return summarize(exp, counts, by_metric, as_of, pre_period_days)
