@@ -17,14 +17,14 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import dagster as dg
-import duckdb
 import pyarrow as pa
 
 from assets.constants import DAILY_PARTITIONS, INGEST, OWNERS
 from assets.markdown import md_table
 from assets.resources import VideoMetadataResource, WarehouseResource
-from models.core.warehouse import Warehouse, sql_str
+from models.core.warehouse import Warehouse
 from models.ingest.day import QUARANTINE
+from models.ingest.quarantine import quarantine_rows
 from models.integrations.metadata_api import NOT_FOUND, URL_ENV, VIDEOS_PATH
 
 TABLE = "video_metadata"
@@ -41,15 +41,11 @@ SCHEMA = pa.schema(
 PREVIEW_ROWS = 5
 
 
-def _day_video_ids(con: duckdb.DuckDBPyConnection, wh: Warehouse, ds: str) -> list[str]:
-    part = wh.partition_dir("clips", ds)
-    if not any(part.glob("*.parquet")):
-        raise dg.Failure(f"no clips partition for {ds} in {part.parent}: materialize clips first")
-    rows = con.execute(
-        f"SELECT DISTINCT video_id FROM read_parquet({sql_str(part / '*.parquet')}) "
-        "WHERE video_id IS NOT NULL ORDER BY 1"
-    ).fetchall()
-    return [r[0] for r in rows]
+def _day_video_ids(wh: Warehouse, ds: str) -> list[str]:
+    if not wh.has("clips", ds):
+        raise dg.Failure(f"no clips partition for {ds}: materialize clips first")
+    ids = wh.read("clips", ds, columns=["video_id"]).column("video_id")
+    return sorted({v for v in ids.to_pylist() if v is not None})
 
 
 @dg.asset(
@@ -77,8 +73,8 @@ def video_metadata(
             }
         )
     ds, api = context.partition_key, metadata_api.url
-    wh, con = warehouse.get(), warehouse.connect()
-    ids = _day_video_ids(con, wh, ds)
+    wh = warehouse.get()
+    ids = _day_video_ids(wh, ds)
     problem = metadata_api.health() if ids else None  # a day without clips needs no API
     if problem:
         raise dg.Failure(
@@ -93,27 +89,9 @@ def video_metadata(
             metadata={"api": dg.MetadataValue.url(api), "videos": len(ids)},
         )
 
-    con.register("_fetched", pa.Table.from_pylist(rows, schema=SCHEMA))
-    written = wh.write_partition(con, TABLE, ds, "SELECT * FROM _fetched")
-    con.register(
-        "_failed",
-        pa.table(
-            {"video_id": list(failures), "reason": list(failures.values())},
-            schema=pa.schema([("video_id", pa.string()), ("reason", pa.string())]),
-        ),
-    )
-    wh.write_file(
-        con,
-        QUARANTINE,
-        ds,
-        TABLE,
-        f"""
-        SELECT {sql_str(TABLE)} AS table_name, {sql_str(api + VIDEOS_PATH)} AS source_file,
-               reason, to_json(struct_pack(video_id := video_id)) AS "row",
-               TIMESTAMPTZ {sql_str(datetime.now(UTC).isoformat())} AS detected_at
-        FROM _failed
-        """,
-    )
+    written = wh.write(TABLE, ds, pa.Table.from_pylist(rows, schema=SCHEMA))
+    failed = quarantine_rows(TABLE, api + VIDEOS_PATH, failures, "video_id", datetime.now(UTC))
+    wh.write(QUARANTINE, ds, failed, name=TABLE)
     if failures:
         context.log.warning(
             f"{len(failures)} of {len(ids)} videos quarantined: {_counts(failures)}"
@@ -128,7 +106,7 @@ def video_metadata(
         "dagster/row_count": written,
         "failed": len(failures),
         "api": dg.MetadataValue.url(api),
-        "path": dg.MetadataValue.path(str(wh.partition_dir(TABLE, ds))),
+        "path": dg.MetadataValue.path(wh.location(TABLE, ds)),
         "preview": dg.MetadataValue.md(
             md_table(["video_id", "title", "channel", "view_count", "like_count"], preview)
         ),

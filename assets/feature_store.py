@@ -69,9 +69,7 @@ def online_features(
 ) -> dg.MaterializeResult:
     from feature_repo.online_write import write_online
 
-    wh, con = warehouse.get(), warehouse.connect()
-    part = wh.partition_dir("clip_features", context.partition_key)
-    rows = con.sql(f"SELECT * EXCLUDE (ds) FROM read_parquet('{part}/*.parquet')").to_arrow_table()
+    rows = warehouse.get().read("clip_features", context.partition_key)
     res = write_online(feast.store(), rows, "clip_features")
     keys_per_s = res.written / res.seconds if res.seconds else 0.0
     context.log.info(
@@ -115,7 +113,8 @@ def training_set(
     warehouse: WarehouseResource,
     feast: FeastResource,
 ) -> dg.MaterializeResult:
-    wh, con = warehouse.get(), warehouse.connect()
+    wh = warehouse.get()
+    con = wh.con
     cutoff = day_end(context.partition_key)
     entities = entity_rows(con, wh, cutoff) if wh.exists("labels") else None
     if entities is None or entities.num_rows == 0:
@@ -137,11 +136,7 @@ def training_set(
     }
     if entities is not None:
         meta.update(_verify(con, wh, store, entities, table, config))
-        con.register("_training_set", table)
-        n = wh.write_partition(
-            con, "training_set", context.partition_key, "SELECT * FROM _training_set"
-        )
-        con.unregister("_training_set")
+        n = wh.write("training_set", context.partition_key, table)
         meta.update(
             {
                 "dagster/row_count": n,
@@ -152,9 +147,7 @@ def training_set(
                         table, ["clip_id", "event_timestamp", "quality_score", *PREVIEW_COLUMNS[2:]]
                     )
                 ),
-                "path": dg.MetadataValue.path(
-                    str(wh.partition_dir("training_set", context.partition_key))
-                ),
+                "path": dg.MetadataValue.path(wh.location("training_set", context.partition_key)),
             }
         )
     else:

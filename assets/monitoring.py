@@ -73,20 +73,19 @@ def drift_report(
     from models.features.clip_features import FEATURE_COLUMNS
     from models.monitoring import alerts, drift, performance
     from models.monitoring.report import write_report
+    from models.monitoring.scored import metrics_table, scored_rows
     from models.training import registry
 
     ds = context.partition_key
     day, end = date.fromisoformat(ds), day_end(ds)
-    wh, con = warehouse.get(), warehouse.connect()
+    wh = warehouse.get()
 
-    history = performance.history(con, wh, day, end, config.history_days)
-    con.register("_history", history)
-    wh.write_partition(con, "model_performance", ds, "SELECT * FROM _history")
-    con.unregister("_history")
+    history = performance.history(wh.con, wh, day, end, config.history_days)
+    wh.write("model_performance", ds, history)
     hist = history.to_pylist()
     perf = performance.pooled(hist, since=day - timedelta(days=config.performance_days - 1))
 
-    rows = _scored_rows(con, wh, ds, end)
+    rows = scored_rows(wh, ds, end)
     versions = sorted(set(rows.column("model_version").to_pylist())) if rows.num_rows else []
     reference = (
         registry.load_document(versions[-1], drift.REFERENCE_FILE, mlflow.uri) if versions else None
@@ -122,7 +121,7 @@ def drift_report(
     by_name = {a["name"]: a for a in found}
     json_path, html_path = write_report(report, reference, current, wh.home / "reports" / "drift")
 
-    n = _write_metrics(con, wh, ds, version, result)
+    n = wh.write("drift_metrics", ds, metrics_table(result, version))
     if result["dataset_drift"] or (result["prediction"] or {}).get("drifted"):
         events.publish(
             "drift_detected",
@@ -163,54 +162,6 @@ def drift_report(
             for a in found
         ],
     )
-
-
-def _scored_rows(con, wh, ds: str, end):
-    """The day-end clip_features rows of the clips the champion scored on `ds`, with
-    `score` and `model_version`."""
-    import pyarrow as pa
-
-    feats, scores = wh.partition_dir("clip_features", ds), wh.partition_dir("clip_scores", ds)
-    if not (feats.is_dir() and scores.is_dir()):
-        return pa.table({"model_version": pa.array([], pa.string())})
-    return con.sql(
-        f"""
-        SELECT f.* EXCLUDE (ds), s.score, s.model_version
-        FROM read_parquet('{feats}/*.parquet') f
-        JOIN (SELECT clip_id, score, model_version FROM read_parquet('{scores}/*.parquet')
-              WHERE model_alias = 'champion') s USING (clip_id)
-        WHERE f.event_timestamp = TIMESTAMPTZ '{end.isoformat()}'
-        """
-    ).to_arrow_table()
-
-
-def _write_metrics(con, wh, ds: str, version: str, result: dict) -> int:
-    import pyarrow as pa
-
-    entries = {
-        **result["features"],
-        **({"prediction": result["prediction"]} if result["prediction"] else {}),
-    }
-    table = pa.Table.from_pylist(
-        [
-            {
-                "feature": name,
-                "kind": r["kind"],
-                "method": r["method"],
-                "statistic": r["statistic"],
-                "threshold": float(r["threshold"]),
-                "drifted": r["drifted"],
-                "missing_reference": float(r["missing_reference"]),
-                "missing_current": float(r["missing_current"]),
-                "model_version": version,
-            }
-            for name, r in entries.items()
-        ]
-    )
-    con.register("_drift", table)
-    n = wh.write_partition(con, "drift_metrics", ds, "SELECT * FROM _drift")
-    con.unregister("_drift")
-    return n
 
 
 def _table(features: dict) -> str:

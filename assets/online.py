@@ -31,7 +31,8 @@ def push_fresh_features(
 
     by_path = {f.path: f for f in list_files(landing.path, ENGAGEMENT)}
     files = [by_path[p] for p in config.files if p in by_path]
-    rows = fresh_features(warehouse.connect(), warehouse.get(), files)
+    wh = warehouse.get()
+    rows = fresh_features(wh.con, wh, files)
     store = feast.store()
     views = [
         fv.name

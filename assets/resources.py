@@ -14,23 +14,31 @@ from models.core import settings
 from models.core.redis_url import redis_client
 from models.core.warehouse import Warehouse
 from models.integrations import events
-from models.integrations.metadata_api import KEY_ENV, URL_ENV, MetadataClient
+from models.integrations.metadata_api import KEY_ENV, MetadataClient
 from models.integrations.webhooks import RetryPolicy
 
 
-class WarehouseResource(dg.ConfigurableResource):
-    """The Parquet warehouse under `$CLIPFLOW_HOME/warehouse`, queried with DuckDB.
-
-    `home` empty means `CLIPFLOW_HOME` (resolved when a run starts, not at import).
-    """
+class HomeResource(dg.ConfigurableResource):
+    """A resource whose paths derive from one clipflow home: `home` empty means
+    `CLIPFLOW_HOME`, resolved when a run starts (never at import). `clipflow_resources`
+    builds every resource on the same home."""
 
     home: str = ""
-    threads: int = 2
-    memory_limit: str = "4GB"
+
+    def settings(self) -> settings.Settings:
+        return settings.current(self.home or None)
 
     @property
     def home_path(self) -> Path:
-        return Path(self.home).resolve() if self.home else settings.current().home
+        return self.settings().home
+
+
+class WarehouseResource(HomeResource):
+    """The Parquet warehouse under `<home>/warehouse`, queried with DuckDB (the one table
+    seam: models/core/warehouse.py)."""
+
+    threads: int = 2
+    memory_limit: str = "4GB"  # a size such as 4GB or 512MiB, checked before it reaches SQL
 
     def get(self) -> Warehouse:
         """The warehouse of this home (its `memory_limit` checked: a size such as 4GB)."""
@@ -54,22 +62,22 @@ class LandingResource(dg.ConfigurableResource):
         )
 
 
-class FeastResource(dg.ConfigurableResource):
-    """The Feast feature store of CONTRACT §4, configured by `feature_repo.config` from the
-    environment (`CLIPFLOW_HOME`, `CLIPFLOW_REDIS`): the connection string, which may hold
-    a password, never appears in run config or the UI."""
+class FeastResource(HomeResource):
+    """The Feast feature store of docs/contract.md §4 on this home, configured by
+    `feature_repo.config` (the online store from `CLIPFLOW_REDIS`: the connection string,
+    which may hold a password, never appears in run config or the UI)."""
 
     def store(self):
         from feature_repo.config import feature_store
 
-        return feature_store()
+        return feature_store(self.settings())
 
     def online_kind(self) -> str:
-        return "redis" if settings.current().redis else "sqlite"
+        return "redis" if self.settings().redis else "sqlite"
 
     def ping_online(self) -> str | None:
         """None when the online store answers, else why not (Redis only can be down)."""
-        s = settings.current()
+        s = self.settings()
         if not s.redis:
             return None
         import redis
@@ -82,15 +90,15 @@ class FeastResource(dg.ConfigurableResource):
             return f"Redis online store unreachable: {type(e).__name__}: {e}"
 
 
-class MlflowResource(dg.ConfigurableResource):
+class MlflowResource(HomeResource):
     """The MLflow tracking and registry store (`MLFLOW_TRACKING_URI`, default a SQLite file
-    under `$CLIPFLOW_HOME`); empty `tracking_uri` means the environment's."""
+    under the home); empty `tracking_uri` means the environment's."""
 
     tracking_uri: str = ""
 
     @property
     def uri(self) -> str:
-        return self.tracking_uri or settings.current().mlflow_uri
+        return self.tracking_uri or self.settings().mlflow_uri
 
     def client(self):
         from mlflow import MlflowClient
@@ -104,10 +112,10 @@ class MlflowResource(dg.ConfigurableResource):
         registry (`mlartifacts/` beside a SQLite file) or to an MLflow server (http)."""
         if self.uri.startswith(("sqlite:", "http:", "https:", "databricks")):
             return None
-        return (settings.current().home / "mlartifacts").as_uri()
+        return (self.home_path / "mlartifacts").as_uri()
 
 
-class NotifierResource(dg.ConfigurableResource):
+class NotifierResource(HomeResource):
     """Where alerts go: a WARNING log line (in the run's logs in the UI) and one JSON line
     appended to `alerts_file` (default `$CLIPFLOW_HOME/alerts/alerts.jsonl`), which a
     person can tail and a webhook or event publisher can follow."""
@@ -118,7 +126,7 @@ class NotifierResource(dg.ConfigurableResource):
     def path(self) -> Path:
         if self.alerts_file:
             return Path(self.alerts_file).resolve()
-        return settings.current().home / "alerts" / "alerts.jsonl"
+        return self.home_path / "alerts" / "alerts.jsonl"
 
     def notify(self, kind: str, message: str, **details) -> dict:
         import json
@@ -156,7 +164,7 @@ class EventsResource(dg.ConfigurableResource):
             return None
 
 
-class WebhooksResource(dg.ConfigurableResource):
+class WebhooksResource(HomeResource):
     """Webhook subscribers, the deliveries database and the retry policy.
 
     `subscribers_file` empty: `$CLIPFLOW_WEBHOOKS`, else `$CLIPFLOW_HOME/webhooks.yaml`;
@@ -172,23 +180,20 @@ class WebhooksResource(dg.ConfigurableResource):
 
     @property
     def subscribers_path(self) -> Path:
-        path = self.subscribers_file or os.environ.get("CLIPFLOW_WEBHOOKS")
-        return Path(path).resolve() if path else settings.current().home / "webhooks.yaml"
+        if self.subscribers_file:
+            return Path(self.subscribers_file).resolve()
+        return self.settings().webhooks_file or self.home_path / "webhooks.yaml"
 
     @property
     def db_path(self) -> Path:
-        return (
-            Path(self.db_file).resolve()
-            if self.db_file
-            else settings.current().home / "webhooks.db"
-        )
+        return Path(self.db_file).resolve() if self.db_file else self.home_path / "webhooks.db"
 
     def policy(self) -> RetryPolicy:
         return RetryPolicy(self.base_s, self.cap_s, self.max_attempts, self.timeout_s)
 
     def event_stream(self):
         """A Redis client for the event stream, None when `CLIPFLOW_REDIS` is unset."""
-        connection = settings.current().redis
+        connection = self.settings().redis
         if not connection:
             return None
         # one try, 2 s at most: the next tick is the retry (redis-py's default retries with
@@ -222,7 +227,7 @@ class VideoMetadataResource(dg.ConfigurableResource):
     def client(self) -> MetadataClient:
         if self._client is None:
             self._client = MetadataClient(
-                base_url=self.base_url or os.environ.get(URL_ENV, ""),
+                base_url=self.base_url or settings.current().metadata_url,
                 api_key=self.api_key or os.environ.get(KEY_ENV, ""),
                 timeout_s=self.timeout_s,
                 max_retries=self.max_retries,
@@ -252,3 +257,17 @@ class VideoMetadataResource(dg.ConfigurableResource):
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def clipflow_resources(home: str = "", landing_dir: str = "") -> dict[str, dg.ConfigurableResource]:
+    """Every resource the assets take, on one home (empty: `CLIPFLOW_HOME` at run time)."""
+    return {
+        "warehouse": WarehouseResource(home=home),
+        "landing": LandingResource(landing_dir=landing_dir),
+        "feast": FeastResource(home=home),
+        "mlflow": MlflowResource(home=home),
+        "notifier": NotifierResource(home=home),
+        "events": EventsResource(),
+        "webhooks": WebhooksResource(home=home),
+        "metadata_api": VideoMetadataResource(),
+    }

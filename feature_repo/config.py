@@ -1,8 +1,8 @@
 """The one place that builds the Feast configuration of clipflow (CONTRACT §4).
 
-Everything comes from `models.core.settings.current()`: the registry and the SQLite online
-store live under `$CLIPFLOW_HOME/feast/`; the online store is Redis when `CLIPFLOW_REDIS`
-is set. `feast` is imported inside the functions (it takes seconds to import), so importing
+Everything comes from a `Settings` (models/core/settings.py; the current environment when
+none is given, as for the `feast` CLI): the registry and the SQLite online store live under
+`<home>/feast/`; the online store is Redis when `CLIPFLOW_REDIS` is set. `feast` is imported inside the functions (it takes seconds to import), so importing
 this module is cheap.
 
 The `feast` CLI reads the same configuration from a generated YAML file:
@@ -13,7 +13,6 @@ The `feast` CLI reads the same configuration from a generated YAML file:
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,27 +25,24 @@ if TYPE_CHECKING:
     from feast import FeatureStore, RepoConfig
 
 PROJECT = FEAST_PROJECT
+STORE_TYPE = "feature_repo.online_store.FastRedisOnlineStore"
 REPO_DIR = Path(__file__).resolve().parent
 REGISTRY_CACHE_TTL_S = 60
 _REDIS_VAR = "${CLIPFLOW_REDIS}"
 
 
-def feast_dir() -> Path:
-    """`$CLIPFLOW_HOME/feast`: the registry, the SQLite online store, the CLI's YAML."""
-    return current().home / "feast"
+def feast_dir(s: Settings | None = None) -> Path:
+    """`<home>/feast`: the registry, the SQLite online store, the CLI's YAML."""
+    return (s or current()).home / "feast"
 
 
 def _config_dict(settings: Settings, *, redis_placeholder: bool = False) -> dict[str, Any]:
     home = settings.home / "feast"
     if settings.redis:
-        import os
-
         conn = _REDIS_VAR if redis_placeholder else settings.redis
         # Feast's Redis store with a faster read path on the same data (online_store.py);
         # CLIPFLOW_FEAST_STOCK_READ=1 selects Feast's own ("redis"), e.g. to compare.
-        kind = "feature_repo.online_store.FastRedisOnlineStore"
-        if os.environ.get("CLIPFLOW_FEAST_STOCK_READ") == "1":
-            kind = "redis"
+        kind = "redis" if settings.feast_stock_read else STORE_TYPE
         online: dict[str, Any] = {"type": kind, "connection_string": conn}
     else:
         online = {"type": "sqlite", "path": str(home / "online.db")}
@@ -64,48 +60,53 @@ def _config_dict(settings: Settings, *, redis_placeholder: bool = False) -> dict
     }
 
 
-def repo_config() -> RepoConfig:
-    """The Feast `RepoConfig` for the current environment."""
+def repo_config(s: Settings | None = None) -> RepoConfig:
+    """The Feast `RepoConfig` of `s` (default: the current environment)."""
     from feast import RepoConfig
 
-    return RepoConfig(**_config_dict(current()), repo_path=REPO_DIR)
+    return RepoConfig(**_config_dict(s or current()), repo_path=REPO_DIR)
 
 
-def feature_store() -> FeatureStore:
-    """A `FeatureStore` on the current home (creates `$CLIPFLOW_HOME/feast/`)."""
+def feature_store(s: Settings | None = None) -> FeatureStore:
+    """A `FeatureStore` on the home of `s` (creates `<home>/feast/`)."""
     from feast import FeatureStore
 
-    feast_dir().mkdir(parents=True, exist_ok=True)
-    return FeatureStore(repo_path=str(REPO_DIR), config=repo_config())
+    s = s or current()
+    feast_dir(s).mkdir(parents=True, exist_ok=True)
+    return FeatureStore(repo_path=str(REPO_DIR), config=repo_config(s))
 
 
-def write_feature_store_yaml(path: str | Path | None = None) -> Path:
+def write_feature_store_yaml(path: str | Path | None = None, s: Settings | None = None) -> Path:
     """Write the same configuration as `feature_store.yaml` for the `feast` CLI.
 
     Default path `$CLIPFLOW_HOME/feast/feature_store.yaml`. A Redis connection string is
     written as `'${CLIPFLOW_REDIS}'` (it may hold a password), so the CLI must run with
     that variable set; Feast expands it when it loads the file.
     """
-    path = Path(path) if path else feast_dir() / "feature_store.yaml"
+    s = s or current()
+    path = Path(path) if path else feast_dir(s) / "feature_store.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(_config_dict(current(), redis_placeholder=True), sort_keys=False)
+    text = yaml.safe_dump(_config_dict(s, redis_placeholder=True), sort_keys=False)
     # single-quoted, so that the expanded string stays one YAML string (`#`, `: `)
     text = text.replace(f": {_REDIS_VAR}\n", f": '{_REDIS_VAR}'\n")
     path.write_text(text)
     return path
 
 
-def repo_objects() -> list:
-    """The Feast objects of `feature_repo.repo`, with data-source paths on the current home.
+def repo_objects(home: Path | None = None) -> list:
+    """The Feast objects of `feature_repo.repo`, with data-source paths on `home` (default:
+    the current environment's).
 
-    The objects are module-level, so their paths were fixed at first import; when
-    `CLIPFLOW_HOME` changed since (tests, `clipflow run --home`), the repo is re-imported.
+    The objects are module-level (Feast's layout), so their paths were fixed at first import
+    from the environment; for another home (tests, `clipflow run --home`, a resource's
+    `home`) the sources are pointed at its warehouse.
     """
-    from feature_repo import data_sources, entities, feature_services, feature_views, repo
+    from feature_repo import data_sources, repo
 
-    if data_sources.clip_features_source.path != data_sources.warehouse_glob("clip_features"):
-        for module in (entities, data_sources, feature_views, feature_services, repo):
-            importlib.reload(module)
+    home = home or current().home
+    for source in (data_sources.clip_features_source, data_sources.clip_scores_source):
+        table = source.name.removesuffix("_source")
+        source.file_options.uri = data_sources.warehouse_glob(table, home)
     return list(repo.OBJECTS)
 
 
@@ -122,7 +123,7 @@ def apply(store: FeatureStore | None = None) -> dict[str, list[str]]:
     from feast.repo_operations import extract_objects_for_apply_delete
 
     store = store or feature_store()
-    objects = repo_objects()
+    objects = repo_objects(Path(store.config.registry.path).parent.parent)  # <home>/feast/
     contents = RepoContents(
         projects=[o for o in objects if isinstance(o, Project)],
         data_sources=[o for o in objects if isinstance(o, DataSource)],

@@ -11,6 +11,8 @@ not a bare partitioned directory.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from feast import FileSource, PushSource
 from feast.data_format import ParquetFormat
 
@@ -18,9 +20,9 @@ from feature_repo.entities import OWNER_TAGS
 from models.core import settings
 
 
-def warehouse_glob(table: str) -> str:
-    """`$CLIPFLOW_HOME/warehouse/<table>/**/*.parquet`, absolute."""
-    return str(settings.current().home / "warehouse" / table / "**" / "*.parquet")
+def warehouse_glob(table: str, home: Path | None = None) -> str:
+    """`<home>/warehouse/<table>/**/*.parquet`, absolute (`home` default: `CLIPFLOW_HOME`)."""
+    return str((home or settings.current().home) / "warehouse" / table / "**" / "*.parquet")
 
 
 clip_features_source = FileSource(

@@ -8,16 +8,7 @@ from assets.feature_store import feature_store_assets
 from assets.features import feature_assets, feature_checks
 from assets.ingest import ingest_assets, ingest_checks
 from assets.monitoring import monitoring_assets
-from assets.resources import (
-    EventsResource,
-    FeastResource,
-    LandingResource,
-    MlflowResource,
-    NotifierResource,
-    VideoMetadataResource,
-    WarehouseResource,
-    WebhooksResource,
-)
+from assets.resources import clipflow_resources
 from assets.scoring import scoring_assets
 from assets.training import training_assets
 from pipelines.jobs import ingest_job, nightly_job, nightly_schedule, online_push_job, training_job
@@ -42,14 +33,6 @@ defs = dg.Definitions(
     # in-process: see pipelines.jobs (a day is a chain of steps; ~50 ms a step, not ~1.7 s)
     executor=dg.in_process_executor,
     sensors=[online_push_sensor, retrain_on_drift_sensor, *webhook_sensors],
-    resources={
-        "warehouse": WarehouseResource(),
-        "landing": LandingResource(),
-        "feast": FeastResource(),
-        "mlflow": MlflowResource(),
-        "notifier": NotifierResource(),
-        "events": EventsResource(),
-        "webhooks": WebhooksResource(),
-        "metadata_api": VideoMetadataResource(),
-    },
+    # every resource on one home: CLIPFLOW_HOME, resolved when a run starts
+    resources=clipflow_resources(),
 )

@@ -13,6 +13,13 @@ Dagster UI, `clipflow run` and the tests all resolve the same variables the same
 | `CLIPFLOW_NIGHTLY_AT` | `02:00` | when (UTC) `nightly_schedule` fires; read when the code location loads |
 | `MLFLOW_TRACKING_URI` | `sqlite:///$CLIPFLOW_HOME/mlflow.db` | the MLflow tracking/registry store |
 | `DAGSTER_HOME` | `$CLIPFLOW_HOME/dagster` | the Dagster instance the CLI and the UI share |
+| `CLIPFLOW_WEBHOOKS` | `$CLIPFLOW_HOME/webhooks.yaml` | webhook subscribers |
+| `CLIPFLOW_METADATA_URL` | unset | the video metadata API; unset: `video_metadata` does nothing |
+| `CLIPFLOW_FEAST_STOCK_READ` | unset | `1`: Feast's own Redis reads instead of the fast path |
+
+Secrets (`CLIPFLOW_METADATA_API_KEY`, webhook secrets, passwords inside `CLIPFLOW_REDIS`)
+are read by the resource that sends them, when it sends them, and are never part of
+`Settings`, run config or logs.
 """
 
 from __future__ import annotations
@@ -54,14 +61,18 @@ class Settings:
     dagster_home: Path
     retrain_cooldown_days: int = 7  # retrain-on-drift: at most once per this many days
     nightly_at: str = "02:00"  # HH:MM UTC of the nightly schedule
+    webhooks_file: Path | None = None  # CLIPFLOW_WEBHOOKS; None: $CLIPFLOW_HOME/webhooks.yaml
+    metadata_url: str = ""  # CLIPFLOW_METADATA_URL; empty: no metadata API
+    feast_stock_read: bool = False  # CLIPFLOW_FEAST_STOCK_READ=1: Feast's own Redis reads
 
 
-def current() -> Settings:
-    """Resolve the environment from the process environment (call at run time)."""
+def current(home: str | os.PathLike | None = None) -> Settings:
+    """Resolve the environment from the process environment (call at run time). `home`
+    overrides `CLIPFLOW_HOME`, and every path derived from the home follows it."""
     env = os.environ.get("CLIPFLOW_ENV") or (
         "ci" if os.environ.get("CI", "").lower() == "true" else "local"
     )
-    home = Path(os.environ.get("CLIPFLOW_HOME") or ".clipflow").resolve()
+    home = Path(home or os.environ.get("CLIPFLOW_HOME") or ".clipflow").resolve()
     landing = Path(os.environ.get("CLIPFLOW_LANDING_DIR") or "data/landing").resolve()
     mlflow_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster").resolve()
@@ -75,6 +86,9 @@ def current() -> Settings:
         dagster_home,
         cooldown,
         os.environ.get("CLIPFLOW_NIGHTLY_AT", "").strip() or "02:00",
+        Path(os.environ["CLIPFLOW_WEBHOOKS"]).resolve() if os.environ.get("CLIPFLOW_WEBHOOKS") else None,
+        os.environ.get("CLIPFLOW_METADATA_URL", "").strip(),
+        os.environ.get("CLIPFLOW_FEAST_STOCK_READ") == "1",
     )
 
 

@@ -156,14 +156,18 @@ class Warehouse:
             sql += f" LIMIT {int(limit)}"
         return self.con.sql(sql, params=list(params or [])).to_arrow_table()
 
-    def write(self, table: str, ds: str | date, rows: pa.Table) -> int:
-        """Replace partition `ds` of `table` with the Arrow `rows` (atomically); row count."""
-        name = f"_rows_{uuid.uuid4().hex}"
-        self.con.register(name, rows)
+    def write(self, table: str, ds: str | date, rows: pa.Table, *, name: str | None = None) -> int:
+        """Replace partition `ds` of `table` with the Arrow `rows` (atomically); row count.
+        With `name`, replace only that writer's file of the partition (see `write_file`)."""
+        view = f"_rows_{uuid.uuid4().hex}"
+        self.con.register(view, rows)
         try:
-            return self.write_partition(self.con, table, ds, f"SELECT * FROM {name}")
+            query = f"SELECT * FROM {view}"
+            if name is not None:
+                return self.write_file(self.con, table, ds, name, query)
+            return self.write_partition(self.con, table, ds, query)
         finally:
-            self.con.unregister(name)
+            self.con.unregister(view)
 
     # -- writes ------------------------------------------------------------------------
     def _scratch(self) -> Path:
@@ -201,7 +205,7 @@ class Warehouse:
         """Replace one named file inside partition `ds` (tables shared by several writers,
         such as `quarantine`, keep one file per writer); an empty result removes it."""
         target_dir = self.partition_dir(table, ds)
-        target = target_dir / f"{name}.parquet"
+        target = target_dir / f"{ident(name)}.parquet"
         scratch = self._scratch()
         out = scratch / target.name
         con.execute(

@@ -197,7 +197,7 @@ def _default_scorer(s):
     from models.serving.scorer import Scorer
 
     experiments, _ = load_experiments(s.landing_dir / "experiments" / "experiments.yaml")
-    return Scorer(feature_store(), s.mlflow_uri, experiments)
+    return Scorer(feature_store(s), s.mlflow_uri, experiments)
 
 
 def _ping_redis(url: str | None) -> str:
