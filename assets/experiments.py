@@ -8,6 +8,8 @@ aliases decides `ship` for the variant served by `challenger`, the challenger be
 champion through the checked alias move, tagged with the experiment id.
 """
 
+from dataclasses import dataclass
+
 import dagster as dg
 
 from assets.constants import DAILY_PARTITIONS, EXPERIMENTS, OWNERS, day_end
@@ -30,25 +32,35 @@ def shipped_variant(result: dict) -> str | None:
     return max(ups, key=lambda m: m["lift"])["variant"] if ups else None
 
 
-def promote_from_experiment(client, exp, result, uri: str) -> str:
+@dataclass(frozen=True)
+class Promotion:
+    """What an experiment's result did to the aliases: `version` became champion when
+    `promoted`; `reason` says what happened, in words, either way."""
+
+    promoted: bool
+    version: str | None
+    reason: str
+
+
+def promote_from_experiment(client, exp, result, uri: str) -> Promotion:
     """Move champion to the challenger when the shipped variant is served by `challenger`."""
     from models.training import registry
 
     variant = shipped_variant(result)
     if variant is None or exp.model_aliases.get(variant) != registry.CHALLENGER:
-        return "no promotion"
+        return Promotion(False, None, "no promotion")
     current = registry.aliases(client) or {}
     challenger, champion = current.get(registry.CHALLENGER), current.get(registry.CHAMPION)
     if challenger is None:
-        return "no challenger to promote"
+        return Promotion(False, None, "no challenger to promote")
     if not registry.promote(
         client, challenger, f"A/B experiment {exp.experiment_id}: ship", champion, tracking_uri=uri
     ):
-        return "promotion lost a race: champion moved meanwhile"
+        return Promotion(False, None, "promotion lost a race: champion moved meanwhile")
     client.set_model_version_tag(
         registry.MODEL_NAME, challenger, "promoted_by_experiment", exp.experiment_id
     )
-    return f"champion <- v{challenger}"
+    return Promotion(True, challenger, f"champion <- v{challenger}")
 
 
 @dg.asset(
@@ -77,8 +89,7 @@ def ab_results(
     configs, errors = load_experiments(landing.path / "experiments" / "experiments.yaml")
     for e in errors:
         context.log.warning(f"experiment config {e.experiment}: {e.field}: {e.message}")
-    wh = warehouse.get()
-    con = wh.connect(memory_limit=ANALYSIS_MEMORY_LIMIT)
+    wh, con = warehouse.get(), warehouse.connect(memory_limit=ANALYSIS_MEMORY_LIMIT)
     reports = wh.home / "reports" / "ab"
     client = mlflow.client()
     from models.training import registry
@@ -100,18 +111,23 @@ def ab_results(
         events.publish(
             "experiment_decided",
             {"experiment_id": exp.experiment_id, "decision": result["decision"],
-             "as_of": result["analyzed_at"], "promotion": promotion},
+             "as_of": result["analyzed_at"], "promotion": promotion.reason},
         )  # fmt: skip
-        if promotion.startswith("champion <- v"):
+        if promotion.promoted:
             events.publish(
                 "model_promoted",
-                {"version": promotion.removeprefix("champion <- v"),
+                {"version": promotion.version,
                  "reason": f"A/B experiment {exp.experiment_id}: ship"},
             )  # fmt: skip
-        decisions[exp.experiment_id] = f"{result['decision']} ({promotion}) {html_path}"
+        decisions[exp.experiment_id] = f"{result['decision']} ({promotion.reason}) {html_path}"
         rows += result_rows(result)
     table = pa.Table.from_pylist(rows) if rows else None
-    n = wh.write("ab_results", context.partition_key, table) if table is not None else 0
+    if table is not None:
+        con.register("_ab", table)
+        n = wh.write_partition(con, "ab_results", context.partition_key, "SELECT * FROM _ab")
+        con.unregister("_ab")
+    else:
+        n = 0
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": n,

@@ -10,9 +10,10 @@ import duckdb
 import pytest
 from support import tiny_training_set
 
-from assets.experiments import ab_results, shipped_variant
+from assets.experiments import Promotion, ab_results, promote_from_experiment, shipped_variant
 from assets.ingest import ingest_assets
 from assets.resources import EventsResource, LandingResource, MlflowResource, WarehouseResource
+from models.experiments.config import ExperimentConfig
 from models.synthetic.landing import generate_landing
 from models.training import registry
 from models.training import train as training
@@ -78,3 +79,41 @@ def test_ab_results_writes_reports_and_decides(tmp_path, home, lift, srm, decisi
         assert tags["promoted_by_experiment"] == "exp_ranker_v2"
     else:
         assert now == {"champion": v1, "challenger": v2}
+
+
+def test_promote_from_experiment_says_what_it_did(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    trained = training.train(tiny_training_set(200), training.TrainParams(n_estimators=5))
+    scores = metrics(trained.y_holdout, trained.holdout_pred)
+    v1, v2 = (registry.log_and_register(trained, scores, None, None, uri) for _ in range(2))
+    client = registry._client(uri)
+    assert registry.promote(client, v1, "first model", expected_champion=None, tracking_uri=uri)
+    exp = ExperimentConfig.from_dict(
+        {
+            "experiment_id": "exp_p",
+            "name": "promotion",
+            "variants": {"control": 0.5, "treatment": 0.5},
+            "model_aliases": {"control": "champion", "treatment": "challenger"},
+            "start": "2026-01-01T00:00:00Z",
+            "end": "2026-01-08T00:00:00Z",
+            "primary_metric": "watch_time_s",
+            "min_sample_size": 1,
+            "confidence_level": 0.95,
+        }
+    )
+    up = {"primary": True, "significant": True, "lift": 1.0, "variant": "treatment"}
+    ship, no_ship = {"decision": "ship", "metrics": [up]}, {"decision": "no_ship", "metrics": [up]}
+
+    assert promote_from_experiment(client, exp, no_ship, uri) == Promotion(
+        False, None, "no promotion"
+    )
+    assert promote_from_experiment(client, exp, ship, uri) == Promotion(
+        False, None, "no challenger to promote"
+    )
+    assert registry.set_challenger(client, v2, "gate passed", tracking_uri=uri)
+    assert promote_from_experiment(client, exp, ship, uri) == Promotion(
+        True, v2, f"champion <- v{v2}"
+    )
+    assert registry.aliases(client) == {"champion": v2}
+    tags = client.get_model_version(registry.MODEL_NAME, v2).tags
+    assert tags["promoted_by_experiment"] == "exp_p"
