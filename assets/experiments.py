@@ -89,7 +89,8 @@ def ab_results(
     configs, errors = load_experiments(landing.path / "experiments" / "experiments.yaml")
     for e in errors:
         context.log.warning(f"experiment config {e.experiment}: {e.field}: {e.message}")
-    wh, con = warehouse.get(), warehouse.connect(memory_limit=ANALYSIS_MEMORY_LIMIT)
+    wh = warehouse.get()
+    con = wh.connect(memory_limit=ANALYSIS_MEMORY_LIMIT)
     reports = wh.home / "reports" / "ab"
     client = mlflow.client()
     from models.training import registry
@@ -122,12 +123,7 @@ def ab_results(
         decisions[exp.experiment_id] = f"{result['decision']} ({promotion.reason}) {html_path}"
         rows += result_rows(result)
     table = pa.Table.from_pylist(rows) if rows else None
-    if table is not None:
-        con.register("_ab", table)
-        n = wh.write_partition(con, "ab_results", context.partition_key, "SELECT * FROM _ab")
-        con.unregister("_ab")
-    else:
-        n = 0
+    n = wh.write("ab_results", context.partition_key, table) if table is not None else 0
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": n,
