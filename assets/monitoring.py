@@ -68,76 +68,53 @@ def drift_report(
     notifier: NotifierResource,
     events: EventsResource,
 ) -> dg.MaterializeResult:
-    from datetime import date, timedelta
-
-    from models.features.clip_features import FEATURE_COLUMNS
-    from models.monitoring import alerts, drift, performance
-    from models.monitoring.report import write_report
-    from models.monitoring.scored import metrics_table, scored_rows
-    from models.training import registry
+    from models.monitoring import alerts, drift
+    from models.monitoring.daily import monitor_day
 
     ds = context.partition_key
-    day, end = date.fromisoformat(ds), day_end(ds)
-    wh = warehouse.get()
-
-    history = performance.history(wh.con, wh, day, end, config.history_days)
-    wh.write("model_performance", ds, history)
-    hist = history.to_pylist()
-    perf = performance.pooled(hist, since=day - timedelta(days=config.performance_days - 1))
-
-    rows = scored_rows(wh, ds, end)
-    versions = sorted(set(rows.column("model_version").to_pylist())) if rows.num_rows else []
-    reference = (
-        registry.load_document(versions[-1], drift.REFERENCE_FILE, mlflow.uri) if versions else None
+    out = monitor_day(
+        warehouse.get(),
+        ds,
+        day_end(ds),
+        tracking_uri=mlflow.uri,
+        thresholds=drift.DriftThresholds(
+            numerical_method=config.numerical_method,
+            wasserstein=config.wasserstein_threshold,
+            psi=config.psi_threshold,
+            jensen_shannon=config.jensen_shannon_threshold,
+            drift_share=config.drift_share,
+        ),
+        limits=alerts.AlertThresholds(
+            rmse_ceiling=config.rmse_ceiling or None,
+            rmse_ratio=config.rmse_ratio,
+            min_labels=config.min_labels,
+            max_missing_increase=config.max_missing_increase,
+        ),
+        history_days=config.history_days,
+        performance_days=config.performance_days,
     )
-    if reference is None:
-        why = "no champion scores today" if not versions else f"v{versions[-1]} has no reference"
-        context.log.info(f"no drift report: {why}")
-        return _skipped(why, perf)
-
-    version = versions[-1]
-    current = drift.profile(rows, FEATURE_COLUMNS, predictions=rows.column("score").to_numpy())
-    thresholds = drift.DriftThresholds(
-        numerical_method=config.numerical_method,
-        wasserstein=config.wasserstein_threshold,
-        psi=config.psi_threshold,
-        jensen_shannon=config.jensen_shannon_threshold,
-        drift_share=config.drift_share,
-    )
-    result = drift.compare(reference, current, thresholds)
-    history_rows = [{**r, "scored_ds": r["scored_ds"].isoformat()} for r in hist]
-    report = drift.build_report(
-        ds, version, reference, current, result, thresholds, perf, history_rows
-    )
-    limits = alerts.AlertThresholds(
-        rmse_ceiling=config.rmse_ceiling or None,
-        rmse_ratio=config.rmse_ratio,
-        min_labels=config.min_labels,
-        max_missing_increase=config.max_missing_increase,
-    )
-    champion_rmse = registry.version_metric(version, "rmse", mlflow.uri)
-    found = alerts.evaluate(report, alerts.score_stats(rows["score"]), champion_rmse, limits)
-    report["alerts"] = [{k: a[k] for k in ("name", "passed", "message")} for a in found]
-    by_name = {a["name"]: a for a in found}
-    json_path, html_path = write_report(report, reference, current, wh.home / "reports" / "drift")
-
-    n = wh.write("drift_metrics", ds, metrics_table(result, version))
-    if result["dataset_drift"] or (result["prediction"] or {}).get("drifted"):
+    perf = out.perf
+    if out.skipped:
+        context.log.info(f"no drift report: {out.skipped}")
+        return _skipped(out.skipped, perf)
+    result, version, html_path = out.result, out.model_version, out.html_path
+    if out.drifted:
         events.publish(
             "drift_detected",
             {"ds": ds, "model_version": version, "dataset_drift": result["dataset_drift"],
              "drift_share": result["drift_share"], "features": result["drifted_features"],
              "report": str(html_path)},
         )  # fmt: skip
-    for a in found:
+    for a in out.alerts:
         if not a["passed"]:
             notifier.notify(
                 f"drift_report.{a['name']}", a["message"], ds=ds, model_version=version,
                 report=str(html_path),
             )  # fmt: skip
+    by_name = {a["name"]: a for a in out.alerts}
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": n,
+            "dagster/row_count": out.metrics_rows,
             "model_version": version,
             "dataset_drift": result["dataset_drift"],
             "drift_share": round(result["drift_share"], 4),
@@ -150,7 +127,7 @@ def drift_report(
             "n_labels": perf["n_labels"] if perf else 0,
             "features": dg.MetadataValue.md(_table(result["features"])),
             "report": dg.MetadataValue.path(str(html_path)),
-            "report_json": dg.MetadataValue.path(str(json_path)),
+            "report_json": dg.MetadataValue.path(str(out.json_path)),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -159,7 +136,7 @@ def drift_report(
                 severity=dg.AssetCheckSeverity.WARN,
                 metadata={"message": a["message"], "value": str(a["value"])},
             )
-            for a in found
+            for a in out.alerts
         ],
     )
 

@@ -1,0 +1,133 @@
+"""One day of monitoring as one library call: the performance history as labels arrive,
+the drift of the day's scored rows against the champion's reference profile, the alerts,
+the JSON + HTML report and the `drift_metrics` rows (the `drift_report` asset shows it).
+
+The rows compared are the `clip_features` day-end rows of the clips the champion scored
+that day, with the champion's scores; the reference was stored with the model when it was
+registered (models/monitoring/drift.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+
+from models.core.names import CHAMPION, FEATURE_COLUMNS
+from models.core.warehouse import Warehouse
+from models.monitoring import alerts, drift, performance
+
+
+@dataclass
+class DriftDay:
+    """What the day's monitoring found; `skipped` says why there is no report."""
+
+    perf: dict | None
+    skipped: str | None = None
+    model_version: str | None = None
+    result: dict = field(default_factory=dict)
+    alerts: list[dict] = field(default_factory=list)
+    json_path: Path | None = None
+    html_path: Path | None = None
+    metrics_rows: int = 0
+
+    @property
+    def drifted(self) -> bool:
+        return bool(
+            self.result.get("dataset_drift") or (self.result.get("prediction") or {}).get("drifted")
+        )
+
+
+def monitor_day(
+    warehouse: Warehouse,
+    ds: str,
+    end: datetime,
+    *,
+    tracking_uri: str,
+    thresholds: drift.DriftThresholds,
+    limits: alerts.AlertThresholds,
+    history_days: int,
+    performance_days: int,
+) -> DriftDay:
+    """Write the day's `model_performance` and, when the champion scored the day and has a
+    reference, its drift report and `drift_metrics`."""
+    from models.monitoring.report import write_report
+    from models.training import registry
+
+    day = date.fromisoformat(ds)
+    history = performance.history(warehouse.con, warehouse, day, end, history_days)
+    warehouse.write("model_performance", ds, history)
+    hist = history.to_pylist()
+    perf = performance.pooled(hist, since=day - timedelta(days=performance_days - 1))
+
+    rows = scored_rows(warehouse, ds, end)
+    versions = sorted(set(rows.column("model_version").to_pylist())) if rows.num_rows else []
+    reference = (
+        registry.load_document(versions[-1], drift.REFERENCE_FILE, tracking_uri)
+        if versions
+        else None
+    )
+    if reference is None:
+        why = "no champion scores today" if not versions else f"v{versions[-1]} has no reference"
+        return DriftDay(perf, skipped=why)
+
+    version = versions[-1]
+    current = drift.profile(rows, FEATURE_COLUMNS, predictions=rows.column("score").to_numpy())
+    result = drift.compare(reference, current, thresholds)
+    history_rows = [{**r, "scored_ds": r["scored_ds"].isoformat()} for r in hist]
+    report = drift.build_report(
+        ds, version, reference, current, result, thresholds, perf, history_rows
+    )
+    champion_rmse = registry.version_metric(version, "rmse", tracking_uri)
+    found = alerts.evaluate(report, alerts.score_stats(rows["score"]), champion_rmse, limits)
+    report["alerts"] = [{k: a[k] for k in ("name", "passed", "message")} for a in found]
+    json_path, html_path = write_report(
+        report, reference, current, warehouse.home / "reports" / "drift"
+    )
+    n = warehouse.write("drift_metrics", ds, metrics_table(result, version))
+    return DriftDay(perf, None, version, result, found, json_path, html_path, n)
+
+
+def scored_rows(warehouse: Warehouse, ds: str | date, end: datetime) -> pa.Table:
+    """The day-end `clip_features` rows of the clips the champion scored on `ds`, with
+    `score` and `model_version` (an empty table when either partition is missing)."""
+    if not (warehouse.has("clip_features", ds) and warehouse.has("clip_scores", ds)):
+        return pa.table({"model_version": pa.array([], pa.string())})
+    feats = warehouse.partition_scan("clip_features", ds)
+    scores = warehouse.partition_scan("clip_scores", ds)
+    return warehouse.con.sql(
+        f"""
+        SELECT f.*, s.score, s.model_version
+        FROM {feats} f
+        JOIN (SELECT clip_id, score, model_version FROM {scores} WHERE model_alias = $alias) s
+          USING (clip_id)
+        WHERE f.event_timestamp = $end
+        """,
+        params={"alias": CHAMPION, "end": end},
+    ).to_arrow_table()
+
+
+def metrics_table(result: dict, model_version: str) -> pa.Table:
+    """One `drift_metrics` row per feature (and the prediction) of a drift result."""
+    entries = {
+        **result["features"],
+        **({"prediction": result["prediction"]} if result["prediction"] else {}),
+    }
+    return pa.Table.from_pylist(
+        [
+            {
+                "feature": name,
+                "kind": r["kind"],
+                "method": r["method"],
+                "statistic": r["statistic"],
+                "threshold": float(r["threshold"]),
+                "drifted": r["drifted"],
+                "missing_reference": float(r["missing_reference"]),
+                "missing_current": float(r["missing_current"]),
+                "model_version": model_version,
+            }
+            for name, r in entries.items()
+        ]
+    )
