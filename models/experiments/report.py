@@ -4,18 +4,14 @@ check, and per metric an interval plot of the relative lift of each variant (PNG
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from pathlib import Path
 
-import numpy as np
 from matplotlib.figure import Figure
 
+from models.core.html import GREEN, GREY, RED, base_style, img, num, page, png, write_json_and_html
 from models.experiments.config import ExperimentConfig
-
-GREEN, RED, GREY = "#1a7f37", "#cf222e", "#57606a"
 
 
 def metric_label(metric: str) -> str:
@@ -129,13 +125,7 @@ def _plot(rows: list[dict], metric: str, conf: float) -> str:
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_xlabel(f"relative lift of {metric_label(metric)} vs control (%), {conf:.0%} CI")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def _num(v, fmt: str = ".4g") -> str:
-    return "n/a" if v is None else format(v, fmt)
+    return png(fig)
 
 
 def _metric_section(metric: str, rows: list[dict], conf: float) -> str:
@@ -145,22 +135,20 @@ def _metric_section(metric: str, rows: list[dict], conf: float) -> str:
         "<th>significant</th><th>CUPED</th><th>n control</th><th>n variant</th></tr>"
     )
     body = "".join(
-        f"<tr><td>{html.escape(r['variant'])}</td><td>{_num(r['control_mean'])}</td>"
-        f"<td>{_num(r['variant_mean'])}</td><td>{_num(r['lift'], '+.4g')}</td>"
+        f"<tr><td>{html.escape(r['variant'])}</td><td>{num(r['control_mean'])}</td>"
+        f"<td>{num(r['variant_mean'])}</td><td>{num(r['lift'], '+.4g')}</td>"
         f"<td>{_pct(r['relative_lift'])}</td>"
         f"<td>{_pct(r['relative_ci_low'])} to {_pct(r['relative_ci_high'])}</td>"
-        f"<td>{_num(r['p_value'], '.3g')}</td><td>{_num(r['p_value_adjusted'], '.3g')}</td>"
+        f"<td>{num(r['p_value'], '.3g')}</td><td>{num(r['p_value_adjusted'], '.3g')}</td>"
         f"<td>{'yes' if r['significant'] else 'no'}</td>"
         f"<td>{'yes, variance -' + _pct(r['variance_reduction'], False) if r['cuped'] else 'no'}"
         f"</td><td>{r['n_control']:,}</td><td>{r['n_variant']:,}</td></tr>"
         for r in rows
     )
     kind = "primary" if rows and rows[0]["primary"] else "secondary, BH-corrected"
-    img = _plot(rows, metric, conf)
     return (
         f"<h2>{html.escape(metric_label(metric))} per user <small>({kind})</small></h2>"
-        f'<img alt="lift of {html.escape(metric)}" src="data:image/png;base64,{img}">'
-        f"<table>{head}{body}</table>"
+        f"{img(f'lift of {metric}', _plot(rows, metric, conf))}<table>{head}{body}</table>"
     )
 
 
@@ -183,11 +171,8 @@ def _srm_section(srm: dict) -> str:
     )
 
 
-STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#1f2328}"
-    "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #d0d7de;"
-    "padding:4px 8px;text-align:right}th{background:#f6f8fa}.decision{font-size:1.2em;"
-    "padding:1em;border-left:6px solid #0969da;background:#f6f8fa}"
+STYLE = base_style(980, "4px 8px") + (
+    ".decision{font-size:1.2em;padding:1em;border-left:6px solid #0969da;background:#f6f8fa}"
 )
 
 
@@ -199,10 +184,7 @@ def render_html(result: dict, exp: ExperimentConfig) -> str:
         rows = [r for r in result["metrics"] if r["metric"] == metric]
         if rows:
             sections.append(_metric_section(metric, rows, conf))
-    title = f"A/B test {exp.experiment_id}: {exp.name}"
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-        f"</title><style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+    body = (
         f"<p>Analyzed as of {html.escape(result['analyzed_at'])}; experiment "
         f"{exp.start.isoformat()} to {exp.end.isoformat()}; control: "
         f"{html.escape(exp.control)}.</p>"
@@ -213,27 +195,14 @@ def render_html(result: dict, exp: ExperimentConfig) -> str:
         "user's pre-assignment total, so with CUPED the means shown are adjusted (the raw "
         "ones are in the JSON). The primary metric is uncorrected; secondary metrics "
         "use Benjamini-Hochberg. Intervals are not corrected for multiple testing."
-        "</small></p></body></html>"
+        "</small></p>"
     )
-
-
-def _json_default(v):
-    if isinstance(v, np.generic):
-        return v.item()
-    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
+    return page(f"A/B test {exp.experiment_id}: {exp.name}", STYLE, body)
 
 
 def write_report(result: dict, exp: ExperimentConfig, out_dir: str | Path) -> tuple[Path, Path]:
     """Write `<out_dir>/<experiment_id>.json` and `.html`; returns both paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / f"{exp.experiment_id}.json"
-    html_path = out / f"{exp.experiment_id}.html"
-    json_path.write_text(
-        json.dumps(result, indent=2, allow_nan=False, default=_json_default) + "\n"
-    )
-    html_path.write_text(render_html(result, exp))
-    return json_path, html_path
+    return write_json_and_html(result, render_html(result, exp), out_dir, exp.experiment_id)
 
 
 def result_rows(result: dict) -> list[dict]:

@@ -6,33 +6,35 @@ of the model's measured performance. Images are inline PNGs."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-import json
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-RED, GREY, BLUE, ORANGE = "#cf222e", "#57606a", "#0969da", "#bc4c00"
+from models.core.html import (
+    BLUE,
+    GREY,
+    ORANGE,
+    RED,
+    base_style,
+    img,
+    num,
+    page,
+    png,
+    write_json_and_html,
+)
+
 COLUMNS, DPI, BINS, TOP = 4, 75, 40, 10
 NOTE, DRIFTED = {"fontsize": 7, "va": "top", "color": GREY}, {"color": RED, "weight": "bold"}
 EMPTY = NOTE | {"color": RED, "fontsize": 8, "bbox": {"fc": "white", "ec": GREY, "pad": 2}}
 METHOD_SHORT = {"wasserstein": "W1/std", "psi": "PSI", "jensen_shannon": "JS"}
-STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#1f2328}"
-    "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #d0d7de;"
-    "padding:3px 8px;text-align:right}th{background:#f6f8fa}td.l{text-align:left}"
-    "tr.drift td{background:#ffebe9}.verdict{font-size:1.1em;padding:1em;"
+STYLE = base_style(1000, "3px 8px") + (
+    "td.l{text-align:left}tr.drift td{background:#ffebe9}.verdict{font-size:1.1em;padding:1em;"
     "border-left:6px solid #0969da;background:#f6f8fa}.verdict.bad{border-color:#cf222e}"
     "li.pass b{color:#1a7f37}li.fail b{color:#cf222e}img{max-width:100%}"
 )
-
-
-def _num(v, fmt: str = ".4g") -> str:
-    return "n/a" if v is None else format(v, fmt)
 
 
 def _mpl(s: str, width: int = 28) -> str:
@@ -57,12 +59,6 @@ def ranked(report: dict) -> list[tuple[str, dict]]:
 
 
 # -- plots -------------------------------------------------------------------------------
-def _png(fig: Figure) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
 def _numerical_panel(ax, ref: dict, cur: dict) -> list[str]:
     sides = [(ref.get("quantiles") or [], BLUE, "reference")]
     sides.append((cur.get("quantiles") or [], ORANGE, "current"))
@@ -139,7 +135,7 @@ def distributions_png(report: dict, reference: dict, current: dict) -> str | Non
             msg = "no values: " + ", ".join(empty)
             ax.text(0.98, 0.95, msg, transform=ax.transAxes, ha="right", **EMPTY)
         drifted, method = entry.get("drifted"), entry.get("method") or ""
-        stat = f"{METHOD_SHORT.get(method, method)} {_num(entry.get('statistic'), '.3g')}"
+        stat = f"{METHOD_SHORT.get(method, method)} {num(entry.get('statistic'), '.3g')}"
         # (an explicit title y skips a costly per-axes layout pass)
         title = f"{'DRIFT ' if drifted else ''}{_mpl(name)}\n{stat}"
         ax.set_title(title, fontsize=8, y=1.0, **(DRIFTED if drifted else {}))
@@ -150,7 +146,7 @@ def distributions_png(report: dict, reference: dict, current: dict) -> str | Non
     fig.subplots_adjust(
         left=0.05, right=0.99, top=1 - 0.75 / height, bottom=0.65 / height, hspace=0.75, wspace=0.25
     )
-    return _png(fig)
+    return png(fig)
 
 
 def history_png(history: list[dict]) -> str:
@@ -178,7 +174,7 @@ def history_png(history: list[dict]) -> str:
     ax.set_ylabel("error")
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 # -- html --------------------------------------------------------------------------------
@@ -201,15 +197,15 @@ def verdict_text(report: dict) -> str:
     else:
         parts.append(
             f"Prediction drift: {'yes' if pred.get('drifted') else 'no'} "
-            f"({pred.get('method')} {_num(pred.get('statistic'))}, "
-            f"threshold {_num(pred.get('threshold'))})."
+            f"({pred.get('method')} {num(pred.get('statistic'))}, "
+            f"threshold {num(pred.get('threshold'))})."
         )
     perf = report.get("performance")
     if perf is None:
         parts.append("Performance: no labels yet.")
     else:
         parts.append(
-            f"Performance: RMSE {_num(perf.get('rmse'))}, MAE {_num(perf.get('mae'))} "
+            f"Performance: RMSE {num(perf.get('rmse'))}, MAE {num(perf.get('mae'))} "
             f"on {perf.get('n_labels', 0):,} labels."
         )
     return " ".join(parts)
@@ -226,10 +222,10 @@ def _feature_rows(report: dict) -> str:
             f"<tr class='{'drift' if f.get('drifted') else 'ok'}'><td class='l'>"
             f"{html.escape(str(name))}</td><td class='l'>{html.escape(str(f.get('kind')))}</td>"
             f"<td class='l'>{html.escape(str(f.get('method')))}</td>"
-            f"<td>{_num(f.get('statistic'))}</td><td>{_num(f.get('threshold'))}</td>"
+            f"<td>{num(f.get('statistic'))}</td><td>{num(f.get('threshold'))}</td>"
             f"<td>{'<b>yes</b>' if f.get('drifted') else 'no'}</td>"
-            f"<td>{_num(f.get('missing_reference'), '.1%')} &rarr; "
-            f"{_num(f.get('missing_current'), '.1%')}</td>"
+            f"<td>{num(f.get('missing_reference'), '.1%')} &rarr; "
+            f"{num(f.get('missing_current'), '.1%')}</td>"
             f"<td class='l'>{html.escape(shown)}</td></tr>"
         )
     head = (
@@ -258,13 +254,12 @@ def render_html(report: dict, reference: dict, current: dict) -> str:
     ref_w, date = report.get("reference") or {}, str(report["date"])
     dist = distributions_png(report, reference, current)
     dist_html = (
-        f'<img alt="reference vs current distributions" src="data:image/png;base64,{dist}">'
-        if dist
-        else "<p>No profiles to plot.</p>"
+        img("reference vs current distributions", dist) if dist else "<p>No profiles to plot.</p>"
     )
+
     history = report.get("performance_history") or []
     hist_html = (
-        f'<img alt="performance history" src="data:image/png;base64,{history_png(history)}">'
+        img("performance history", history_png(history))
         if history
         else "<p>No performance history yet: no scored day has labels.</p>"
     )
@@ -273,12 +268,10 @@ def render_html(report: dict, reference: dict, current: dict) -> str:
     )
     bad = report["dataset_drift"] or bool((report.get("prediction") or {}).get("drifted"))
     rows = (ref_w.get("rows"), (report.get("current") or {}).get("rows"))
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Drift report {esc(date)}"
-        f"</title><style>{STYLE}</style></head><body><h1>Drift report {esc(date)}</h1>"
+    body = (
         f"<p>Model version {esc(str(report.get('model_version')))}; reference window "
         f"{esc(str(ref_w.get('start')))} to {esc(str(ref_w.get('end')))}; "
-        f"{_num(rows[0], ',')} reference rows, {_num(rows[1], ',')} current rows.</p>"
+        f"{num(rows[0], ',')} reference rows, {num(rows[1], ',')} current rows.</p>"
         f"<p class='verdict{' bad' if bad else ''}'>{esc(verdict_text(report))}</p>"
         f"<h2>Alerts</h2>{_alerts(report)}"
         f"<h2>Features</h2><p>Sorted by statistic / threshold, highest first.</p>"
@@ -291,25 +284,14 @@ def render_html(report: dict, reference: dict, current: dict) -> str:
         "the reference's deciles; categorical features by Jensen-Shannon distance, base 2 "
         "(new categories keep their mass). Missing values are left out of the distributions "
         "and shown as shares. Dataset drift when the share of drifted features reaches "
-        f"drift_share. Thresholds: {thresholds}.</small></p></body></html>"
+        f"drift_share. Thresholds: {thresholds}.</small></p>"
     )
-
-
-def _json_default(v):
-    if isinstance(v, np.generic):
-        return v.item()
-    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
+    return page(f"Drift report {date}", STYLE, body)
 
 
 def write_report(
     report: dict, reference: dict, current: dict, out_dir: str | Path
 ) -> tuple[Path, Path]:
     """Write `<out_dir>/<date>.json` (the report, not the profiles) and `<date>.html`."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path, html_path = out / f"{report['date']}.json", out / f"{report['date']}.html"
-    json_path.write_text(
-        json.dumps(report, indent=2, allow_nan=False, default=_json_default) + "\n"
-    )
-    html_path.write_text(render_html(report, reference, current))
-    return json_path, html_path
+    html_page = render_html(report, reference, current)
+    return write_json_and_html(report, html_page, out_dir, str(report["date"]))
