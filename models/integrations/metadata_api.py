@@ -34,8 +34,6 @@ as with `FeastResource`. In `pipelines/definitions.py`:
 
 from __future__ import annotations
 
-import email.utils
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -43,6 +41,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import requests
+
+from models.integrations.retry import full_jitter, retry_after_s
 
 URL_ENV = "CLIPFLOW_METADATA_URL"
 KEY_ENV = "CLIPFLOW_METADATA_API_KEY"
@@ -78,23 +78,6 @@ class TokenBucket:
         """No call starts in the next `seconds` (a server's Retry-After applies to all)."""
         with self._lock:
             self._next = max(self._next, time.monotonic() + seconds)
-
-
-def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds a `Retry-After` header asks to wait (delta-seconds or an HTTP date)."""
-    if not value or not value.strip():
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 @dataclass
@@ -212,7 +195,7 @@ class MetadataClient:
         if wait is not None and wait > self.max_backoff_s:
             raise MetadataApiError(f"{reason}; Retry-After {wait:.0f} s exceeds the cap")
         if wait is None:
-            wait = random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2**attempt))
+            wait = full_jitter(attempt, self.backoff_s, self.max_backoff_s)
         self.log(
             f"video metadata API: {reason}; retry {attempt + 1}/{self.max_retries} in {wait:.2f} s"
         )

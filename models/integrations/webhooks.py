@@ -42,7 +42,6 @@ import time
 from collections.abc import Iterable, Mapping
 from contextlib import closing
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -50,6 +49,7 @@ import requests
 import yaml
 
 from models.integrations.events import EVENT_TYPES, Event
+from models.integrations.retry import full_jitter, retry_after_s
 
 SECRET_PREFIX = "whsec_"
 _FIELDS = ("name", "url", "events", "secret_env")
@@ -209,22 +209,10 @@ def next_delay(
 ) -> float:
     """Seconds before the next try after `attempts` failed ones: full jitter,
     uniform(0, min(cap, base * 2**(attempts-1))); a Retry-After is a floor."""
-    delay = rng.uniform(0, min(policy.cap_s, policy.base_s * 2 ** min(attempts - 1, 60)))
+    delay = full_jitter(attempts - 1, policy.base_s, policy.cap_s, rng)
     if retry_after is not None:
         delay = max(delay, min(retry_after, policy.max_retry_after_s))
     return delay
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """A Retry-After header (seconds or an HTTP date) as seconds from `now`."""
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value)
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
-        return None
 
 
 _SCHEMA = """
@@ -336,7 +324,7 @@ def _post(sub: Subscriber, event_id: str, body: str, now: float, timeout_s: floa
     return (
         r.status_code,
         f"HTTP {r.status_code} {r.reason}"[:500],
-        parse_retry_after(wait, now),
+        retry_after_s(wait, now),
         elapsed_ms,
     )
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 
 import dagster as dg
 import pytest
@@ -18,7 +16,6 @@ from models.integrations.metadata_api import (
     NOT_FOUND,
     URL_ENV,
     MetadataAuthError,
-    retry_after_s,
 )
 
 FAST = {"backoff_s": 0.01, "max_retries": 3, "requests_per_second": 1000.0, "timeout_s": 2.0}
@@ -63,14 +60,6 @@ def test_retry_after_of_a_429_is_honoured():
     t = api.times
     assert len(t) == 3  # v1, v2 (429), v2 again
     assert t[2] - t[1] >= 1.0
-
-
-def test_retry_after_accepts_seconds_and_http_dates():
-    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-    assert retry_after_s("3") == 3.0
-    assert retry_after_s(format_datetime(now + timedelta(seconds=5), usegmt=True), now) == 5.0
-    assert retry_after_s(format_datetime(now - timedelta(seconds=5), usegmt=True), now) == 0.0
-    assert retry_after_s("soon") is None and retry_after_s(None) is None
 
 
 def test_a_retry_after_beyond_the_cap_fails_the_batch_at_once():

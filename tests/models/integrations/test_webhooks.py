@@ -9,7 +9,6 @@ import hmac
 import json
 import random
 import time
-from email.utils import formatdate
 
 import pytest
 
@@ -22,7 +21,6 @@ from models.integrations.webhooks import (
     enqueue,
     load_subscribers,
     next_delay,
-    parse_retry_after,
     payload,
     sign,
     verify,
@@ -161,14 +159,6 @@ def test_backoff_is_exponential_full_jitter_with_a_cap():
         assert max(delays) > 0.8 * ceiling  # jitter spans the whole window
     assert next_delay(3, policy, retry_after=120, rng=rng) >= 120  # Retry-After is a floor
     assert next_delay(1, policy, retry_after=10**9, rng=rng) == policy.max_retry_after_s
-
-
-def test_retry_after_parses_seconds_and_http_dates():
-    now = time.time()
-    assert parse_retry_after("7", now) == 7
-    assert 88 <= parse_retry_after(formatdate(now + 90, usegmt=True), now) <= 90
-    assert parse_retry_after("whenever", now) is None
-    assert parse_retry_after(None, now) is None
 
 
 def _event(event_id: str, type: str = "run_failed") -> Event:
