@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TextIO
 
+from models.core.errors import root_cause
+
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
@@ -76,7 +78,8 @@ def _steps(instance, run_id: str) -> list[dict]:
                 status = "CHECK FAILED"
             err = ""
             if et == "STEP_FAILURE":
-                err = _root_cause(ev.event_specific_data.error)
+                lines = root_cause(ev.event_specific_data.error).splitlines()
+                err = (lines[0] if lines else "")[:300]  # one line for the summary
             out.append(
                 {
                     "step": key,
@@ -87,14 +90,6 @@ def _steps(instance, run_id: str) -> list[dict]:
                 }
             )
     return out
-
-
-def _root_cause(error) -> str:
-    """The innermost error's message (Dagster wraps the asset's own exception)."""
-    while getattr(error, "cause", None) is not None:
-        error = error.cause
-    lines = (error.message or "").strip().splitlines()
-    return (lines[0] if lines else "")[:300]
 
 
 def _describe(step: dict) -> str:

@@ -29,6 +29,7 @@ import dagster as dg
 import redis
 
 from assets.resources import WebhooksResource
+from models.core.errors import root_cause
 from models.integrations import events
 from models.integrations.webhooks import deliver_due, enqueue, load_subscribers, status_counts
 
@@ -84,13 +85,6 @@ def webhook_sensor(context: dg.SensorEvaluationContext, webhooks: WebhooksResour
     )
 
 
-def _root_cause(error) -> str:
-    """The user's exception behind Dagster's wrapping errors, e.g. `RuntimeError: ...`."""
-    while error.cause is not None:
-        error = error.cause
-    return error.message.strip()
-
-
 def run_failed_data(run: dg.DagsterRun, failure_message: str, step_errors: dict) -> dict:
     """The `run_failed` event's data: which run, and why it failed."""
     first = next(iter(step_errors.values()), None)
@@ -113,7 +107,7 @@ def run_failure_event_sensor(context: dg.RunFailureSensorContext, webhooks: Webh
     if client is None:
         return dg.SkipReason("CLIPFLOW_REDIS is unset: no event stream to publish to")
     step_errors = {
-        e.step_key or "?": _root_cause(e.event_specific_data.error)
+        e.step_key or "?": root_cause(e.event_specific_data.error)
         for e in context.get_step_failure_events()
         if e.event_specific_data is not None and e.event_specific_data.error is not None
     }
