@@ -14,6 +14,7 @@ from assets.experiments import Promotion, ab_results, promote_from_experiment, s
 from assets.ingest import ingest_assets
 from assets.resources import EventsResource, LandingResource, MlflowResource, WarehouseResource
 from models.experiments.config import ExperimentConfig
+from models.synthetic.experiments import DAY_US, experiment_spec
 from models.synthetic.landing import generate_landing
 from models.training import registry
 from models.training import train as training
@@ -88,19 +89,7 @@ def test_promote_from_experiment_says_what_it_did(tmp_path):
     v1, v2 = (registry.log_and_register(trained, scores, None, None, uri) for _ in range(2))
     client = registry._client(uri)
     assert registry.promote(client, v1, "first model", expected_champion=None, tracking_uri=uri)
-    exp = ExperimentConfig.from_dict(
-        {
-            "experiment_id": "exp_p",
-            "name": "promotion",
-            "variants": {"control": 0.5, "treatment": 0.5},
-            "model_aliases": {"control": "champion", "treatment": "challenger"},
-            "start": "2026-01-01T00:00:00Z",
-            "end": "2026-01-08T00:00:00Z",
-            "primary_metric": "watch_time_s",
-            "min_sample_size": 1,
-            "confidence_level": 0.95,
-        }
-    )
+    exp = ExperimentConfig.from_dict(experiment_spec(0, 10 * DAY_US, 10))  # variants on aliases
     up = {"primary": True, "significant": True, "lift": 1.0, "variant": "treatment"}
     ship, no_ship = {"decision": "ship", "metrics": [up]}, {"decision": "no_ship", "metrics": [up]}
 
@@ -116,4 +105,4 @@ def test_promote_from_experiment_says_what_it_did(tmp_path):
     )
     assert registry.aliases(client) == {"champion": v2}
     tags = client.get_model_version(registry.MODEL_NAME, v2).tags
-    assert tags["promoted_by_experiment"] == "exp_p"
+    assert tags["promoted_by_experiment"] == exp.experiment_id
