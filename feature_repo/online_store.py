@@ -7,8 +7,9 @@ the response's `FeatureVector`s one by one, and `OnlineResponse.to_dict` then co
 value back to Python with `feast_value_type_to_python_type`.
 
 This store reads and returns exactly what the stock store does, from exactly what Feast (or
-`feature_repo.online_write`) stores (same keys, hash fields, serialized `ValueProto`s and `_ts:`
-timestamps). It only does the work differently:
+`feature_repo.online_write`) stores: the keys, hash fields, serialized `ValueProto`s and `_ts:`
+timestamps of `feature_repo.redis_layout`, the one description of that layout, which the
+writer uses too. It only does the work differently:
 
 * the hash fields (mmh3 of `<view>:<feature>`, then `_ts:<view>`), their RESP encoding and
   the response's feature names are built once per (view, requested features) and cached;
@@ -26,6 +27,8 @@ timestamps). It only does the work differently:
   kind of value with it, so the result equals stock's (`fast_to_dict: false` in the config
   returns Feast's own `OnlineResponse`).
 
+The response framing and `FastOnlineResponse` live in `feature_repo.online_response`.
+
 The response proto is byte for byte the one the stock store builds (tests/feature_repo/
 test_fast_read.py compares them on real Redis).
 
@@ -41,45 +44,31 @@ Configure it with the store's class path as the online store `type`:
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from feast import utils
-from feast.infra.key_encoding_utils import serialize_entity_key
-from feast.infra.online_stores.helpers import _mmh3
 from feast.infra.online_stores.redis import (
     RedisClient,
     RedisOnlineStore,
     RedisOnlineStoreConfig,
     RedisType,
-    _versioned_fv_name,
 )
-from feast.online_response import OnlineResponse
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-from feast.type_map import feast_value_type_to_python_type
-from feast.value_type import ValueType
-from google.protobuf.timestamp_pb2 import Timestamp
+
+from feature_repo import redis_layout
+from feature_repo.online_response import (
+    fast_response,
+    fill_response,
+    names_metadata,
+    online_read_rows,
+)
+from feature_repo.redis_layout import ViewFields, bulk, command_head, send_packed
 
 STORE_TYPE = "feature_repo.online_store.FastRedisOnlineStore"
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_STRING = ValueType.STRING.value  # the entity key's type tag (serialize_entity_key)
 _MAX_PLANS = 4096  # read plans kept per store (one per view x requested features)
-_MAX_STAMPS = 1 << 16  # converted event timestamps kept
-
-# wire-format tags of GetOnlineFeaturesResponse, its metadata and FeatureVectors
-_META = b"\x0a"  # response.metadata (field 1, length-delimited)
-_NAMES = b"\x0a"  # metadata.feature_names (field 1), FeatureList.val (field 1)
-_RESULT = b"\x12"  # response.results (field 2)
-_VALUE = b"\x0a"  # FeatureVector.values (field 1)
-_STATUSES = b"\x12"  # FeatureVector.statuses (field 2, packed FieldStatus)
-_TIMESTAMP = b"\x1a"  # FeatureVector.event_timestamps (field 3)
-_PRESENT = b"\x01"  # FieldStatus.PRESENT
-_NULL = _VALUE + b"\x00"  # an empty Value (null)
-_PYTHON_FRAMING_MAX = 24  # up to this many rows, frame values in Python, not with upb
 
 
 class FastRedisOnlineStoreConfig(RedisOnlineStoreConfig):
@@ -93,119 +82,19 @@ class FastRedisOnlineStoreConfig(RedisOnlineStoreConfig):
     scalar values without Feast's per-value converter (same result); false: Feast's own."""
 
 
-def _varint(n: int) -> bytes:
-    """Protobuf base-128 varint of a non-negative int (a length)."""
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(tag: bytes, payload: bytes) -> bytes:
-    """A length-delimited field: tag, varint length, payload."""
-    return tag + _varint(len(payload)) + payload
-
-
-class _Varints(dict):
-    """`tag + varint(n)` of each n asked for, computed once (a bounded cache)."""
-
-    def __init__(self, tag: bytes):
-        super().__init__()
-        self.tag = tag
-
-    def __missing__(self, n: int) -> bytes:
-        if len(self) >= 1 << 14:
-            self.clear()
-        out = self[n] = self.tag + _varint(n)
-        return out
-
-
-_VALUE_HEAD = _Varints(_VALUE)  # FeatureVector.values entry of a stored value of n bytes
-_TS_HEAD = _Varints(_TIMESTAMP)
-_STATUSES_HEAD = _Varints(_STATUSES)
-_RESULT_HEAD = _Varints(_RESULT)
-
-
-class _RawVectorType:
-    """`RawVector`: a message type with the wire format of a response `FeatureVector`'s
-    values but the values left as bytes, so that upb frames the stored value bytes of a
-    column in C (a tag and a length each), not Python value by value."""
-
-    cls = None
-
-    @classmethod
-    def get(cls):
-        if cls.cls is None:
-            from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-            fdp = descriptor_pb2.FieldDescriptorProto
-            proto = descriptor_pb2.FileDescriptorProto(
-                name="clipflow_fast_read.proto", package="clipflow_fast_read", syntax="proto3"
-            )
-            vector = proto.message_type.add(name="RawVector")
-            vector.field.add(name="values", number=1, type=fdp.TYPE_BYTES, label=fdp.LABEL_REPEATED)
-            pool = descriptor_pool.DescriptorPool()
-            pool.Add(proto)
-            cls.cls = message_factory.GetMessageClass(
-                pool.FindMessageTypeByName("clipflow_fast_read.RawVector")
-            )
-        return cls.cls
-
-
-_STAMPS: dict[bytes, bytes] = {}
-
-
-def _ts_bytes(raw: bytes | None) -> bytes:
-    """The response's serialized event timestamp for a stored `_ts:<view>` value.
-
-    Stock Feast turns the stored Timestamp into a float of seconds, a `datetime` (rounded
-    to microseconds, half to even) and back into a Timestamp, and a missing one into
-    Timestamp(0, 0); the same steps here, once per distinct stored value.
-    """
-    if not raw:
-        return b""
-    out = _STAMPS.get(raw)
-    if out is None:
-        stored = Timestamp.FromString(raw)
-        dt = datetime.fromtimestamp(stored.seconds + stored.nanos / 1_000_000_000.0, tz=UTC)
-        delta = dt - _EPOCH  # what Timestamp.FromDatetime(dt) keeps: seconds, microseconds
-        ts = Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
-        out = ts.SerializeToString()
-        if len(_STAMPS) >= _MAX_STAMPS:
-            _STAMPS.clear()
-        _STAMPS[raw] = out
-    return out
-
-
-def _bulk(value: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(value), value)
-
-
 class _Plan:
     """What a read of (view, requested features) needs, built once: the hash fields (the
     features', then `_ts:<view>`), their RESP encoding, and the response's feature names."""
 
-    __slots__ = (
-        "features",
-        "fields",
-        "hmget_head",
-        "hmget_tail",
-        "metadata",
-        "refs",
-        "ts_field",
-    )
+    __slots__ = ("features", "fields", "hmget_head", "hmget_tail", "metadata", "refs")
 
-    def __init__(self, fv_name: str, table_name: str, features: list[str], full_names: bool):
-        self.features = list(features)
-        self.ts_field = f"_ts:{fv_name}".encode()
-        self.fields = [_mmh3(f"{fv_name}:{f}") for f in features] + [self.ts_field]
-        self.hmget_head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(self.fields))
-        self.hmget_tail = b"".join(_bulk(f) for f in self.fields)
-        self.refs = [f"{table_name}__{f}" if full_names else f for f in features]
-        names = b"".join(_field(_NAMES, r.encode()) for r in self.refs)
-        self.metadata = _field(_META, _field(_NAMES, names))
+    def __init__(self, layout: ViewFields, table_name: str, full_names: bool):
+        self.features = list(layout.features)
+        self.fields = [*layout.fields, layout.ts_field]
+        self.hmget_head = command_head(b"HMGET", 1 + len(self.fields))
+        self.hmget_tail = b"".join(bulk(f) for f in self.fields)
+        self.refs = [f"{table_name}__{f}" if full_names else f for f in layout.features]
+        self.metadata = names_metadata(self.refs)
 
 
 class _Read:
@@ -222,7 +111,6 @@ class FastRedisOnlineStore(RedisOnlineStore):
     """`RedisOnlineStore` with a faster read path; the same data, the same results."""
 
     _plans: dict | None = None
-    _key_prefixes: dict | None = None
     _feature_types: dict | None = None
 
     # -- the SDK read path (`get_online_features`, sync and async) ----------------------
@@ -235,7 +123,7 @@ class FastRedisOnlineStore(RedisOnlineStore):
             full_feature_names=full_feature_names,
             include_feature_view_version_metadata=include_feature_view_version_metadata,
         )  # fmt: skip
-        return _fast_response(config, response)
+        return fast_response(config, response)
 
     async def get_online_features_async(self, config, features, entity_rows, registry,
                                         project, full_feature_names=False,
@@ -245,7 +133,7 @@ class FastRedisOnlineStore(RedisOnlineStore):
             full_feature_names=full_feature_names,
             include_feature_view_version_metadata=include_feature_view_version_metadata,
         )  # fmt: skip
-        return _fast_response(config, response)
+        return fast_response(config, response)
 
     def _read_features_per_fv(
         self,
@@ -268,11 +156,11 @@ class FastRedisOnlineStore(RedisOnlineStore):
                 include_feature_view_version_metadata,
             )  # fmt: skip
         payload = b"".join(
-            r.plan.hmget_head + _bulk(key) + r.plan.hmget_tail for r in reads for key in r.keys
+            r.plan.hmget_head + bulk(key) + r.plan.hmget_tail for r in reads for key in r.keys
         )
         replies = self._hmget_packed(config, payload, sum(len(r.keys) for r in reads))
-        _fill_response(online_features_response, reads, replies,
-                       include_feature_view_version_metadata)  # fmt: skip
+        fill_response(online_features_response, reads, replies,
+                      include_feature_view_version_metadata)  # fmt: skip
 
     async def _read_features_per_fv_async(
         self,
@@ -300,8 +188,8 @@ class FastRedisOnlineStore(RedisOnlineStore):
                 for key in r.keys:
                     pipe.hmget(key, r.plan.fields)
             replies = await pipe.execute()
-        _fill_response(online_features_response, reads, replies,
-                       include_feature_view_version_metadata)  # fmt: skip
+        fill_response(online_features_response, reads, replies,
+                      include_feature_view_version_metadata)  # fmt: skip
 
     def _build_feature_types(self, grouped_refs):
         """Stock's feature name -> ValueType map, kept per (views, requested features):
@@ -331,9 +219,9 @@ class FastRedisOnlineStore(RedisOnlineStore):
         if not self._fast_config(config):
             return super().online_read(config, table, entity_keys, requested_features)
         plan = self._plan(config, table, requested_features, False)
-        keys = self._keys_of_protos(config, entity_keys)
-        payload = b"".join(plan.hmget_head + _bulk(key) + plan.hmget_tail for key in keys)
-        return _rows_of(plan, self._hmget_packed(config, payload, len(keys)))
+        keys = redis_layout.proto_keys(entity_keys, config)
+        payload = b"".join(plan.hmget_head + bulk(key) + plan.hmget_tail for key in keys)
+        return online_read_rows(plan.features, self._hmget_packed(config, payload, len(keys)))
 
     async def online_read_async(
         self,
@@ -345,13 +233,13 @@ class FastRedisOnlineStore(RedisOnlineStore):
         if not self._fast_config(config):
             return await super().online_read_async(config, table, entity_keys, requested_features)
         plan = self._plan(config, table, requested_features, False)
-        keys = self._keys_of_protos(config, entity_keys)
+        keys = redis_layout.proto_keys(entity_keys, config)
         client = await self._get_client_async(config.online_store)
         async with client.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.hmget(key, plan.fields)
             replies = await pipe.execute()
-        return _rows_of(plan, replies)
+        return online_read_rows(plan.features, replies)
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -365,7 +253,7 @@ class FastRedisOnlineStore(RedisOnlineStore):
         )
 
     def _plan(self, config, table, requested_features, full_feature_names: bool) -> _Plan:
-        fv_name = _versioned_fv_name(table, config)
+        fv_name = redis_layout.view_name(table, config)
         features = (
             tuple(requested_features)
             if requested_features
@@ -378,7 +266,7 @@ class FastRedisOnlineStore(RedisOnlineStore):
             plans = self._plans = {}
         plan = plans.get(cache_key)
         if plan is None:
-            plan = _Plan(fv_name, table_name, list(features), full_feature_names)
+            plan = _Plan(ViewFields.named(fv_name, features), table_name, full_feature_names)
             if len(plans) >= _MAX_PLANS:
                 plans.clear()
             plans[cache_key] = plan
@@ -403,240 +291,25 @@ class FastRedisOnlineStore(RedisOnlineStore):
             reads.append(_Read(table, plan, keys, idxs, output_len))
         return reads
 
-    def _keys_of_rows(self, config, entities: Sequence[dict[str, ValueProto]]) -> list[bytes]:
-        """Redis keys of the unique entities (dicts join key -> ValueProto), as stock's
-        `serialize_entity_key(...) + project`; a single string join key without protos."""
+    @staticmethod
+    def _keys_of_rows(config, entities: Sequence[dict[str, ValueProto]]) -> list[bytes]:
+        """Redis keys of the unique entities (dicts join key -> ValueProto): those of the
+        usual single string join key without protos."""
         first = entities[0]
-        if len(first) == 1 and config.entity_key_serialization_version == 3:
+        if len(first) == 1:
             (join_key,) = first
-            prefix, project = self._string_key_prefix(join_key), config.project.encode()
-            pack = struct.Struct("<I").pack
-            keys = []
+            ids = []
             for row in entities:
                 value = row[join_key]
                 if value.WhichOneof("val") != "string_val":
                     break
-                b = value.string_val.encode()
-                keys.append(prefix + pack(len(b)) + b + project)
+                ids.append(value.string_val)
             else:
-                return keys
-        return self._keys_of_protos(config, utils._get_entity_key_protos(entities))
-
-    def _string_key_prefix(self, join_key: str) -> bytes:
-        prefixes = self._key_prefixes
-        if prefixes is None:
-            prefixes = self._key_prefixes = {}
-        prefix = prefixes.get(join_key)
-        if prefix is None:
-            name = join_key.encode()
-            prefix = prefixes[join_key] = (
-                struct.pack("<III", 1, _STRING, len(name)) + name + struct.pack("<I", _STRING)
-            )
-        return prefix
-
-    @staticmethod
-    def _keys_of_protos(config, entity_keys: list[EntityKeyProto]) -> list[bytes]:
-        version, project = config.entity_key_serialization_version, config.project.encode()
-        return [
-            serialize_entity_key(ek, entity_key_serialization_version=version) + project
-            for ek in entity_keys
-        ]
+                return redis_layout.string_keys(join_key, ids, config)
+        return redis_layout.proto_keys(utils._get_entity_key_protos(entities), config)
 
     def _hmget_packed(self, config, payload: bytes, n: int) -> list:
         """Send the pre-encoded HMGETs in one write, read `n` replies (one try more on a
         dropped connection: the reads are idempotent)."""
-        import redis
-
         pool = self._get_client(config.online_store).connection_pool
-        for attempt in (1, 2):
-            conn = pool.get_connection()
-            try:
-                conn.send_packed_command([payload])
-                return [conn.read_response() for _ in range(n)]
-            except (redis.ConnectionError, redis.TimeoutError):
-                conn.disconnect()
-                if attempt == 2:
-                    raise
-            except BaseException:
-                conn.disconnect()  # replies may be left unread on it
-                raise
-            finally:
-                pool.release(conn)
-        raise AssertionError("unreachable")
-
-
-def _fill_response(response, reads: list[_Read], replies: list, include_version_meta: bool):
-    """Append each read's feature names and FeatureVectors to the response, as stock's
-    `_populate_response_from_feature_data` does, from the stored bytes in one merge."""
-    raw_vector = _RawVectorType.get()
-    value_head, result_head = _VALUE_HEAD, _RESULT_HEAD
-    parts = []
-    offset = 0
-    for read in reads:
-        plan, n_keys, n_out = read.plan, len(read.keys), read.output_len
-        rows = replies[offset : offset + n_keys]
-        offset += n_keys
-        order = [0] * n_out  # the unique entity of each output row
-        for e, dests in enumerate(read.idxs):
-            for dest in dests:
-                order[dest] = e
-        rows = [rows[e] for e in order]
-        # what every feature's vector ends with: PRESENT statuses (stock marks every
-        # requested entity present, found or not) and the entities' event timestamps
-        stamps = [_ts_bytes(row[-1]) for row in rows]
-        tail = b"".join(
-            [_STATUSES_HEAD[n_out], _PRESENT * n_out, *(_TS_HEAD[len(t)] + t for t in stamps)]
-        )
-        parts.append(plan.metadata)
-        # a vector per feature: its values (b"" or None, a field the hash lacks: null), then
-        # the tail; the last column of the rows, `_ts:<view>`, is left out
-        if n_out == 1:
-            bodies = [(value_head[len(v)] + v if v else _NULL) + tail for v in rows[0][:-1]]
-        elif n_out <= _PYTHON_FRAMING_MAX:
-            columns = list(zip(*rows, strict=True))[:-1]
-            bodies = [
-                b"".join([value_head[len(v)] + v if v else _NULL for v in column]) + tail
-                for column in columns
-            ]
-        else:
-            columns = list(zip(*rows, strict=True))[:-1]
-            bodies = [
-                raw_vector(values=[v or b"" for v in column] if None in column else column)
-                .SerializeToString() + tail
-                for column in columns
-            ]  # fmt: skip
-        parts += [result_head[len(body)] + body for body in bodies]
-        if include_version_meta:
-            _add_version_metadata(response, read.table)
-        _track_statuses(read.table.name, len(plan.features), n_out)
-    response.MergeFromString(b"".join(parts))
-
-
-def _add_version_metadata(response, table) -> None:
-    name = table.projection.name_alias or table.projection.name
-    if name not in [m.name for m in response.metadata.feature_view_metadata]:
-        meta = response.metadata.feature_view_metadata.add()
-        meta.name = name
-        meta.version = getattr(table, "current_version_number", 0) or 0
-
-
-def _track_statuses(view: str, n_features: int, n_rows: int) -> None:
-    """Feast's feature-status metrics, with stock's counts (its `_ts:` column included)."""
-    try:
-        from feast.metrics import track_feature_statuses
-
-        track_feature_statuses(view, n_features * n_rows, n_rows)
-    except Exception:
-        pass
-
-
-def _rows_of(plan: _Plan, replies: list):
-    """`online_read`'s rows from HMGET replies, as stock's `_get_features_for_entity`."""
-    features = plan.features
-    parse = ValueProto.FromString
-    out = []
-    for row in replies:
-        raw_ts = row[-1]
-        ts = Timestamp.FromString(raw_ts) if raw_ts else Timestamp()
-        values = {
-            name: parse(v) if v else ValueProto() for name, v in zip(features, row, strict=False)
-        }
-        when = datetime.fromtimestamp(ts.seconds + ts.nanos / 1_000_000_000.0, tz=UTC)
-        out.append((when, values))
-    return out
-
-
-# -- the response: to_dict without the per-value converter for plain scalars -------------
-
-# Value kinds that feast_value_type_to_python_type returns as they are (getattr)
-_PLAIN = frozenset(
-    ("double_val", "float_val", "int64_val", "int32_val", "bool_val", "string_val", "bytes_val")
-)
-# declared types for which it converts plain strings (to uuid.UUID); a tuple: `in` compares
-# identities in C, where a set would call Enum.__hash__ in Python
-_CONVERTED_TYPES = (
-    ValueType.UUID,
-    ValueType.TIME_UUID,
-    ValueType.UUID_LIST,
-    ValueType.TIME_UUID_LIST,
-    ValueType.UUID_SET,
-    ValueType.TIME_UUID_SET,
-)
-
-
-class FastOnlineResponse(OnlineResponse):
-    """Feast's `OnlineResponse` (the same proto, the same feature types) whose `to_dict`
-    (behind `to_df` and `to_arrow` too) takes plain scalar values as they are, where
-    `feast_value_type_to_python_type` would return them unchanged; any other value goes
-    through it, as in stock."""
-
-    def to_dict(self, include_event_timestamps: bool = False) -> dict[str, Any]:
-        from feast.online_response import TIMESTAMP_POSTFIX
-
-        names = list(self.proto.metadata.feature_names.val)
-        vectors = list(self.proto.results)
-        containers = [vector.values for vector in vectors]
-        types = [self._feature_types.get(name) for name in names]
-        converted = None
-        if sum(map(len, containers)) <= _FLAT_MAX:
-            converted = _plain_columns(list(map(list, containers)), types)
-        if converted is None:  # a column at a time: fewer Value objects alive at once
-            converted = [
-                _python_values(list(values), feature_type)
-                for values, feature_type in zip(containers, types, strict=False)
-            ]
-        response: dict[str, list[Any]] = {}
-        for name, values, vector in zip(names, converted, vectors, strict=False):
-            response[name] = values
-            if include_event_timestamps:
-                response[name + TIMESTAMP_POSTFIX] = [ts.seconds for ts in vector.event_timestamps]
-        return response
-
-
-_which = ValueProto.WhichOneof
-_FLAT_MAX = 1024  # up to this many values in all, convert them in one pass
-
-
-def _plain_columns(columns: list[list], types: list) -> list[list[Any]] | None:
-    """The Python values of all columns in one pass (no per-column overhead: for few values
-    in all), where every value is plain or null; None otherwise."""
-    if any(map(_CONVERTED_TYPES.__contains__, types)):
-        return None
-    flat = [v for column in columns for v in column]
-    kinds = [_which(v, "val") for v in flat]
-    present = set(kinds)
-    present.discard(None)
-    if not _PLAIN.issuperset(present):
-        return None
-    values = [None if k is None else getattr(v, k) for v, k in zip(flat, kinds, strict=True)]
-    out, start = [], 0
-    for column in columns:
-        end = start + len(column)
-        out.append(values[start:end])
-        start = end
-    return out
-
-
-def _python_values(values: list, feature_type) -> list[Any]:
-    """`feast_value_type_to_python_type` of each Value: a plain kind (or null) directly."""
-    if feature_type in _CONVERTED_TYPES:
-        return [feast_value_type_to_python_type(v, feature_type) for v in values]
-    kinds = [_which(v, "val") for v in values]
-    if _PLAIN.issuperset(kinds):  # only plain kinds, no null
-        return [getattr(v, k) for v, k in zip(values, kinds, strict=True)]
-    return [
-        None if k is None else getattr(v, k) if k in _PLAIN
-        else feast_value_type_to_python_type(v, feature_type)
-        for v, k in zip(values, kinds, strict=True)
-    ]  # fmt: skip
-
-
-def _fast_response(config, response: OnlineResponse) -> OnlineResponse:
-    if (
-        not getattr(config.online_store, "fast_to_dict", False)
-        or type(response) is not OnlineResponse
-    ):
-        return response
-    fast = FastOnlineResponse.__new__(FastOnlineResponse)
-    fast.__dict__.update(response.__dict__)
-    return fast
+        return send_packed(pool, payload, n, retry=True)

@@ -2,11 +2,13 @@
 
 Feast 0.67's own Redis write (`FeatureStore.write_to_online_store`) converts Arrow to
 protobuf one value at a time, hashes every field name again for every row and reads the
-stored timestamp key by key. `write_fast` writes exactly the bytes Feast writes (same Redis
-key per entity, same hash fields, same serialized `ValueProto`s and `_ts:<view>` timestamp,
-see `feast/infra/online_stores/redis.py`), so Feast's `get_online_features` and
-`feast serve` read them back, but it encodes a column at a time (numpy, or protobuf once
-per distinct value) and sends a chunk of keys as one pre-encoded RESP pipeline.
+stored timestamp key by key. `write_fast` writes exactly the bytes Feast writes (the Redis
+key per entity, hash fields and `_ts:<view>` timestamp of `feature_repo.redis_layout`, which
+the reader `FastRedisOnlineStore` uses too, and the serialized `ValueProto`s of
+`feature_repo.online_values`), so Feast's `get_online_features` and `feast serve` read them
+back, but it encodes a column at a time (numpy, or protobuf once per distinct value) and
+sends a chunk of keys as one pre-encoded RESP pipeline, on a client built from the store's
+connection string by `models.core.redis_url` (database, password and TLS kept).
 
 Like Feast it never lets an older row overwrite a newer one: the stored `_ts` fields of a
 chunk are read in one pipelined round trip and a row is written only if its event time is
@@ -20,7 +22,6 @@ precision, whole seconds (Feast's SQLite store upserts unconditionally).
 
 from __future__ import annotations
 
-import struct
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,16 +30,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from feature_repo.online_values import bulk_timestamps, bulk_values
+from feature_repo.redis_layout import (
+    ViewFields,
+    bulk,
+    command,
+    command_head,
+    send_packed,
+    string_keys,
+)
+from models.core.redis_url import redis_client
+
 if TYPE_CHECKING:
     import pandas as pd
     from feast import FeatureStore, FeatureView
 
 FEATURE_VIEW = "clip_features"
 DEFAULT_CHUNK = 5_000
-
-_STRING = 2  # feast.types.Value_pb2.ValueType.STRING
-_INT64_TAG = 0x20  # ValueProto field 4 (int64_val), wire type 0 (varint)
-_DOUBLE_TAG = 0x29  # ValueProto field 5 (double_val), wire type 1 (64-bit)
 
 
 @dataclass(frozen=True)
@@ -116,11 +124,9 @@ def write_fast(
     start = time.perf_counter()
     if not _plain_redis(store):
         raise ValueError("write_fast needs a Redis online store (redis_type: redis)")
-    fv = store.get_feature_view(feature_view)
-    key_col, ts_col = _join_key(fv), fv.batch_source.timestamp_field
-    table = latest_per_entity(_to_arrow(data), key_col, ts_col)
-    layout = _Layout.of(store, fv)
-    missing = sorted(set(layout.names) - set(table.column_names))
+    plan = _Plan.of(store, store.get_feature_view(feature_view))
+    table = latest_per_entity(_to_arrow(data), plan.key_col, plan.ts_col)
+    missing = sorted(set(plan.fields.features) - set(table.column_names))
     if missing:
         raise ValueError(f"{feature_view}: columns missing from the rows: {missing}")
     ttl = store.config.online_store.key_ttl_seconds
@@ -128,7 +134,7 @@ def write_fast(
     with _client(store) as client:
         for offset in range(0, table.num_rows, chunk_size):
             chunk = table.slice(offset, chunk_size)
-            w, s = _write_chunk(client, layout, chunk, key_col, ts_col, ttl)
+            w, s = _write_chunk(client, plan, chunk, ttl)
             written, skipped = written + w, skipped + s
     return WriteResult(table.num_rows, written, skipped, time.perf_counter() - start, "fast")
 
@@ -148,59 +154,47 @@ def _newer_than_online(store: FeatureStore, fv, chunk: pa.Table, key_col: str, t
     return _newer(_micros(chunk.column(ts_col)) // 1_000_000 * 1_000_000, stored)
 
 
-# -- Feast's storage format --------------------------------------------------------------
+# -- Feast's storage format (feature_repo.redis_layout) ------------------------------------
 
 
 @dataclass(frozen=True)
-class _Layout:
-    """What does not change from row to row: hash field names, value types, key parts."""
+class _Plan:
+    """What a write of a view's rows needs, built once: where the values go (the layout's
+    keys and hash fields) and how they are encoded (the features' value types)."""
 
-    ts_field: bytes  # `_ts:<feature_view>`
-    fields: list[bytes]  # mmh3 of `<feature_view>:<feature>`, in feature order
-    names: list[str]
+    config: Any  # the store's RepoConfig: project, key serialization
+    fields: ViewFields
     value_types: list[Any]
-    key_prefix: bytes  # serialized entity key up to the value length
-    project: bytes
-
-    @property
-    def hset_header(self) -> bytes:
-        """RESP array header and command name of `HSET key ts_field ts (field value)*`."""
-        return b"*%d\r\n$4\r\nHSET\r\n" % (4 + 2 * len(self.fields))
+    key_col: str
+    ts_col: str
 
     @staticmethod
-    def of(store: FeatureStore, fv: FeatureView) -> _Layout:
-        from feast.infra.online_stores.helpers import _mmh3, compute_versioned_name
-
-        versioning = getattr(store.config.registry, "enable_online_feature_view_versioning", False)
-        name = compute_versioned_name(fv, versioning)
-        join_key = _join_key(fv).encode()
-        # serialize_entity_key, version 3, one STRING join key: count, type, len, name,
-        # then the value's type and length and bytes.
-        prefix = struct.pack("<III", 1, _STRING, len(join_key)) + join_key
-        return _Layout(
-            ts_field=f"_ts:{name}".encode(),
-            fields=[_mmh3(f"{name}:{f.name}") for f in fv.features],
-            names=[f.name for f in fv.features],
+    def of(store: FeatureStore, fv: FeatureView) -> _Plan:
+        return _Plan(
+            config=store.config,
+            fields=ViewFields.of(fv, store.config),
             value_types=[f.dtype.to_value_type() for f in fv.features],
-            key_prefix=prefix + struct.pack("<I", _STRING),
-            project=store.config.project.encode(),
+            key_col=_join_key(fv),
+            ts_col=fv.batch_source.timestamp_field,
         )
 
-    def redis_keys(self, ids: pa.Array) -> list[bytes]:
-        prefix, project = self.key_prefix, self.project
-        out = []
-        for value in ids.to_pylist():
-            b = value.encode()
-            out.append(prefix + struct.pack("<I", len(b)) + b + project)
-        return out
+    def hset_parts(self) -> list[bytes]:
+        """`HSET key ts_field ts (field value)*` with the key, ts and values left empty."""
+        fields = self.fields.fields
+        parts: list[bytes] = [b""] * (4 + 2 * len(fields))
+        parts[0] = command_head(b"HSET", 3 + 2 * len(fields))
+        parts[2] = bulk(self.fields.ts_field)
+        parts[4::2] = [bulk(f) for f in fields]
+        return parts
 
 
-def _write_chunk(client, layout: _Layout, chunk: pa.Table, key_col: str, ts_col: str, ttl):
-    keys = layout.redis_keys(chunk.column(key_col).combine_chunks().cast(pa.string()))
-    micros = _micros(chunk.column(ts_col))
-    hget = b"*3\r\n$4\r\nHGET\r\n"
-    ts_field = _bulk(layout.ts_field)
-    stored = _send_packed(client, [hget + _bulk(key) + ts_field for key in keys])
+def _write_chunk(client, plan: _Plan, chunk: pa.Table, ttl) -> tuple[int, int]:
+    ids = chunk.column(plan.key_col).combine_chunks().cast(pa.string()).to_pylist()
+    keys = string_keys(plan.key_col, ids, plan.config)
+    micros = _micros(chunk.column(plan.ts_col))
+    hget = command_head(b"HGET", 2)
+    ts_field = bulk(plan.fields.ts_field)
+    stored = _send_packed(client, [hget + bulk(key) + ts_field for key in keys])
     rows = np.flatnonzero(_newer(micros, _stored_nanos(stored)))
     if len(rows) < len(keys):
         chunk, micros = chunk.take(rows), micros[rows]
@@ -208,19 +202,16 @@ def _write_chunk(client, layout: _Layout, chunk: pa.Table, key_col: str, ts_col:
     if not keys:
         return 0, len(stored)
     columns = [
-        _bulk_values(chunk.column(name), vt)
-        for name, vt in zip(layout.names, layout.value_types, strict=True)
+        bulk_values(chunk.column(name), vt)
+        for name, vt in zip(plan.fields.features, plan.value_types, strict=True)
     ]
-    parts: list[bytes] = [b""] * (4 + 2 * len(layout.fields))
-    parts[0] = layout.hset_header
-    parts[2] = _bulk(layout.ts_field)
-    parts[4::2] = [_bulk(f) for f in layout.fields]
+    parts = plan.hset_parts()
     commands = []
-    for key, ts, *values in zip(keys, _bulk_timestamps(micros), *columns, strict=True):
-        parts[1], parts[3], parts[5::2] = _bulk(key), ts, values
+    for key, ts, *values in zip(keys, bulk_timestamps(micros), *columns, strict=True):
+        parts[1], parts[3], parts[5::2] = bulk(key), ts, values
         commands.append(b"".join(parts))
         if ttl:
-            commands.append(_command(b"EXPIRE", key, str(int(ttl)).encode()))
+            commands.append(command(b"EXPIRE", key, str(int(ttl)).encode()))
     _send_packed(client, commands)
     return len(keys), len(stored) - len(keys)
 
@@ -250,137 +241,10 @@ def _micros(column: pa.ChunkedArray) -> np.ndarray:
     return col.cast(pa.int64()).to_numpy(zero_copy_only=False)
 
 
-# -- values, encoded once per distinct value or a column at a time -----------------------
-# Every cell ends up as a RESP bulk string of the serialized ValueProto Feast would write
-# (`python_values_to_proto_values`): a null (or NaN) is the empty Value, b"".
-
-
-def _bulk(value: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(value), value)
-
-
-def _command(*args: bytes) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(_bulk(a) for a in args)
-
-
-def _bulk_timestamps(micros: np.ndarray) -> list[bytes]:
-    from google.protobuf.timestamp_pb2 import Timestamp
-
-    uniq, inverse = np.unique(micros, return_inverse=True)
-    encoded = [
-        _bulk(Timestamp(seconds=int(s), nanos=int(n) * 1000).SerializeToString())
-        for s, n in zip(*np.divmod(uniq, 1_000_000), strict=True)
-    ]
-    return [encoded[j] for j in inverse.tolist()]
-
-
-def _bulk_values(column: pa.ChunkedArray, value_type) -> list[bytes]:
-    from feast.value_type import ValueType
-
-    arr = column.combine_chunks()
-    if value_type == ValueType.DOUBLE:
-        return _bulk_doubles(arr)
-    if value_type == ValueType.INT64:
-        return _bulk_int64s(arr)
-    if value_type in (ValueType.STRING, ValueType.BOOL):
-        return _bulk_by_dictionary(arr, value_type)
-    return _bulk_with_feast(arr, value_type)
-
-
-def _bulk_doubles(arr: pa.Array) -> list[bytes]:
-    """double_val (field 5, 64-bit): `$9 CRLF`, tag 0x29, 8 little-endian bytes, CRLF."""
-    values = arr.cast(pa.float64()).to_numpy(zero_copy_only=False)  # nulls become NaN
-    rec = np.empty(len(values), dtype=[("head", "S4"), ("tag", "u1"), ("v", "<f8"), ("end", "S2")])
-    rec["head"], rec["tag"], rec["v"], rec["end"] = b"$9\r\n", _DOUBLE_TAG, values, b"\r\n"
-    buf, size = rec.tobytes(), rec.itemsize
-    out = [buf[i : i + size] for i in range(0, len(buf), size)]
-    for i in np.flatnonzero(np.isnan(values)).tolist():
-        out[i] = _bulk(b"")
-    return out
-
-
-def _bulk_int64s(arr: pa.Array) -> list[bytes]:
-    """int64_val (field 4, varint): tag 0x20 and the two's-complement varint, 1-10 bytes."""
-    if pa.types.is_floating(arr.type):  # an int feature read back with NaNs
-        arr = pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
-    arr = arr.cast(pa.int64(), safe=False)
-    null = arr.is_null().to_numpy(zero_copy_only=False)
-    u = arr.fill_null(0).to_numpy(zero_copy_only=False).view(np.uint64)
-    groups = np.stack([(u >> np.uint64(7 * j)) & np.uint64(0x7F) for j in range(10)], axis=1)
-    nbytes = 1 + sum((u >> np.uint64(7 * j)) != 0 for j in range(1, 10))
-    more = np.arange(10) < (nbytes - 1)[:, None]  # continuation bit on all but the last
-    payload = np.empty((len(u), 11), dtype=np.uint8)
-    payload[:, 0] = _INT64_TAG
-    payload[:, 1:] = groups.astype(np.uint8) | (more * 0x80).astype(np.uint8)
-    return _bulk_padded(payload, np.where(null, 0, 1 + nbytes))
-
-
-def _bulk_padded(payload: np.ndarray, lengths: np.ndarray) -> list[bytes]:
-    """RESP bulk strings of the first `lengths[i]` bytes of each row of `payload`.
-
-    Each record is laid out as `[pad][$<len>CRLF][payload][CRLF][pad]` in one numpy array,
-    with the header right-aligned, so every bulk string is one contiguous slice.
-    """
-    n, width = payload.shape
-    head = 2 + len(str(width))  # "$", the digits, CRLF
-    rec_w = head + 2 + width + 2
-    rec = np.zeros((n, rec_w), dtype=np.uint8)
-    rec[:, head + 2 : head + 2 + width] = payload
-    rows = np.arange(n)
-    rec[rows, head + 2 + lengths] = 13
-    rec[rows, head + 3 + lengths] = 10
-    starts = np.empty(n, dtype=np.int64)
-    for length in np.unique(lengths).tolist():
-        prefix = np.frombuffer(b"$%d\r\n" % length, dtype=np.uint8)
-        sel = lengths == length
-        rec[sel, head + 2 - len(prefix) : head + 2] = prefix
-        starts[sel] = head + 2 - len(prefix)
-    starts += rows * rec_w
-    ends = rows * rec_w + head + 4 + lengths
-    buf = rec.tobytes()
-    return [buf[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
-
-
-def _bulk_by_dictionary(arr: pa.Array, value_type) -> list[bytes]:
-    """Serialize each distinct value once with protobuf itself, then look them up."""
-    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-    from feast.value_type import ValueType
-
-    if value_type == ValueType.STRING:
-        arr = arr.cast(pa.string())
-    encoded = arr.dictionary_encode()
-    field = "string_val" if value_type == ValueType.STRING else "bool_val"
-    lookup = [
-        _bulk(ValueProto(**{field: v}).SerializeToString()) for v in encoded.dictionary.to_pylist()
-    ]
-    lookup.append(_bulk(b""))
-    indices = encoded.indices.fill_null(len(lookup) - 1).to_numpy(zero_copy_only=False)
-    return [lookup[j] for j in indices.tolist()]
-
-
-def _bulk_with_feast(arr: pa.Array, value_type) -> list[bytes]:
-    from feast.type_map import python_values_to_proto_values
-
-    values = python_values_to_proto_values(arr.to_numpy(zero_copy_only=False), value_type)
-    return [_bulk(v.SerializeToString()) for v in values]
-
-
 def _send_packed(client, commands: list[bytes]) -> list:
-    """Send RESP-encoded commands in one write and return one reply per command.
-
-    What a redis-py pipeline does, without its per-command Python work (about a third
-    of the time of a 33-field HSET); an error reply raises and drops the connection.
-    """
-    pool = client.connection_pool
-    conn = pool.get_connection()
-    try:
-        conn.send_packed_command([b"".join(commands)])
-        return [conn.read_response() for _ in commands]
-    except BaseException:
-        conn.disconnect()
-        raise
-    finally:
-        pool.release(conn)
+    """Send RESP-encoded commands in one write and return one reply per command (an error
+    reply raises and drops the connection)."""
+    return send_packed(client.connection_pool, b"".join(commands), len(commands))
 
 
 # -- plumbing ----------------------------------------------------------------------------
@@ -395,14 +259,8 @@ def _plain_redis(store: FeatureStore) -> bool:
 
 
 def _client(store: FeatureStore):
-    """A redis-py client built from the Feast connection string, as Feast builds its own."""
-    import redis
-    from feast.infra.online_stores.redis import RedisOnlineStore
-
-    nodes, kwargs = RedisOnlineStore._parse_connection_string(
-        store.config.online_store.connection_string
-    )
-    return redis.Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **kwargs)
+    """A redis-py client on the online store's Redis (its database, password and TLS kept)."""
+    return redis_client(store.config.online_store.connection_string)
 
 
 def _join_key(fv: FeatureView) -> str:

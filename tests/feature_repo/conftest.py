@@ -40,3 +40,16 @@ def redis_store(home, monkeypatch, redis_server, prefix):
         keys = list(client.scan_iter(match=f"*{prefix}*".encode(), count=1000))
         if keys:
             client.delete(*keys)
+
+
+@pytest.fixture
+def stores(redis_store, monkeypatch):
+    """(fast, stock): the configured store (FastRedisOnlineStore) and a Feast stock
+    RedisOnlineStore twin on the same registry and Redis."""
+    from feature_repo import config
+
+    monkeypatch.setenv("CLIPFLOW_FEAST_STOCK_READ", "1")
+    stock = config.feature_store()
+    monkeypatch.delenv("CLIPFLOW_FEAST_STOCK_READ")
+    assert stock.config.online_store.type == "redis"
+    return redis_store, stock

@@ -19,17 +19,6 @@ SERVICE = "clip_quality_v1"
 FAST_TYPE = "feature_repo.online_store.FastRedisOnlineStore"
 
 
-@pytest.fixture
-def stores(redis_store, monkeypatch):
-    """(fast, stock): the configured store and a Feast stock RedisOnlineStore twin on the
-    same registry and Redis."""
-    monkeypatch.setenv("CLIPFLOW_FEAST_STOCK_READ", "1")
-    stock = config.feature_store()
-    monkeypatch.delenv("CLIPFLOW_FEAST_STOCK_READ")
-    assert stock.config.online_store.type == "redis"
-    return redis_store, stock
-
-
 def same(a, b) -> bool:
     """Equal values of the same types (True is not 1), NaN equal to NaN."""
     if type(a) is not type(b):
@@ -277,7 +266,7 @@ def test_online_read_returns_what_stock_returns(stores, prefix):
 def test_to_dict_can_be_feasts_own(stores, prefix, monkeypatch):
     from feast.online_response import OnlineResponse
 
-    from feature_repo.online_store import FastOnlineResponse
+    from feature_repo.online_response import FastOnlineResponse
 
     fast, _ = stores
     rows = [{"clip_id": f"{prefix}x"}]

@@ -9,7 +9,7 @@ import pytest
 import redis
 from support import clip_feature_rows
 
-from feature_repo import online_write
+from feature_repo import online_values, online_write
 
 SERVICE = "clip_quality_v1"
 
@@ -159,10 +159,10 @@ def test_value_encoding_matches_feast_for_edge_values():
         (pa.array([True, False, None]), ValueType.BOOL),
     ]
     for arr, value_type in cases:
-        got = online_write._bulk_values(pa.chunked_array([arr]), value_type)
+        got = online_values.bulk_values(pa.chunked_array([arr]), value_type)
         assert got == feast_bytes(arr, value_type), (arr, value_type)
     # an integer feature that went through a float column (NaN for null)
     floats = pa.chunked_array([pa.array([2.0, float("nan"), None])])
-    assert online_write._bulk_values(floats, ValueType.INT64) == feast_bytes(
+    assert online_values.bulk_values(floats, ValueType.INT64) == feast_bytes(
         pa.array([2, None, None]), ValueType.INT64
     )

@@ -1,0 +1,150 @@
+"""Feast's Redis layout of the online store, once: its reader (`online_store`) and its
+writer (`online_write`) both take it from here, so what one writes the other finds.
+
+The layout, as Feast 0.67 (`feast/infra/online_stores/redis.py`) reads and writes it:
+
+* one Redis hash per entity, at the key `serialize_entity_key(entity key) + project`; for
+  one STRING join key (version 3) that is, in little-endian uint32s and bytes,
+  `1, STRING, len(join key), join key, STRING, len(value), value, project`;
+* per feature of a view, the field `mmh3("<view>:<feature>")` (4 bytes, Feast's `_mmh3`),
+  holding the serialized `ValueProto` (b"" for null);
+* per view, the field `_ts:<view>`, the serialized `Timestamp` of the row's event time;
+* `<view>` is the view's name, `<name>_v<N>` when the registry versions online views
+  (Feast's `compute_versioned_name`).
+
+It also packs Redis commands in RESP, as redis-py would send them, so that a chunk of
+commands goes out in one write (`send_packed`). Feast and redis-py are imported inside the
+functions: importing the writer stays light.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+
+_STRING = 2  # feast.value_type.ValueType.STRING: the entity key's type tag
+_UINT32 = struct.Struct("<I")
+
+
+# -- fields --------------------------------------------------------------------------------
+
+
+def view_name(view, config) -> str:
+    """The name a view's fields are made of: its name, versioned when the registry says so."""
+    from feast.infra.online_stores.helpers import compute_versioned_name
+
+    versioning = getattr(config.registry, "enable_online_feature_view_versioning", False)
+    return compute_versioned_name(view, versioning)
+
+
+@dataclass(frozen=True)
+class ViewFields:
+    """The hash fields of a view: its features' (in feature order) and its timestamp's."""
+
+    view: str  # the (versioned) view name
+    features: tuple[str, ...]
+    fields: tuple[bytes, ...]  # mmh3 of `<view>:<feature>`, one per feature
+    ts_field: bytes  # `_ts:<view>`
+
+    @classmethod
+    def of(cls, view, config, features: Iterable[str] | None = None) -> ViewFields:
+        """The fields of `features` of a Feast feature view (all of them when None or empty)."""
+        features = tuple(features or ())
+        return cls.named(view_name(view, config), features or [f.name for f in view.features])
+
+    @classmethod
+    def named(cls, view: str, features: Iterable[str]) -> ViewFields:
+        from feast.infra.online_stores.helpers import _mmh3
+
+        features = tuple(features)
+        fields = tuple(_mmh3(f"{view}:{f}") for f in features)
+        return cls(view, features, fields, f"_ts:{view}".encode())
+
+
+# -- keys ----------------------------------------------------------------------------------
+
+
+def string_keys(join_key: str, ids: Sequence[str], config) -> list[bytes]:
+    """The Redis keys of entities with the one STRING join key `join_key` = each of `ids`
+    (built without protos at serialization version 3)."""
+    if config.entity_key_serialization_version != 3:
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+        from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+        protos = [
+            EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val=i)])
+            for i in ids
+        ]
+        return proto_keys(protos, config)
+    prefix, project, pack = _string_key_prefix(join_key), config.project.encode(), _UINT32.pack
+    out = []
+    for value in ids:
+        b = value.encode()
+        out.append(prefix + pack(len(b)) + b + project)
+    return out
+
+
+def proto_keys(entity_keys: Sequence[EntityKeyProto], config) -> list[bytes]:
+    """The Redis keys of any entity keys, by Feast's own `serialize_entity_key`."""
+    from feast.infra.key_encoding_utils import serialize_entity_key
+
+    version, project = config.entity_key_serialization_version, config.project.encode()
+    return [
+        serialize_entity_key(ek, entity_key_serialization_version=version) + project
+        for ek in entity_keys
+    ]
+
+
+@functools.lru_cache(maxsize=256)
+def _string_key_prefix(join_key: str) -> bytes:
+    """A key up to the value's length: one key, STRING, the join key, STRING."""
+    name = join_key.encode()
+    return struct.pack("<III", 1, _STRING, len(name)) + name + _UINT32.pack(_STRING)
+
+
+# -- RESP ----------------------------------------------------------------------------------
+
+
+def bulk(value: bytes) -> bytes:
+    """A RESP bulk string."""
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def command_head(name: bytes, n_args: int) -> bytes:
+    """The start of a command of `n_args` arguments: array header and command name."""
+    return b"*%d\r\n" % (1 + n_args) + bulk(name)
+
+
+def command(*args: bytes) -> bytes:
+    """A whole command: its name and arguments."""
+    return b"*%d\r\n" % len(args) + b"".join(bulk(a) for a in args)
+
+
+def send_packed(pool, payload: bytes, n: int, *, retry: bool = False) -> list:
+    """Send RESP-encoded commands in one write on a connection of `pool` and read `n`
+    replies: a redis-py pipeline without its per-command Python work. An error drops the
+    connection (replies may be left unread on it); `retry`: one try more on a dropped
+    connection (for commands that may run twice, reads)."""
+    import redis
+
+    for attempt in (1, 2):
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command([payload])
+            return [conn.read_response() for _ in range(n)]
+        except (redis.ConnectionError, redis.TimeoutError):
+            conn.disconnect()
+            if not retry or attempt == 2:
+                raise
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+    raise AssertionError("unreachable")
