@@ -31,7 +31,10 @@ import numpy as np
 import pyarrow as pa
 
 from bench.common import Record, log, peak_rss_mb
-from bench.feature_store import _feast_store, _free_port, make_clip_features, redis_server
+from bench.feast_env import feast_store as _feast_store
+from bench.feast_env import free_port as _free_port
+from bench.feast_env import redis_server
+from bench.feature_data import make_clip_features
 
 CLIPS, RATE, SECONDS, BATCH, BATCH_REQUESTS = 10_000, 200, 10.0, 100, 500
 SINGLE_P99_MS, BATCH_P99_MS = 10.0, 8.0
