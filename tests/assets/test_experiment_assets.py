@@ -10,10 +10,11 @@ import duckdb
 import pytest
 from support import tiny_training_set
 
-from assets.experiments import Promotion, ab_results, promote_from_experiment, shipped_variant
+from assets.experiments import ab_results
 from assets.ingest import ingest_assets
 from assets.resources import EventsResource, LandingResource, MlflowResource, WarehouseResource
 from models.experiments.config import ExperimentConfig
+from models.experiments.promotion import Promotion, promote_from_experiment, shipped_variant
 from models.synthetic.experiments import DAY_US, experiment_spec
 from models.synthetic.landing import generate_landing
 from models.training import registry
