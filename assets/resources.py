@@ -51,7 +51,7 @@ class WarehouseResource(HomeResource):
 
 
 class LandingResource(dg.ConfigurableResource):
-    """The landing directory of CONTRACT §1 (`CLIPFLOW_LANDING_DIR` when empty)."""
+    """The landing directory of docs/contract.md §1 (`CLIPFLOW_LANDING_DIR` when empty)."""
 
     landing_dir: str = ""
 

@@ -1,4 +1,4 @@
-"""The one place that builds the Feast configuration of clipflow (CONTRACT §4).
+"""The one place that builds the Feast configuration of clipflow (docs/contract.md §4).
 
 Everything comes from a `Settings` (models/core/settings.py; the current environment when
 none is given, as for the `feast` CLI): the registry and the SQLite online store live under

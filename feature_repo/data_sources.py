@@ -1,4 +1,4 @@
-"""Feast data sources over the clipflow warehouse (CONTRACT §2).
+"""Feast data sources over the clipflow warehouse (docs/contract.md §2).
 
 Feast objects are module-level by design, so their file paths are fixed when this module
 is imported. `warehouse_glob` is the one place the Feast repo reads the environment: it

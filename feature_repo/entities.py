@@ -8,7 +8,7 @@ clip = Entity(
     name="clip",
     join_keys=["clip_id"],
     value_type=ValueType.STRING,
-    description="A generated short-video clip (CONTRACT §1 clips.clip_id).",
+    description="A generated short-video clip (docs/contract.md §1 clips.clip_id).",
     tags=OWNER_TAGS,
     owner="ml-platform@clipflow",
 )

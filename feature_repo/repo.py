@@ -20,7 +20,7 @@ from feature_repo.feature_views import clip_features, clip_scores
 
 clipflow = Project(
     name="clipflow",
-    description="clipflow: short-video clip quality (CONTRACT §4)",
+    description="clipflow: short-video clip quality (docs/contract.md §4)",
     tags={"owner": "ml-platform@clipflow"},
     owner="ml-platform@clipflow",
 )

@@ -1,4 +1,4 @@
-"""The landing-data contract (CONTRACT.md §1), declared once.
+"""The landing-data contract (docs/contract.md §1), declared once.
 
 Every table is a tuple of `Field`s; every field carries its type and the rules it must
 follow. The same declarations drive:

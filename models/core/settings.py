@@ -7,7 +7,7 @@ Dagster UI, `clipflow run` and the tests all resolve the same variables the same
 |---|---|---|
 | `CLIPFLOW_ENV` | `ci` when `CI=true`, else `local` | which environment this is |
 | `CLIPFLOW_HOME` | `.clipflow` | warehouse, reports, MLflow store, Dagster instance |
-| `CLIPFLOW_LANDING_DIR` | `data/landing` | the landing directory (CONTRACT §1) |
+| `CLIPFLOW_LANDING_DIR` | `data/landing` | the landing directory (docs/contract.md §1) |
 | `CLIPFLOW_REDIS` | unset | Feast Redis connection string; unset: SQLite online store |
 | `CLIPFLOW_RETRAIN_COOLDOWN_DAYS` | 7 | retrain on drift at most once per this many partition days |
 | `CLIPFLOW_NIGHTLY_AT` | `02:00` | when (UTC) `nightly_schedule` fires; read when the code location loads |

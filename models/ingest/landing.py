@@ -1,6 +1,6 @@
 """Landing files: discovery, a probe of each new file, and the manifest that remembers them.
 
-Files are immutable once written (CONTRACT §1), so each file is probed once: its schema
+Files are immutable once written (docs/contract.md §1), so each file is probed once: its schema
 is checked against the contract and the range of days its rows fall on is recorded in an
 append-only manifest under `warehouse/_manifest/<table>/`. A day's ingestion then reads
 only the files that hold rows of that day. A file that cannot be read, or whose columns or

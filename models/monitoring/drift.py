@@ -216,7 +216,7 @@ def build_report(
     performance: dict | None = None,
     history: Sequence[dict] = (),
 ) -> dict:
-    """The drift report (CONTRACT §2's drift JSON plus the details the HTML shows):
+    """The drift report (docs/contract.md §2's drift JSON plus the details the HTML shows):
     `result` is `compare(reference, current, thresholds)`; `history` the performance
     history rows (models/monitoring/performance.py) with `scored_ds` as ISO text."""
     window = reference.get("window", {})

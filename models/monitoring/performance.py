@@ -1,7 +1,7 @@
 """Model performance as labels arrive: each past day's champion scores against the labels
 known at a later day's end.
 
-A label comes days after its clip (CONTRACT §1), so the rmse of day d's scores keeps
+A label comes days after its clip (docs/contract.md §1), so the rmse of day d's scores keeps
 changing as its clips get labelled. `history(con, warehouse, as_of_ds)` recomputes, as of
 the end of `as_of_ds`, the rmse/mae of the champion scores of every scored day in the
 `window_days` before it (newest label known at that moment per clip); the drift report

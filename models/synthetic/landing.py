@@ -1,4 +1,4 @@
-"""A seeded synthetic landing directory (CONTRACT section 1) for demos and tests.
+"""A seeded synthetic landing directory (docs/contract.md §1) for demos and tests.
 
 The same arguments give the same data:
 

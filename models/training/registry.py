@@ -1,7 +1,7 @@
 """MLflow: log a trained model, register it as `clip_quality`, load it back.
 
 Models are stored in XGBoost's own UBJ format (`model.ubj`), never pickled. Each version
-carries the tags of CONTRACT §3 plus `category_maps` (JSON); the booster also carries its
+carries the tags of docs/contract.md §3 plus `category_maps` (JSON); the booster also carries its
 features and categories as an attribute, so the model file describes itself.
 
 Moving the aliases (`champion`, `challenger`) is `models.training.aliases`; its functions

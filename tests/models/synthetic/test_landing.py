@@ -1,4 +1,4 @@
-"""The synthetic landing generator follows CONTRACT section 1 and carries the signals it promises."""
+"""The synthetic landing generator follows docs/contract.md §1 and carries the signals it promises."""
 
 from __future__ import annotations
 
