@@ -174,6 +174,10 @@ def test_a_lossy_treatment_logger_is_invalid_srm(ingested):
 def test_an_empty_warehouse_is_inconclusive(tmp_path):
     res = analyze(connect(), Warehouse(tmp_path), EXP, EXP.end)
     assert res["decision"] == "inconclusive" and res["srm"]["p_value"] is None
+    assert [(r["metric"], r["variant"]) for r in res["metrics"]] == [
+        ("m", "treatment"),
+        ("k", "treatment"),
+    ]
     assert all(r["n_control"] == 0 and r["p_value"] is None for r in res["metrics"])
 
 
@@ -211,7 +215,7 @@ def test_three_arms_every_variant_vs_control_with_bh_on_secondaries(tmp_path):
     for r in res["metrics"]:
         assert (r["n_control"], r["n_variant"]) == (counts["control"], counts[r["variant"]])
     primary = [r for r in res["metrics"] if r["primary"]]
-    assert all(r["p_value_adjusted"] == r["p_value"] for r in primary)
+    assert len(primary) == 2 and all(r["p_value_adjusted"] == r["p_value"] for r in primary)
     secondary = [r for r in res["metrics"] if not r["primary"]]
     q = stats.false_discovery_control([r["p_value"] for r in secondary])
     assert np.allclose([r["p_value_adjusted"] for r in secondary], q)

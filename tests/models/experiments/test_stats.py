@@ -114,6 +114,26 @@ def test_srm_detects_a_52_48_split_and_passes_a_fair_one():
     assert srm({}, weights)["p_value"] is None
 
 
+SRM_ALPHA = 0.001  # docs/contract.md and the README: `detected` when p < 0.001
+
+
+@pytest.mark.parametrize(
+    ("control", "detected"),
+    [(50_510, False), (50_530, True)],  # p = 0.00126 and 0.00080 of 100,000 users
+)
+def test_srm_threshold_is_0_001(control, detected):
+    """Counts whose p-value sits just above and just below 0.001: a looser or stricter
+    alpha (0.01, 0.05, 1e-4) flips one of them."""
+    counts = [control, 100_000 - control]
+    p = stats.chisquare(counts).pvalue
+    assert SRM_ALPHA / 1.5 < p < SRM_ALPHA * 1.5
+    assert bool(p < SRM_ALPHA) is detected
+    got = srm(dict(zip(("control", "treatment"), counts, strict=True)),
+              {"control": 0.5, "treatment": 0.5})  # fmt: skip
+    assert got["p_value"] == pytest.approx(p, rel=1e-9)
+    assert got["detected"] is detected
+
+
 def test_benjamini_hochberg_by_hand():
     p = [0.01, 0.04, 0.03, 0.005, 0.5]
     # sorted 0.005, 0.01, 0.03, 0.04, 0.5 -> p*5/rank 0.025, 0.025, 0.05, 0.05, 0.5

@@ -171,7 +171,8 @@ def test_engagement_windows_sum_the_right_windows_as_of_the_row(wh, con):
     end1 = day1[key("c1", f"2026-01-01T{END}Z")]
     assert (end1["views_1d"], end1["views_3d"], end1["views_7d"]) == (101, 101, 101)
     quiet = day1[key("quiet", f"2026-01-01T{END}Z")]
-    assert all(quiet[c] == 0 for c in FEATURE_COLUMNS if c[-2:] in ("1d", "3d", "7d"))
+    windowed = [c for c in FEATURE_COLUMNS if c[-2:] in ("1d", "3d", "7d")]
+    assert len(windowed) == 12 and all(quiet[c] == 0 for c in windowed)
 
     r = features(con, wh, date(2026, 1, 4))[key("c1", f"2026-01-04T{END}Z")]
     assert (r["views_1d"], r["views_3d"], r["views_7d"]) == (151, 201, 211)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, date, datetime
 
 import pytest
@@ -14,6 +15,7 @@ from models.ingest.day import ingest_day
 
 DAY = date(2026, 1, 1)
 NOW = datetime(2026, 1, 2, tzinfo=UTC)
+NEG_INF = float("-inf")
 
 
 def _ingest(landing, home, table: str):
@@ -41,16 +43,26 @@ CLIP_CASES = [
     ("duration_s", 0.0, "duration_s must be 0 < x <= 600"),
     ("duration_s", 600.5, "duration_s must be 0 < x <= 600"),
     ("duration_s", float("nan"), "duration_s must be 0 < x <= 600"),
+    ("duration_s", -30.0, "duration_s must be 0 < x <= 600"),
+    ("duration_s", NEG_INF, "duration_s must be 0 < x <= 600"),
     ("resolution", "8K", "resolution must be one of"),
     ("bitrate_kbps", 0.0, "bitrate_kbps must be 0 < x"),
+    ("bitrate_kbps", -4000.0, "bitrate_kbps must be 0 < x"),
+    ("bitrate_kbps", NEG_INF, "bitrate_kbps must be 0 < x"),
     ("fps", 0.0, "fps must be 0 < x <= 120"),
     ("fps", 121.0, "fps must be 0 < x <= 120"),
+    ("fps", -30.0, "fps must be 0 < x <= 120"),
+    ("fps", NEG_INF, "fps must be 0 < x <= 120"),
     ("aspect_ratio", "21:9", "aspect_ratio must be one of"),
     ("has_captions", None, "has_captions is required"),
     ("speech_ratio", 1.01, "speech_ratio must be 0 <= x <= 1"),
     ("speech_ratio", -0.1, "speech_ratio must be 0 <= x <= 1"),
+    ("speech_ratio", NEG_INF, "speech_ratio must be 0 <= x <= 1"),
     ("scene_cuts_per_min", -1.0, "scene_cuts_per_min must be 0 <= x"),
+    ("scene_cuts_per_min", NEG_INF, "scene_cuts_per_min must be 0 <= x"),
     ("hook_strength", 1.5, "hook_strength must be 0 <= x <= 1"),
+    ("hook_strength", -0.1, "hook_strength must be 0 <= x <= 1"),
+    ("hook_strength", NEG_INF, "hook_strength must be 0 <= x <= 1"),
     ("language", "ENG", "language must match"),
     ("language", "En", "language must match"),
     ("topic", "", "topic must be non-empty"),
@@ -96,7 +108,9 @@ ENGAGEMENT_CASES = [
     ("shares", -2, "shares must be 0 <= x"),
     ("comments", -3, "comments must be 0 <= x"),
     ("completions", 101, "completions must be <= views"),
+    ("completions", -1, "completions must be 0 <= x"),
     ("watch_time_s", -0.5, "watch_time_s must be 0 <= x"),
+    ("watch_time_s", NEG_INF, "watch_time_s must be 0 <= x"),
     ("clip_id", "unknown", "clip_id must exist in clips"),
     (
         "event_timestamp",
@@ -129,18 +143,44 @@ def test_bad_engagement_quarantined(landing, tmp_path, fmt, field, value, reason
 LABEL_CASES = [
     ("quality_score", 100.5, "quality_score must be 0 <= x <= 100"),
     ("quality_score", -1.0, "quality_score must be 0 <= x <= 100"),
+    ("quality_score", NEG_INF, "quality_score must be 0 <= x <= 100"),
     ("clip_id", "nope", "clip_id must exist in clips"),
     ("labeled_at", ts("2026-01-01T09:59:59Z"), "labeled_at must be >= the clip's created_at"),
 ]
 
 
-@pytest.mark.parametrize("field,value,reason", LABEL_CASES, ids=[c[0] for c in LABEL_CASES])
+@pytest.mark.parametrize(
+    "field,value,reason", LABEL_CASES, ids=[f"{c[0]}={c[1]!r}" for c in LABEL_CASES]
+)
 def test_bad_label_quarantined(landing, tmp_path, field, value, reason):
     landing.write("clips", [GOOD_CLIP])
     landing.write("labels", [GOOD_LABEL, {**GOOD_LABEL, field: value}])
     res, q = _ingest(landing, tmp_path / "h", "labels")
     assert res.rows_valid == 1 and res.rows_quarantined == 1
     assert reason in q[0][0]
+
+
+def test_every_lower_bound_has_a_negative_case():
+    """Each numeric field with a minimum has a negative case above (and -inf if a float):
+    a flipped or dropped lower bound cannot hide behind the 0 and NaN cases."""
+    bounded = {
+        (t.warehouse, f.name, f.type)
+        for t in TABLES.values()
+        for f in t.fields
+        for r in f.rules
+        if r.kind == "between" and r.params.get("min") is not None
+    }
+    cases = {"clips": CLIP_CASES, "engagement": ENGAGEMENT_CASES, "labels": LABEL_CASES}
+    negative = {
+        (t, f)
+        for t, rows in cases.items()
+        for f, v, _ in rows
+        if isinstance(v, int | float) and math.isfinite(v) and v < 0
+    }
+    minus_inf = {(t, f) for t, rows in cases.items() for f, v, _ in rows if v == NEG_INF}
+    assert len(bounded) == 13
+    assert negative == {(t, f) for t, f, _ in bounded}
+    assert minus_inf == {(t, f) for t, f, kind in bounded if kind == "float"}
 
 
 def test_csv_unparseable_values_are_row_errors(landing, tmp_path):

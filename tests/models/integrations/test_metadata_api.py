@@ -113,7 +113,8 @@ def test_a_batch_that_keeps_failing_is_reported_not_raised():
 def test_other_4xx_are_not_retried():
     with FakeMetadataApi(max_batch=2) as api:
         rows, failures = client(api, batch_size=3).fetch(["v1", "v2", "v3"])
-    assert rows == [] and all("HTTP 400" in r for r in failures.values())
+    assert rows == [] and set(failures) == {"v1", "v2", "v3"}
+    assert all("HTTP 400" in r for r in failures.values())
     assert len(api.requests) == 1
 
 

@@ -129,7 +129,18 @@ def test_missing_values_are_reported_not_counted():
     ra, rb = drift.column_profile(a), drift.column_profile(b)
     assert ra["missing"] == 0.25 and rb["missing"] == 0.5
     out = drift.compare_column(ra, rb, drift.DriftThresholds())
-    assert out["missing_current"] == 0.5 and out["statistic"] is not None
+    assert out["missing_current"] == 0.5
+    # the statistic is over the non-missing values only: {1, 2, 4} against {1, 4}
+    ref, cur = np.array([1.0, 2.0, 4.0] * 1000), np.array([1.0, 4.0] * 1000)
+    want = wasserstein_distance(ref, cur) / ref.std()  # 0.5 / 1.247
+    assert out["method"] == "wasserstein" and out["statistic"] == pytest.approx(want, rel=0.01)
+    assert out["threshold"] == 0.1 and out["drifted"]  # 0.40 is far above it
+    # PSI on the reference's deciles, by hand: bins {1}, {2}, {4} hold 1/3 each of the
+    # reference and 1/2, 0 (floored at PSI_EPS), 1/2 of the current values
+    r, c = np.full(3, 1 / 3), np.array([0.5, drift.PSI_EPS, 0.5])
+    out = drift.compare_column(ra, rb, drift.DriftThresholds(numerical_method="psi"))
+    assert out["statistic"] == pytest.approx(np.sum((c - r) * np.log(c / r)), rel=0.01)
+    assert out["threshold"] == 0.2 and out["drifted"]  # 2.8 is far above it
 
 
 def test_a_feature_absent_from_the_day_is_an_error_naming_it(reference):

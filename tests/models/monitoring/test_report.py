@@ -158,4 +158,6 @@ def test_a_side_without_values_and_numpy_numbers(tmp_path):
     report = make_report(ref, cur, drift_share=np.float64(0.0), performance=None)
     json_path, html_path = write_report(report, ref, cur, tmp_path)
     assert json.loads(json_path.read_text())["drift_share"] == 0.0
-    assert all(p.startswith(PNG) for p in images(html_path.read_text()))
+    pngs = images(html_path.read_text())
+    assert len(pngs) == 2  # distributions (the reference side) and performance history
+    assert all(p.startswith(PNG) for p in pngs)

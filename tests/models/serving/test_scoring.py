@@ -52,11 +52,31 @@ def model(df):
     return training.train(df, training.TrainParams(n_estimators=30))
 
 
-def test_score_is_inplace_predict_on_the_models_matrix(df, model):
-    expected = model.booster.inplace_predict(training.to_matrix(df, model.categories))
+def predict_by_hand(booster: xgb.Booster, categories: dict, frame: pd.DataFrame) -> np.ndarray:
+    """The booster's `predict` on a DMatrix built from the raw columns (numerics as float,
+    a category as its index in the model's list, NaN when absent), clipped to 0-100."""
+    cols = []
+    for name in booster.feature_names:
+        if name in categories:
+            code = {v: float(i) for i, v in enumerate(categories[name])}
+            cols.append([code.get(v, np.nan) for v in frame[name]])
+        else:
+            cols.append(frame[name].to_numpy(np.float64))
+    matrix = xgb.DMatrix(
+        np.column_stack(cols),
+        feature_names=booster.feature_names,
+        feature_types=booster.feature_types,
+        enable_categorical=True,
+    )
+    return np.clip(booster.predict(matrix), 0.0, 100.0)
+
+
+def test_score_is_the_boosters_prediction_clipped(df, model):
+    expected = predict_by_hand(model.booster, model.categories, df)
     got = scoring.score(model, df)
     assert got.dtype == np.float32 and got.shape == (len(df),)
-    assert np.array_equal(got, np.clip(expected, 0, 100))
+    assert expected.std() > 5  # the rows get different scores, not one constant
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
     assert np.array_equal(
         scoring.score(model, model.holdout), model.holdout_pred.astype(np.float32)
     )
@@ -82,15 +102,17 @@ def test_encoding_does_not_depend_on_the_batch(df, model):
 
 
 def test_scores_are_clipped_to_the_scale(df):
-    x = training.to_matrix(df, training.category_maps(df))
-    booster = xgb.train(
-        {"base_score": 150.0, "nthread": 1},
-        xgb.DMatrix(x, np.full(len(df), 150.0), enable_categorical=True),
-        1,
-    )
-    high = SimpleNamespace(booster=booster, categories=training.category_maps(df))
-    assert booster.inplace_predict(x).min() > 100
-    assert (scoring.score(high, df) == 100.0).all()
+    """A booster whose raw predictions leave [0, 100] at both ends scores within it."""
+    cats = training.category_maps(df)
+    x = training.to_matrix(df, cats)
+    target = 50 + 100 * df["hook_strength"].to_numpy()  # about -250 to 350
+    booster = xgb.train({"nthread": 1}, xgb.DMatrix(x, target, enable_categorical=True), 20)
+    wide = SimpleNamespace(booster=booster, categories=cats)
+    raw = booster.inplace_predict(x)
+    assert (raw < 0).sum() > 50 and (raw > 100).sum() > 50
+    got = scoring.score(wide, df)
+    assert got.min() == 0.0 and got.max() == 100.0
+    np.testing.assert_allclose(got, predict_by_hand(booster, cats, df), rtol=0, atol=1e-4)
 
 
 def test_score_parquet_streams_keys_and_scores(df, model, tmp_path):

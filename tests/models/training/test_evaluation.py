@@ -91,6 +91,23 @@ def test_gate_rejects_a_constant_model():
     assert "does not clearly beat the mean-predictor baseline" in result.reasons[0]
 
 
+def test_gate_rejects_a_point_win_whose_interval_straddles_zero():
+    """A candidate barely better than the mean on 30 clips: its RMSE is lower, but the
+    bootstrap interval of the difference reaches above 0, so it does not clearly beat it."""
+    y, _, groups = holdout(n_clips=30, rows=2)
+    rng = np.random.default_rng(3)
+    weak = np.clip(y.mean() + 0.1 * (y - y.mean()) + rng.normal(0, 3, y.size), 0, 100)
+    diff = ev.metrics(y, weak)["rmse"] - ev.baseline_metrics(y.mean(), y)["rmse"]
+    assert -0.5 < diff < 0  # the point estimate beats the baseline
+    result = ev.gate(y, weak, y.mean(), None, groups=groups)
+    vb = result.details["vs_baseline"]
+    assert vb["diff"] == pytest.approx(diff) and vb["ci_low"] < 0 < vb["ci_high"]
+    assert not result.passed and not result.better_than_champion
+    assert len(result.reasons) == 1
+    assert "does not clearly beat the mean-predictor baseline" in result.reasons[0]
+    assert "not entirely below 0" in result.reasons[0]
+
+
 def test_gate_against_champion_worse_equal_better():
     y, good, groups = holdout()
     noisy = np.clip(good + np.random.default_rng(2).normal(0, 6, y.size), 0, 100)
