@@ -44,7 +44,7 @@ from functools import partial
 from pathlib import Path
 
 import models.experiments.aggregate as ab_stats
-from bench.common import Record, Timer, log, peak_rss_mb, ratio_to_floor
+from bench.common import Record, Timer, floor_record, log, peak_rss_mb
 from models.core.warehouse import Warehouse, connect, sql_str
 from models.experiments.config import ExperimentConfig
 from models.experiments.report import write_report
@@ -268,9 +268,9 @@ def run(scale: float, tmp: Path) -> list[Record]:
 
     def record(metric, value, floor_metric, floor, target=NO_TARGET, met=True, n=rows):
         value, floor = max(value, 1e-6), max(floor, 1e-6)
-        ratio = round(ratio_to_floor(value, floor), 3)
-        return Record("ab", metric, round(value, 4), "s", floor_metric, round(floor, 4), ratio,
-                      target, met, n, peak, scale)  # fmt: skip
+        return floor_record(metric, value, "s", floor_metric, floor, target=target,
+                            also_met=met, benchmark="ab", rows=n, peak_rss_mb=peak,
+                            scale=scale)  # fmt: skip
 
     def breakdown(metric, value, n=rows):  # no floor: the floor is itself
         return record(metric, value, metric, value, n=n)

@@ -67,6 +67,36 @@ def ratio_to_floor(value: float, floor: float, *, higher_is_better: bool = False
     return value / floor if floor > 0 else float("inf")
 
 
+def floor_record(
+    metric: str,
+    value: float,
+    unit: str,
+    floor_metric: str,
+    floor: float,
+    *,
+    target: str,
+    limit: float | None = None,
+    higher_is_better: bool = False,
+    also_met: bool = True,
+    **fields,
+) -> Record:
+    """A `Record` of `value` against `floor` (value and floor rounded to 4 places, the ratio
+    to 3). `met`: `also_met`, and, given a `limit`, the ratio at most `limit`. `fields`: the
+    rest of the record (benchmark, rows, peak_rss_mb, scale)."""
+    ratio = ratio_to_floor(value, floor, higher_is_better=higher_is_better)
+    return Record(
+        metric=metric,
+        value=round(value, 4),
+        unit=unit,
+        floor_metric=floor_metric,
+        floor_value=round(floor, 4),
+        ratio=round(ratio, 3),
+        target=target,
+        met=(limit is None or ratio <= limit) and also_met,
+        **fields,
+    )
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MB (children not included)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

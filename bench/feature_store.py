@@ -39,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.common import Record, Timer, log, peak_rss_mb, ratio_to_floor
+from bench.common import Record, Timer, floor_record, log, peak_rss_mb
 from bench.feast_env import feast_store
 from bench.feature_data import (
     MOMENTS,
@@ -171,21 +171,10 @@ def training_set(scale: float, tmp: Path) -> list[Record]:
          f"{target} (expected to miss: the pipeline uses the DuckDB path, checked on a "
          "sample against Feast)"),
     ):  # fmt: skip
-        ratio = ratio_to_floor(value, floor)
         records.append(
-            Record(
-                metric=metric,
-                value=round(value, 4),
-                unit="s",
-                floor_metric=floor_metric,
-                floor_value=round(floor, 4),
-                ratio=round(ratio, 3),
-                target=tgt,
-                met=ratio <= TRAINING_MAX_RATIO,
-                rows=rows,
-                **common,
-            )  # fmt: skip
-        )
+            floor_record(metric, value, "s", floor_metric, floor, target=tgt,
+                         limit=TRAINING_MAX_RATIO, rows=rows, **common)
+        )  # fmt: skip
     return records
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.common import Record, Timer, log, peak_rss_mb, ratio_to_floor
+from bench.common import Record, Timer, floor_record, log, peak_rss_mb, ratio_to_floor
 from bench.feast_env import FeastHash, check_served, feast_hash, feast_store, redis_server
 from bench.feature_data import count_label, in_subprocess, sample_rows, write_online_rows
 from models.core.names import FEATURES_VIEW as FEATURE_VIEW
@@ -144,21 +144,10 @@ def online_write(scale: float, tmp: Path) -> list[Record]:
         ("write_online_cpu_seconds", min(t.cpu for t in fasts), "s",
          "redis_py_hset_cpu_seconds", min(t.cpu for t in floors), False),
     ):  # fmt: skip
-        ratio = ratio_to_floor(value, floor, higher_is_better=rate)
         records.append(
-            Record(
-                metric=metric,
-                value=round(value, 4),
-                unit=unit,
-                floor_metric=floor_metric,
-                floor_value=round(floor, 4),
-                ratio=round(ratio, 3),
-                target=target,
-                met=ratio <= WRITE_MAX_RATIO,
-                rows=n,
-                **common,
-            )  # fmt: skip
-        )
+            floor_record(metric, value, unit, floor_metric, floor, target=target,
+                         limit=WRITE_MAX_RATIO, higher_is_better=rate, rows=n, **common)
+        )  # fmt: skip
     ratio = ratio_to_floor(stock_rate, floor_rate, higher_is_better=True)
     records.append(
         Record(

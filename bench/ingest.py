@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from bench.common import Record, Timer, log, peak_rss_mb, ratio_to_floor
+from bench.common import Record, Timer, floor_record, log, peak_rss_mb
 from models.core.contract import ASPECT_RATIOS, CLIPS, ENGAGEMENT, RESOLUTIONS
 from models.core.warehouse import Warehouse, connect, sql_str
 from models.ingest.day import ingest_day
@@ -246,17 +246,9 @@ def run(scale: float, tmp: Path) -> list[Record]:
     }
 
     def record(metric, value, unit, floor_metric, floor, rows=rows, rate=False) -> Record:
-        ratio = ratio_to_floor(value, floor, higher_is_better=rate)
-        return Record(
-            metric=metric,
-            value=round(value, 4),
-            unit=unit,
-            floor_metric=floor_metric,
-            floor_value=round(floor, 4),
-            ratio=round(ratio, 3),
-            met=ratio <= MAX_RATIO and peak < MAX_PEAK_MB,
-            **{**common, "rows": rows},
-        )
+        return floor_record(metric, value, unit, floor_metric, floor, limit=MAX_RATIO,
+                            higher_is_better=rate, also_met=peak < MAX_PEAK_MB,
+                            **{**common, "rows": rows})  # fmt: skip
 
     value, floor = best(ingests), best(floors)
     records = [

@@ -11,7 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.common import Record, ratio_to_floor
+from bench.common import floor_record
 
 THREADS, MEMORY_LIMIT = 2, "4GB"  # assets.resources.WarehouseResource defaults
 TREES = 300  # TrainParams.n_estimators
@@ -66,21 +66,9 @@ def store_uri(path: Path) -> str:
 
 def record_makers(benchmark: str, scale: float, peak: float, rows: int):
     def record(metric, value, unit, floor_metric, floor, target, limit=None, rate=False, n=rows):
-        ratio = ratio_to_floor(value, floor, higher_is_better=rate)
-        return Record(
-            benchmark=benchmark,
-            metric=metric,
-            value=round(value, 4),
-            unit=unit,
-            floor_metric=floor_metric,
-            floor_value=round(floor, 4),
-            ratio=round(ratio, 3),
-            target=target,
-            met=True if limit is None else ratio <= limit,
-            rows=n,
-            peak_rss_mb=peak,
-            scale=scale,
-        )
+        return floor_record(metric, value, unit, floor_metric, floor, target=target,
+                            limit=limit, higher_is_better=rate, benchmark=benchmark, rows=n,
+                            peak_rss_mb=peak, scale=scale)  # fmt: skip
 
     def breakdown(metric, value, unit="s", n=rows):  # no floor: the floor is itself
         value = max(value, 1e-6)
