@@ -144,12 +144,48 @@ def test_gate_rejects_a_worse_model_and_keeps_the_champion(pipeline_home):
 
 
 def test_rescoring_a_day_replaces_it(pipeline_home):
-    home, resources, _, job, instance = pipeline_home
+    """A day re-scored under a new champion holds one row per clip, the new model's score."""
+    from support import tiny_training_set
+
+    from assets.constants import day_end
+    from models.training import registry
+    from models.training import train as training
+    from models.training.evaluation import metrics
+
+    home, resources, _, _, instance = pipeline_home
     glob = f"{home}/warehouse/clip_scores/ds={DAYS[-1]}/*.parquet"
-    before = duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}')").fetchall()[0][0]
+    sql = f"SELECT clip_id, model_alias, model_version, score FROM read_parquet('{glob}')"
+    first = {(c, a): (v, s) for c, a, v, s in duckdb.sql(sql).fetchall()}
+    assert first and {a for _, a in first} == {"champion"}
+    uri, mlc = MlflowResource().uri, _client()
+    old = _aliases()["champion"]
+    new = training.train(tiny_training_set(300), training.TrainParams(n_estimators=10))
+    version = registry.log_and_register(
+        new, metrics(new.y_holdout, new.holdout_pred), None, None, uri
+    )
+    assert registry.promote(mlc, version, "rescore test", tracking_uri=uri)
     scoring = dg.define_asset_job("rescore", selection=["clip_scores"]).resolve(
         asset_graph=defs.get_repository_def().asset_graph
     )
-    r = scoring.execute_in_process(partition_key=DAYS[-1], instance=instance, resources=resources)
+    try:
+        r = scoring.execute_in_process(
+            partition_key=DAYS[-1], instance=instance, resources=resources
+        )
+    finally:
+        assert registry.promote(mlc, old, "rescore test done", tracking_uri=uri)
     assert r.success
-    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}')").fetchall()[0][0] == before
+    after = duckdb.sql(sql).fetchall()
+    assert len(after) == len({(c, a) for c, a, _, _ in after}) == len(first)  # replaced
+    # the new champion's own predictions on the day-end feature rows, straight from its booster
+    feats = duckdb.execute(
+        f"SELECT * FROM read_parquet('{home}/warehouse/clip_features/ds={DAYS[-1]}/*.parquet') "
+        "WHERE event_timestamp = ?",
+        [day_end(DAYS[-1])],
+    ).to_arrow_table()
+    preds = new.booster.inplace_predict(training.to_matrix(feats, new.categories)).clip(0, 100)
+    own = dict(zip(feats.column("clip_id").to_pylist(), preds.tolist(), strict=True))
+    assert {(c, a): (v, s) for c, a, v, s in after} == {
+        (c, "champion"): (version, pytest.approx(p, abs=1e-4)) for c, p in own.items()
+    }
+    changed = [c for (c, _), (_, s) in first.items() if abs(s - own[c]) > 1e-3]
+    assert len(changed) > len(first) / 2  # the old scores differ: their staying would show

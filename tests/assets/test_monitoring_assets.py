@@ -103,20 +103,41 @@ def test_every_scored_day_has_a_report_quiet_before_the_drift(monitored):
         assert not set(r["drifted_features"]) & DRIFTED, r["drifted_features"]
 
 
-def test_the_planted_drift_is_flagged_and_alerts(monitored):
+def test_the_planted_drift_is_flagged_and_alerts(monitored, redis_server):
+    from models.core.redis_url import redis_client
+    from models.integrations import events
+
     home, root, _, results, _ = monitored
-    last = report(home, days()[-1])
+    day = days()[-1]
+    last = report(home, day)
     assert set(last["drifted_features"]) >= DRIFTED, last["drifted_features"]
     assert last["features"]["language"]["drifted"]
     assert set(last["features"]) >= {"duration_s", "resolution", "topic", "views_7d"}
-    assert last["dataset_drift"] is (last["drift_share"] >= last["thresholds"]["drift_share"])
-    checks = {e.asset_check_key.name: e for e in results[days()[-1]].get_asset_check_evaluations()}
-    assert set(checks) >= {"dataset_drift", "rmse_ceiling", "missing_features", "score_range"}
-    assert checks["score_range"].passed
-    failed = [name for name, e in checks.items() if not e.passed]
-    assert all(checks[n].severity == dg.AssetCheckSeverity.WARN for n in failed)
-    alerts = [json.loads(line) for line in (root / "alerts.jsonl").read_text().splitlines()]
-    assert {a["kind"] for a in alerts} >= {f"drift_report.{n}" for n in failed}
+    assert last["dataset_drift"] is True
+    assert last["drift_share"] >= last["thresholds"]["drift_share"]
+    checks = {
+        e.asset_check_key.name: e
+        for e in results[day].get_asset_check_evaluations()
+        if e.asset_key == dg.AssetKey("drift_report")
+    }
+    assert set(checks) == {"dataset_drift", "rmse_ceiling", "missing_features", "score_range"}
+    # the planted drift fires the dataset_drift alert, and only it
+    failed = {name for name, e in checks.items() if not e.passed}
+    assert failed == {"dataset_drift"}, {n: checks[n].metadata["message"].value for n in failed}
+    assert checks["dataset_drift"].severity == dg.AssetCheckSeverity.WARN
+    message = checks["dataset_drift"].metadata["message"].value
+    assert all(f in message for f in last["drifted_features"]), message
+    # written to the notifier's file, once, with the check's message
+    written = root / "alerts.jsonl"
+    lines = written.read_text().splitlines() if written.exists() else []
+    alerts = [json.loads(line) for line in lines]
+    today = [(a["kind"], a["message"], a["model_version"]) for a in alerts if a["ds"] == day]
+    assert today == [("drift_report.dataset_drift", message, last["model_version"])]
+    # and published on the event stream, naming the same features
+    got = events.read(redis_client(f"{redis_server['connection_string']},db=7"), count=10_000)
+    drift = [e.data for e in got if e.type == "drift_detected" and e.data["ds"] == day]
+    assert drift and drift[-1]["dataset_drift"] is True
+    assert drift[-1]["features"] == last["drifted_features"]
     rows = duckdb.sql(
         f"SELECT feature, drifted FROM read_parquet('{home}/warehouse/drift_metrics/"
         f"ds={days()[-1]}/*.parquet')"

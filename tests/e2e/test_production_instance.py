@@ -133,22 +133,24 @@ def test_nightly_runs_on_a_postgres_instance_with_redis_online(
     assert ("champion", 1) in aliases
     assert list((home / "mlartifacts").rglob("MLmodel"))
 
-    # and an app reads the champion's score from Redis through Feast
+    # and an app reads from Redis through Feast the champion's score of the newest day
     import duckdb
 
     scores = home / "warehouse" / "clip_scores" / "**" / "*.parquet"
-    [(clip_id,)] = duckdb.sql(
-        f"SELECT clip_id FROM read_parquet('{scores}') WHERE model_alias = 'champion' LIMIT 1"
+    [(clip_id, want, want_version)] = duckdb.sql(
+        f"SELECT clip_id, score, model_version FROM read_parquet('{scores}', "
+        "hive_partitioning=true) WHERE model_alias = 'champion' "
+        "ORDER BY ds DESC, clip_id LIMIT 1"
     ).fetchall()
     code = (
         "from feature_repo.config import feature_store; "
         "r = feature_store().get_online_features(features=['clip_scores:score', "
         f"'clip_scores:model_version'], entity_rows=[{{'clip_id': '{clip_id}'}}]).to_dict(); "
-        "print(r['score'][0], r['model_version'][0])"
+        "print(repr(r['score'][0]), r['model_version'][0])"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr[-3000:]
     score, version = out.stdout.split()[-2:]
-    assert 0 <= float(score) <= 100 and version == "1"
+    assert float(score) == pytest.approx(want, abs=1e-6) and version == want_version == "1"

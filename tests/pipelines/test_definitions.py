@@ -106,9 +106,24 @@ def test_every_ingest_asset_is_daily_partitioned_with_a_blocking_contract_check(
     assert graph.get(dg.AssetKey("engagement")).parent_keys == {dg.AssetKey("clips")}
 
 
-def test_workspace_loads_pipelines_definitions():
-    text = (ROOT / "workspace.yaml").read_text()
-    assert "module_name: pipelines.definitions" in text
+def workspace_jobs(workspace: Path, home: Path) -> tuple[subprocess.CompletedProcess, set]:
+    """`dagster job list -w WORKSPACE -l pipelines.definitions`: the code location loaded
+    as `dagster dev` loads it (a code server in its own process); (the run, its job names)."""
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    out = subprocess.run(
+        [sys.executable, "-m", "dagster", "job", "list", "-w", str(workspace),
+         "-l", "pipelines.definitions"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    return out, {line.removeprefix("Job: ") for line in out.stdout.splitlines() if "Job: " in line}
+
+
+@pytest.mark.slow
+def test_workspace_loads_pipelines_definitions(tmp_path):
+    out, jobs = workspace_jobs(ROOT / "workspace.yaml", tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert jobs == {j.name for j in defs.get_repository_def().get_all_jobs()}
+    assert {"nightly_job", "training_job", "ingest_job", "online_push_job"} <= jobs
 
 
 def test_cli_help_is_fast_and_imports_no_heavy_library():

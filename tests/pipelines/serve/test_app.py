@@ -10,7 +10,9 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from support import clip_feature_rows, free_port, tiny_training_set
 
@@ -23,12 +25,14 @@ from models.training.evaluation import metrics
 
 pytestmark = pytest.mark.slow
 DB = 9
+CHALLENGER_SHIFT = -20.0  # the challenger learns a target 20 points lower: its scores differ
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, redis_server):
-    """Feature rows and champion scores online, champion v1 and challenger v2 registered,
-    an experiment routing half the users to the challenger, the API on a free port."""
+    """Feature rows and champion scores online, champion v1 and challenger v2 (trained on a
+    shifted target, so the two predict differently) registered, an experiment routing half
+    the users to the challenger, the API on a free port."""
     import uvicorn
 
     from feature_repo import config
@@ -51,9 +55,14 @@ def world(tmp_path_factory, redis_server):
     write_online(store, rows)
     ids = sorted(set(rows.column("clip_id").to_pylist()))
     uri = f"sqlite:///{home / 'mlflow.db'}"
-    trained = training.train(tiny_training_set(300), training.TrainParams(n_estimators=10))
-    scores = metrics(trained.y_holdout, trained.holdout_pred)
-    v1, v2 = (registry.log_and_register(trained, scores, None, None, uri) for _ in range(2))
+    data = tiny_training_set(300)
+    shifted = data.assign(quality_score=(data["quality_score"] + CHALLENGER_SHIFT).clip(0, 100))
+    params = training.TrainParams(n_estimators=10)
+    champion, challenger = (training.train(d, params) for d in (data, shifted))
+    v1, v2 = (
+        registry.log_and_register(m, metrics(m.y_holdout, m.holdout_pred), None, None, uri)
+        for m in (champion, challenger)
+    )
     mlc = registry._client(uri)
     registry.promote(mlc, v1, "first", expected_champion=None, tracking_uri=uri)
     registry.set_challenger(mlc, v2, "gate passed", tracking_uri=uri)
@@ -97,6 +106,7 @@ def world(tmp_path_factory, redis_server):
     yield {
         "base": f"http://127.0.0.1:{port}", "port": port, "ids": ids, "online": online,
         "v1": v1, "v2": v2, "exp": exp, "uri": uri, "redis": client, "mlc": mlc,
+        "rows": rows, "models": {v1: champion, v2: challenger},
     }  # fmt: skip
     server.should_exit = True
     thread.join(timeout=10)
@@ -107,6 +117,18 @@ def user_in(world, variant: str) -> str:
     return next(
         f"user{i}" for i in range(1000) if assign_variant(world["exp"], f"user{i}") == variant
     )
+
+
+def own_prediction(world, version: str, clip: str) -> float:
+    """What the model registered as `version` predicts for the clip's newest feature row
+    (the row the online store holds), straight from its booster: no scorer, no Feast."""
+    from models.training.train import to_matrix
+
+    rows = world["rows"].filter(pc.equal(world["rows"].column("clip_id"), clip))
+    newest = rows.take(pc.sort_indices(rows, [("event_timestamp", "descending")])[:1])
+    model = world["models"][version]
+    prediction = model.booster.inplace_predict(to_matrix(newest, model.categories))
+    return float(np.clip(prediction, 0, 100)[0])
 
 
 def test_champion_score_comes_precomputed_from_the_online_store(world):
@@ -131,7 +153,16 @@ def test_treatment_users_get_the_challenger_scored_on_the_fly(world):
     body = httpx.get(f"{world['base']}/v1/clips/{clip}/score", params={"user_id": user}).json()
     assert body["variant"] == "treatment" and body["alias"] == "challenger"
     assert body["model_version"] == world["v2"] and body["source"] == "computed"
-    assert 0 <= body["score"] <= 100
+    challenger = own_prediction(world, world["v2"], clip)
+    assert body["score"] == pytest.approx(challenger, abs=1e-4)
+    assert abs(challenger - own_prediction(world, world["v1"], clip)) > 1  # not the champion's
+    # the batch too: every clip, scored by the challenger
+    r = httpx.post(f"{world['base']}/v1/score", json={"clip_ids": world["ids"], "user_id": user})
+    got = {s["clip_id"]: (s["score"], s["model_version"]) for s in r.json()["scores"]}
+    assert got == {
+        c: (pytest.approx(own_prediction(world, world["v2"], c), abs=1e-4), world["v2"])
+        for c in world["ids"]
+    }
 
 
 def test_a_clip_with_features_but_no_online_score_is_computed(world):
