@@ -20,6 +20,9 @@ from typing import Any
 RESOLUTIONS = ("480p", "720p", "1080p", "1440p", "4K")
 ASPECT_RATIOS = ("9:16", "1:1", "4:5", "16:9")
 
+# DuckDB's trim strips the Unicode space separators (category Zs), nothing else
+NOT_BLANK = r"[^\u0020\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]"
+
 # DuckDB type of each contract type (timestamps are UTC instants, stored as microseconds)
 SQL_TYPES = {
     "string": "VARCHAR",
@@ -93,8 +96,8 @@ class Rule:
         import great_expectations.expectations as gxe
 
         p = self.params
-        if self.kind == "non_empty":
-            return gxe.ExpectColumnValueLengthsToBeBetween(column=column, min_value=1)
+        if self.kind == "non_empty":  # as `sql`: some character that trim keeps
+            return gxe.ExpectColumnValuesToMatchRegex(column=column, regex=NOT_BLANK)
         if self.kind == "between":
             if p.get("min") is None and p.get("max") is None:
                 return None  # only "not NaN": the not-null expectation covers GE's view
@@ -108,7 +111,10 @@ class Rule:
         if self.kind == "in_set":
             return gxe.ExpectColumnValuesToBeInSet(column=column, value_set=list(p["values"]))
         if self.kind == "regex":
-            return gxe.ExpectColumnValuesToMatchRegex(column=column, regex=p["pattern"])
+            # GE searches with Python's re: anchor it to a full match, as DuckDB's is
+            return gxe.ExpectColumnValuesToMatchRegex(
+                column=column, regex=rf"\A(?:{p['pattern']})\Z"
+            )
         raise ValueError(self.kind)
 
 
