@@ -97,11 +97,15 @@ def _nan0(v):
 
 # -- CUPED ------------------------------------------------------------------------------
 def cuped_theta(arms: list[Moments]) -> np.ndarray | float:
-    """theta = cov(x, y) / var(x) over all users of all arms; 0 without pre-period variance."""
+    """theta = cov(x, y) / var(x) over all users of all arms; 0 without pre-period variance.
+
+    A variance within rounding of a constant x (a standard deviation under 1e-12 of its
+    mean: arms' means of 0.95 differ in the last bit) is none, not a theta of 1e15."""
     p = pool(arms)
     var_x = np.asarray(p.var_x, dtype=float)
+    varies = var_x > (1e-12 * np.asarray(p.mean_x, dtype=float)) ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(var_x > 0, p.cov_xy / np.where(var_x > 0, var_x, 1.0), 0.0)
+        return np.where(varies, p.cov_xy / np.where(varies, var_x, 1.0), 0.0)
 
 
 def cuped_adjust(arm: Moments, theta, mean_x_all) -> Moments:
