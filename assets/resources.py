@@ -226,16 +226,12 @@ class VideoMetadataResource(dg.ConfigurableResource):
 
     def client(self) -> MetadataClient:
         if self._client is None:
+            tuning = self.model_dump(exclude={"base_url", "api_key"})  # timeouts, retries...
             self._client = MetadataClient(
                 base_url=self.base_url or settings.current().metadata_url,
                 api_key=self.api_key or os.environ.get(KEY_ENV, ""),
-                timeout_s=self.timeout_s,
-                max_retries=self.max_retries,
-                backoff_s=self.backoff_s,
-                max_backoff_s=self.max_backoff_s,
-                requests_per_second=self.requests_per_second,
-                batch_size=self.batch_size,
                 log=dg.get_dagster_logger().info,
+                **tuning,
             )
         return self._client
 
