@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ONLY ?=
 SCALE ?= 1.0
+MODULE ?=
 
-.PHONY: install browser demo test ui bench lint format clean
+.PHONY: install browser demo test mutate ui bench lint format clean
 
 install: $(STAMP)
 
@@ -37,6 +38,11 @@ demo: install
 test: install
 	$(BIN)/pytest
 
+# Mutation testing of the decision modules with their fast tests (not part of `make test`;
+# minutes per module): `make mutate MODULE=gate`. Survivors: tests/mutation/baseline.md.
+mutate: install
+	$(BIN)/python tests/mutation/run.py $(MODULE)
+
 ui: install
 	$(BIN)/clipflow ui
 
@@ -53,4 +59,4 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .clipflow bench/results .pytest_cache .ruff_cache
+	rm -rf $(VENV) .clipflow bench/results .pytest_cache .ruff_cache .mutmut

@@ -1,0 +1,137 @@
+"""Mutation testing of the decision modules, one module at a time (`make mutate`).
+
+mutmut's config is global ([tool.mutmut] in pyproject.toml), so each module runs in its own
+work dir, `.mutmut/<module>/`: links to the code and the tests, and a pyproject.toml that is
+the repo's plus the module's files to mutate and its fast tests. The run starts fresh (a
+stale copy of an unmutated module would test old code), then every surviving mutant is
+checked against `tests/mutation/baseline.md`: a survivor listed there is explained, any
+other fails the run (a timeout counts as caught). Mutant names number the mutants of a function in order, so an edit to
+a listed function renumbers them: rerun, and kill or re-explain what survives.
+
+    python tests/mutation/run.py                  # every module
+    python tests/mutation/run.py gate alerts      # some
+    cd .mutmut/gate && mutmut show <mutant>       # a survivor's diff
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+WORK = ROOT / ".mutmut"
+BASELINE = Path(__file__).with_name("baseline.md")
+LINKED = ["models", "feature_repo", "bench", "tests"]
+
+# module -> (files to mutate, the fast tests that judge them: no e2e, no Dagster assets)
+MODULES: dict[str, tuple[list[str], list[str]]] = {
+    "gate": (["models/training/evaluation.py"], ["tests/models/training/test_evaluation.py"]),
+    "alerts": (["models/monitoring/alerts.py"], ["tests/models/monitoring/test_alerts.py"]),
+    "promotion": (
+        ["models/training/aliases.py", "models/experiments/promotion.py"],
+        ["tests/models/training/test_registry.py", "tests/models/experiments/test_promotion.py"],
+    ),
+    "contract": (
+        ["models/core/contract.py"],
+        ["tests/models/ingest/test_contract_rules.py", "tests/models/ingest/test_day.py"],
+    ),
+    "drift": (["models/monitoring/drift.py"], ["tests/models/monitoring/test_drift.py"]),
+    "stats": (["models/experiments/stats.py"], ["tests/models/experiments/test_stats.py"]),
+    "scorer": (["models/serving/scorer.py"], ["tests/models/serving/test_scorer.py"]),
+    "online_write": (["feature_repo/online_write.py"], ["tests/feature_repo/test_online.py"]),
+}
+
+
+def _toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(f'"{v}"' for v in values) + "]"
+
+
+def prepare(module: str) -> Path:
+    """A fresh `.mutmut/<module>/`: links to the tree and the module's own pyproject.toml."""
+    files, tests = MODULES[module]
+    work = WORK / module
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    for name in LINKED:
+        (work / name).symlink_to(ROOT / name, target_is_directory=True)
+    text = (ROOT / "pyproject.toml").read_text()
+    assert "[tool.mutmut]" in text, "pyproject.toml lost its [tool.mutmut] table"
+    extra = (
+        f"only_mutate = {_toml_list(files)}\n"
+        f"pytest_add_cli_args_test_selection = {_toml_list(tests)}\n"
+    )
+    (work / "pyproject.toml").write_text(text.replace("[tool.mutmut]\n", "[tool.mutmut]\n" + extra))
+    return work
+
+
+def mutmut(work: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
+    binary = Path(sys.executable).with_name("mutmut")
+    # one thread per OpenMP/BLAS pool: a mutant is forked from a process that has scored
+    # with xgboost, and a forked OpenMP pool deadlocks (a false "timeout")
+    threads = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = {**os.environ, **threads, "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run(
+        [str(binary), *args], cwd=work, env=env, text=True, capture_output=capture, check=False
+    )
+
+
+def results(work: Path) -> dict[str, str]:
+    """mutant name -> status (killed, survived, timeout, no tests, ...)."""
+    out = mutmut(work, "results", "--all", "true", capture=True).stdout
+    return dict(re.findall(r"^\s+(\S+): (.+)$", out, flags=re.M))
+
+
+def explained() -> list[str]:
+    """The survivors the baseline explains: the `name` (or `glob*`) in a table row's first
+    cell."""
+    return re.findall(r"^\|\s*`([^`]+__mutmut_[^`]+)`", BASELINE.read_text(), flags=re.M)
+
+
+def run(module: str, max_children: int) -> bool:
+    work = prepare(module)
+    start = time.monotonic()
+    proc = mutmut(work, "run", "--max-children", str(max_children))
+    wall = time.monotonic() - start
+    status = results(work)
+    counts: dict[str, int] = {}
+    for s in status.values():
+        counts[s] = counts.get(s, 0) + 1
+    # a timeout is caught: the mutant made the tests run past mutmut's limit
+    survivors = sorted(n for n, s in status.items() if s not in ("killed", "timeout"))
+    known = explained()
+    unexplained = [n for n in survivors if not any(fnmatch.fnmatchcase(n, k) for k in known)]
+    print(
+        f"\n== {module}: {len(status)} mutants, {counts} in {wall:.0f}s (mutmut rc {proc.returncode})"
+    )
+    for name in survivors:
+        print(
+            f"   {'explained ' if name not in unexplained else 'UNEXPLAINED'} {name}: {status[name]}"
+        )
+    if unexplained:
+        print(
+            f"   see: cd {work.relative_to(ROOT)} && {Path(sys.executable).parent}/mutmut show <name>"
+        )
+    return proc.returncode == 0 and bool(status) and not unexplained
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", help=f"some of: {' '.join(MODULES)} (default: all)")
+    parser.add_argument("--max-children", type=int, default=2)
+    args = parser.parse_args()
+    unknown = set(args.modules) - set(MODULES)
+    if unknown:
+        parser.error(f"unknown module(s) {sorted(unknown)}; known: {' '.join(MODULES)}")
+    ok = [run(m, args.max_children) for m in args.modules or MODULES]
+    return 0 if all(ok) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
