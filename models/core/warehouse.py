@@ -27,7 +27,7 @@ import duckdb
 import pyarrow as pa
 
 # DuckDB's memory_limit syntax; a launchpad value is checked before it reaches SQL
-MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+MEMORY_LIMIT = re.compile(r"\d+(\.\d+)? ?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)")  # fullmatch
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -47,7 +47,7 @@ def connect(
 
 def check_memory_limit(value: str) -> str:
     """`value` if it is a DuckDB memory size such as `4GB` or `512 MiB`, else ValueError."""
-    if not isinstance(value, str) or not MEMORY_LIMIT.match(value.strip()):
+    if not isinstance(value, str) or not MEMORY_LIMIT.fullmatch(value.strip()):
         raise ValueError(f"memory_limit {value!r}: expected a size such as 4GB or 512MiB")
     return value.strip()
 
