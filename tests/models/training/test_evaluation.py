@@ -161,3 +161,118 @@ def test_diagnostic_plots_are_pngs(tmp_path):
     assert set(paths) == {"feature_importance", "residuals"}
     for p in paths.values():
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_metrics_r2_is_nan_for_a_constant_target_and_exact_for_a_small_spread():
+    flat = ev.metrics([5.0, 5.0], [5.0, 6.0])
+    assert np.isnan(flat["r2"]) and flat["mae"] == 0.5
+    assert ev.metrics([0.0, 1.0], [0.0, 1.0])["r2"] == 1.0  # total sum of squares 0.5
+    # integer labels: the mean predictor is not truncated to an integer
+    assert ev.baseline_metrics(5.5, [0, 10])["rmse"] == pytest.approx(np.sqrt(25.25))
+
+
+def test_bootstrap_rejects_an_unknown_metric():
+    with pytest.raises(
+        ValueError, match=r"metric must be one of \('rmse', 'mae', 'r2'\), not 'auc'"
+    ):
+        ev.paired_bootstrap([1.0], [1.0], [1.0], metric="auc")
+
+
+def test_bootstrap_last_chunk_may_be_short(monkeypatch):
+    y, good, groups = holdout(n_clips=50)
+    whole = ev.paired_bootstrap(y, good, np.full_like(y, 50.0), n=199, groups=groups)
+    monkeypatch.setattr(ev, "_MAX_CELLS", 120)  # 2 resamples a chunk, the last one alone
+    assert ev.paired_bootstrap(y, good, np.full_like(y, 50.0), n=199, groups=groups) == whole
+
+
+def test_gate_details_and_sentences_when_it_passes_without_champion():
+    y, good, groups = holdout()
+    result = ev.gate(y, good, y.mean(), None, groups=groups, n_boot=300, seed=5, confidence=0.9)
+    d = result.details
+    assert result.passed is True and result.reasons == []
+    assert d["rows"] == y.size and d["tolerance"] == 0.5 and d["confidence"] == 0.9
+    assert d["invalid_predictions"] == 0
+    assert d["candidate"] == ev.metrics(y, good)
+    assert d["baseline"] == ev.baseline_metrics(y.mean(), y)
+    # the interval is the clip-level bootstrap with the gate's own n, seed and confidence
+    boot = dict(n=300, seed=5, confidence=0.9, groups=groups)
+    vb = ev.paired_bootstrap(y, good, np.full_like(y, y.mean()), **boot)
+    assert d["vs_baseline"] == vb
+    assert d["checks"] == [
+        f"Candidate RMSE {d['candidate']['rmse']:.3f} beats the mean-predictor baseline's "
+        f"{d['baseline']['rmse']:.3f}: difference {vb['diff']:+.3f}, 90% CI "
+        f"[{vb['ci_low']:+.3f}, {vb['ci_high']:+.3f}] entirely below 0.",
+        "No champion yet: nothing to compare with.",
+    ]
+
+
+def test_gate_fails_a_candidate_no_better_than_the_mean_at_a_zero_interval():
+    y, _, groups = holdout()
+    result = ev.gate(y, np.full_like(y, y.mean()), y.mean(), None, groups=groups)
+    assert result.details["vs_baseline"] == {"diff": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+    assert not result.passed
+    assert result.reasons[0].endswith("[+0.000, +0.000] not entirely below 0.")
+
+
+def test_gate_on_invalid_predictions_stops_before_any_bootstrap():
+    y, good, groups = holdout()
+    pred = good.copy()
+    pred[0] = np.inf
+    result = ev.gate(y, pred, y.mean(), good, groups=groups)
+    msg = f"1 of {y.size} candidate predictions are NaN or outside [0, 100]."
+    assert result.passed is False and result.better_than_champion is False
+    assert result.details == {
+        "rows": y.size,
+        "tolerance": 0.5,
+        "confidence": 0.95,
+        "invalid_predictions": 1,
+        "checks": [msg],
+        "better_than_champion": False,
+    }
+
+
+def test_gate_champion_sentences_and_its_interval():
+    y, good, groups = holdout()
+    noisy = np.clip(good + np.random.default_rng(2).normal(0, 6, y.size), 0, 100)
+    boot = dict(n=300, seed=5, confidence=0.9, groups=groups)
+    for cand, champ, tail in [
+        (good, noisy, "entirely below 0: better than the champion."),
+        (
+            good,
+            good,
+            "upper bound 0.000 < tolerance 0.5: not worse than the champion "
+            "beyond tolerance, but not clearly better.",
+        ),
+    ]:
+        result = ev.gate(
+            y, cand, y.mean(), champ, n_boot=300, seed=5, confidence=0.9, groups=groups
+        )
+        d = result.details
+        vc = ev.paired_bootstrap(y, cand, champ, **boot)
+        assert d["vs_champion"] == vc and d["champion"] == ev.metrics(y, champ)
+        assert result.passed and d["checks"][1] == (
+            f"Candidate RMSE {d['candidate']['rmse']:.3f} vs the champion's "
+            f"{d['champion']['rmse']:.3f} on the same {y.size} holdout rows: difference "
+            f"{vc['diff']:+.3f}, 90% CI [{vc['ci_low']:+.3f}, {vc['ci_high']:+.3f}]; {tail}"
+        )
+
+
+def test_gate_fails_at_an_upper_bound_equal_to_the_tolerance():
+    y, good, groups = holdout()
+    noisy = np.clip(good + np.random.default_rng(2).normal(0, 6, y.size), 0, 100)
+    hi = ev.paired_bootstrap(y, noisy, good, groups=groups)["ci_high"]
+    assert hi > 0
+    assert not ev.gate(y, noisy, y.mean(), good, tolerance=hi, groups=groups).passed
+    assert ev.gate(
+        y, noisy, y.mean(), good, tolerance=np.nextafter(hi, np.inf), groups=groups
+    ).passed
+
+
+def test_gate_does_not_hold_a_candidate_to_a_champion_out_of_range():
+    y, good, groups = holdout()
+    result = ev.gate(y, good, y.mean(), np.full_like(y, 150.0), groups=groups)
+    assert result.passed and result.better_than_champion and "vs_champion" not in result.details
+    assert result.details["checks"][1] == (
+        f"The champion's predictions are invalid ({y.size} of {y.size} NaN or outside "
+        "[0, 100]): the candidate is not held to it."
+    )
