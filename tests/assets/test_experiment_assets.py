@@ -13,9 +13,7 @@ from support import tiny_training_set
 from assets.experiments import ab_results
 from assets.ingest import ingest_assets
 from assets.resources import EventsResource, LandingResource, MlflowResource, WarehouseResource
-from models.experiments.config import ExperimentConfig
-from models.experiments.promotion import Promotion, promote_from_experiment, shipped_variant
-from models.synthetic.experiments import DAY_US, experiment_spec
+from models.experiments.promotion import shipped_variant
 from models.synthetic.landing import generate_landing
 from models.training import registry
 from models.training import train as training
@@ -81,29 +79,3 @@ def test_ab_results_writes_reports_and_decides(tmp_path, home, lift, srm, decisi
         assert tags["promoted_by_experiment"] == "exp_ranker_v2"
     else:
         assert now == {"champion": v1, "challenger": v2}
-
-
-def test_promote_from_experiment_says_what_it_did(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    trained = training.train(tiny_training_set(200), training.TrainParams(n_estimators=5))
-    scores = metrics(trained.y_holdout, trained.holdout_pred)
-    v1, v2 = (registry.log_and_register(trained, scores, None, None, uri) for _ in range(2))
-    client = registry._client(uri)
-    assert registry.promote(client, v1, "first model", expected_champion=None, tracking_uri=uri)
-    exp = ExperimentConfig.from_dict(experiment_spec(0, 10 * DAY_US, 10))  # variants on aliases
-    up = {"primary": True, "significant": True, "lift": 1.0, "variant": "treatment"}
-    ship, no_ship = {"decision": "ship", "metrics": [up]}, {"decision": "no_ship", "metrics": [up]}
-
-    assert promote_from_experiment(client, exp, no_ship, uri) == Promotion(
-        False, None, "no promotion"
-    )
-    assert promote_from_experiment(client, exp, ship, uri) == Promotion(
-        False, None, "no challenger to promote"
-    )
-    assert registry.set_challenger(client, v2, "gate passed", tracking_uri=uri)
-    assert promote_from_experiment(client, exp, ship, uri) == Promotion(
-        True, v2, f"champion <- v{v2}"
-    )
-    assert registry.aliases(client) == {"champion": v2}
-    tags = client.get_model_version(registry.MODEL_NAME, v2).tags
-    assert tags["promoted_by_experiment"] == exp.experiment_id

@@ -53,14 +53,17 @@ def _toml_list(values: list[str]) -> str:
     return "[" + ", ".join(f'"{v}"' for v in values) + "]"
 
 
-def prepare(module: str) -> Path:
-    """A fresh `.mutmut/<module>/`: links to the tree and the module's own pyproject.toml."""
+def prepare(module: str, fresh: bool = True) -> Path:
+    """`.mutmut/<module>/` (fresh unless asked): links to the tree and the module's own
+    pyproject.toml."""
     files, tests = MODULES[module]
     work = WORK / module
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    if fresh:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
     for name in LINKED:
-        (work / name).symlink_to(ROOT / name, target_is_directory=True)
+        if not (work / name).is_symlink():
+            (work / name).symlink_to(ROOT / name, target_is_directory=True)
     text = (ROOT / "pyproject.toml").read_text()
     assert "[tool.mutmut]" in text, "pyproject.toml lost its [tool.mutmut] table"
     extra = (
@@ -94,10 +97,13 @@ def explained() -> list[str]:
     return re.findall(r"^\|\s*`([^`]+__mutmut_[^`]+)`", BASELINE.read_text(), flags=re.M)
 
 
-def run(module: str, max_children: int) -> bool:
-    work = prepare(module)
+def run(module: str, max_children: int, survivors_only: bool = False) -> bool:
+    """Mutate `module` from scratch, or (survivors_only) rerun only the last run's
+    survivors, with the tests as they are now (the module's code must be unchanged)."""
+    work = prepare(module, fresh=not survivors_only)
+    again = [n for n, s in results(work).items() if s != "killed"] if survivors_only else []
     start = time.monotonic()
-    proc = mutmut(work, "run", "--max-children", str(max_children))
+    proc = mutmut(work, "run", "--max-children", str(max_children), *again)
     wall = time.monotonic() - start
     status = results(work)
     counts: dict[str, int] = {}
@@ -125,11 +131,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help=f"some of: {' '.join(MODULES)} (default: all)")
     parser.add_argument("--max-children", type=int, default=2)
+    parser.add_argument(
+        "--survivors-only",
+        action="store_true",
+        help="rerun only the last run's survivors (after adding tests; the code unchanged)",
+    )
     args = parser.parse_args()
     unknown = set(args.modules) - set(MODULES)
     if unknown:
         parser.error(f"unknown module(s) {sorted(unknown)}; known: {' '.join(MODULES)}")
-    ok = [run(m, args.max_children) for m in args.modules or MODULES]
+    ok = [run(m, args.max_children, args.survivors_only) for m in args.modules or MODULES]
     return 0 if all(ok) else 1
 
 

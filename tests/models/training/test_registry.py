@@ -6,6 +6,7 @@ import json
 import os
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -15,9 +16,10 @@ from support import tiny_training_set
 
 from models.features.clip_features import FEATURE_COLUMNS
 from models.serving import scoring
+from models.training import aliases as aliases_module
 from models.training import registry
 from models.training import train as training
-from models.training.evaluation import gate, metrics
+from models.training.evaluation import GateResult, gate, metrics
 
 REQUIRED_TAGS = {
     "dagster_run_id",
@@ -191,3 +193,72 @@ def test_logging_leaves_the_global_tracking_uri_alone(good, uri, name, monkeypat
     assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///elsewhere.db"
     assert mlflow.get_tracking_uri() == "sqlite:///elsewhere.db"
     assert list(tmp_path.iterdir()) == []  # no default store or artifacts in the cwd
+
+
+def test_apply_gate_outcomes_and_tags(good, uri, client, name):
+    v1, v2, v3, v4, v5 = (log(good, uri, name) for _ in range(5))
+
+    def apply(version, result, expected):
+        return registry.apply_gate(client, version, result, expected, name=name, tracking_uri=uri)
+
+    def tags(version):
+        return client.get_model_version(name, version).tags
+
+    ok = GateResult(True, [], {"checks": ["ok.", "fine."], "better_than_champion": False})
+    better = GateResult(True, [], {"checks": ["better."], "better_than_champion": True})
+    # no champion yet: a passing version becomes champion, clearly better or not
+    assert apply(v1, ok, None) == "champion"
+    assert tags(v1)["gate"] == "ok. fine." and tags(v1)["promoted_reason"] == "ok. fine."
+    assert tags(v1)["validation_status"] == "passed"
+    # passed, not clearly better: challenger; an older one after it only passes
+    assert apply(v3, ok, v1) == "challenger" and tags(v3)["challenger_reason"] == "ok. fine."
+    assert apply(v2, ok, v1) == "passed" and tags(v2)["validation_status"] == "passed"
+    assert "challenger_reason" not in tags(v2)
+    # clearly better, but the champion moved since the decision: challenger, not champion
+    assert apply(v4, better, v2) == "challenger"
+    assert registry.aliases(client, name) == {"champion": v1, "challenger": v4}
+    assert apply(v5, better, v1) == "champion"
+    assert registry.aliases(client, name) == {"champion": v5, "challenger": v4}
+    # failed: the reasons are the gate's text when there are no checks
+    assert apply(v2, GateResult(False, ["bad.", "worse."], {}), v5) == "rejected"
+    assert tags(v2)["gate"] == "bad. worse." and tags(v2)["validation_status"] == "rejected"
+    # the text is cut at 5,000 characters
+    long = GateResult(False, ["x" * 4999, "yz"], {})
+    assert apply(v3, long, v5) == "rejected" and tags(v3)["gate"] == "x" * 4999 + " "
+
+
+def test_set_challenger_refuses_the_champion_and_no_newer_version(good, uri, client, name):
+    v1, v2, v3, v4 = (log(good, uri, name) for _ in range(4))
+    assert registry.promote(client, v1, "first", expected_champion=None, name=name)
+
+    def challenger(version):
+        return registry.set_challenger(client, version, f"gate {version}", name, uri)
+
+    assert not challenger(v1)  # the champion
+    assert challenger(v3) and not challenger(v3) and not challenger(v2)  # same, older
+    assert client.get_model_version(name, v3).tags["challenger_reason"] == f"gate {v3}"
+    assert challenger(v4)  # newer: moves the alias
+    assert registry.aliases(client, name) == {"champion": v1, "challenger": v4}
+    assert "challenger_reason" not in client.get_model_version(name, v2).tags
+    # promote without an expected champion takes the champion as it is under the lock
+    assert registry.promote(client, v4, "now", name=name, tracking_uri=uri)
+    assert registry.aliases(client, name) == {"champion": v4}
+
+
+def test_sqlite_path_of_a_store_uri():
+    assert aliases_module.sqlite_path("sqlite:///tmp/m/mlflow.db") == Path("tmp/m/mlflow.db")
+    assert aliases_module.sqlite_path("sqlite:////abs/mlflow.db?timeout=20") == Path(
+        "/abs/mlflow.db"
+    )
+    assert aliases_module.sqlite_path("sqlite:///") is None
+    assert aliases_module.sqlite_path("sqlite:///:memory:") is None
+    assert aliases_module.sqlite_path("sqlite:///:memory:?cache=shared") is None
+    assert aliases_module.sqlite_path("postgresql://u@h/db") is None
+
+
+def test_the_lock_follows_the_tracking_uri_else_the_clients_registry():
+    client = SimpleNamespace(_registry_uri="sqlite:///r.db")
+    assert aliases_module._store_uri(client, "sqlite:///t.db") == "sqlite:///t.db"
+    assert aliases_module._store_uri(client, None) == "sqlite:///r.db"
+    assert aliases_module._store_uri(object(), None) == ""
+    assert aliases_module._store_uri(SimpleNamespace(_registry_uri=None), None) == ""
