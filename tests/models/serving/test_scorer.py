@@ -1,0 +1,168 @@
+"""The scorer's decisions in milliseconds: which experiment and alias serve a user, when a
+model is re-read, and whether a clip's score comes from the online store or the model.
+The Feast store and the registry are stand-ins here (the real ones: tests/pipelines/serve)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from models.core.names import FEATURE_SERVICE
+from models.experiments.config import ExperimentConfig, assign_variant
+from models.serving import scorer as sc
+from models.serving import scoring
+from models.training import registry
+
+T0 = datetime(2026, 6, 10, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+def experiment(eid="exp", start=T0, end=T0 + 10 * DAY, aliases=None, variants=None):
+    return ExperimentConfig(
+        experiment_id=eid,
+        name=eid,
+        variants=variants or {"control": 0.5, "treatment": 0.5},
+        start=start,
+        end=end,
+        primary_metric="watch_time_s",
+        min_sample_size=1,
+        confidence_level=0.95,
+        model_aliases={"control": "champion", "treatment": "challenger"}
+        if aliases is None
+        else aliases,
+    )
+
+
+class Store:
+    """Online rows by clip id: a precomputed score and version, and features (or none)."""
+
+    def __init__(self, scores=None, features=None):
+        self.scores, self.features, self.calls = scores or {}, features or {}, []
+
+    def get_feature_service(self, name, allow_cache):
+        assert (name, allow_cache) == (FEATURE_SERVICE, True)
+        return "service"
+
+    def get_online_features(self, features, entity_rows):
+        ids = [r["clip_id"] for r in entity_rows]
+        self.calls.append((features, ids))
+        if features == "service":
+            cols = {
+                c: [self.features.get(i, {}).get(c) for i in ids]
+                for c in ("duration_s", "resolution", "views_1d")
+            }
+            return SimpleNamespace(to_arrow=lambda: pa.table(cols))
+        assert features == sc.SCORE_FEATURES
+        score = [self.scores.get(i, (None, None)) for i in ids]
+        out = {"score": [s for s, _ in score], "model_version": [v for _, v in score]}
+        return SimpleNamespace(to_dict=lambda: out)
+
+
+@pytest.fixture
+def registry_of(monkeypatch):
+    """alias -> version in a dict; loads counted; a model scores clips as 10 * version."""
+    held, loads = {}, []
+
+    def load(alias, uri):
+        assert uri == "uri"
+        loads.append(alias)
+        return SimpleNamespace(version=int(held[alias]))
+
+    def version(uri, alias):
+        assert uri == "uri"
+        return held.get(alias)
+
+    monkeypatch.setattr(sc, "_alias_version", version)
+    monkeypatch.setattr(registry, "load_by_alias", load)
+    monkeypatch.setattr(
+        scoring, "score", lambda model, table: np.full(table.num_rows, 10.0 * model.version)
+    )
+    return SimpleNamespace(held=held, loads=loads)
+
+
+def test_active_experiment_is_the_latest_started_live_one_with_aliases():
+    a = experiment("a", start=T0, end=T0 + 5 * DAY)
+    b = experiment("b", start=T0 + DAY, end=T0 + 3 * DAY)
+    bare = experiment("bare", start=T0 + 2 * DAY, aliases={})
+    assert sc.active_experiment([a, b, bare], T0 - timedelta(seconds=1)) is None
+    assert sc.active_experiment([a, b, bare], T0) is a  # start is inclusive
+    assert sc.active_experiment([b, a, bare], T0 + 2 * DAY) is b  # not the first listed
+    assert sc.active_experiment([a, b, bare], T0 + 3 * DAY) is a  # end is exclusive
+    assert sc.active_experiment([a, b], T0 + 5 * DAY) is None
+    assert sc.active_experiment([], T0) is None
+
+
+def test_a_user_in_an_experiment_gets_the_variants_alias(registry_of):
+    exp = experiment(variants={"control": 0.5, "treatment": 0.5})
+    users = [f"u{i}" for i in range(40)]
+    live = sc.Scorer(Store(), "uri", [exp], clock=lambda: T0 + DAY)
+    for user in users:
+        variant = assign_variant(exp, user)
+        assert live.route(user) == sc.Route("exp", variant, exp.model_aliases[variant])
+    assert {live.route(u).alias for u in users} == {"champion", "challenger"}
+    # no user, no live experiment, or a variant without an alias: champion serves
+    assert live.route(None) == sc.Route(None, None, "champion")
+    after = sc.Scorer(Store(), "uri", [exp], clock=lambda: T0 + 10 * DAY)
+    assert all(after.route(u) == sc.Route(None, None, "champion") for u in users)
+    partial = experiment(aliases={"treatment": "challenger"})
+    routes = [sc.Scorer(Store(), "uri", [partial], clock=lambda: T0).route(u) for u in users]
+    assert sc.Route("exp", "control", "champion") in routes
+
+
+def test_the_model_is_reread_only_after_alias_check_s_and_reloaded_when_it_moved(registry_of):
+    registry_of.held["champion"] = "1"
+    lazy = sc.Scorer(Store(), "uri", alias_check_s=3600.0)
+    assert lazy.model("champion").version == 1
+    registry_of.held["champion"] = "2"
+    assert lazy.model("champion").version == 1  # cached: not re-read yet
+    eager = sc.Scorer(Store(), "uri", alias_check_s=0.0)
+    assert eager.model("champion").version == 2
+    assert eager.model("champion").version == 2
+    assert registry_of.loads == ["champion", "champion"]  # the same version is not reloaded
+    registry_of.held["champion"] = "3"
+    assert eager.model("champion").version == 3
+    assert eager.versions() == {"champion": "3"}
+    del registry_of.held["champion"]
+    assert eager.model("champion") is None
+    assert eager.versions() == {}
+
+
+def test_champion_scores_come_online_when_fresh_else_from_the_model(registry_of):
+    registry_of.held["champion"] = "2"
+    feats = {"c": {"duration_s": 9.0}, "d": {"views_1d": 3}, "e": {"resolution": "1080p"}}
+    store = Store(scores={"a": (55.0, "2"), "b": (40.0, "1"), "c": (None, None)}, features=feats)
+    route, out = sc.Scorer(store, "uri").scores(["a", "b", "c", "d", "e", "x"], "u1")
+    assert route == sc.Route(None, None, "champion")
+    assert out == [
+        {"clip_id": "a", "score": 55.0, "model_version": "2", "source": "online"},
+        None,  # made by v1, no features: unknown rather than stale
+        {"clip_id": "c", "score": 20.0, "model_version": "2", "source": "computed"},
+        {"clip_id": "d", "score": 20.0, "model_version": "2", "source": "computed"},
+        {"clip_id": "e", "score": 20.0, "model_version": "2", "source": "computed"},
+        None,
+    ]
+    assert store.calls[1] == ("service", ["b", "c", "d", "e", "x"])
+
+
+def test_without_a_champion_model_any_online_score_serves(registry_of):
+    store = Store(scores={"a": (55.0, "7")}, features={"b": {"duration_s": 1.0}})
+    _, out = sc.Scorer(store, "uri").scores(["a", "b"])
+    assert out == [{"clip_id": "a", "score": 55.0, "model_version": "7", "source": "online"}, None]
+    assert len(store.calls) == 1  # nothing to compute with
+
+
+def test_a_challenger_user_is_scored_by_the_challenger_not_the_online_store(registry_of):
+    registry_of.held.update(champion="1", challenger="2")
+    exp = experiment(variants={"treatment": 1.0, "control": 0.0})  # every user: treatment
+    store = Store(scores={"a": (55.0, "1")}, features={"a": {"duration_s": 1.0}})
+    route, out = sc.Scorer(store, "uri", [exp], clock=lambda: T0).scores(["a", "x"], "u1")
+    assert route == sc.Route("exp", "treatment", "challenger")
+    assert out == [
+        {"clip_id": "a", "score": 20.0, "model_version": "2", "source": "computed"},
+        None,
+    ]
+    assert [c[0] for c in store.calls] == ["service"]
