@@ -86,7 +86,9 @@ def current(home: str | os.PathLike | None = None) -> Settings:
         dagster_home,
         cooldown,
         os.environ.get("CLIPFLOW_NIGHTLY_AT", "").strip() or "02:00",
-        Path(os.environ["CLIPFLOW_WEBHOOKS"]).resolve() if os.environ.get("CLIPFLOW_WEBHOOKS") else None,
+        Path(os.environ["CLIPFLOW_WEBHOOKS"]).resolve()
+        if os.environ.get("CLIPFLOW_WEBHOOKS")
+        else None,
         os.environ.get("CLIPFLOW_METADATA_URL", "").strip(),
         os.environ.get("CLIPFLOW_FEAST_STOCK_READ") == "1",
     )
