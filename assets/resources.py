@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 from pydantic import PrivateAttr
 
 from models.core import settings
@@ -43,11 +42,6 @@ class WarehouseResource(HomeResource):
     def get(self) -> Warehouse:
         """The warehouse of this home (its `memory_limit` checked: a size such as 4GB)."""
         return Warehouse(self.home_path, threads=self.threads, memory_limit=self.memory_limit)
-
-    def connect(self, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
-        """A DuckDB connection; `memory_limit` overrides the resource's for one job (the
-        A/B analysis asks for less, so that its process stays under 4 GB)."""
-        return self.get().connect(memory_limit)
 
 
 class LandingResource(dg.ConfigurableResource):
