@@ -195,6 +195,38 @@ def cmd_serve(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_api_keys(a: argparse.Namespace) -> int:
+    """API keys of `clipflow serve` (models/serving/api_keys.py): only hashes are stored."""
+    import json as _json
+
+    from models.core.settings import current
+    from models.serving import api_keys as ak
+
+    path = ak.db_path(current(a.home).home)
+    try:
+        if a.action == "create":
+            key, row = ak.create(path, a.name, ak.parse_scopes(a.scopes), a.rate, a.burst)
+            print(key)
+            print(f"created key {row.key_id} ({row.name}: {','.join(row.scopes)}) in {path};"
+                  " the key is shown once, keep it in your secret store", file=sys.stderr)  # fmt: skip
+        elif a.action == "list":
+            for row in ak.list_keys(path):
+                print(_json.dumps(row.public()))
+        elif a.action == "revoke":
+            if not ak.revoke(path, a.key_id):
+                print(f"no active key {a.key_id} in {path}", file=sys.stderr)
+                return 1
+            print(f"revoked {a.key_id}", file=sys.stderr)
+        else:  # user-token
+            token, exp = ak.mint_token(a.user, a.ttl)
+            print(token)
+            print(f"event token for {a.user}, expires at {exp} (unix s)", file=sys.stderr)
+    except ak.ApiKeyError as e:
+        print(f"clipflow api-keys {a.action}: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def stop_process_group(proc: subprocess.Popen, timeout: float = 15.0) -> None:
     """Stop `dagster dev` and everything it started (it can leave children behind)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -292,6 +324,25 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=int, default=8000)
     v.set_defaults(fn=cmd_serve)
+
+    k = sub.add_parser("api-keys", help="create, list and revoke the API's keys")
+    ks = k.add_subparsers(dest="action", required=True, metavar="ACTION")
+    kc = ks.add_parser("create", help="a new key, printed once (only its hash is stored)")
+    kc.add_argument("--name", required=True, help="who holds it, e.g. 'feed-service'")
+    kc.add_argument(
+        "--scopes", required=True, help="comma-separated: score, events, tokens, metrics, admin"
+    )
+    kc.add_argument("--rate", type=float, default=100.0, help="requests/s, 0 = unlimited")
+    kc.add_argument("--burst", type=int, default=200, help="requests above the rate at once")
+    ks.add_parser("list", help="the keys (id, name, scopes, limits, revoked): never secrets")
+    kr = ks.add_parser("revoke", help="revoke a key by its id")
+    kr.add_argument("key_id")
+    kt = ks.add_parser("user-token", help="an event token bound to one user")
+    kt.add_argument("--user", required=True)
+    kt.add_argument("--ttl", type=int, default=3600, help="seconds, at most 86400")
+    for q in (kc, kr, kt, ks.choices["list"]):
+        q.add_argument("--home", type=Path)
+    k.set_defaults(fn=cmd_api_keys)
     return p
 
 

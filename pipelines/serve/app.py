@@ -4,12 +4,20 @@ Endpoints (OpenAPI at /openapi.json, docs at /docs):
 - `GET /v1/clips/{clip_id}/score?user_id=`: the score that serves this user (experiment
   routing, precomputed or computed: models/serving/scorer.py), with the variant and model version.
 - `POST /v1/score` `{"clip_ids": [...], "user_id": ...}`: up to 1,000 clips at once.
-- `GET /healthz`: Redis and the model registry; 503 when either is down.
-- `GET /metrics`: Prometheus text: requests by endpoint and status, latency histogram, the
-  model version served per alias. Every response carries `Server-Timing: app;dur=<ms>`.
+- `GET /healthz` (open): `ok`, `down` or `not configured` for Redis and the model
+  registry, nothing more; 503 unless both are ok.
+- `GET /metrics` (scope `metrics`): Prometheus text: requests by endpoint and status, latency
+  histogram, the model version served per alias. Every response carries
+  `Server-Timing: app;dur=<ms>`.
+- `POST /v1/event-tokens` `{"user_id", "ttl_s"}` (scope `tokens`): a token bound to one user
+  for the event streams, minted by an app's backend for that user's browser.
 - `GET /v1/events` (Server-Sent Events; `Last-Event-ID` resumes from the Redis Stream) and
-  `WS /v1/ws?user_id=` (events for everyone, plus those targeted at that user): live events
-  from `models/integrations/events.py`, heartbeats every `heartbeat_s`.
+  `WS /v1/ws` (`?token=` for a user's targeted events): live events from
+  `models/integrations/events.py`, heartbeats every `heartbeat_s`.
+
+Every endpoint but `/healthz` needs `Authorization: Bearer <API key>` with its scope
+(`score` for the scores): pipelines/serve/security.py has the rules (401, 403, 429, 413,
+408, the `Origin` allowlist of the streams).
 
 Bad input is a 4xx with a JSON body `{"detail": ...}`: a malformed clip id or user id
 (422), an unknown clip (404), a batch over 1,000 ids (422). Everything reads the same
@@ -23,13 +31,17 @@ import asyncio
 import re
 import time
 from contextlib import asynccontextmanager, suppress
+from typing import Annotated
 
-from fastapi import FastAPI, Path, Query, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi import Depends, FastAPI, Path, Query, Request, Security, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, Field
 
 from models.core.names import CHAMPION
+from models.serving.api_keys import ApiKey, ApiKeyError, KeyStore, db_path, mint_token
+from pipelines.serve.security import BodyLimit, Denied, Guard, bearer, stream_access
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
 MAX_BATCH = 1000
@@ -64,9 +76,38 @@ class BatchOut(Routed):
     unknown: list[str]
 
 
-def create_app(scorer=None, redis_url: str | None = None, heartbeat_s: float = 15.0) -> FastAPI:
-    """The app; `scorer` (models.serving.scorer.Scorer) and the Redis connection string default to
-    the environment's (built when the app starts)."""
+class TokenIn(BaseModel):
+    user_id: str = Field(pattern=ID_PATTERN)
+    ttl_s: int = Field(default=3600, ge=1, le=86_400)
+
+
+class TokenOut(BaseModel):
+    token: str
+    user_id: str
+    expires_at: int = Field(description="unix seconds")
+
+
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+
+
+def _scope(name: str):
+    async def check(request: Request, credentials: Credentials) -> ApiKey:  # async: no thread
+        return request.app.state.guard.check(credentials, name)
+
+    return check
+
+
+Score = Annotated[ApiKey, Depends(_scope("score"))]
+Metrics = Annotated[ApiKey, Depends(_scope("metrics"))]
+Tokens = Annotated[ApiKey, Depends(_scope("tokens"))]
+
+
+def create_app(
+    scorer=None, redis_url: str | None = None, heartbeat_s: float = 15.0,
+    keys: KeyStore | None = None,
+) -> FastAPI:  # fmt: skip
+    """The app; `scorer` (models.serving.scorer.Scorer), the Redis connection string and the
+    API keys (`$CLIPFLOW_HOME/api_keys.db`) default to the environment's (when it starts)."""
     registry = CollectorRegistry()
     requests = Counter("clipflow_requests", "Requests", ["endpoint", "status"], registry=registry)
     latency = Histogram(
@@ -86,11 +127,13 @@ def create_app(scorer=None, redis_url: str | None = None, heartbeat_s: float = 1
         s = settings.current()
         state["redis_url"] = redis_url or s.redis
         state["scorer"] = scorer or _default_scorer(s)
+        state["guard"] = app.state.guard = Guard(keys or KeyStore(db_path(s.home)))
         gc.freeze()  # Feast's import leaves ~200k objects; keep full GC passes out of p99
         yield
 
     app = FastAPI(title="clipflow scoring API", version="1", lifespan=lifespan)
 
+    app.add_middleware(BodyLimit)
     app.add_middleware(_Timing, requests=requests, latency=latency)
 
     def _routed_scores(clip_ids: list[str], user_id: str | None):
@@ -105,6 +148,7 @@ def create_app(scorer=None, redis_url: str | None = None, heartbeat_s: float = 1
 
     @app.get("/v1/clips/{clip_id}/score", response_model=ClipScore)
     async def clip_score(
+        _: Score,
         clip_id: str = Path(pattern=ID_PATTERN),
         user_id: str | None = Query(default=None, pattern=ID_PATTERN),
     ):
@@ -116,7 +160,7 @@ def create_app(scorer=None, redis_url: str | None = None, heartbeat_s: float = 1
         return JSONResponse({**routed, **got})
 
     @app.post("/v1/score", response_model=BatchOut)
-    async def batch_score(body: BatchIn):
+    async def batch_score(body: BatchIn, _: Score):
         bad = [c for c in body.clip_ids if not _ID.fullmatch(c)]
         if bad:
             return JSONResponse({"detail": f"malformed clip ids: {bad[:10]}"}, status_code=422)
@@ -132,32 +176,54 @@ def create_app(scorer=None, redis_url: str | None = None, heartbeat_s: float = 1
         return JSONResponse({"ok": ok, **checks}, status_code=200 if ok else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse)
-    def metrics():
+    async def metrics(_: Metrics):
         return PlainTextResponse(generate_latest(registry).decode())
 
+    @app.post("/v1/event-tokens", response_model=TokenOut)
+    async def event_token(body: TokenIn, _: Tokens):
+        try:
+            token, exp = mint_token(body.user_id, body.ttl_s)
+        except ApiKeyError as e:
+            return JSONResponse({"detail": str(e)}, status_code=503)
+        return JSONResponse({"token": token, "user_id": body.user_id, "expires_at": exp})
+
     @app.get("/v1/events")
-    async def events(request: Request, last_event_id: str | None = Query(default=None)):
+    async def events(
+        request: Request,
+        _credentials: Credentials,  # declares the scheme in OpenAPI; checked below
+        last_event_id: str | None = Query(default=None),
+        token: str | None = Query(default=None, max_length=1024),
+    ):
         from pipelines.serve.live import sse_stream
 
+        try:
+            access = stream_access(state["guard"], request.headers, token, None)
+        except Denied as e:
+            return _denied(e.status, e.detail)
         if not state["redis_url"]:
             return JSONResponse({"detail": "events need CLIPFLOW_REDIS"}, status_code=503)
         resume = request.headers.get("last-event-id") or last_event_id
         return StreamingResponse(
-            sse_stream(state["redis_url"], resume, heartbeat_s, request.is_disconnected),
+            sse_stream(state["redis_url"], resume, heartbeat_s, request.is_disconnected, access),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
     @app.websocket("/v1/ws")
-    async def ws(websocket: WebSocket, user_id: str | None = None):
+    async def ws(websocket: WebSocket, user_id: str | None = None, token: str | None = None):
         from pipelines.serve.live import ws_stream
 
+        try:
+            access = stream_access(state["guard"], websocket.headers, token, user_id)
+        except Denied as e:  # an HTTP answer to the upgrade, before any accept
+            await websocket.send_denial_response(_denied(e.status, e.detail))
+            return
         await websocket.accept()
         if not state["redis_url"]:
             await websocket.close(code=1011, reason="events need CLIPFLOW_REDIS")
             return
         with suppress(WebSocketDisconnect, asyncio.CancelledError):
-            await ws_stream(websocket, state["redis_url"], user_id, heartbeat_s)
+            await ws_stream(websocket, state["redis_url"], access, heartbeat_s)
 
     return app
 
@@ -200,22 +266,28 @@ def _default_scorer(s):
     return Scorer(feature_store(s), s.mlflow_uri, experiments)
 
 
+def _denied(status: int, detail: str) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+# /healthz is open: it says ok, down or not configured, never why (no error text, no hosts)
 def _ping_redis(url: str | None) -> str:
     if not url:
-        return "not configured (CLIPFLOW_REDIS unset)"
+        return "not configured"
     from models.core.redis_url import redis_client
 
     try:
-        with redis_client(url, socket_timeout=1) as client:
+        with redis_client(url, socket_timeout=1, socket_connect_timeout=1) as client:
             client.ping()
         return "ok"
-    except Exception as e:  # noqa: BLE001 - any failure is reported, not raised
-        return f"down: {type(e).__name__}"
+    except Exception:  # noqa: BLE001 - any failure is "down"; the reason stays inside
+        return "down"
 
 
 def _ping_registry(state: dict) -> str:
     try:
         state["scorer"].model(CHAMPION)
         return "ok"
-    except Exception as e:  # noqa: BLE001
-        return f"down: {type(e).__name__}"
+    except Exception:  # noqa: BLE001
+        return "down"

@@ -8,8 +8,9 @@ stream, losing nothing the stream still holds. A resuming client subscribes firs
 replays the stream after its id, and skips live events it already sent, so the hand-over
 has neither gap nor duplicate.
 
-SSE sends the events that target no user; the WebSocket sends those plus the ones whose
-`user_id` is the connection's `user_id`.
+Both streams send what the caller's `Access` (pipelines/serve/security.py) lets it see: the
+events that target no user to a key with the `events` scope, and a user's targeted events
+to the holder of an event token bound to that user.
 """
 
 from __future__ import annotations
@@ -108,10 +109,14 @@ async def events(
 
 
 async def sse_stream(
-    url: str, resume: str | None, heartbeat_s: float, disconnected: Callable[[], Awaitable[bool]]
+    url: str,
+    resume: str | None,
+    heartbeat_s: float,
+    disconnected: Callable[[], Awaitable[bool]],
+    access,
 ) -> AsyncIterator[str]:
     yield "retry: 2000\n\n"
-    async for event in events(url, resume, heartbeat_s, lambda e: e.user_id is None):
+    async for event in events(url, resume, heartbeat_s, access.visible):
         if event is None:
             if await disconnected():
                 return
@@ -122,11 +127,8 @@ async def sse_stream(
     yield "event: dropped\ndata: {}\n\n"  # too slow: reconnect with Last-Event-ID
 
 
-async def ws_stream(websocket, url: str, user_id: str | None, heartbeat_s: float) -> None:
-    def visible(e: Event) -> bool:
-        return e.user_id is None or e.user_id == user_id
-
-    async for event in events(url, None, heartbeat_s, visible):
+async def ws_stream(websocket, url: str, access, heartbeat_s: float) -> None:
+    async for event in events(url, None, heartbeat_s, access.visible):
         if event is None:
             await websocket.send_json({"type": "heartbeat"})
         else:

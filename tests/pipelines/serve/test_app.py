@@ -37,6 +37,7 @@ def world(tmp_path_factory, redis_server):
 
     from feature_repo import config
     from feature_repo.online_write import write_online
+    from models.serving import api_keys
     from models.serving.scorer import Scorer
     from pipelines.serve.app import create_app
 
@@ -94,7 +95,12 @@ def world(tmp_path_factory, redis_server):
         }
     )
     scorer = Scorer(store, uri, [exp], clock=lambda: now, alias_check_s=0.0)
-    app = create_app(scorer=scorer, redis_url=conn, heartbeat_s=0.2)
+    keys_db = home / "api_keys.db"
+    key, _ = api_keys.create(keys_db, "tests", ("admin",), rate_per_s=0)
+    mp.setenv(api_keys.TOKEN_SECRET_ENV, "event-token-secret-for-tests")
+    app = create_app(
+        scorer=scorer, redis_url=conn, heartbeat_s=0.2, keys=api_keys.KeyStore(keys_db)
+    )
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -103,11 +109,15 @@ def world(tmp_path_factory, redis_server):
     while not server.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {key}"}
+    http = httpx.Client(base_url=base, headers=auth, timeout=10)
     yield {
-        "base": f"http://127.0.0.1:{port}", "port": port, "ids": ids, "online": online,
+        "base": base, "http": http, "auth": auth, "port": port, "ids": ids, "online": online,
         "v1": v1, "v2": v2, "exp": exp, "uri": uri, "redis": client, "mlc": mlc,
         "rows": rows, "models": {v1: champion, v2: challenger},
     }  # fmt: skip
+    http.close()
     server.should_exit = True
     thread.join(timeout=10)
     mp.undo()
@@ -133,13 +143,13 @@ def own_prediction(world, version: str, clip: str) -> float:
 
 def test_champion_score_comes_precomputed_from_the_online_store(world):
     clip = world["ids"][0]
-    r = httpx.get(f"{world['base']}/v1/clips/{clip}/score")
+    r = world["http"].get(f"/v1/clips/{clip}/score")
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["score"] == world["online"][clip] and body["source"] == "online"
     assert body["model_version"] == world["v1"] and body["alias"] == "champion"
     user = user_in(world, "control")
-    body = httpx.get(f"{world['base']}/v1/clips/{clip}/score", params={"user_id": user}).json()
+    body = world["http"].get(f"/v1/clips/{clip}/score", params={"user_id": user}).json()
     assert (body["experiment_id"], body["variant"], body["source"]) == (
         "exp_api",
         "control",
@@ -150,14 +160,14 @@ def test_champion_score_comes_precomputed_from_the_online_store(world):
 def test_treatment_users_get_the_challenger_scored_on_the_fly(world):
     user = user_in(world, "treatment")
     clip = world["ids"][0]
-    body = httpx.get(f"{world['base']}/v1/clips/{clip}/score", params={"user_id": user}).json()
+    body = world["http"].get(f"/v1/clips/{clip}/score", params={"user_id": user}).json()
     assert body["variant"] == "treatment" and body["alias"] == "challenger"
     assert body["model_version"] == world["v2"] and body["source"] == "computed"
     challenger = own_prediction(world, world["v2"], clip)
     assert body["score"] == pytest.approx(challenger, abs=1e-4)
     assert abs(challenger - own_prediction(world, world["v1"], clip)) > 1  # not the champion's
     # the batch too: every clip, scored by the challenger
-    r = httpx.post(f"{world['base']}/v1/score", json={"clip_ids": world["ids"], "user_id": user})
+    r = world["http"].post("/v1/score", json={"clip_ids": world["ids"], "user_id": user})
     got = {s["clip_id"]: (s["score"], s["model_version"]) for s in r.json()["scores"]}
     assert got == {
         c: (pytest.approx(own_prediction(world, world["v2"], c), abs=1e-4), world["v2"])
@@ -167,25 +177,25 @@ def test_treatment_users_get_the_challenger_scored_on_the_fly(world):
 
 def test_a_clip_with_features_but_no_online_score_is_computed(world):
     clip = world["ids"][-1]
-    body = httpx.get(f"{world['base']}/v1/clips/{clip}/score").json()
+    body = world["http"].get(f"/v1/clips/{clip}/score").json()
     assert body["source"] == "computed" and body["model_version"] == world["v1"]
 
 
 def test_bad_input_is_a_clear_4xx(world):
-    base = world["base"]
-    r = httpx.get(f"{base}/v1/clips/nope-404/score")
+    http = world["http"]
+    r = http.get("/v1/clips/nope-404/score")
     assert r.status_code == 404 and "unknown clip" in r.json()["detail"]
-    assert httpx.get(f"{base}/v1/clips/bad%20id/score").status_code == 422
-    assert httpx.get(f"{base}/v1/clips/ok/score", params={"user_id": "x" * 300}).status_code == 422
-    r = httpx.post(f"{base}/v1/score", json={"clip_ids": ["c"] * 1001})
+    assert http.get("/v1/clips/bad%20id/score").status_code == 422
+    assert http.get("/v1/clips/ok/score", params={"user_id": "x" * 300}).status_code == 422
+    r = http.post("/v1/score", json={"clip_ids": ["c"] * 1001})
     assert r.status_code == 422 and "detail" in r.json()
-    assert httpx.post(f"{base}/v1/score", json={"clip_ids": []}).status_code == 422
-    assert httpx.post(f"{base}/v1/score", json={"clip_ids": ["a b"]}).status_code == 422
+    assert http.post("/v1/score", json={"clip_ids": []}).status_code == 422
+    assert http.post("/v1/score", json={"clip_ids": ["a b"]}).status_code == 422
 
 
 def test_batch_scores_known_clips_and_lists_unknown_ones(world):
     ids = [*world["ids"], "ghost-1"]
-    r = httpx.post(f"{world['base']}/v1/score", json={"clip_ids": ids})
+    r = world["http"].post("/v1/score", json={"clip_ids": ids})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["unknown"] == ["ghost-1"]
@@ -195,9 +205,9 @@ def test_batch_scores_known_clips_and_lists_unknown_ones(world):
 
 
 def test_health_and_metrics(world):
-    r = httpx.get(f"{world['base']}/healthz")
+    r = world["http"].get("/healthz")
     assert r.status_code == 200 and r.json() == {"ok": True, "redis": "ok", "registry": "ok"}
-    text = httpx.get(f"{world['base']}/metrics").text
+    text = world["http"].get("/metrics").text
     assert 'clipflow_requests_total{endpoint="/v1/clips/{clip_id}/score",status="200"}' in text
     assert "clipflow_request_seconds_bucket" in text
     assert 'clipflow_model_version{alias="champion"}' in text
@@ -226,11 +236,11 @@ def test_sse_streams_live_events_and_resumes_from_last_event_id(world):
     second = events.publish(r, "scores_published", {"rows": 10})
     events.publish(r, "drift_detected", {"ds": "2026-06-01"}, user_id="someone")  # private
     third = events.publish(r, "experiment_decided", {"decision": "ship"})
-    got = asyncio.run(_sse(world["base"], {"Last-Event-ID": first}, want=2))
+    got = asyncio.run(_sse(world["base"], {**world["auth"], "Last-Event-ID": first}, want=2))
     assert got == [(second, "scores_published"), (third, "experiment_decided")]
 
     async def live():
-        task = asyncio.create_task(_sse(world["base"], {}, want=1))
+        task = asyncio.create_task(_sse(world["base"], world["auth"], want=1))
         await asyncio.sleep(0.5)
         new = events.publish(r, "run_failed", {"run_id": "x"})
         return new, await asyncio.wait_for(task, 10)
@@ -242,9 +252,11 @@ def test_sse_streams_live_events_and_resumes_from_last_event_id(world):
 def test_websocket_filters_user_targeted_events(world):
     import websockets
 
-    async def go():
-        url = f"ws://127.0.0.1:{world['port']}/v1/ws?user_id=u1"
-        async with websockets.connect(url) as ws:
+    token = world["http"].post("/v1/event-tokens", json={"user_id": "u1"}).json()["token"]
+
+    async def go():  # a key with the events scope (broadcast) plus u1's token (u1's own)
+        url = f"ws://127.0.0.1:{world['port']}/v1/ws?token={token}"
+        async with websockets.connect(url, additional_headers=world["auth"]) as ws:
             await asyncio.sleep(0.3)
             events.publish(world["redis"], "drift_detected", {"n": 1}, user_id="u2")
             events.publish(world["redis"], "drift_detected", {"n": 2}, user_id="u1")
@@ -295,7 +307,7 @@ def test_alias_move_reloads_the_model(world):
     mlc, uri = world["mlc"], world["uri"]
     assert registry.promote(mlc, world["v2"], "test", tracking_uri=uri)
     clip = world["ids"][0]
-    body = httpx.get(f"{world['base']}/v1/clips/{clip}/score").json()
+    body = world["http"].get(f"/v1/clips/{clip}/score").json()
     # the online score was made by v1: the new champion scores the clip itself
     assert body["model_version"] == world["v2"] and body["source"] == "computed"
 
@@ -313,7 +325,7 @@ def test_openapi_schema_fuzzed_by_schemathesis_finds_no_server_error(world):
 
         @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
         def check(case):
-            response = case.call(base_url=world["base"], timeout=10)
+            response = case.call(base_url=world["base"], headers=world["auth"], timeout=10)
             calls.append(response.status_code)
             if response.status_code >= 500:
                 failures.append((case.method, case.formatted_path, response.status_code))
