@@ -2,8 +2,13 @@
 
 Everything comes from a `Settings` (models/core/settings.py; the current environment when
 none is given, as for the `feast` CLI): the registry and the SQLite online store live under
-`<home>/feast/`; the online store is Redis when `CLIPFLOW_REDIS` is set. `feast` is imported inside the functions (it takes seconds to import), so importing
-this module is cheap.
+`<home>/feast/`; the online store is Redis when `CLIPFLOW_REDIS` is set. `feast` is imported
+inside the functions (it takes seconds to import), so importing this module is cheap.
+
+`CLIPFLOW_REDIS` is checked here by `models.core.redis_url` (a bad one fails now, naming the
+wrong part), and clipflow's store builds its clients with it, so either of its forms works,
+TLS included (`rediss://...?ssl_ca_certs=...` or `host:port,ssl=true,ssl_ca_certs=...`).
+Feast's stock store (`CLIPFLOW_FEAST_STOCK_READ=1`) gets the same target in Feast's form.
 
 The `feast` CLI reads the same configuration from a generated YAML file:
 
@@ -19,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from models.core.names import FEAST_PROJECT
+from models.core.redis_url import is_url
+from models.core.redis_url import parse as parse_redis
 from models.core.settings import Settings, current
 
 if TYPE_CHECKING:
@@ -39,11 +46,15 @@ def feast_dir(s: Settings | None = None) -> Path:
 def _config_dict(settings: Settings, *, redis_placeholder: bool = False) -> dict[str, Any]:
     home = settings.home / "feast"
     if settings.redis:
-        conn = _REDIS_VAR if redis_placeholder else settings.redis
         # Feast's Redis store with a faster read path on the same data (online_store.py);
         # CLIPFLOW_FEAST_STOCK_READ=1 selects Feast's own ("redis"), e.g. to compare.
         kind = "redis" if settings.feast_stock_read else STORE_TYPE
-        online: dict[str, Any] = {"type": kind, "connection_string": conn}
+        online: dict[str, Any] = {
+            "type": kind,
+            "connection_string": _REDIS_VAR
+            if redis_placeholder
+            else _connection_string(settings.redis, stock=settings.feast_stock_read),
+        }
     else:
         online = {"type": "sqlite", "path": str(home / "online.db")}
     return {
@@ -58,6 +69,13 @@ def _config_dict(settings: Settings, *, redis_placeholder: bool = False) -> dict
         "online_store": online,
         "entity_key_serialization_version": 3,
     }
+
+
+def _connection_string(redis: str, *, stock: bool) -> str:
+    """`redis` as the online store reads it: as written for clipflow's store (after a check),
+    in Feast's form for Feast's stock store."""
+    target = parse_redis(redis)
+    return target.feast_string() if stock else redis
 
 
 def repo_config(s: Settings | None = None) -> RepoConfig:
@@ -84,6 +102,13 @@ def write_feature_store_yaml(path: str | Path | None = None, s: Settings | None 
     that variable set; Feast expands it when it loads the file.
     """
     s = s or current()
+    if s.redis:
+        _connection_string(s.redis, stock=s.feast_stock_read)  # fails now, not in the CLI
+        if s.feast_stock_read and is_url(s.redis):
+            raise ValueError(
+                "CLIPFLOW_REDIS: Feast's stock Redis store (CLIPFLOW_FEAST_STOCK_READ=1) reads "
+                "only the host:port,name=value form from feature_store.yaml"
+            )
     path = Path(path) if path else feast_dir(s) / "feature_store.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(_config_dict(s, redis_placeholder=True), sort_keys=False)

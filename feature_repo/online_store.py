@@ -35,6 +35,11 @@ test_fast_read.py compares them on real Redis).
 Writes, deletes and everything else are inherited unchanged. Redis Cluster, Sentinel and the
 GLIDE client keep Feast's own read path.
 
+On a single Redis its redis-py clients (reads, and Feast's own writes and deletes) are built
+by `models.core.redis_url`, the one parser of the connection string, rather than by Feast's:
+both of its forms (`rediss://...` too), its TLS options and checks, and values taken as
+written (Feast JSON-decodes them: a password `123` would become an integer).
+
 Configure it with the store's class path as the online store `type`:
 
     online_store:
@@ -65,6 +70,7 @@ from feature_repo.online_response import (
     online_read_rows,
 )
 from feature_repo.redis_layout import ViewFields, bulk, command_head, send_packed
+from models.core.redis_url import async_redis_client, redis_client
 
 STORE_TYPE = "feature_repo.online_store.FastRedisOnlineStore"
 
@@ -240,6 +246,18 @@ class FastRedisOnlineStore(RedisOnlineStore):
                 pipe.hmget(key, plan.fields)
             replies = await pipe.execute()
         return online_read_rows(plan.features, replies)
+
+    # -- clients: on a single Redis, from models.core.redis_url ---------------------------
+
+    def _get_client(self, online_store_config):
+        if self._client is None and online_store_config.redis_type == RedisType.redis:
+            self._client = redis_client(online_store_config.connection_string)
+        return super()._get_client(online_store_config)
+
+    async def _get_client_async(self, online_store_config):
+        if self._client_async is None and online_store_config.redis_type == RedisType.redis:
+            self._client_async = async_redis_client(online_store_config.connection_string)
+        return await super()._get_client_async(online_store_config)
 
     # -- plumbing -----------------------------------------------------------------------
 
