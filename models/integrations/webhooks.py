@@ -26,6 +26,14 @@ event again is a no-op; `webhook_attempts` logs every attempt. Success is a 2xx;
 else retries after exponential backoff with full jitter (a `Retry-After` on 429/503 is a
 floor) until `max_attempts`, then `failed`; 410 Gone gives up at once. Delivery is at least
 once (a crash between the POST and its record resends): receivers dedupe on `webhook-id`.
+
+Outbound guard (models/integrations/outbound.py): a `url` whose host is or resolves to a
+loopback, private, link-local, metadata or other internal address is refused at load
+(unless in `$CLIPFLOW_OUTBOUND_ALLOW`; a host that does not resolve yet is accepted) and
+again at each send, on the connected address; such a delivery is not sent, it records
+the refusal and is retried like a connection error. Redirects are failures naming their
+target; a response body is read up to 64 KiB, the rest dropped; a request has a total
+deadline of twice `timeout_s`.
 """
 
 from __future__ import annotations
@@ -48,11 +56,14 @@ from urllib.parse import urlparse
 import requests
 import yaml
 
+from models.integrations import outbound
 from models.integrations.events import EVENT_TYPES, Event
+from models.integrations.outbound_http import guarded_session, redirect_target
 from models.integrations.retry import full_jitter, retry_after_s
 
 SECRET_PREFIX = "whsec_"
 _FIELDS = ("name", "url", "events", "secret_env")
+MAX_RESPONSE_BYTES = 64 * 1024  # only the status matters
 
 
 class VerificationError(ValueError):
@@ -134,6 +145,10 @@ def _subscriber(entry, environ: Mapping[str, str]) -> tuple[Subscriber | None, s
         secret_key(environ[secret_env])
     except ValueError:
         return None, f"secret_env: {secret_env} starts with {SECRET_PREFIX} but is not base64"
+    try:  # last: the cheap checks first, DNS only for an otherwise valid entry
+        outbound.check_url(url, "url", environ)
+    except outbound.OutboundRefused as e:
+        return None, str(e)
     return Subscriber(name, url, tuple(events), secret_env), None
 
 
@@ -281,7 +296,10 @@ def deliver_due(
     if not by_name:
         return counts
     started, unreachable = time.monotonic(), set()
-    with closing(connect(db_path)) as conn:
+    http = guarded_session(
+        "webhook url", max_bytes=MAX_RESPONSE_BYTES, deadline_s=2 * policy.timeout_s, truncate=True
+    )
+    with closing(connect(db_path)) as conn, http:
         due = conn.execute(
             "SELECT event_id, subscriber, body, attempts FROM webhook_deliveries"
             " WHERE status = 'pending' AND next_attempt_at <= ?"
@@ -294,14 +312,16 @@ def deliver_due(
             if sub.name in unreachable or time.monotonic() - started > budget_s:
                 counts["deferred"] += 1
                 continue
-            result = _post(sub, row["event_id"], row["body"], now, policy.timeout_s)
+            result = _post(http, sub, row["event_id"], row["body"], now, policy.timeout_s)
             if result[0] is None:
                 unreachable.add(sub.name)
             counts[_record(conn, row, *result, now=now, policy=policy, rng=rng)] += 1
     return counts
 
 
-def _post(sub: Subscriber, event_id: str, body: str, now: float, timeout_s: float) -> tuple:
+def _post(
+    http: requests.Session, sub: Subscriber, event_id: str, body: str, now: float, timeout_s: float
+) -> tuple:
     """(status code or None, error, Retry-After seconds, elapsed ms) of one signed POST."""
     headers = {
         "content-type": "application/json",
@@ -311,22 +331,18 @@ def _post(sub: Subscriber, event_id: str, body: str, now: float, timeout_s: floa
         "webhook-signature": sign(sub.secret(), event_id, int(now), body),
     }
     started = time.monotonic()
-    try:  # the spec: a redirect is a failure (fix the URL), so redirects are not followed
-        r = requests.post(
-            sub.url, data=body.encode(), headers=headers, timeout=timeout_s, allow_redirects=False
-        )
+    try:  # the spec: a redirect is a failure (fix the URL); the session never follows one
+        r = http.post(sub.url, data=body.encode(), headers=headers, timeout=timeout_s)
     except requests.RequestException as e:
         return None, f"{type(e).__name__}: {e}"[:500], None, (time.monotonic() - started) * 1e3
     elapsed_ms = (time.monotonic() - started) * 1e3
     if 200 <= r.status_code < 300:
         return r.status_code, None, None, elapsed_ms
     wait = r.headers.get("retry-after") if r.status_code in (429, 503) else None
-    return (
-        r.status_code,
-        f"HTTP {r.status_code} {r.reason}"[:500],
-        retry_after_s(wait, now),
-        elapsed_ms,
-    )
+    error = f"HTTP {r.status_code} {r.reason}"
+    if (target := redirect_target(r)) is not None:
+        error += f": redirect to {target} not followed"
+    return r.status_code, error[:500], retry_after_s(wait, now), elapsed_ms
 
 
 def _record(conn, row, code, error, retry_after, elapsed_ms, *, now, policy, rng) -> str:
