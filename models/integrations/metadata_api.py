@@ -19,6 +19,13 @@ failed. A `Retry-After` beyond the cap fails the call at once rather than coming
 retried. `fetch` never raises for a failed batch: its ids come back as failures with the
 reason, and ids the API reports missing come back as "not found".
 
+Outbound guard (models/integrations/outbound.py): the session refuses a `base_url` whose
+host is or resolves to a loopback, private, link-local, metadata or other internal address
+(unless in `$CLIPFLOW_OUTBOUND_ALLOW`), checked on the connected address too; it never
+follows a redirect (a 3xx fails the call naming the target, not retried), so the Bearer
+key only ever goes to `base_url`'s host; a body over 1 MiB fails the batch; each request
+has a total deadline of three times `timeout_s` (a slow drip fails like a timeout).
+
 Configuration. `base_url` and `api_key` empty (the defaults) mean "read
 `CLIPFLOW_METADATA_URL` / `CLIPFLOW_METADATA_API_KEY` when the resource is used", and no
 URL at all means "not configured": the asset records that and does nothing. Why not
@@ -42,12 +49,15 @@ from datetime import UTC, datetime
 
 import requests
 
+from models.integrations.outbound import OutboundError
+from models.integrations.outbound_http import guarded_session, redirect_target
 from models.integrations.retry import full_jitter, retry_after_s
 
 URL_ENV = "CLIPFLOW_METADATA_URL"
 KEY_ENV = "CLIPFLOW_METADATA_API_KEY"
 NOT_FOUND = "not found"
 VIDEOS_PATH = "/v1/videos"
+MAX_RESPONSE_BYTES = 1024 * 1024
 
 
 class MetadataApiError(Exception):
@@ -150,7 +160,11 @@ class MetadataClient:
     def _client(self) -> tuple[requests.Session, TokenBucket]:
         with self._lock:
             if self._session is None:
-                s = requests.Session()
+                s = guarded_session(
+                    "video metadata API url",
+                    max_bytes=MAX_RESPONSE_BYTES,
+                    deadline_s=3 * self.timeout_s,
+                )
                 s.headers["Accept"] = "application/json"
                 s.headers["User-Agent"] = "clipflow-video-metadata"
                 key = self.api_key
@@ -166,9 +180,13 @@ class MetadataClient:
             bucket.acquire()
             try:
                 resp = session.get(self.url + path, params=params, timeout=self.timeout_s)
-            except _TRANSIENT as e:
+            except _TRANSIENT as e:  # a DeadlineExceeded is a Timeout: retried
                 reason, wait = _short(f"{type(e).__name__}: {e}"), None
+            except OutboundError as e:  # refused address, oversized body: not retried
+                raise MetadataApiError(_short(e)) from None
             else:
+                if (target := redirect_target(resp)) is not None:
+                    raise MetadataApiError(f"{_status(resp)}; redirect to {target} not followed")
                 if resp.status_code < 400:
                     return resp
                 self._raise_unless_retryable(resp)
