@@ -4,8 +4,12 @@
         VideoMetadataResource(base_url=api.url, api_key="k").fetch(["v1", "v9"])
         api.requests  # what arrived: (monotonic time, path, query, Authorization header)
 
+It listens on 127.0.0.1, which the client's outbound guard refuses: tests allowlist it
+(`monkeypatch.setenv("CLIPFLOW_OUTBOUND_ALLOW", "127.0.0.1")`).
+
 Every id it is asked about has made-up metadata, except `missing_ids`. Knobs, checked in
-this order: `api_key` (401 without `Bearer <key>`), `rate_limit` (429 with `Retry-After`
+this order: `redirect_to` (302 to that base URL + the path, the way a hijacked or moved
+API would answer), `api_key` (401 without `Bearer <key>`), `rate_limit` (429 with `Retry-After`
 when more than N requests arrived within `window_s`), `fail_first` (the first K requests
 answer 503), `delay_s` on the first `slow_requests` requests (to trip client timeouts),
 `max_batch` (400 beyond it), `fail_ids` (500 for any batch holding one of them).
@@ -57,12 +61,13 @@ class FakeMetadataApi:
         fail_ids: Iterable[str] = (),
         missing_ids: Iterable[str] = (),
         max_batch: int = 100,
+        redirect_to: str | None = None,
     ):
         self.api_key = api_key
         self.rate_limit, self.window_s, self.retry_after = rate_limit, window_s, retry_after
         self.fail_first, self.slow_requests, self.delay_s = fail_first, slow_requests, delay_s
         self.fail_ids, self.missing_ids = set(fail_ids), set(missing_ids)
-        self.max_batch = max_batch
+        self.max_batch, self.redirect_to = max_batch, redirect_to
         self.requests: list[Seen] = []
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -107,6 +112,8 @@ class FakeMetadataApi:
             recent = sum(1 for r in self.requests if now - r.at < self.window_s)
             self.requests.append(Seen(now, path, ids, authorization))
             n = len(self.requests)
+        if self.redirect_to is not None:
+            return 302, {"Location": self.redirect_to + path}, {"error": "moved"}
         if self.api_key is not None and authorization != f"Bearer {self.api_key}":
             return 401, {}, {"error": "invalid or missing API key"}
         if self.rate_limit is not None and recent >= self.rate_limit:

@@ -14,11 +14,18 @@ from assets.enrichment import video_metadata
 from assets.ingest import ingest_assets
 from assets.resources import LandingResource, VideoMetadataResource, WarehouseResource
 from models.integrations.metadata_api import KEY_ENV, NOT_FOUND, URL_ENV
+from models.integrations.outbound import ALLOW_ENV
 
 DAY = "2026-01-01"
 VIDEOS = ["v1", "v2", "v3", "v4", "v5", "v6"]
 CLIPS = next(a for a in ingest_assets if a.key == dg.AssetKey("clips"))
 FAST = {"backoff_s": 0.01, "max_retries": 1, "requests_per_second": 1000.0, "timeout_s": 2.0}
+
+
+@pytest.fixture(autouse=True)
+def allow_loopback(monkeypatch):
+    """The fake API listens on loopback, which outbound requests refuse unless allowlisted."""
+    monkeypatch.setenv(ALLOW_ENV, "127.0.0.1")
 
 
 @pytest.fixture

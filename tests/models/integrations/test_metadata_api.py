@@ -17,8 +17,15 @@ from models.integrations.metadata_api import (
     URL_ENV,
     MetadataAuthError,
 )
+from models.integrations.outbound import ALLOW_ENV
 
 FAST = {"backoff_s": 0.01, "max_retries": 3, "requests_per_second": 1000.0, "timeout_s": 2.0}
+
+
+@pytest.fixture(autouse=True)
+def allow_loopback(monkeypatch):
+    """The fake API listens on loopback, which outbound requests refuse unless allowlisted."""
+    monkeypatch.setenv(ALLOW_ENV, "127.0.0.1")
 
 
 def client(api: FakeMetadataApi, **kw) -> VideoMetadataResource:

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from models.integrations.events import Event
+from models.integrations.outbound import ALLOW_ENV
 from models.integrations.webhooks import (
     RetryPolicy,
     Subscriber,
@@ -118,6 +119,7 @@ def test_subscribers_are_validated_one_by_one(tmp_path):
     path.write_text(SUBSCRIBERS_YAML)
     env = {"OPS_SECRET": "whsec_" + base64.b64encode(b"k" * 24).decode(), "ALL_SECRET": "plain"}
     env["BAD_SECRET"] = "whsec_***"
+    env[ALLOW_ENV] = "127.0.0.1:9"  # the loopback subscriber `all` (tests/security: refused)
     subs, errors = load_subscribers(path, environ=env)
     assert [s.name for s in subs] == ["ops", "all"]
     assert subs[0].wants("run_failed") and not subs[0].wants("drift_detected")

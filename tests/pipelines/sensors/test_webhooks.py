@@ -21,12 +21,19 @@ from assets.resources import WebhooksResource
 from models.core.redis_url import redis_client
 from models.integrations import events
 from models.integrations.events import Event
+from models.integrations.outbound import ALLOW_ENV
 from models.integrations.webhooks import deliver_due, deliveries, enqueue, load_subscribers
 from pipelines.sensors.webhooks import run_failure_event_sensor, webhook_sensor
 
 SECRET_ENV = "CLIPFLOW_TEST_WEBHOOK_SECRET"
 SECRET = "whsec_" + base64.b64encode(b"clipflow webhook test key, 32 B").decode()
 FAST = {"base_s": 0.01, "cap_s": 0.05, "timeout_s": 2.0}
+
+
+@pytest.fixture(autouse=True)
+def allow_loopback(monkeypatch):
+    """The receivers listen on loopback, which outbound requests refuse unless allowlisted."""
+    monkeypatch.setenv(ALLOW_ENV, "127.0.0.1")
 
 
 def spec_check(headers, body: bytes, tolerance_s: int = 300) -> int:
@@ -255,9 +262,12 @@ def test_history_before_the_first_tick_is_not_replayed(stream, home, monkeypatch
     assert [p["id"] for p in rx.accepted] == [new]
 
 
+SECRET_TEXT = "redis://:hunter2@10.1.2.3:6379 /srv/clipflow/home"  # must never leave the run
+
+
 @dg.op
 def load_features():
-    raise RuntimeError("feature table clip_features is missing")
+    raise RuntimeError(f"feature table clip_features is missing at {SECRET_TEXT}")
 
 
 @dg.job(partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01"))
@@ -287,8 +297,12 @@ def test_a_failed_run_becomes_a_delivered_run_failed_event(stream, home, monkeyp
     assert event.type == "run_failed"
     assert event.data["job_name"] == "doomed_job" and event.data["run_id"] == result.run_id
     assert event.data["partition"] == "2026-04-01"
-    assert "feature table clip_features is missing" in event.data["error"]
     assert event.data["failed_steps"] == ["load_features"]
+    assert event.data["error_classes"] == {"load_features": "RuntimeError"}
+    # scrubbed: the error text (a connection string, a path) stays in the Dagster run
+    assert set(event.data) == {"job_name", "run_id", "partition", "failed_steps", "error_classes"}
+    for leak in ("hunter2", "10.1.2.3", "/srv/clipflow", "clip_features is missing"):
+        assert leak not in json.dumps(event.as_dict())
 
     tick(instance, json.dumps({"after": "0-0"}), webhooks)
     [delivered] = rx.accepted
