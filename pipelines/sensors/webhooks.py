@@ -15,7 +15,10 @@ nothing published meanwhile is missed (deliveries already queued wait too). Subs
 read at each tick; events that no subscriber wants are passed over, not kept.
 
 `run_failure_event_sensor` publishes `run_failed` with data {job_name, run_id, partition,
-error, failed_steps}. If Redis is down then, its tick fails with the error (visible on the
+failed_steps, error_classes}: `error_classes` maps each failed step to its innermost
+exception's class name (e.g. `{"clip_features": "RuntimeError"}`). Events leave the system
+(the API's streams, webhooks), so they carry no error text, stack trace, path, connection
+string or secret: the details stay in the Dagster run's logs, behind the UI. If Redis is down then, its tick fails with the error (visible on the
 sensor in the UI) and that run's event is not published later: Dagster moves a run status
 sensor's cursor past a run even when the sensor raises.
 """
@@ -29,7 +32,7 @@ import dagster as dg
 import redis
 
 from assets.resources import WebhooksResource
-from models.core.errors import root_cause
+from models.core.errors import root_class
 from models.integrations import events
 from models.integrations.webhooks import deliver_due, enqueue, load_subscribers, status_counts
 
@@ -37,7 +40,6 @@ SENSOR_INTERVAL_S = 15
 EVENTS_PER_TICK = 500
 DELIVERIES_PER_TICK = 50
 TICK_BUDGET_S = 30.0
-_ERROR_CHARS = 1000
 
 
 def _after(cursor: str | None) -> str | None:
@@ -85,15 +87,15 @@ def webhook_sensor(context: dg.SensorEvaluationContext, webhooks: WebhooksResour
     )
 
 
-def run_failed_data(run: dg.DagsterRun, failure_message: str, step_errors: dict) -> dict:
-    """The `run_failed` event's data: which run, and why it failed."""
-    first = next(iter(step_errors.values()), None)
+def run_failed_data(run: dg.DagsterRun, step_errors: dict[str, str]) -> dict:
+    """The `run_failed` event's data: which run, which steps, which error classes; never
+    the error text (it can hold paths, SQL, hosts or secrets: it stays in the run)."""
     return {
         "job_name": run.job_name,
         "run_id": run.run_id,
         "partition": run.tags.get("dagster/partition"),
-        "error": (first or failure_message or "")[:_ERROR_CHARS],
         "failed_steps": sorted(step_errors),
+        "error_classes": {step: step_errors[step] for step in sorted(step_errors)},
     }
 
 
@@ -107,11 +109,11 @@ def run_failure_event_sensor(context: dg.RunFailureSensorContext, webhooks: Webh
     if client is None:
         return dg.SkipReason("CLIPFLOW_REDIS is unset: no event stream to publish to")
     step_errors = {
-        e.step_key or "?": root_cause(e.event_specific_data.error)
+        e.step_key or "?": root_class(e.event_specific_data.error)
         for e in context.get_step_failure_events()
         if e.event_specific_data is not None and e.event_specific_data.error is not None
     }
-    data = run_failed_data(context.dagster_run, context.failure_event.message or "", step_errors)
+    data = run_failed_data(context.dagster_run, step_errors)
     event_id = events.publish(client, "run_failed", data)
     context.log.info(f"published run_failed {event_id} for run {data['run_id']}")
 
