@@ -173,7 +173,7 @@ def _host_entry(raw: str) -> tuple[str, int | None]:
     host = _norm_host(match.group(1) or match.group(3))
     port_text = match.group(2) or match.group(4)
     port = int(port_text) if port_text else None
-    if not (_HOST.match(host) or _is_ip(host)) or not 0 < (port or 1) < 65536:
+    if not (_HOST.match(host) or _is_ip(host)) or (port is not None and not 0 < port < 65536):
         return "", None
     return host, port
 
@@ -231,7 +231,7 @@ def check_url(
     if allow.allows_host(host, port):
         return []
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host.rstrip("."), port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         return []
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
