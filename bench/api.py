@@ -14,6 +14,11 @@ server share the 2 cores, as an app beside the API would.
   `scale`, at least 20); server-side latency from the `Server-Timing` header. Target: p99
   under 8 ms. Floor: `Scorer.scores(100 ids)` in-process, p99.
 * saturation: 16 requests in flight (single score) for 5 s: requests/s (no target).
+
+Authentication is on, as in production: the load sends `Authorization: Bearer` with a key
+made by `clipflow api-keys create` (scope `score`, no rate limit). The same load then runs
+against the same app started with `create_app(auth=False)` (no command offers that), and
+its figures are reported beside (`*_noauth`): the cost of authentication.
 """
 
 from __future__ import annotations
@@ -74,11 +79,14 @@ def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-async def _single(base: str, ids: list[str], rate: float, seconds: float) -> list[float]:
+async def _single(
+    base: str, ids: list[str], rate: float, seconds: float, headers: dict
+) -> list[float]:
     import httpx
 
     lat: list[float] = []
-    async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=64)) as c:
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(base_url=base, limits=limits, headers=headers) as c:
 
         async def one(clip: str):
             t0 = time.perf_counter()
@@ -96,11 +104,11 @@ async def _single(base: str, ids: list[str], rate: float, seconds: float) -> lis
     return lat
 
 
-async def _batch(base: str, ids: list[str], n: int) -> list[float]:
+async def _batch(base: str, ids: list[str], n: int, headers: dict) -> list[float]:
     import httpx
 
     server: list[float] = []
-    async with httpx.AsyncClient(base_url=base) as c:
+    async with httpx.AsyncClient(base_url=base, headers=headers) as c:
         for _ in range(n):
             r = await c.post("/v1/score", json={"clip_ids": random.sample(ids, BATCH)})
             r.raise_for_status()
@@ -108,11 +116,14 @@ async def _batch(base: str, ids: list[str], n: int) -> list[float]:
     return server
 
 
-async def _saturate(base: str, ids: list[str], seconds: float, inflight: int = 16) -> float:
+async def _saturate(
+    base: str, ids: list[str], seconds: float, headers: dict, inflight: int = 16
+) -> float:
     import httpx
 
     done, stop = 0, time.perf_counter() + seconds
-    async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=inflight)) as c:
+    limits = httpx.Limits(max_connections=inflight)
+    async with httpx.AsyncClient(base_url=base, limits=limits, headers=headers) as c:
 
         async def worker():
             nonlocal done
@@ -139,70 +150,150 @@ def _floor(store, uri: str, ids: list[str], n: int, size: int) -> list[float]:
     return out
 
 
-def run_api(scale: float, tmp: Path) -> list[Record]:
+_OPEN_SERVER = (
+    "import sys, uvicorn\n"
+    "from models.core.settings import prepare_process\n"
+    "prepare_process(home=None, landing_dir=sys.argv[2])\n"
+    "from pipelines.serve.app import create_app\n"
+    "uvicorn.run(create_app(auth=False), host='127.0.0.1', port=int(sys.argv[1]),"
+    " log_level='warning', access_log=False)\n"
+)
+
+
+def _load(tmp: Path, env: dict, ids: list[str], auth: bool, seconds: float, n_batch: int,
+          scale: float) -> tuple[list[float], list[float], float]:  # fmt: skip
+    """(single latencies, batch server latencies, saturation rps) of one server."""
     import httpx
 
+    port, headers = _free_port(), {}
+    if auth:
+        key = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "api-keys", "create", "--name", "bench",
+             "--scopes", "score", "--rate", "0"],
+            env=env, capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.strip()  # fmt: skip
+        headers = {"Authorization": f"Bearer {key}"}
+        cmd = [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port),
+               "--landing", str(tmp / "no-landing")]  # fmt: skip
+    else:
+        cmd = [sys.executable, "-c", _OPEN_SERVER, str(port), str(tmp / "no-landing")]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"clipflow serve did not start: {proc.stderr.read()[-2000:]}")
+            time.sleep(0.5)
+        asyncio.run(_single(base, ids, RATE, 1.0, headers))  # warm-up
+        single = asyncio.run(_single(base, ids, RATE, seconds, headers))
+        batch = asyncio.run(_batch(base, ids, n_batch, headers))
+        rps = asyncio.run(_saturate(base, ids, max(1.0, 5.0 * scale), headers))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return single, batch, rps
+
+
+def run_api(scale: float, tmp: Path) -> list[Record]:
     random.seed(0)
     n_clips = max(200, round(CLIPS * scale))
     seconds = max(1.0, SECONDS * scale)
     n_batch = max(20, round(BATCH_REQUESTS * scale))
     with redis_server(tmp) as redis:
         uri, ids, store = _setup(tmp, redis, n_clips)
-        port = _free_port()
         env = {**os.environ, "CLIPFLOW_HOME": str(tmp / "home"), "MLFLOW_TRACKING_URI": uri,
-               "CLIPFLOW_REDIS": redis.connection_string}  # fmt: skip
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port),
-             "--landing", str(tmp / "no-landing")],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(
-                        f"clipflow serve did not start: {proc.stderr.read()[-2000:]}"
-                    )
-                time.sleep(0.5)
-            asyncio.run(_single(base, ids, RATE, 1.0))  # warm-up
-            single = asyncio.run(_single(base, ids, RATE, seconds))
-            batch = asyncio.run(_batch(base, ids, n_batch))
-            rps = asyncio.run(_saturate(base, ids, max(1.0, 5.0 * scale)))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+               "CLIPFLOW_REDIS": redis.connection_string,
+               "CLIPFLOW_API_KEY_PEPPER": "bench-pepper"}  # fmt: skip
+        single, batch, rps = _load(tmp, env, ids, True, seconds, n_batch, scale)
+        single0, batch0, rps0 = _load(tmp, env, ids, False, seconds, n_batch, scale)
         floor1 = _floor(store, uri, ids, 2000, 1)
         floor100 = _floor(store, uri, ids, n_batch, BATCH)
     p99, f99 = _pct(single, 99), _pct(floor1, 99)
     b99, fb99 = _pct(batch, 99), _pct(floor100, 99)
-    log(f"api: single p50 {_pct(single, 50):.2f} ms p99 {p99:.2f} ms (in-process p99 {f99:.2f}); "
-        f"batch of {BATCH} server p99 {b99:.2f} ms (in-process {fb99:.2f}); saturation {rps:.0f} rps")  # fmt: skip
+    p99_0, b99_0 = _pct(single0, 99), _pct(batch0, 99)
+    log(f"api (auth on): single p50 {_pct(single, 50):.2f} ms p99 {p99:.2f} ms (in-process p99 "
+        f"{f99:.2f}); batch of {BATCH} server p99 {b99:.2f} ms (in-process {fb99:.2f}); "
+        f"saturation {rps:.0f} rps. Auth off: single p99 {p99_0:.2f} ms, batch p99 "
+        f"{b99_0:.2f} ms, saturation {rps0:.0f} rps")  # fmt: skip
     peak = peak_rss_mb()
     common = dict(benchmark="api", unit="ms", peak_rss_mb=peak, scale=scale)
     return [
-        Record(metric="single_score_p99_ms", value=round(p99, 3),
-               floor_metric="in_process_scores_p99_ms", floor_value=round(f99, 3),
-               ratio=round(p99 / f99, 2), target=f"p99 < {SINGLE_P99_MS:g} ms at {RATE} req/s",
-               met=p99 < SINGLE_P99_MS, rows=len(single), **common),
-        Record(metric="single_score_p50_ms", value=round(_pct(single, 50), 3),
-               floor_metric="in_process_scores_p50_ms", floor_value=round(_pct(floor1, 50), 3),
-               ratio=round(_pct(single, 50) / _pct(floor1, 50), 2), target="no target",
-               met=True, rows=len(single), **common),
-        Record(metric="batch100_server_p99_ms", value=round(b99, 3),
-               floor_metric="in_process_scores_100_p99_ms", floor_value=round(fb99, 3),
-               ratio=round(b99 / fb99, 2), target=f"server-side p99 < {BATCH_P99_MS:g} ms",
-               met=b99 < BATCH_P99_MS, rows=len(batch), **common),
-        Record(benchmark="api", metric="saturation_requests_per_s", value=round(rps, 1),
-               unit="req/s", floor_metric="saturation_requests_per_s", floor_value=round(rps, 1),
-               ratio=1.0, target="no target (16 in flight)", met=True, rows=1,
-               peak_rss_mb=peak, scale=scale),
-    ]  # fmt: skip
+        Record(
+            metric="single_score_p99_ms",
+            value=round(p99, 3),
+            floor_metric="in_process_scores_p99_ms",
+            floor_value=round(f99, 3),
+            ratio=round(p99 / f99, 2),
+            target=f"p99 < {SINGLE_P99_MS:g} ms at {RATE} req/s",
+            met=p99 < SINGLE_P99_MS,
+            rows=len(single),
+            **common,
+        ),
+        Record(
+            metric="single_score_p50_ms",
+            value=round(_pct(single, 50), 3),
+            floor_metric="in_process_scores_p50_ms",
+            floor_value=round(_pct(floor1, 50), 3),
+            ratio=round(_pct(single, 50) / _pct(floor1, 50), 2),
+            target="no target",
+            met=True,
+            rows=len(single),
+            **common,
+        ),
+        Record(
+            metric="batch100_server_p99_ms",
+            value=round(b99, 3),
+            floor_metric="in_process_scores_100_p99_ms",
+            floor_value=round(fb99, 3),
+            ratio=round(b99 / fb99, 2),
+            target=f"server-side p99 < {BATCH_P99_MS:g} ms",
+            met=b99 < BATCH_P99_MS,
+            rows=len(batch),
+            **common,
+        ),
+        Record(
+            metric="single_score_p99_ms_noauth",
+            value=round(p99_0, 3),
+            floor_metric="in_process_scores_p99_ms",
+            floor_value=round(f99, 3),
+            ratio=round(p99_0 / f99, 2),
+            target="baseline for the auth cost",
+            met=True,
+            rows=len(single0),
+            **common,
+        ),
+        Record(
+            metric="batch100_server_p99_ms_noauth",
+            value=round(b99_0, 3),
+            floor_metric="in_process_scores_100_p99_ms",
+            floor_value=round(fb99, 3),
+            ratio=round(b99_0 / fb99, 2),
+            target="baseline for the auth cost",
+            met=True,
+            rows=len(batch0),
+            **common,
+        ),
+        Record(
+            metric="saturation_requests_per_s",
+            value=round(rps, 1),
+            unit="req/s",
+            floor_metric="saturation_requests_per_s_noauth",
+            floor_value=round(rps0, 1),
+            ratio=round(rps0 / rps, 2),
+            target="no target (16 in flight)",
+            met=True,
+            rows=0,
+            **{k: v for k, v in common.items() if k != "unit"},
+        ),
+    ]
 
 
 BENCHMARKS = {"api": run_api}
