@@ -6,8 +6,12 @@ atomically), `has`, `partitions` and `location`; the library's SQL reads whole t
 through `scan` and writes query results through `write_partition`/`write_file`. Nothing
 else builds a table path or a `read_parquet` string, so a second engine plugs in here.
 
-Daily tables are Hive-partitioned (`ds=YYYY-MM-DD/part-0.parquet`) and read back with
-`read_parquet('<dir>/**/*.parquet', hive_partitioning=true)`. A partition is written to a
+Daily tables are Hive-partitioned (`ds=YYYY-MM-DD/part-0.parquet`), and every file also holds
+`ds` as a column, so the warehouse reads them with `hive_partitioning = false`: a home such as
+`/data/env=prod` then adds no `env` column. A path pasted into SQL is quoted (`sql_str`)
+and glob-escaped (`glob_literal`: a `*`, `?` or `[` in the home is a character of the name,
+never a pattern that could reach another folder), so any home works, quotes and all. A
+partition is written to a
 scratch folder first and then renamed into place, so readers never see half a partition
 and re-running a day replaces it (never appends). DuckDB is the query engine; timestamps
 are written as microseconds (TIMESTAMPTZ), which Feast's DuckDB offline store can read.
@@ -21,6 +25,7 @@ import shutil
 import uuid
 from collections.abc import Sequence
 from datetime import date
+from glob import escape as glob_escape
 from pathlib import Path
 
 import duckdb
@@ -29,6 +34,7 @@ import pyarrow as pa
 # DuckDB's memory_limit syntax; a launchpad value is checked before it reaches SQL
 MEMORY_LIMIT = re.compile(r"\d+(\.\d+)? ?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)")  # fullmatch
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")  # a partition key: YYYY-MM-DD, nothing else
 
 
 def connect(
@@ -60,7 +66,16 @@ def ident(name: str) -> str:
 
 
 def sql_str(value: str | os.PathLike) -> str:
+    """A DuckDB string literal of `value`: a quote doubled is DuckDB's only escape (a
+    backslash is an ordinary character; a NUL stays inside the literal)."""
     return "'" + str(value).replace("'", "''") + "'"
+
+
+def glob_literal(path: str | os.PathLike, pattern: str = "") -> str:
+    """A DuckDB file pattern matching `path` itself (its `*`, `?`, `[` escaped as `[*]`,
+    `[?]`, `[[]`, which DuckDB's glob reads as the character), then `/pattern` if given."""
+    literal = glob_escape(str(path))
+    return f"{literal}/{pattern}" if pattern else literal
 
 
 class Warehouse:
@@ -98,7 +113,8 @@ class Warehouse:
         return self.table_dir(table) / f"ds={_ds(ds)}"
 
     def glob(self, table: str) -> str:
-        return str(self.table_dir(table) / "**" / "*.parquet")
+        """The DuckDB file pattern of every file of `table` (the home glob-escaped)."""
+        return glob_literal(self.table_dir(table), "**/*.parquet")
 
     def exists(self, table: str) -> bool:
         d = self.table_dir(table)
@@ -111,10 +127,10 @@ class Warehouse:
         return sorted(p.name[3:] for p in d.iterdir() if p.name.startswith("ds=") and p.is_dir())
 
     def scan(self, table: str, columns: str = "*") -> str:
-        """A SQL table expression over the whole dataset (hive partitions included)."""
+        """A SQL table expression over the whole dataset (every partition, `ds` included)."""
         return (
             f"(SELECT {columns} FROM read_parquet({sql_str(self.glob(table))}, "
-            "hive_partitioning = true, union_by_name = true))"
+            "hive_partitioning = false, union_by_name = true))"
         )
 
     def has(self, table: str, ds: str | date) -> bool:
@@ -128,9 +144,12 @@ class Warehouse:
 
     def partition_scan(self, table: str, ds: str | date, *, with_ds: bool = False) -> str:
         """A SQL table expression over one partition's files (without `ds` unless asked)."""
-        files = sql_str(self.partition_dir(table, ds) / "*.parquet")
+        files = sql_str(glob_literal(self.partition_dir(table, ds), "*.parquet"))
         cols = "*" if with_ds else "* EXCLUDE (ds)"
-        return f"(SELECT {cols} FROM read_parquet({files}, union_by_name = true))"
+        return (
+            f"(SELECT {cols} FROM read_parquet({files}, "
+            "hive_partitioning = false, union_by_name = true))"
+        )
 
     def read(
         self,
@@ -195,9 +214,9 @@ class Warehouse:
             f"COPY (SELECT *, DATE {sql_str(_ds(ds))} AS ds FROM ({query})) "
             f"TO {sql_str(out)} (FORMAT parquet, ROW_GROUP_SIZE 122880)"
         )
-        n = con.execute(f"SELECT count(*) FROM read_parquet({sql_str(out)})").fetchall()[0][0]
+        n = _count(con, out)
         self._swap_in(scratch, self.partition_dir(table, ds))
-        return int(n)
+        return n
 
     def write_file(
         self, con: duckdb.DuckDBPyConnection, table: str, ds: str | date, name: str, query: str
@@ -212,14 +231,14 @@ class Warehouse:
             f"COPY (SELECT *, DATE {sql_str(_ds(ds))} AS ds FROM ({query})) "
             f"TO {sql_str(out)} (FORMAT parquet)"
         )
-        n = con.execute(f"SELECT count(*) FROM read_parquet({sql_str(out)})").fetchall()[0][0]
+        n = _count(con, out)
         target_dir.mkdir(parents=True, exist_ok=True)
         if n:
             os.replace(out, target)
         elif target.exists():
             target.unlink()
         shutil.rmtree(scratch, ignore_errors=True)
-        return int(n)
+        return n
 
     def _swap_in(self, scratch: Path, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -232,7 +251,16 @@ class Warehouse:
             shutil.rmtree(trash, ignore_errors=True)
 
 
+def _count(con: duckdb.DuckDBPyConnection, file: Path) -> int:
+    sql = f"SELECT count(*) FROM read_parquet({sql_str(glob_literal(file))})"
+    return int(con.execute(sql).fetchall()[0][0])
+
+
 def _ds(ds: str | date) -> str:
+    """`ds` as YYYY-MM-DD if it is a real day in that form, else ValueError (Python's
+    `fromisoformat` alone would also take `20261101` or `2026-W44-7`)."""
     s = ds.isoformat() if isinstance(ds, date) else str(ds)
-    date.fromisoformat(s)  # validates
+    if not _DAY.fullmatch(s):
+        raise ValueError(f"partition {s!r}: expected a day as YYYY-MM-DD")
+    date.fromisoformat(s)  # a real day: 2026-13-01 is refused
     return s

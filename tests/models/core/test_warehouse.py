@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from models.core.warehouse import Warehouse, check_memory_limit
+from models.core.warehouse import Warehouse, check_memory_limit, glob_literal
 
 ROWS = pa.table({"clip_id": ["a", "b'; DROP TABLE x; --", "c"], "score": [1.5, 2.5, 3.5]})
 
@@ -57,6 +57,9 @@ def test_a_named_file_is_replaced_alone(wh):
         (lambda w: w.read("clip_scores", "2026-11-01", columns=["score) --"]), "not a valid"),
         (lambda w: w.write("quarantine", "2026-11-01", ROWS, name="../evil"), "not a valid"),
         (lambda w: w.read("clip_scores", "2026-13-01"), "month"),
+        (lambda w: w.read("clip_scores", "20261101"), "YYYY-MM-DD"),
+        (lambda w: w.read("clip_scores", "2026-11-01' OR 1=1 --"), "YYYY-MM-DD"),
+        (lambda w: w.read("clip_scores", "../../2026-11-01"), "YYYY-MM-DD"),
         (lambda w: w.read("clip_scores", "2026-11-02"), "no partition ds=2026-11-02 of table"),
     ],
 )
@@ -81,3 +84,13 @@ def test_memory_limits_that_are_not_sizes_are_refused(bad, tmp_path):
     if bad:
         with pytest.raises(ValueError, match="memory_limit"):
             Warehouse(tmp_path, memory_limit=bad)
+
+
+def test_a_glob_character_in_a_path_is_literal(tmp_path):
+    wh = Warehouse(tmp_path / "h[o]me*")
+    other = Warehouse(tmp_path / "home-elsewhere")  # what `h[o]me*` would match as a glob
+    other.write("clip_scores", "2026-11-01", ROWS)
+    assert glob_literal(wh.root, "*.parquet") == f"{tmp_path}/h[[]o]me[*]/warehouse/*.parquet"
+    assert not wh.exists("clip_scores")
+    wh.write("clip_scores", "2026-11-01", ROWS.slice(0, 1))
+    assert wh.con.sql(f"SELECT count(*) FROM {wh.scan('clip_scores')}").fetchall() == [(1,)]
