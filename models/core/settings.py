@@ -11,7 +11,7 @@ Dagster UI, `clipflow run` and the tests all resolve the same variables the same
 | `CLIPFLOW_REDIS` | unset | Feast Redis connection string; unset: SQLite online store |
 | `CLIPFLOW_RETRAIN_COOLDOWN_DAYS` | 7 | retrain on drift at most once per this many partition days |
 | `CLIPFLOW_NIGHTLY_AT` | `02:00` | when (UTC) `nightly_schedule` fires; read when the code location loads |
-| `MLFLOW_TRACKING_URI` | `sqlite:///$CLIPFLOW_HOME/mlflow.db` | the MLflow tracking/registry store |
+| `MLFLOW_TRACKING_URI` | `sqlite:///$CLIPFLOW_HOME/mlflow.db` (`%?#` encoded) | the MLflow tracking/registry store |
 | `DAGSTER_HOME` | `$CLIPFLOW_HOME/dagster` | the Dagster instance the CLI and the UI share |
 | `CLIPFLOW_WEBHOOKS` | `$CLIPFLOW_HOME/webhooks.yaml` | webhook subscribers |
 | `CLIPFLOW_METADATA_URL` | unset | the video metadata API; unset: `video_metadata` does nothing |
@@ -20,13 +20,19 @@ Dagster UI, `clipflow run` and the tests all resolve the same variables the same
 Secrets (`CLIPFLOW_METADATA_API_KEY`, webhook secrets, passwords inside `CLIPFLOW_REDIS`)
 are read by the resource that sends them, when it sends them, and are never part of
 `Settings`, run config or logs.
+
+The variables above are deployment configuration and trusted. A run's config (the
+launchpad) may also name paths and a local MLflow store; `check_path` and
+`check_sqlite_uri` say which values it may take (one line, absolute, no `..`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 # Telemetry of the libraries we use would try to reach the internet: off by default.
 _QUIET = {
@@ -49,6 +55,60 @@ telemetry:
 run_queue:
   max_concurrent_runs: 1
 """
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # NUL, newline, tab, escape, DEL, C1
+MAX_PATH = 4096
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+def check_path(value: str, suffixes: tuple[str, ...] = ()) -> str:
+    """`value` if a run may point at it, else ValueError: one line of printable characters
+    (no NUL or newline), absolute (a relative path would depend on the worker's directory),
+    without a `..` step (the path shown is the path used) and, for a file, ending in one
+    of `suffixes`. Quotes, spaces, `%`, `*`, `?`, `[` are fine. Empty passes: the default."""
+    if value == "":
+        return value
+    if _CONTROL.search(value):
+        raise ValueError(f"{value!r}: a control character (NUL, newline, ...) in a path")
+    if len(value) > MAX_PATH:
+        raise ValueError(f"a path of {len(value)} characters (at most {MAX_PATH})")
+    path = Path(value)
+    if not path.is_absolute():
+        raise ValueError(f"{value!r}: expected an absolute path")
+    if ".." in path.parts:
+        raise ValueError(f"{value!r}: a `..` step in a path")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ValueError(f"{value!r}: expected a file name ending in {' or '.join(suffixes)}")
+    return value
+
+
+def check_sqlite_uri(value: str) -> str:
+    """`value` if it names a local SQLite MLflow store (`sqlite:////abs/path.db`, the path
+    as `check_path` wants it, without `%`, `?` or `#`), else ValueError. A server or
+    database URI is refused: the MLflow client sends the deployment's credentials
+    (`MLFLOW_TRACKING_TOKEN`, a password in the URI) to it, so it is deployment config."""
+    if value == "":
+        return value
+    if not value.startswith("sqlite:///"):
+        raise ValueError(
+            f"{value[:80]!r}: only a local store, sqlite:////abs/path.db, may be set at launch; "
+            "a tracking server or database is deployment config (MLFLOW_TRACKING_URI)"
+        )
+    path = value.removeprefix("sqlite:///")
+    if any(c in path for c in "%?#"):
+        raise ValueError(f"{value!r}: `%`, `?` and `#` are URI syntax, not part of the path")
+    check_path(path, SQLITE_SUFFIXES)
+    return value
+
+
+def sqlite_uri(path: Path) -> str:
+    """The SQLAlchemy URI of a SQLite file: `%`, `?` and `#` in the path percent-encoded
+    (unencoded, SQLAlchemy would cut the path at `?` or decode a `%41`); other paths plain."""
+    text = str(path)
+    if any(c in text for c in "%?#"):
+        text = quote(text, safe="/ '\"[]*!$&()+,;=@~:")
+    return f"sqlite:///{text}"
 
 
 @dataclass(frozen=True)
@@ -74,7 +134,7 @@ def current(home: str | os.PathLike | None = None) -> Settings:
     )
     home = Path(home or os.environ.get("CLIPFLOW_HOME") or ".clipflow").resolve()
     landing = Path(os.environ.get("CLIPFLOW_LANDING_DIR") or "data/landing").resolve()
-    mlflow_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+    mlflow_uri = os.environ.get("MLFLOW_TRACKING_URI") or sqlite_uri(home / "mlflow.db")
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster").resolve()
     cooldown = int(os.environ.get("CLIPFLOW_RETRAIN_COOLDOWN_DAYS") or 7)
     return Settings(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import redis
 
 from models.core import settings
@@ -55,3 +56,70 @@ def test_real_redis_round_trip(redis_server):
         p.execute()
     assert r.hgetall(key) == {b"a": b"1", b"b": b"2"}
     r.delete(key)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("", True),  # the default: the environment's path
+        ('/srv/it\'s a "home" 50% [x]*? env=prod', True),
+        ("/srv/clipflow/", True),
+        ("relative/home", False),
+        ("~/home", False),
+        ("/srv/../etc", False),
+        ("/srv/a\x00b", False),
+        ("/srv/a\nb", False),
+        ("/srv/a\tb", False),
+        ("/" + "a" * 4096, False),
+    ],
+)
+def test_run_config_paths(value, ok):
+    if ok:
+        assert settings.check_path(value) == value
+    else:
+        with pytest.raises(ValueError):
+            settings.check_path(value)
+
+
+def test_a_file_path_needs_its_suffix():
+    assert settings.check_path("/srv/alerts.JSONL", (".jsonl",))
+    for bad in ["/home/me/.bashrc", "/srv/alerts.jsonl.sh", "/srv/alerts"]:
+        with pytest.raises(ValueError, match="ending in .jsonl"):
+            settings.check_path(bad, (".jsonl",))
+
+
+@pytest.mark.parametrize(
+    ("uri", "ok"),
+    [
+        ("", True),
+        ("sqlite:////srv/clipflow/mlflow.db", True),
+        ("sqlite:////srv/it's a home/mlflow.sqlite", True),
+        ("sqlite:///relative.db", False),
+        ("sqlite:////srv/../etc/mlflow.db", False),
+        ("sqlite:////srv/mlflow.db?mode=ro", False),
+        ("sqlite:////srv/mlflow.txt", False),
+        ("http://attacker.example:5000", False),
+        ("https://mlflow.internal", False),
+        ("postgresql://user:pw@db/mlflow", False),
+        ("databricks", False),
+        ("file:///srv/mlruns", False),
+    ],
+)
+def test_a_launch_may_name_only_a_local_sqlite_mlflow_store(uri, ok):
+    if ok:
+        assert settings.check_sqlite_uri(uri) == uri
+    else:
+        with pytest.raises(ValueError):
+            settings.check_sqlite_uri(uri)
+
+
+@pytest.mark.parametrize(
+    "name", ["plain", 'it\'s a "home" 50% [x]*', "q?", "hash #1", "50%41", "a\\b"]
+)
+def test_the_default_mlflow_store_is_the_home_s_file_whatever_its_name(name, tmp_path):
+    from sqlalchemy.engine import make_url
+
+    db = tmp_path / name / "mlflow.db"
+    uri = settings.sqlite_uri(db)
+    assert make_url(uri).database == str(db)  # what SQLAlchemy (MLflow's store) opens
+    assert uri == f"sqlite:///{db}" or any(c in name for c in "%?#")  # plain when it can be
