@@ -32,12 +32,19 @@ def redis_server():
     """A real Redis: `CLIPFLOW_REDIS` if set, else a throwaway `redis-server` on a free
     loopback port. Outside CI a missing Redis skips; under CI=true it fails."""
     configured = os.environ.get("CLIPFLOW_REDIS")
-    if configured:
-        host, _, rest = configured.partition(":")
-        port = int(rest.split(",")[0] or 6379)
-        if not _ping(host, port):
-            pytest.fail(f"CLIPFLOW_REDIS={configured} is set but does not answer PING")
-        yield {"host": host, "port": port, "connection_string": configured, "owned": False}
+    if configured:  # either form, TLS included (models/core/redis_url.py)
+        import redis
+
+        from models.core.redis_url import parse, redis_client
+
+        target = parse(configured)
+        try:
+            with redis_client(configured, socket_timeout=2, socket_connect_timeout=2) as c:
+                c.ping()
+        except (redis.RedisError, OSError) as e:
+            pytest.fail(f"CLIPFLOW_REDIS is set but does not answer PING ({type(e).__name__})")
+        yield {"host": target.host, "port": target.port, "connection_string": configured,
+               "owned": False}  # fmt: skip
         return
     binary = shutil.which("redis-server")
     if binary is None:
