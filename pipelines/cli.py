@@ -188,8 +188,16 @@ def cmd_serve(a: argparse.Namespace) -> int:
     prepare_process(home=a.home, landing_dir=a.landing)
     import uvicorn
 
+    from models.core.settings import current
+    from models.serving import api_keys as ak
     from pipelines.serve.app import create_app
 
+    active = [k for k in ak.list_keys(ak.db_path(current().home)) if k.revoked_at is None]
+    if not active:
+        print("no API key yet: every request but /healthz gets 401 (clipflow api-keys create)",
+              file=sys.stderr)  # fmt: skip
+    if not os.environ.get(ak.PEPPER_ENV):
+        print(f"warning: {ak.PEPPER_ENV} is unset: key hashes are not peppered", file=sys.stderr)
     print(f"clipflow API on http://{a.host}:{a.port} (docs at /docs); Ctrl-C stops it")
     uvicorn.run(create_app(), host=a.host, port=a.port, log_level="warning", access_log=False)
     return 0

@@ -154,7 +154,9 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+        if length is not None and not length.isdigit():
+            return await _reply(send, 400, "invalid Content-Length")
+        if length is not None and int(length) > self.max_bytes:
             return await _reply(send, 413, f"request body over {self.max_bytes} bytes")
         chunks, size, deadline = [], 0, time.monotonic() + self.timeout_s
         while True:
