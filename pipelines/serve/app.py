@@ -28,6 +28,7 @@ CLIPFLOW_LANDING_DIR for the experiments).
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from contextlib import asynccontextmanager, suppress
@@ -44,6 +45,8 @@ from models.serving.api_keys import ApiKey, ApiKeyError, KeyStore, db_path, mint
 from pipelines.serve.security import BodyLimit, Denied, Guard, bearer, stream_access
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+READY_RETRY_S = 5.0  # how often a scorer that could not start is tried again
+_log = logging.getLogger("clipflow.serve")
 MAX_BATCH = 1000
 _ID = re.compile(ID_PATTERN)
 
@@ -128,7 +131,9 @@ def create_app(
         settings.quiet_telemetry()
         s = settings.current()
         state["redis_url"] = redis_url or s.redis
-        state["scorer"] = scorer or _default_scorer(s)
+        state.update(settings=s, scorer=scorer, retry_at=0.0, missing=None)
+        if scorer is None:
+            await _ready()  # a home the pipeline has not run on yet: start, answer 503
         state["guard"] = app.state.guard = Guard(keys or KeyStore(db_path(s.home)), open_=not auth)
         gc.freeze()  # Feast's import leaves ~200k objects; keep full GC passes out of p99
         yield
@@ -137,6 +142,25 @@ def create_app(
 
     app.add_middleware(BodyLimit)
     app.add_middleware(_Timing, requests=requests, latency=latency)
+
+    async def _ready():
+        """The scorer, built on first need and retried every READY_RETRY_S while the home
+        lacks what it needs (no Feast registry, feature service or model yet)."""
+        if state["scorer"] is None and time.monotonic() >= state["retry_at"]:
+            state["retry_at"] = time.monotonic() + READY_RETRY_S
+            try:
+                built = await asyncio.to_thread(_default_scorer, state["settings"])
+                if await asyncio.to_thread(built.model, CHAMPION) is None:  # off the loop
+                    raise LookupError("no champion")
+                state["scorer"], state["missing"] = built, None
+            except Exception as e:  # noqa: BLE001 - named in the 503, logged here in full
+                state["missing"] = _missing(e)
+                _log.warning("scorer not ready: %s", state["missing"], exc_info=True)
+        return state["scorer"]
+
+    def _not_ready() -> JSONResponse:
+        detail = f"not ready: {state['missing'] or 'the scorer is starting'}"
+        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
 
     def _routed_scores(clip_ids: list[str], user_id: str | None):
         route, got = state["scorer"].scores(clip_ids, user_id)
@@ -156,6 +180,8 @@ def create_app(
     ):
         # async and unvalidated on the way out (the model documents it): a sub-millisecond
         # Redis lookup costs less on the event loop than a hop to the thread pool
+        if state["scorer"] is None and await _ready() is None:
+            return _not_ready()
         routed, (got,) = _routed_scores([clip_id], user_id)
         if got is None:
             return JSONResponse({"detail": f"unknown clip {clip_id!r}"}, status_code=404)
@@ -166,6 +192,8 @@ def create_app(
         bad = [c for c in body.clip_ids if not _ID.fullmatch(c)]
         if bad:
             return JSONResponse({"detail": f"malformed clip ids: {bad[:10]}"}, status_code=422)
+        if state["scorer"] is None and await _ready() is None:
+            return _not_ready()
         routed, got = _routed_scores(body.clip_ids, body.user_id)
         unknown = [c for c, g in zip(body.clip_ids, got, strict=True) if g is None]
         scores = [g for g in got if g is not None]
@@ -287,7 +315,20 @@ def _ping_redis(url: str | None) -> str:
         return "down"
 
 
+def _missing(e: Exception) -> str:
+    """What a home lacks, said without paths or hosts (the log has the traceback)."""
+    from feast.errors import FeastObjectNotFoundException
+
+    if isinstance(e, FeastObjectNotFoundException):
+        return "the feature store has no clipflow features yet: run the pipeline (clipflow run)"
+    if isinstance(e, LookupError):  # no version holds the champion alias
+        return "no champion model yet: run the pipeline until a model is registered"
+    return f"the scorer could not start ({type(e).__name__}); the server log says why"
+
+
 def _ping_registry(state: dict) -> str:
+    if state["scorer"] is None:
+        return "not ready"
     try:
         state["scorer"].model(CHAMPION)
         return "ok"

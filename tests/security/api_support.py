@@ -50,14 +50,7 @@ class Api:
         return {"Authorization": f"Bearer {key}"}
 
 
-def start_api(tmp: Path, redis_conn: str) -> Api:
-    from feature_repo import config
-    from feature_repo.online_write import write_online
-    from models.core.settings import current
-    from models.training import registry
-    from models.training import train as training
-    from models.training.evaluation import metrics
-
+def api_env(tmp: Path, redis_conn: str) -> dict:
     home = tmp / "home"
     env = {
         **os.environ,
@@ -67,15 +60,28 @@ def start_api(tmp: Path, redis_conn: str) -> Api:
         "CLIPFLOW_API_ALLOWED_ORIGINS": ALLOWED_ORIGIN,
     }  # fmt: skip
     env.pop("CLIPFLOW_API_KEYS_DB", None)
+    return env
+
+
+def prepare_world(env: dict) -> list[str]:
+    """The Feast repo applied, 4 clips' features and champion scores online, a champion
+    registered, in the home of `env`; the clip ids."""
+    from feature_repo import config
+    from feature_repo.online_write import write_online
+    from models.core.settings import current
+    from models.training import registry
+    from models.training import train as training
+    from models.training.evaluation import metrics
+
+    home, uri = Path(env["CLIPFLOW_HOME"]), env["MLFLOW_TRACKING_URI"]
     old = {k: os.environ.get(k) for k in ("CLIPFLOW_HOME", "CLIPFLOW_REDIS")}
-    os.environ.update(CLIPFLOW_HOME=str(home), CLIPFLOW_REDIS=redis_conn)
+    os.environ.update(CLIPFLOW_HOME=str(home), CLIPFLOW_REDIS=env["CLIPFLOW_REDIS"])
     try:
         store = config.feature_store(current())
         config.apply(store)
         rows = clip_feature_rows(4, "sec")
         write_online(store, rows)
         ids = sorted(set(rows.column("clip_id").to_pylist()))
-        uri = env["MLFLOW_TRACKING_URI"]
         model = training.train(tiny_training_set(200), training.TrainParams(n_estimators=5))
         v1 = registry.log_and_register(
             model, metrics(model.y_holdout, model.holdout_pred), None, None, uri
@@ -93,6 +99,11 @@ def start_api(tmp: Path, redis_conn: str) -> Api:
     finally:
         for k, v in old.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    return ids
+
+
+def launch(tmp: Path, env: dict, ids: list[str], healthy: bool = True) -> Api:
+    """`clipflow serve` as a subprocess, once it answers /healthz (with 200 if `healthy`)."""
     port = free_port()
     log = tmp / "serve.log"
     proc = subprocess.Popen(
@@ -104,7 +115,8 @@ def start_api(tmp: Path, redis_conn: str) -> Api:
     deadline = time.monotonic() + 120
     while True:
         try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+            code = httpx.get(f"{base}/healthz", timeout=2).status_code
+            if code == 200 or (not healthy and code == 503):
                 break
         except httpx.HTTPError:
             pass
@@ -112,7 +124,12 @@ def start_api(tmp: Path, redis_conn: str) -> Api:
             proc.kill()
             raise RuntimeError(f"clipflow serve did not start: {log.read_text()[-2000:]}")
         time.sleep(0.3)
-    return Api(base, port, env, home, ids, proc, log)
+    return Api(base, port, env, Path(env["CLIPFLOW_HOME"]), ids, proc, log)
+
+
+def start_api(tmp: Path, redis_conn: str) -> Api:
+    env = api_env(tmp, redis_conn)
+    return launch(tmp, env, prepare_world(env))
 
 
 def stop_api(api: Api) -> None:
