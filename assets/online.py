@@ -13,6 +13,9 @@ PUSH_SOURCE = "clip_features_push"
 
 
 class OnlinePushConfig(dg.Config):
+    """Any string is harmless here: a path is read only when it equals a file that the
+    landing listing finds (and does not refuse); anything else is ignored and counted."""
+
     files: list[str]  # absolute paths of landing engagement files
 
 
@@ -30,7 +33,9 @@ def push_fresh_features(
     from models.features.fresh import fresh_features
 
     by_path = {f.path: f for f in list_files(landing.path, ENGAGEMENT)}
-    files = [by_path[p] for p in config.files if p in by_path]
+    files = [by_path[p] for p in config.files if p in by_path and not by_path[p].refused]
+    if len(files) < len(config.files):
+        context.log.warning(f"{len(config.files) - len(files)} path(s) not in the landing dir")
     wh = warehouse.get()
     rows = fresh_features(wh.con, wh, files)
     store = feast.store()

@@ -6,11 +6,18 @@ append-only manifest under `warehouse/_manifest/<table>/`. A day's ingestion the
 only the files that hold rows of that day. A file that cannot be read, or whose columns or
 types break the contract, is recorded as `unreadable` with the reason; it is quarantined as
 a file in the partition of its `home_ds` (the day being ingested when it was first seen).
+
+A file's name is data: it is quoted and glob-escaped where it reaches SQL, so a name such as
+`x'; DROP TABLE y; --.csv` or `*.parquet` is read as that one file. Two kinds of file are
+refused (recorded as unreadable, naming the file, while the other files go on): a name with
+a control character (a newline would forge lines in logs), and a file whose real path lies
+outside the landing directory (a link to `/etc/passwd` would copy it into the quarantine).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -21,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from models.core.contract import Field, Table
-from models.core.warehouse import Warehouse, sql_str
+from models.core.warehouse import Warehouse, glob_literal, sql_str
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -50,6 +57,7 @@ INT_TYPES = {
     "UBIGINT",
 }
 _FLOAT_TYPES = {"FLOAT", "DOUBLE"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -58,38 +66,46 @@ class LandingFile:
     source_file: str  # relative to the landing dir, as reported in quarantine
     size: int
     mtime_ns: int
+    refused: str = ""  # why the file is not read (see the module docstring); empty: read it
 
     @property
     def kind(self) -> str:
-        return "csv" if self.path.lower().endswith(".csv") else "parquet"
+        return "csv" if self.source_file.lower().endswith(".csv") else "parquet"
 
 
 def list_files(landing_dir: str | os.PathLike, table: Table) -> list[LandingFile]:
-    """Every `*.parquet` / `*.csv` file of a table, in any sub-folder, in name order."""
+    """Every `*.parquet` / `*.csv` file of a table, in any sub-folder, in name order; a file
+    that must not be read carries the reason in `refused`."""
     root = Path(landing_dir)
     base = root / table.name
     if not base.is_dir():
         return []
+    real_root = root.resolve()
     out = []
     for p in sorted(base.rglob("*")):
         if p.is_file() and p.suffix.lower() in (".parquet", ".csv") and not p.name.startswith("."):
-            st = p.stat()
-            out.append(
-                LandingFile(
-                    str(p.resolve()), p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns
-                )
-            )
+            st, real, name = p.stat(), p.resolve(), p.relative_to(root).as_posix()
+            refused = ""
+            if _CONTROL.search(name):
+                refused = f"file name {name!r} has a control character: not read"
+            elif not real.is_relative_to(real_root):
+                refused = "the file links outside the landing directory: not read"
+            out.append(LandingFile(str(real), name, st.st_size, st.st_mtime_ns, refused))
     return out
 
 
 def raw_scan(f: LandingFile) -> str:
-    """The SQL table function that reads a landing file as it is (CSV as text)."""
+    """The SQL table function that reads a landing file as it is (CSV as text); its path is
+    quoted and glob-escaped, so it names that one file whatever characters it holds."""
+    if f.refused:
+        raise ValueError(f"landing file {f.source_file!r}: {f.refused}")
+    path = sql_str(glob_literal(f.path))
     if f.kind == "csv":
         return (
-            f"read_csv({sql_str(f.path)}, header = true, all_varchar = true, "
+            f"read_csv({path}, header = true, all_varchar = true, "
             "null_padding = true, auto_detect = true)"
         )
-    return f"read_parquet({sql_str(f.path)})"
+    return f"read_parquet({path})"
 
 
 def type_ok(field: Field, duck_type: str) -> bool:
@@ -138,6 +154,8 @@ def probe(con: duckdb.DuckDBPyConnection, table: Table, f: LandingFile, first_se
         "home_ds": first_seen,
         "probed_at": datetime.now().astimezone(),
     }
+    if f.refused:
+        return {**rec, "status": "unreadable", "error": f.refused}
     try:
         problem = schema_problem(con, table, f)
         if problem is None:
@@ -205,6 +223,8 @@ def landing_days(landing_dir: str | os.PathLike, tables) -> tuple[date, date] | 
     lo = hi = None
     for table in tables:
         for f in list_files(landing_dir, table):
+            if f.refused:
+                continue  # quarantined, by name, when its day is ingested
             ts = _ts_expr(f, table.field(table.partition_by), table.partition_by)
             try:
                 a, b = con.execute(
