@@ -6,7 +6,8 @@ resolves `CLIPFLOW_HOME` (default `.clipflow`) through `models.core.settings.cur
 `feature_repo.config.apply()` re-imports the repo when the home changed since import.
 
 Paths are globs over the Hive partitions: Feast's DuckDB offline store reads a glob but
-not a bare partitioned directory.
+not a bare partitioned directory. The home's part is glob-escaped (a `*`, `?` or `[` in it
+is a character), so the store reads this home's files and never a sibling's.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from feast.data_format import ParquetFormat
 
 from feature_repo.entities import OWNER_TAGS
 from models.core import settings
+from models.core.warehouse import glob_literal
 
 
 def warehouse_glob(table: str, home: Path | None = None) -> str:
-    """`<home>/warehouse/<table>/**/*.parquet`, absolute (`home` default: `CLIPFLOW_HOME`)."""
-    return str((home or settings.current().home) / "warehouse" / table / "**" / "*.parquet")
+    """`<home>/warehouse/<table>/**/*.parquet`, absolute (`home` default: `CLIPFLOW_HOME`),
+    the home glob-escaped."""
+    return glob_literal((home or settings.current().home) / "warehouse" / table, "**/*.parquet")
 
 
 clip_features_source = FileSource(
