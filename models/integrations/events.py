@@ -53,28 +53,58 @@ def publish(client, type: str, data: dict, user_id: str | None = None) -> str:
     return event_id.decode() if isinstance(event_id, bytes) else event_id
 
 
-def decode(entry_id, fields: dict) -> Event:
-    def text(v):
-        return v.decode() if isinstance(v, bytes) else v
+class MalformedEvent(ValueError):
+    """A stream entry that is not an event (missing field, bad JSON, unknown type): readers
+    skip it, say which, and go on."""
 
-    f = {text(k): text(v) for k, v in fields.items()}
-    return Event(
-        id=text(entry_id),
-        type=f["type"],
-        data=json.loads(f["data"]),
-        user_id=f.get("user_id") or None,
-        at=f["at"],
-    )
+
+def _text(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def decode(entry_id, fields: dict) -> Event:
+    """The event of one stream entry, or MalformedEvent naming the entry and the field."""
+    entry = _text(entry_id)
+    try:
+        f = {_text(k): _text(v) for k, v in fields.items()}
+        data = json.loads(f["data"])
+        if f["type"] not in EVENT_TYPES or not isinstance(data, dict):
+            raise ValueError(f"type {f['type'][:40]!r} or data not an object")
+        return Event(
+            id=entry, type=f["type"], data=data, user_id=f.get("user_id") or None, at=f["at"]
+        )
+    except (KeyError, ValueError, UnicodeDecodeError, TypeError) as e:
+        field = f" (missing field {e})" if isinstance(e, KeyError) else ""
+        raise MalformedEvent(
+            f"stream entry {entry} is not an event{field}: {type(e).__name__}"
+        ) from None
+
+
+def read_batch(
+    client, after: str = "0-0", count: int = 100, block_ms: int | None = None
+) -> tuple[list[Event], str, list[str]]:
+    """(events, the id of the last entry read, the malformed entries' errors) after id
+    `after` (exclusive), oldest first: a cursor moves to the last id, past malformed
+    entries, so one bad entry never stops a reader."""
+    got = client.xread({STREAM: after}, count=count, block=block_ms)
+    events, bad, last = [], [], after
+    for _, entries in got or []:
+        for entry_id, fields in entries:
+            last = _text(entry_id)
+            try:
+                events.append(decode(entry_id, fields))
+            except MalformedEvent as e:
+                bad.append(str(e))
+    return events, last, bad
 
 
 def read(client, after: str = "0-0", count: int = 100, block_ms: int | None = None) -> list[Event]:
-    """Events after id `after` (exclusive), oldest first; waits up to `block_ms` for one
-    when there is none (None: no wait)."""
-    got = client.xread({STREAM: after}, count=count, block=block_ms)
-    return [decode(i, f) for _, entries in got or [] for i, f in entries]
+    """Events after id `after` (exclusive), oldest first, malformed entries skipped; waits up
+    to `block_ms` for one when there is none (None: no wait)."""
+    return read_batch(client, after, count, block_ms)[0]
 
 
 def latest_id(client) -> str:
     """The id of the newest event ("0-0" when there is none): where a new watcher starts."""
     last = client.xrevrange(STREAM, count=1)
-    return decode(*last[0]).id if last else "0-0"
+    return _text(last[0][0]) if last else "0-0"

@@ -60,16 +60,18 @@ def webhook_sensor(context: dg.SensorEvaluationContext, webhooks: WebhooksResour
         if after is None:  # first tick: start at the end, history is not replayed
             after = events.latest_id(client)
             context.update_cursor(json.dumps({"after": after}))
-        new = events.read(client, after=after, count=EVENTS_PER_TICK)
+        new, last, malformed = events.read_batch(client, after=after, count=EVENTS_PER_TICK)
     except (redis.RedisError, OSError) as e:
         return dg.SkipReason(f"event stream unreachable ({type(e).__name__}: {e}); cursor kept")
     subscribers, errors = load_subscribers(webhooks.subscribers_path)
     for error in errors:
         context.log.warning(f"webhook subscriber skipped: {error}")
+    for problem in malformed:
+        context.log.warning(f"skipped: {problem}")
     now = time.time()
     queued = enqueue(webhooks.db_path, new, subscribers, now)
-    if new:
-        context.update_cursor(json.dumps({"after": new[-1].id}))
+    if last != after:  # past the malformed entries too: one bad entry never blocks the stream
+        context.update_cursor(json.dumps({"after": last}))
     sent = deliver_due(
         webhooks.db_path,
         subscribers,

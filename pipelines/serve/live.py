@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from models.integrations.events import STREAM, Event, decode
+from models.integrations.events import STREAM, Event, MalformedEvent, decode
 
 BUFFER = 256
 BLOCK_MS = 1000
+REPLAY_PAGE = 1000
+RETRY_MAX_S = 5.0  # the reader's backoff ceiling while Redis does not answer
+_log = logging.getLogger("clipflow.live")
 
 
 def _key(event_id: str) -> tuple[int, int]:
@@ -49,25 +53,59 @@ class Hub:
     def unsubscribe(self, q: asyncio.Queue) -> None:
         self.subscribers.discard(q)
 
-    async def replay(self, after: str, limit: int = 10_000) -> list[Event]:
-        entries = await self.redis.xrange(STREAM, min=f"({after}", count=limit)
-        return [decode(i, f) for i, f in entries]
+    async def replay(self, after: str) -> AsyncIterator[Event]:
+        """Every event after id `after` still in the stream, page by page (no cap: a client
+        that falls behind meanwhile is dropped and resumes, losing nothing)."""
+        while True:
+            entries = await self.redis.xrange(STREAM, min=f"({after}", count=REPLAY_PAGE)
+            for entry_id, fields in entries:
+                after = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                try:
+                    yield decode(entry_id, fields)
+                except MalformedEvent as e:
+                    _log.warning("replay skipped: %s", e)
+            if len(entries) < REPLAY_PAGE:
+                return
 
     async def _run(self) -> None:
-        last = await self.redis.xrevrange(STREAM, count=1)
-        after = decode(*last[0]).id if last else "0-0"
+        """Read the stream and fan out, for as long as anyone listens. Redis going away
+        (a restart, a network cut) is waited out with backoff and the read resumes after
+        the last id seen, so connected clients get what was published meanwhile; a
+        malformed entry is skipped and logged."""
+        after, delay = None, 0.1
         while self.subscribers:
-            got = await self.redis.xread({STREAM: after}, count=500, block=BLOCK_MS)
+            try:
+                if after is None:
+                    last = await self.redis.xrevrange(STREAM, count=1)
+                    after = _id(last[0][0]) if last else "0-0"
+                got = await self.redis.xread({STREAM: after}, count=500, block=BLOCK_MS)
+                delay = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - Redis down or odd: wait, retry, say so
+                _log.warning("event stream read failed (%s); retrying in %.1f s",
+                             type(e).__name__, delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(RETRY_MAX_S, delay * 2)
+                continue
             for _, entries in got or []:
                 for entry_id, fields in entries:
-                    event = decode(entry_id, fields)
-                    after = event.id
+                    after = _id(entry_id)
+                    try:
+                        event = decode(entry_id, fields)
+                    except MalformedEvent as e:
+                        _log.warning("skipped: %s", e)
+                        continue
                     for q in list(self.subscribers):
                         try:
                             q.put_nowait(event)
                         except asyncio.QueueFull:  # a slow client: drop it, never wait
                             q.dropped = True  # type: ignore[attr-defined]
                             self.subscribers.discard(q)
+
+
+def _id(entry_id) -> str:
+    return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
 
 _HUBS: dict[tuple[str, int], Hub] = {}
@@ -89,7 +127,7 @@ async def events(
     sent = None
     try:
         if resume:
-            for event in await hub.replay(resume):
+            async for event in hub.replay(resume):
                 if visible(event):
                     yield event
                 sent = event.id
