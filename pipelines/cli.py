@@ -148,18 +148,36 @@ def cmd_ui(a: argparse.Namespace) -> int:
         f"Dagster UI on http://{a.host}:{a.port} (home {s.home}, landing {s.landing_dir}); "
         "Ctrl-C stops it"
     )
+    return supervise(cmd)
+
+
+def supervise(cmd: list[str], grace_s: float = 15.0) -> int:
+    """Run `cmd` in its own process group until it exits or we get SIGINT/SIGTERM, then stop
+    the whole group (SIGTERM, then SIGKILL after `grace_s`: `dagster dev` ignores SIGTERM
+    for over 10 s). Signals that arrive during that clean-up are ignored, so a second
+    Ctrl-C never leaves the webserver and daemon running."""
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, start_new_session=True)
 
     def _terminate(signum, frame):  # SIGTERM: stop dagster dev and its children too
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _terminate)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return proc.wait()
     except KeyboardInterrupt:
         return 0
     finally:
-        stop_process_group(proc)
+        signal.signal(signal.SIGINT, _stopping)
+        signal.signal(signal.SIGTERM, _stopping)
+        try:
+            stop_process_group(proc, grace_s)
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stopping(signum, frame) -> None:
+    print("clipflow: stopping the process group, please wait", file=sys.stderr, flush=True)
 
 
 def cmd_feast(a: argparse.Namespace) -> int:
