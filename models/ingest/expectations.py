@@ -104,3 +104,19 @@ def validate(df: pd.DataFrame, table: Table, *, require_rows: bool) -> SuiteResu
             ExpectationOutcome(cfg.type, kwargs.get("column"), bool(r.success), unexpected, detail)
         )
     return SuiteResult(table.warehouse, bool(res.success), len(df), outcomes)
+
+
+def rows_expected(table: str, ds: str, clip_days: list[str]) -> tuple[bool, str]:
+    """Whether day `ds` of `table` must have rows, and why (the contract check says both).
+    `clip_days`: the days the warehouse holds clips for. New clips arrive every day; a clip
+    is watched from the day it exists, so engagement is expected once a clip exists before
+    the day (the first day of a landing has none yet); labels and experiment data come and
+    go."""
+    if table == "clips":
+        return True, "new clips arrive every day"
+    if table == "engagement":
+        before = [d for d in clip_days if d < ds]
+        if before:
+            return True, f"clips exist before {ds} (since {min(before)}), so they are watched"
+        return False, f"no clip exists before {ds}: nothing could be watched yet"
+    return False, f"{table} rows come and go (an empty day is not an error)"

@@ -131,3 +131,29 @@ def test_a_failing_contract_check_blocks_downstream(tmp_path, landing):
     assert "expect_table_row_count_to_be_between" in ev.metadata["failures"].value
     done = {m.asset_key.path[-1] for m in result.get_asset_materialization_events()}
     assert "clips" in done and "engagement" not in done and "labels" not in done
+
+
+def test_the_first_day_without_engagement_passes_a_later_one_fails(tmp_path, landing):
+    """Engagement rows are expected once a clip exists before the day (#16, case 9): the first
+    day of a landing has none and passes; an empty later day fails, saying why."""
+    from support import GOOD_CLIP, ts
+
+    home = tmp_path / "home"
+    landing.write("clips", [GOOD_CLIP], name="d1")
+    day2 = {**GOOD_CLIP, "clip_id": "c2", "created_at": ts("2026-01-02T10:00:00Z")}
+    landing.write("clips", [day2], name="d2")
+    with dg.instance_for_test() as instance:
+        first = _materialize(landing.root, home, "2026-01-01", instance)
+        second = _materialize(landing.root, home, "2026-01-02", instance)
+    assert first.success
+    (ev,) = [e for e in first.get_asset_check_evaluations() if e.asset_key.path == ["engagement"]]
+    assert ev.passed and ev.metadata["rows"].value == 0
+    assert ev.metadata["rows_expected"].value == (
+        "no: no clip exists before 2026-01-01: nothing could be watched yet"
+    )
+    assert not second.success
+    (ev,) = [e for e in second.get_asset_check_evaluations() if e.asset_key.path == ["engagement"]]
+    assert not ev.passed and "expect_table_row_count_to_be_between" in ev.metadata["failures"].value
+    assert ev.metadata["rows_expected"].value == (
+        "yes: clips exist before 2026-01-02 (since 2026-01-01), so they are watched"
+    )
