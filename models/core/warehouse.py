@@ -7,8 +7,10 @@ through `scan` and writes query results through `write_partition`/`write_file`. 
 else builds a table path or a `read_parquet` string, so a second engine plugs in here.
 
 Daily tables are Hive-partitioned (`ds=YYYY-MM-DD/part-0.parquet`), and every file also holds
-`ds` as a column, so the warehouse reads them with `hive_partitioning = false`: a home such as
-`/data/env=prod` then adds no `env` column. A path pasted into SQL is quoted (`sql_str`)
+`ds` as a column. Reads use the Hive layout (DuckDB skips the files of other days by their
+path) unless the home's own path holds a `=`: DuckDB would read `/data/env=prod` as a
+partition column `env`, so such a home is read with `hive_partitioning = false` (`ds` then
+comes from the files, a little slower for a filter on days). A path pasted into SQL is quoted (`sql_str`)
 and glob-escaped (`glob_literal`: a `*`, `?` or `[` in the home is a character of the name,
 never a pattern that could reach another folder), so any home works, quotes and all. A
 partition is written to a
@@ -91,6 +93,7 @@ class Warehouse:
         self.home = Path(home)
         self.root = self.home / "warehouse"
         self.threads = threads
+        self.hive = "false" if "=" in str(self.root) else "true"  # see the module docstring
         self.memory_limit = check_memory_limit(memory_limit) if memory_limit else None
         self._con: duckdb.DuckDBPyConnection | None = None
 
@@ -130,7 +133,7 @@ class Warehouse:
         """A SQL table expression over the whole dataset (every partition, `ds` included)."""
         return (
             f"(SELECT {columns} FROM read_parquet({sql_str(self.glob(table))}, "
-            "hive_partitioning = false, union_by_name = true))"
+            f"hive_partitioning = {self.hive}, union_by_name = true))"
         )
 
     def has(self, table: str, ds: str | date) -> bool:
@@ -148,7 +151,7 @@ class Warehouse:
         cols = "*" if with_ds else "* EXCLUDE (ds)"
         return (
             f"(SELECT {cols} FROM read_parquet({files}, "
-            "hive_partitioning = false, union_by_name = true))"
+            f"hive_partitioning = {self.hive}, union_by_name = true))"
         )
 
     def read(
