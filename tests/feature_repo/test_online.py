@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 import redis
@@ -166,3 +168,204 @@ def test_value_encoding_matches_feast_for_edge_values():
     assert online_values.bulk_values(floats, ValueType.INT64) == feast_bytes(
         pa.array([2, None, None]), ValueType.INT64
     )
+
+
+# -- the edges: no rows, chunks, a second view, the reported counts and times, key expiry, a
+# chunk of newer and older rows, naive and nanosecond event times, the epoch, the join key
+T = datetime(2025, 4, 1, 12, 0, 0, 500_000, tzinfo=UTC)
+
+
+def _timed(write):
+    """(result, seconds measured around the call)."""
+    start = time.perf_counter()
+    result = write()
+    return result, time.perf_counter() - start
+
+
+def _stored_ts(store, ids: list[str]) -> list[datetime]:
+    """The event time Feast reads back for each clip."""
+    response = store.get_online_features(
+        features=store.get_feature_service(SERVICE), entity_rows=[{"clip_id": c} for c in ids]
+    )
+    stamps = response.proto.results[1].event_timestamps  # [0] is the join key
+    return [s.ToDatetime(tzinfo=UTC) for s in stamps]
+
+
+def test_latest_per_entity_of_no_rows_is_no_rows(prefix):
+    empty = clip_feature_rows(2, prefix).slice(0, 0)
+    assert online_write.latest_per_entity(empty).equals(empty)
+
+
+def test_latest_per_entity_keeps_each_row_without_a_clip_id(prefix):
+    """Not merged as one clip, not dropped: left for the writer to refuse."""
+    rows = clip_feature_rows(2, prefix).slice(0, 4)
+    ids = pa.array([None, "a", None, "a"], pa.string())
+    rows = rows.set_column(rows.schema.get_field_index("clip_id"), "clip_id", ids)
+    latest = online_write.latest_per_entity(rows)
+    assert latest.column("clip_id").to_pylist() == ["a", None, None]
+
+
+@pytest.mark.parametrize("store_kind", ["redis_store", "sqlite_store"])
+def test_no_rows_write_nothing(store_kind, request, prefix):
+    store = request.getfixturevalue(store_kind)
+    result = online_write.write_online(store, clip_feature_rows(2, prefix).slice(0, 0))
+    method = "fast" if store_kind == "redis_store" else "stock"
+    assert (result.rows, result.written, result.skipped, result.method) == (0, 0, 0, method)
+
+
+def test_stock_write_checks_every_chunk(sqlite_store, prefix):
+    rows = clip_feature_rows(12, prefix, seed=5)
+    first = online_write.write_online(sqlite_store, rows, chunk_size=5)
+    assert (first.rows, first.written, first.skipped) == (12, 12, 0)
+    assert_serves(sqlite_store, newest_per_clip(rows))
+    again = online_write.write_online(sqlite_store, rows, chunk_size=5)
+    assert (again.rows, again.written, again.skipped) == (12, 0, 12)
+
+
+def test_write_online_passes_the_chunk_size_on(redis_store, prefix, monkeypatch):
+    sizes = []
+    real = online_write._write_chunk
+
+    def spy(client, plan, chunk, ttl):
+        sizes.append(chunk.num_rows)
+        return real(client, plan, chunk, ttl)
+
+    monkeypatch.setattr(online_write, "_write_chunk", spy)
+    online_write.write_online(redis_store, clip_feature_rows(5, prefix), chunk_size=2)
+    assert sizes == [2, 2, 1]
+
+
+def test_write_online_writes_the_view_it_is_given(redis_store, prefix):
+    ids = [f"{prefix}s{i}" for i in range(3)]
+    scores = pa.table(
+        {
+            "clip_id": ids,
+            "event_timestamp": pa.array([T] * 3, pa.timestamp("us", tz="UTC")),
+            "score": [10.0, 55.5, 99.0],
+            "model_version": ["7", "7", "8"],
+        }
+    )
+    result = online_write.write_online(redis_store, scores, "clip_scores")
+    assert (result.written, result.method) == (3, "fast")
+    got = redis_store.get_online_features(
+        features=["clip_scores:score", "clip_scores:model_version"],
+        entity_rows=[{"clip_id": c} for c in ids],
+    ).to_dict()
+    assert (got["score"], got["model_version"]) == ([10.0, 55.5, 99.0], ["7", "7", "8"])
+
+
+@pytest.mark.parametrize("writer", ["fast", "online-stock", "stock"])
+def test_result_counts_and_seconds(writer, request, prefix):
+    store = request.getfixturevalue("sqlite_store" if writer == "online-stock" else "redis_store")
+    rows = online_write.latest_per_entity(clip_feature_rows(4, prefix, seed=2))
+    if writer == "fast":
+        result, took = _timed(lambda: online_write.write_fast(store, rows))
+    elif writer == "online-stock":
+        result, took = _timed(lambda: online_write.write_online(store, rows))
+    else:
+        result, took = _timed(lambda: online_write.write_stock(store, rows.to_pandas()))
+    method = "fast" if writer == "fast" else "stock"
+    assert (result.rows, result.written, result.skipped, result.method) == (4, 4, 0, method)
+    assert 0 < result.seconds <= took
+
+
+def test_write_fast_refuses_a_store_that_is_not_plain_redis(sqlite_store, prefix):
+    message = r"^write_fast needs a Redis online store \(redis_type: redis\)$"
+    with pytest.raises(ValueError, match=message):
+        online_write.write_fast(sqlite_store, clip_feature_rows(1, prefix))
+
+
+def test_key_ttl_expires_every_written_key(redis_store, redis_server, prefix):
+    redis_store.config.online_store.key_ttl_seconds = 3600
+    assert online_write.write_fast(redis_store, clip_feature_rows(3, prefix)).written == 3
+    with redis.Redis(host=redis_server["host"], port=redis_server["port"]) as client:
+        keys = list(client.scan_iter(match=f"*{prefix}*".encode()))
+        ttls = [client.ttl(k) for k in keys]
+    assert len(keys) == 3
+    assert all(3500 < t <= 3600 for t in ttls), ttls
+
+
+def test_no_key_ttl_no_expiry(redis_store, redis_server, prefix):
+    assert redis_store.config.online_store.key_ttl_seconds is None
+    online_write.write_fast(redis_store, clip_feature_rows(2, prefix))
+    with redis.Redis(host=redis_server["host"], port=redis_server["port"]) as client:
+        ttls = [client.ttl(k) for k in client.scan_iter(match=f"*{prefix}*".encode())]
+    assert ttls == [-1, -1]
+
+
+def test_a_chunk_of_newer_and_older_rows_writes_only_the_newer(redis_store, prefix):
+    base = online_write.latest_per_entity(clip_feature_rows(4, prefix, seed=7))
+    online_write.write_fast(redis_store, with_time(base, T, fps=30.0, topic="first"))
+    ids = base.column("clip_id").to_pylist()
+    mixed = pa.concat_tables(
+        [
+            with_time(base.slice(0, 2), T + timedelta(microseconds=1), fps=60.0, topic="newer"),
+            with_time(base.slice(2, 2), T - timedelta(microseconds=1), fps=1.0, topic="older"),
+        ]
+    )
+    result = online_write.write_fast(redis_store, mixed)
+    assert (result.written, result.skipped) == (2, 2)
+    served = [(r["fps"], r["topic"]) for r in read_online(redis_store, ids)]
+    assert served == [(60.0, "newer")] * 2 + [(30.0, "first")] * 2
+
+
+def test_naive_event_times_are_utc(redis_store, prefix):
+    base = online_write.latest_per_entity(clip_feature_rows(2, prefix, seed=3))
+    ids = base.column("clip_id").to_pylist()
+    naive = with_time(base, T, topic="naive")
+    i = naive.schema.get_field_index("event_timestamp")
+    naive = naive.set_column(
+        i, "event_timestamp", pa.array([T.replace(tzinfo=None)] * 2, pa.timestamp("us"))
+    )
+    assert online_write.write_fast(redis_store, naive).written == 2
+    assert _stored_ts(redis_store, ids) == [T, T]
+    assert online_write.write_fast(redis_store, with_time(base, T)).written == 0
+    later = with_time(base, T + timedelta(microseconds=1))
+    assert online_write.write_fast(redis_store, later).written == 2
+
+
+def test_nanosecond_event_times_are_cut_to_microseconds(redis_store, prefix):
+    base = online_write.latest_per_entity(clip_feature_rows(2, prefix, seed=4)).to_pandas()
+    ids = base["clip_id"].tolist()
+    base["event_timestamp"] = pd.Series(
+        [pd.Timestamp(T) + pd.Timedelta(nanoseconds=999)] * 2, dtype="datetime64[ns, UTC]"
+    )
+    assert online_write.write_online(redis_store, base).written == 2
+    assert _stored_ts(redis_store, ids) == [T, T]
+    base["event_timestamp"] = pd.Timestamp(T) + pd.Timedelta(microseconds=1)
+    assert online_write.write_online(redis_store, base).written == 2
+
+
+def test_a_first_write_at_the_epoch_is_written(redis_store, prefix):
+    rows = online_write.latest_per_entity(clip_feature_rows(2, prefix, seed=6))
+    epoch = with_time(rows, datetime(1970, 1, 1, tzinfo=UTC))
+    assert online_write.write_fast(redis_store, epoch).written == 2
+
+
+@pytest.mark.parametrize(
+    "join_keys",
+    [[("clip_number", "INT64")], [("clip_id", "STRING"), ("creator_id", "STRING")]],
+    ids=["int", "two"],
+)
+def test_the_join_key_must_be_one_string(join_keys):
+    from feast import Entity, FeatureView, Field, PushSource, ValueType
+    from feast.types import Float64, from_value_type
+
+    entities = [Entity(name=k, join_keys=[k], value_type=ValueType[t]) for k, t in join_keys]
+    fv = FeatureView(
+        name="odd_view",
+        entities=entities,
+        schema=[
+            *[Field(name=k, dtype=from_value_type(ValueType[t])) for k, t in join_keys],
+            Field(name="x", dtype=Float64),
+        ],
+        source=PushSource(name="odd_push", batch_source=clip_push_batch_source()),
+    )
+    with pytest.raises(ValueError, match="^odd_view: expected one string join key, got "):
+        online_write._join_key(fv)
+
+
+def clip_push_batch_source():
+    from feature_repo.data_sources import clip_features_push
+
+    return clip_features_push.batch_source
