@@ -2,10 +2,12 @@
 point-in-time training set."""
 
 import time
+from typing import Literal
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field
 
 from assets.constants import DAILY_PARTITIONS, FEATURES, OWNERS, TRAINING, day_end
 from assets.features import PREVIEW_COLUMNS
@@ -94,8 +96,9 @@ def online_features(
 class TrainingSetConfig(dg.Config):
     """How the point-in-time training set is built (see models/features/training_set.py)."""
 
-    method: str = "duckdb"  # "duckdb" (ASOF JOIN) or "feast" (get_historical_features)
-    verify_sample_clips: int = 200  # clips re-built through Feast and compared; 0: off
+    # an enum in the launchpad: "duckdb" (ASOF JOIN) or "feast" (get_historical_features)
+    method: Literal["duckdb", "feast"] = "duckdb"
+    verify_sample_clips: int = Field(default=200, ge=0)  # re-built through Feast; 0: off
 
 
 @dg.asset(

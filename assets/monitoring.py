@@ -12,6 +12,7 @@ to the notifier, and does not stop the rest of the day. `retrain_on_drift_sensor
 """
 
 import warnings
+from typing import Literal
 
 import dagster as dg
 
@@ -29,7 +30,7 @@ from models.monitoring.alerts import ALERTS
 class MonitoringConfig(dg.Config):
     """Drift methods, thresholds and alert limits (defaults in one place)."""
 
-    numerical_method: str = "wasserstein"  # or "psi"
+    numerical_method: Literal["wasserstein", "psi"] = "wasserstein"  # an enum in the launchpad
     wasserstein_threshold: float = 0.1
     psi_threshold: float = 0.2
     jensen_shannon_threshold: float = 0.1

@@ -1,19 +1,31 @@
-"""Dagster resources: every external system the assets touch, configured at launch."""
+"""Dagster resources: every external system the assets touch, configured at launch.
+
+Run config (the launchpad) may change the fields below; each is checked when the run
+builds the resource, before anything uses it, and a bad value fails the run with an error
+naming the field: paths with `settings.check_path` (one line, absolute, no `..`, files
+with their suffix), the memory limit as a size, the MLflow store as a local SQLite file,
+the metadata API as an http(s) URL without credentials. Secrets, and the hosts they are
+sent to, are not run config: the metadata API key (`CLIPFLOW_METADATA_API_KEY`) is sent
+only to `CLIPFLOW_METADATA_URL`, and Redis (`CLIPFLOW_REDIS`, which may hold a password)
+and MLflow servers come from the environment only.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 
 from models.core import settings
 from models.core.redis_url import redis_client
-from models.core.warehouse import Warehouse
+from models.core.warehouse import Warehouse, check_memory_limit
 from models.integrations import events
-from models.integrations.metadata_api import KEY_ENV, MetadataClient
+from models.integrations.metadata_api import KEY_ENV, URL_ENV, MetadataClient
 from models.integrations.webhooks import RetryPolicy
 
 
@@ -23,6 +35,11 @@ class HomeResource(dg.ConfigurableResource):
     builds every resource on the same home."""
 
     home: str = ""
+
+    @field_validator("home")
+    @classmethod
+    def _home_is_a_path(cls, value: str) -> str:
+        return settings.check_path(value)
 
     def settings(self) -> settings.Settings:
         return settings.current(self.home or None)
@@ -36,8 +53,13 @@ class WarehouseResource(HomeResource):
     """The Parquet warehouse under `<home>/warehouse`, queried with DuckDB (the one table
     seam: models/core/warehouse.py)."""
 
-    threads: int = 2
-    memory_limit: str = "4GB"  # a size such as 4GB or 512MiB, checked before it reaches SQL
+    threads: int = Field(default=2, ge=1, le=1024)
+    memory_limit: str = "4GB"  # a size such as 4GB or 512MiB; empty: DuckDB's default
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_limit_is_a_size(cls, value: str) -> str:
+        return check_memory_limit(value) if value else value
 
     def get(self) -> Warehouse:
         """The warehouse of this home (its `memory_limit` checked: a size such as 4GB)."""
@@ -48,6 +70,11 @@ class LandingResource(dg.ConfigurableResource):
     """The landing directory of docs/contract.md §1 (`CLIPFLOW_LANDING_DIR` when empty)."""
 
     landing_dir: str = ""
+
+    @field_validator("landing_dir")
+    @classmethod
+    def _landing_dir_is_a_path(cls, value: str) -> str:
+        return settings.check_path(value)
 
     @property
     def path(self) -> Path:
@@ -86,9 +113,16 @@ class FeastResource(HomeResource):
 
 class MlflowResource(HomeResource):
     """The MLflow tracking and registry store (`MLFLOW_TRACKING_URI`, default a SQLite file
-    under the home); empty `tracking_uri` means the environment's."""
+    under the home); empty `tracking_uri` means the environment's. Run config may name a
+    local SQLite store only: a server's URI, with the credentials MLflow sends to it, is
+    deployment config."""
 
     tracking_uri: str = ""
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _tracking_uri_is_local(cls, value: str) -> str:
+        return settings.check_sqlite_uri(value)
 
     @property
     def uri(self) -> str:
@@ -114,7 +148,12 @@ class NotifierResource(HomeResource):
     appended to `alerts_file` (default `$CLIPFLOW_HOME/alerts/alerts.jsonl`), which a
     person can tail and a webhook or event publisher can follow."""
 
-    alerts_file: str = ""
+    alerts_file: str = ""  # an absolute path ending in .jsonl
+
+    @field_validator("alerts_file")
+    @classmethod
+    def _alerts_file_is_jsonl(cls, value: str) -> str:
+        return settings.check_path(value, (".jsonl",))
 
     @property
     def path(self) -> Path:
@@ -140,12 +179,11 @@ class EventsResource(dg.ConfigurableResource):
 
     Publishing is best effort: with no Redis configured it is a no-op, and when Redis is
     down the asset logs a warning and carries on (an event bus outage must not fail a
-    day's scoring); the lost event is named in the warning."""
-
-    redis: str = ""  # empty: CLIPFLOW_REDIS at run time
+    day's scoring); the lost event is named in the warning. Redis is `CLIPFLOW_REDIS`
+    only (a connection string may hold a password: never run config)."""
 
     def publish(self, type: str, data: dict, user_id: str | None = None) -> str | None:
-        url = self.redis or settings.current().redis
+        url = settings.current().redis
         if not url:
             return None
         import redis
@@ -165,8 +203,8 @@ class WebhooksResource(HomeResource):
     `db_file` empty: `$CLIPFLOW_HOME/webhooks.db`. The event stream is the Redis of
     `CLIPFLOW_REDIS` (a connection string that may hold a password: never in config)."""
 
-    subscribers_file: str = ""
-    db_file: str = ""
+    subscribers_file: str = ""  # an absolute path ending in .yaml or .yml
+    db_file: str = ""  # an absolute path ending in .db, .sqlite or .sqlite3
     base_s: float = 2.0
     cap_s: float = 600.0
     max_attempts: int = 8
@@ -181,6 +219,16 @@ class WebhooksResource(HomeResource):
     @property
     def db_path(self) -> Path:
         return Path(self.db_file).resolve() if self.db_file else self.home_path / "webhooks.db"
+
+    @field_validator("subscribers_file")
+    @classmethod
+    def _subscribers_file_is_yaml(cls, value: str) -> str:
+        return settings.check_path(value, (".yaml", ".yml"))
+
+    @field_validator("db_file")
+    @classmethod
+    def _db_file_is_sqlite(cls, value: str) -> str:
+        return settings.check_path(value, settings.SQLITE_SUFFIXES)
 
     def policy(self) -> RetryPolicy:
         return RetryPolicy(self.base_s, self.cap_s, self.max_attempts, self.timeout_s)
@@ -203,12 +251,13 @@ class WebhooksResource(HomeResource):
 class VideoMetadataResource(dg.ConfigurableResource):
     """The integration hub's video metadata API (models/integrations/metadata_api.py).
 
-    Empty `base_url`/`api_key` mean `CLIPFLOW_METADATA_URL`/`CLIPFLOW_METADATA_API_KEY`,
-    read when the resource is used (an unset `dg.EnvVar` would fail the launch of every job
-    using it, and the API is optional); no URL at all means "not configured"."""
+    Empty `base_url` means `CLIPFLOW_METADATA_URL`, read when the resource is used (an
+    unset `dg.EnvVar` would fail the launch of every job using it, and the API is
+    optional); no URL at all means "not configured". The key is deployment config only:
+    `CLIPFLOW_METADATA_API_KEY`, sent only when the URL called is `CLIPFLOW_METADATA_URL`,
+    so a `base_url` set at launch cannot carry it to another host."""
 
-    base_url: str = ""
-    api_key: str = ""
+    base_url: str = ""  # an http(s) URL without credentials, query or fragment
     timeout_s: float = 5.0
     max_retries: int = 4
     backoff_s: float = 0.5
@@ -218,15 +267,24 @@ class VideoMetadataResource(dg.ConfigurableResource):
 
     _client: MetadataClient | None = PrivateAttr(default=None)
 
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_is_http(cls, value: str) -> str:
+        return check_http_url(value)
+
     def client(self) -> MetadataClient:
         if self._client is None:
-            tuning = self.model_dump(exclude={"base_url", "api_key"})  # timeouts, retries...
-            self._client = MetadataClient(
-                base_url=self.base_url or settings.current().metadata_url,
-                api_key=self.api_key or os.environ.get(KEY_ENV, ""),
-                log=dg.get_dagster_logger().info,
-                **tuning,
-            )
+            tuning = self.model_dump(exclude={"base_url"})  # timeouts, retries...
+            configured = settings.current().metadata_url
+            url = self.base_url or configured
+            key = os.environ.get(KEY_ENV, "")
+            if key and _norm(url) != _norm(configured):
+                dg.get_dagster_logger().warning(
+                    f"{KEY_ENV} is sent only to {URL_ENV}: calling base_url without it"
+                )
+                key = ""
+            log = dg.get_dagster_logger().info
+            self._client = MetadataClient(base_url=url, api_key=key, log=log, **tuning)
         return self._client
 
     @property
@@ -247,6 +305,34 @@ class VideoMetadataResource(dg.ConfigurableResource):
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+_CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f]")  # blanks too: a URL has none
+
+
+def check_http_url(value: str) -> str:
+    """`value` if it is an http(s) URL with a host and no credentials, query or fragment
+    (the client adds its own paths and parameters), else ValueError. Empty passes."""
+    if value == "":
+        return value
+    if _CONTROL.search(value):
+        raise ValueError(f"{value[:80]!r}: a blank or control character in a URL")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as e:
+        raise ValueError(f"{value[:80]!r}: not a URL ({e})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value[:80]!r}: expected an http:// or https:// URL with a host")
+    if "@" in parts.netloc:
+        raise ValueError("credentials in a URL: a key is deployment config, never run config")
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        raise ValueError(f"{value[:80]!r}: a query or fragment in the API's base URL")
+    return value
+
+
+def _norm(url: str) -> str:
+    return url.strip().rstrip("/")
 
 
 def clipflow_resources(home: str = "", landing_dir: str = "") -> dict[str, dg.ConfigurableResource]:

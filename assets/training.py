@@ -11,7 +11,10 @@ candidate becomes a new version of `clip_quality` with the `challenger` alias, o
 `champion` when it is clearly better (or there is none), by checked alias moves.
 """
 
+import re
+
 import dagster as dg
+from pydantic import field_validator
 
 from assets.constants import DAILY_PARTITIONS, OWNERS, TRAINING, day_end
 from assets.markdown import md_table
@@ -19,6 +22,9 @@ from assets.resources import EventsResource, MlflowResource, WarehouseResource
 from models.core.names import MODEL_NAME
 from models.training.lifecycle import Outcome, Policy
 from models.training.params import TrainParams
+
+_DEVICE = re.compile(r"(cpu|cuda|gpu)(:\d{1,2})?")  # XGBoost's `device`
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # NUL, newline, escape, DEL, C1
 
 
 class ModelConfig(dg.Config):
@@ -36,13 +42,29 @@ class ModelConfig(dg.Config):
     validation_fraction: float = TrainParams.validation_fraction
     seed: int = TrainParams.seed
     nthread: int = TrainParams.nthread
-    device: str = TrainParams.device  # "cuda" where a GPU is available; nothing requires one
+    device: str = TrainParams.device  # cpu, cuda or cuda:<n> (where a GPU is); XGBoost's device
     retrain_every_days: int = Policy.retrain_every_days
     force_retrain: bool = Policy.force_retrain
-    retrain_trigger: str = Policy.retrain_trigger  # why force_retrain was set (e.g. drift)
+    retrain_trigger: str = Policy.retrain_trigger  # why force_retrain was set: one line of text
     min_labeled_clips: int = Policy.min_labeled_clips
     gate_tolerance_rmse: float = Policy.gate_tolerance_rmse
     gate_bootstrap_samples: int = Policy.gate_bootstrap_samples
+
+    @field_validator("device")
+    @classmethod
+    def _device_is_an_xgboost_device(cls, value: str) -> str:
+        if not _DEVICE.fullmatch(value):
+            raise ValueError(f"{value[:40]!r}: expected cpu, cuda, cuda:<n>, gpu or gpu:<n>")
+        return value
+
+    @field_validator("retrain_trigger")
+    @classmethod
+    def _retrain_trigger_is_one_line(cls, value: str) -> str:
+        """Free text (an MLflow tag value and a log line, bound, never pasted into SQL, a
+        path or a shell): one line of printable text, so it cannot forge log lines."""
+        if len(value) > 500 or _CONTROL.search(value):
+            raise ValueError("expected one line of printable text, at most 500 characters")
+        return value
 
 
 @dg.asset(
