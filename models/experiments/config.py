@@ -8,6 +8,11 @@ The bucket depends on the experiment id, so two experiments split users independ
 `load_experiments` validates each experiment on its own: a bad one becomes a `ConfigError`
 naming the experiment and the field, and the others still load. Keys the contract does not
 name (an `owner`, a `description`) are ignored. Timestamps without an offset are UTC.
+
+An `experiment_id` names report files, so it is letters, digits, `_`, `-` and `.` (not
+first), at most 128: `../x`, `a/b` or a quote are refused. Variant and metric names are
+data (quoted where they reach SQL) but one line of printable text; an MLflow alias is
+letters, digits, `_` and `-` (MLflow's own rule).
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ REQUIRED = (
     "confidence_level",
 )
 WEIGHT_TOLERANCE = 1e-9
-SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # fullmatch
+ALIAS = re.compile(r"[A-Za-z0-9_-]{1,255}")  # fullmatch
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -154,7 +161,14 @@ def _parse(raw: Mapping, label, known_metrics, errors: list[ConfigError]):
             bad(name, "must be a non-empty string")
     eid = raw.get("experiment_id")
     if _text(eid) and not SAFE_ID.fullmatch(eid):
-        bad("experiment_id", "use letters, digits, '_', '-' and '.' (it names report files)")
+        bad(
+            "experiment_id",
+            "use letters, digits, '_', '-' and '.' (not first), at most 128 "
+            "(it names report files)",
+        )
+    for name in ("name", "primary_metric"):
+        if _text(raw.get(name)) and _CONTROL.search(raw[name]):
+            bad(name, "must be one line of printable text")
 
     variants = _variants(raw.get("variants"), bad) if raw.get("variants") is not None else None
     start = _timestamp(raw.get("start"), "start", bad)
@@ -170,7 +184,7 @@ def _parse(raw: Mapping, label, known_metrics, errors: list[ConfigError]):
         bad("min_sample_size", "must be an integer >= 1 (users per variant)")
 
     secondary = raw.get("secondary_metrics") or []
-    if not (isinstance(secondary, list) and all(_text(m) for m in secondary)):
+    if not (isinstance(secondary, list) and all(_line(m) for m in secondary)):
         bad("secondary_metrics", "must be a list of metric names")
         secondary = []
     elif len(set(secondary)) != len(secondary) or raw.get("primary_metric") in secondary:
@@ -186,6 +200,8 @@ def _parse(raw: Mapping, label, known_metrics, errors: list[ConfigError]):
     aliases = raw.get("model_aliases") or {}
     if not isinstance(aliases, dict) or not all(_text(v) for v in aliases.values()):
         bad("model_aliases", "must map variant -> MLflow alias (string)")
+    elif not all(ALIAS.fullmatch(v) for v in aliases.values()):
+        bad("model_aliases", "an MLflow alias is letters, digits, '_' and '-'")
     elif variants is not None and set(aliases) - set(variants):
         bad(
             "model_aliases",
@@ -212,6 +228,11 @@ def _text(v) -> bool:
     return isinstance(v, str) and bool(v.strip())
 
 
+def _line(v) -> bool:
+    """A non-empty string of one line of printable text."""
+    return _text(v) and not _CONTROL.search(v)
+
+
 def _number(v) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -223,8 +244,8 @@ def _variants(v, bad) -> dict[str, float] | None:
     if len(v) < 2:
         bad("variants", "needs at least 2 variants (the first is the control)")
         return None
-    if not all(_text(k) for k in v):
-        bad("variants", "variant names must be non-empty strings")
+    if not all(_line(k) for k in v):
+        bad("variants", "variant names must be non-empty strings of one printable line")
         return None
     if not all(_number(w) and w > 0 for w in v.values()):
         bad("variants", "weights must be positive numbers")
