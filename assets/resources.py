@@ -29,6 +29,15 @@ from models.integrations.metadata_api import KEY_ENV, URL_ENV, MetadataClient
 from models.integrations.webhooks import RetryPolicy
 
 
+def _checked(check, value, *args):
+    """`check(value, *args)` on the value as given (validators run before pydantic's own);
+    an `EnvVar` is checked once the run has resolved it (Dagster builds the resource again
+    from the resolved config, validators included), and a non-string is pydantic's to refuse."""
+    if isinstance(value, dg.EnvVar) or not isinstance(value, str):
+        return value
+    return check(value, *args)
+
+
 class HomeResource(dg.ConfigurableResource):
     """A resource whose paths derive from one clipflow home: `home` empty means
     `CLIPFLOW_HOME`, resolved when a run starts (never at import). `clipflow_resources`
@@ -36,10 +45,10 @@ class HomeResource(dg.ConfigurableResource):
 
     home: str = ""
 
-    @field_validator("home")
+    @field_validator("home", mode="before")
     @classmethod
     def _home_is_a_path(cls, value: str) -> str:
-        return settings.check_path(value)
+        return _checked(settings.check_path, value)
 
     def settings(self) -> settings.Settings:
         return settings.current(self.home or None)
@@ -56,10 +65,10 @@ class WarehouseResource(HomeResource):
     threads: int = Field(default=2, ge=1, le=1024)
     memory_limit: str = "4GB"  # a size such as 4GB or 512MiB; empty: DuckDB's default
 
-    @field_validator("memory_limit")
+    @field_validator("memory_limit", mode="before")
     @classmethod
     def _memory_limit_is_a_size(cls, value: str) -> str:
-        return check_memory_limit(value) if value else value
+        return _checked(check_memory_limit, value) if value else value
 
     def get(self) -> Warehouse:
         """The warehouse of this home (its `memory_limit` checked: a size such as 4GB)."""
@@ -71,10 +80,10 @@ class LandingResource(dg.ConfigurableResource):
 
     landing_dir: str = ""
 
-    @field_validator("landing_dir")
+    @field_validator("landing_dir", mode="before")
     @classmethod
     def _landing_dir_is_a_path(cls, value: str) -> str:
-        return settings.check_path(value)
+        return _checked(settings.check_path, value)
 
     @property
     def path(self) -> Path:
@@ -119,10 +128,10 @@ class MlflowResource(HomeResource):
 
     tracking_uri: str = ""
 
-    @field_validator("tracking_uri")
+    @field_validator("tracking_uri", mode="before")
     @classmethod
     def _tracking_uri_is_local(cls, value: str) -> str:
-        return settings.check_sqlite_uri(value)
+        return _checked(settings.check_sqlite_uri, value)
 
     @property
     def uri(self) -> str:
@@ -150,10 +159,10 @@ class NotifierResource(HomeResource):
 
     alerts_file: str = ""  # an absolute path ending in .jsonl
 
-    @field_validator("alerts_file")
+    @field_validator("alerts_file", mode="before")
     @classmethod
     def _alerts_file_is_jsonl(cls, value: str) -> str:
-        return settings.check_path(value, (".jsonl",))
+        return _checked(settings.check_path, value, (".jsonl",))
 
     @property
     def path(self) -> Path:
@@ -220,15 +229,15 @@ class WebhooksResource(HomeResource):
     def db_path(self) -> Path:
         return Path(self.db_file).resolve() if self.db_file else self.home_path / "webhooks.db"
 
-    @field_validator("subscribers_file")
+    @field_validator("subscribers_file", mode="before")
     @classmethod
     def _subscribers_file_is_yaml(cls, value: str) -> str:
-        return settings.check_path(value, (".yaml", ".yml"))
+        return _checked(settings.check_path, value, (".yaml", ".yml"))
 
-    @field_validator("db_file")
+    @field_validator("db_file", mode="before")
     @classmethod
     def _db_file_is_sqlite(cls, value: str) -> str:
-        return settings.check_path(value, settings.SQLITE_SUFFIXES)
+        return _checked(settings.check_path, value, settings.SQLITE_SUFFIXES)
 
     def policy(self) -> RetryPolicy:
         return RetryPolicy(self.base_s, self.cap_s, self.max_attempts, self.timeout_s)
@@ -267,10 +276,10 @@ class VideoMetadataResource(dg.ConfigurableResource):
 
     _client: MetadataClient | None = PrivateAttr(default=None)
 
-    @field_validator("base_url")
+    @field_validator("base_url", mode="before")
     @classmethod
     def _base_url_is_http(cls, value: str) -> str:
-        return check_http_url(value)
+        return _checked(check_http_url, value)
 
     def client(self) -> MetadataClient:
         if self._client is None:

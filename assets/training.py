@@ -27,6 +27,11 @@ _DEVICE = re.compile(r"(cpu|cuda|gpu)(:\d{1,2})?")  # XGBoost's `device`
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # NUL, newline, escape, DEL, C1
 
 
+def _plain(value) -> bool:
+    """A string given as such: an `EnvVar` is checked once the run resolved it."""
+    return isinstance(value, str) and not isinstance(value, dg.EnvVar)
+
+
 class ModelConfig(dg.Config):
     """Hyperparameters, retraining policy and gate thresholds (defaults in one place)."""
 
@@ -50,19 +55,19 @@ class ModelConfig(dg.Config):
     gate_tolerance_rmse: float = Policy.gate_tolerance_rmse
     gate_bootstrap_samples: int = Policy.gate_bootstrap_samples
 
-    @field_validator("device")
+    @field_validator("device", mode="before")
     @classmethod
     def _device_is_an_xgboost_device(cls, value: str) -> str:
-        if not _DEVICE.fullmatch(value):
+        if _plain(value) and not _DEVICE.fullmatch(value):
             raise ValueError(f"{value[:40]!r}: expected cpu, cuda, cuda:<n>, gpu or gpu:<n>")
         return value
 
-    @field_validator("retrain_trigger")
+    @field_validator("retrain_trigger", mode="before")
     @classmethod
     def _retrain_trigger_is_one_line(cls, value: str) -> str:
         """Free text (an MLflow tag value and a log line, bound, never pasted into SQL, a
         path or a shell): one line of printable text, so it cannot forge log lines."""
-        if len(value) > 500 or _CONTROL.search(value):
+        if _plain(value) and (len(value) > 500 or _CONTROL.search(value)):
             raise ValueError("expected one line of printable text, at most 500 characters")
         return value
 

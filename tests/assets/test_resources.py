@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
-from assets.resources import clipflow_resources
+from assets.resources import WarehouseResource, clipflow_resources
 
 
 def _paths(res) -> dict[str, Path]:
@@ -51,3 +52,25 @@ def test_a_memory_limit_that_is_not_a_size_is_refused(tmp_path, limit):
     with pytest.raises(ValueError, match="memory_limit"):
         wh.get()
     assert not (tmp_path / "owned.csv").exists()
+
+
+def test_an_env_var_is_checked_once_the_run_resolves_it(tmp_path, monkeypatch):
+    """`home=dg.EnvVar(...)` builds (its value is not known yet); the run checks the value."""
+    monkeypatch.setenv("CLIPFLOW_TEST_HOME", str(tmp_path))
+    monkeypatch.setenv("CLIPFLOW_TEST_BAD_HOME", "relative'; SELECT 1; --")
+
+    @dg.asset
+    def probe(warehouse: WarehouseResource) -> None:
+        assert warehouse.home == str(tmp_path)
+
+    def run(var: str) -> dg.ExecuteInProcessResult:
+        resource = WarehouseResource(home=dg.EnvVar(var))
+        return dg.materialize([probe], resources={"warehouse": resource}, raise_on_error=False)
+
+    assert run("CLIPFLOW_TEST_HOME").success
+    bad = run("CLIPFLOW_TEST_BAD_HOME")
+    (failure,) = [e for e in bad.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE"]
+    error, text = failure.event_specific_data.error, ""
+    while error is not None:
+        text, error = text + error.message, error.cause or error.context
+    assert "WarehouseResource\nhome\n  Value error" in text and "absolute path" in text
