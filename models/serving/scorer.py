@@ -12,10 +12,18 @@
    the registry by alias, cached, and reloaded when the alias moves (the alias is
    re-read at most every `alias_check_s` seconds).
 3. a clip with neither an online score nor online features is unknown.
+
+Faults: an alias that is not set (a challenger deleted by a promotion mid-experiment) falls
+back to `champion`, and the route says so (`fallback`). A registry that does not answer is
+not an unset alias: the last model loaded for the alias keeps serving (and
+`registry_error` says why), and with none loaded yet `ModelUnavailable` is raised (the API
+answers 503). A version whose artifact does not load is quarantined: the last good model
+keeps serving, and that version is not tried again until the alias moves.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +37,11 @@ from models.core.names import CHAMPION, FEATURE_SERVICE, MODEL_NAME
 from models.experiments.config import ExperimentConfig, assign_variant
 
 SCORE_FEATURES = ["clip_scores:score", "clip_scores:model_version"]
+_log = logging.getLogger("clipflow.scorer")
+
+
+class ModelUnavailable(RuntimeError):
+    """No model can serve the alias: the registry does not answer and none is loaded yet."""
 
 
 def active_experiment(experiments: Sequence[ExperimentConfig], now: datetime):
@@ -41,6 +54,7 @@ class Route:
     experiment_id: str | None
     variant: str | None
     alias: str
+    fallback: str | None = None  # why another alias than the variant's serves
 
 
 class Scorer:
@@ -59,6 +73,8 @@ class Scorer:
         self.clock = clock
         self.alias_check_s = alias_check_s
         self._models: dict[str, tuple] = {}  # alias -> (model or None, checked at)
+        self._bad: dict[str, str] = {}  # alias -> the version whose artifact did not load
+        self.registry_error: str | None = None
         self._lock = threading.Lock()
 
     # -- routing and models --------------------------------------------------------------
@@ -69,8 +85,15 @@ class Scorer:
         variant = assign_variant(exp, user_id)
         return Route(exp.experiment_id, variant, exp.model_aliases.get(variant, CHAMPION))
 
+    def due(self, alias: str) -> bool:
+        """Whether `model(alias)` would ask the registry now (the API then calls it off the
+        event loop)."""
+        cached = self._models.get(alias)
+        return cached is None or time.monotonic() - cached[1] >= self.alias_check_s
+
     def model(self, alias: str):
-        """The alias's model (None when the alias is not set), reloaded when it moved."""
+        """The alias's model (None when the alias is not set), reloaded when it moved; the
+        last good one while the registry is down or the new version does not load."""
         now = time.monotonic()
         cached = self._models.get(alias)
         if cached and now - cached[1] < self.alias_check_s:
@@ -79,16 +102,50 @@ class Scorer:
             cached = self._models.get(alias)
             if cached and now - cached[1] < self.alias_check_s:
                 return cached[0]
-            version = _alias_version(self.tracking_uri, alias)
-            model = cached[0] if cached else None
+            last = cached[0] if cached else None
+            try:
+                version = _alias_version(self.tracking_uri, alias)
+            except Exception as e:  # noqa: BLE001 - the registry is down, not the alias unset
+                self.registry_error = f"{type(e).__name__}"
+                if last is None:
+                    raise ModelUnavailable(
+                        f"model registry unavailable ({type(e).__name__})"
+                    ) from e
+                _log.warning("registry unavailable (%s): %s keeps serving v%s", type(e).__name__,
+                             alias, last.version)  # fmt: skip
+                self._models[alias] = (last, now)
+                return last
+            self.registry_error = None
+            model = last
             if version is None:
                 model = None
-            elif model is None or str(model.version) != version:
-                from models.training.registry import load_by_alias
-
-                model = load_by_alias(alias, self.tracking_uri)
+            elif (model is None or str(model.version) != version) and (
+                self._bad.get(alias) != version
+            ):
+                model = self._load(alias, version, last)
             self._models[alias] = (model, now)
             return model
+
+    def _load(self, alias: str, version: str, last):
+        from models.training.registry import load_by_alias
+
+        try:
+            return load_by_alias(alias, self.tracking_uri)
+        except Exception as e:  # noqa: BLE001 - a corrupt artifact: quarantine that version
+            self._bad[alias] = version
+            _log.error("version %s of %s does not load (%s): quarantined, %s", version, alias,
+                       type(e).__name__, f"v{last.version} keeps serving" if last else "no model")  # fmt: skip
+            if last is None:
+                raise ModelUnavailable(f"{alias} version {version} does not load") from e
+            return last
+
+    def registry_status(self) -> str:
+        """`ok` when the registry answers now (not from the cache), else `down`."""
+        try:
+            _alias_version(self.tracking_uri, CHAMPION)
+            return "ok"
+        except Exception:  # noqa: BLE001
+            return "down"
 
     def versions(self) -> dict[str, str]:
         return {a: str(m.version) for a, (m, _) in self._models.items() if m is not None}
@@ -98,6 +155,10 @@ class Scorer:
         """(route, one dict or None per clip id): {clip_id, score, model_version, source}."""
         route = self.route(user_id)
         model = self.model(route.alias)
+        if model is None and route.alias != CHAMPION:  # e.g. the challenger was promoted
+            route = Route(route.experiment_id, route.variant, CHAMPION,
+                          f"alias {route.alias!r} is not set: champion serves")  # fmt: skip
+            model = self.model(CHAMPION)
         out: list[dict | None] = [None] * len(clip_ids)
         todo = list(range(len(clip_ids)))
         if route.alias == CHAMPION:
@@ -153,5 +214,7 @@ def _alias_version(tracking_uri: str, alias: str) -> str | None:
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         return str(client.get_model_version_by_alias(MODEL_NAME, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as e:  # only "no such alias or model" means unset; the rest raises
+        if e.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
+            return None
+        raise

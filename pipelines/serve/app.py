@@ -42,6 +42,7 @@ from pydantic import BaseModel, Field
 
 from models.core.names import CHAMPION
 from models.serving.api_keys import ApiKey, ApiKeyError, KeyStore, db_path, mint_token
+from models.serving.scorer import ModelUnavailable
 from pipelines.serve.security import BodyLimit, Denied, Guard, bearer, stream_access
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
@@ -63,6 +64,9 @@ class Routed(BaseModel):
     experiment_id: str | None
     variant: str | None
     alias: str
+    fallback: str | None = Field(
+        default=None, description="why the variant's own alias does not serve (it is not set)"
+    )
 
 
 class ClipScore(Routed, ScoreOut):
@@ -162,13 +166,23 @@ def create_app(
         detail = f"not ready: {state['missing'] or 'the scorer is starting'}"
         return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
 
-    def _routed_scores(clip_ids: list[str], user_id: str | None):
-        route, got = state["scorer"].scores(clip_ids, user_id)
-        for alias, version in state["scorer"].versions().items():
+    async def _routed_scores(clip_ids: list[str], user_id: str | None):
+        """(routing fields, one score dict or None per id), or a 503 response when no model
+        can serve. The registry is asked off the event loop, only when a re-check is due."""
+        scorer = state["scorer"]
+        try:
+            for alias in {scorer.route(user_id).alias, CHAMPION}:
+                if scorer.due(alias):
+                    await asyncio.to_thread(scorer.model, alias)
+            route, got = scorer.scores(clip_ids, user_id)
+        except ModelUnavailable as e:
+            detail = f"no model can serve: {e}"
+            return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
+        for alias, version in scorer.versions().items():
             served.labels(alias).set(float(version))
         routed = {
             "user_id": user_id, "experiment_id": route.experiment_id,
-            "variant": route.variant, "alias": route.alias,
+            "variant": route.variant, "alias": route.alias, "fallback": route.fallback,
         }  # fmt: skip
         return routed, got
 
@@ -182,7 +196,10 @@ def create_app(
         # Redis lookup costs less on the event loop than a hop to the thread pool
         if state["scorer"] is None and await _ready() is None:
             return _not_ready()
-        routed, (got,) = _routed_scores([clip_id], user_id)
+        answer = await _routed_scores([clip_id], user_id)
+        if isinstance(answer, JSONResponse):
+            return answer
+        routed, (got,) = answer
         if got is None:
             return JSONResponse({"detail": f"unknown clip {clip_id!r}"}, status_code=404)
         return JSONResponse({**routed, **got})
@@ -194,7 +211,10 @@ def create_app(
             return JSONResponse({"detail": f"malformed clip ids: {bad[:10]}"}, status_code=422)
         if state["scorer"] is None and await _ready() is None:
             return _not_ready()
-        routed, got = _routed_scores(body.clip_ids, body.user_id)
+        answer = await _routed_scores(body.clip_ids, body.user_id)
+        if isinstance(answer, JSONResponse):
+            return answer
+        routed, got = answer
         unknown = [c for c, g in zip(body.clip_ids, got, strict=True) if g is None]
         scores = [g for g in got if g is not None]
         return JSONResponse({**routed, "scores": scores, "unknown": unknown})
@@ -329,8 +349,4 @@ def _missing(e: Exception) -> str:
 def _ping_registry(state: dict) -> str:
     if state["scorer"] is None:
         return "not ready"
-    try:
-        state["scorer"].model(CHAMPION)
-        return "ok"
-    except Exception:  # noqa: BLE001
-        return "down"
+    return state["scorer"].registry_status()  # asked now: never "ok" from a cache

@@ -4,62 +4,17 @@ The Feast store and the registry are stand-ins here (the real ones: tests/pipeli
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from types import SimpleNamespace
 
 import numpy as np
-import pyarrow as pa
 import pytest
+from scorer_support import DAY, T0, Store, experiment
 
-from models.core.names import FEATURE_SERVICE
-from models.experiments.config import ExperimentConfig, assign_variant
+from models.experiments.config import assign_variant
 from models.serving import scorer as sc
 from models.serving import scoring
 from models.training import registry
-
-T0 = datetime(2026, 6, 10, tzinfo=UTC)
-DAY = timedelta(days=1)
-
-
-def experiment(eid="exp", start=T0, end=T0 + 10 * DAY, aliases=None, variants=None):
-    return ExperimentConfig(
-        experiment_id=eid,
-        name=eid,
-        variants=variants or {"control": 0.5, "treatment": 0.5},
-        start=start,
-        end=end,
-        primary_metric="watch_time_s",
-        min_sample_size=1,
-        confidence_level=0.95,
-        model_aliases={"control": "champion", "treatment": "challenger"}
-        if aliases is None
-        else aliases,
-    )
-
-
-class Store:
-    """Online rows by clip id: a precomputed score and version, and features (or none)."""
-
-    def __init__(self, scores=None, features=None):
-        self.scores, self.features, self.calls = scores or {}, features or {}, []
-
-    def get_feature_service(self, name, allow_cache):
-        assert (name, allow_cache) == (FEATURE_SERVICE, True)
-        return "service"
-
-    def get_online_features(self, features, entity_rows):
-        ids = [r["clip_id"] for r in entity_rows]
-        self.calls.append((features, ids))
-        if features == "service":
-            cols = {
-                c: [self.features.get(i, {}).get(c) for i in ids]
-                for c in ("duration_s", "resolution", "views_1d")
-            }
-            return SimpleNamespace(to_arrow=lambda: pa.table(cols))
-        assert features == sc.SCORE_FEATURES
-        score = [self.scores.get(i, (None, None)) for i in ids]
-        out = {"score": [s for s, _ in score], "model_version": [v for _, v in score]}
-        return SimpleNamespace(to_dict=lambda: out)
 
 
 @pytest.fixture
