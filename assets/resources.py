@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -275,6 +276,7 @@ class VideoMetadataResource(dg.ConfigurableResource):
     batch_size: int = 50
 
     _client: MetadataClient | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @field_validator("base_url", mode="before")
     @classmethod
@@ -282,6 +284,10 @@ class VideoMetadataResource(dg.ConfigurableResource):
         return _checked(check_http_url, value)
 
     def client(self) -> MetadataClient:
+        with self._lock:  # one client (one rate limiter) however many threads ask at once
+            return self._client or self._build()
+
+    def _build(self) -> MetadataClient:
         if self._client is None:
             tuning = self.model_dump(exclude={"base_url"})  # timeouts, retries...
             configured = settings.current().metadata_url

@@ -1,7 +1,8 @@
 """A fake of the integration hub's video metadata API: a real HTTP server on loopback.
 
     with FakeMetadataApi(api_key="k", fail_first=2, missing_ids={"v9"}) as api:
-        VideoMetadataResource(base_url=api.url, api_key="k").fetch(["v1", "v9"])
+        # CLIPFLOW_METADATA_URL=api.url and CLIPFLOW_METADATA_API_KEY=k in the environment
+        VideoMetadataResource(base_url=api.url).fetch(["v1", "v9"])
         api.requests  # what arrived: (monotonic time, path, query, Authorization header)
 
 It listens on 127.0.0.1, which the client's outbound guard refuses: tests allowlist it

@@ -26,9 +26,11 @@ follows a redirect (a 3xx fails the call naming the target, not retried), so the
 key only ever goes to `base_url`'s host; a body over 1 MiB fails the batch; each request
 has a total deadline of three times `timeout_s` (a slow drip fails like a timeout).
 
-Configuration. `base_url` and `api_key` empty (the defaults) mean "read
-`CLIPFLOW_METADATA_URL` / `CLIPFLOW_METADATA_API_KEY` when the resource is used", and no
-URL at all means "not configured": the asset records that and does nothing. Why not
+Configuration. The key is deployment configuration only (`CLIPFLOW_METADATA_API_KEY`, read
+by the Dagster resource, never run config), and it is sent only to `CLIPFLOW_METADATA_URL`
+(assets/resources.py). `base_url` empty means "read `CLIPFLOW_METADATA_URL` when the
+resource is used", and no URL at all means "not configured": the asset records that and
+does nothing. Why not
 `VideoMetadataResource(base_url=dg.EnvVar(...))`: in Dagster 1.13 an unset `EnvVar` lets
 `Definitions` load but fails the launch of every run whose job includes the resource
 (`DagsterInvalidConfigError: ... You have attempted to fetch the environment variable
@@ -93,8 +95,8 @@ class TokenBucket:
 @dataclass
 class MetadataClient:
     """Source-video metadata (title, channel, view and like counts) from the integration
-    hub. Empty `base_url`/`api_key`: `CLIPFLOW_METADATA_URL`/`CLIPFLOW_METADATA_API_KEY`
-    when used; no URL at all: not configured. `log` receives the retry notes."""
+    hub. `api_key` is what the caller (the resource) decided may go to `base_url`: empty
+    sends no key; no URL at all: not configured. `log` receives the retry notes."""
 
     base_url: str = ""
     api_key: str = ""

@@ -70,9 +70,11 @@ def _meta(result, key: str) -> dict:
     return {k: v.value for k, v in mat.materialization.metadata.items()}
 
 
-def test_found_videos_are_written_and_the_others_quarantined(home, day_of_clips):
+def test_found_videos_are_written_and_the_others_quarantined(home, day_of_clips, monkeypatch):
     with FakeMetadataApi(api_key="k", fail_ids={"v3"}, missing_ids={"v5"}) as api:
-        resource = VideoMetadataResource(base_url=api.url, api_key="k", batch_size=1, **FAST)
+        monkeypatch.setenv(URL_ENV, api.url)  # the key goes only to the configured URL
+        monkeypatch.setenv(KEY_ENV, "k")
+        resource = VideoMetadataResource(base_url=api.url, batch_size=1, **FAST)
         result = _materialize(home, day_of_clips, resource)
         assert result.success
         meta = _meta(result, "video_metadata")

@@ -32,9 +32,11 @@ def client(api: FakeMetadataApi, **kw) -> VideoMetadataResource:
     return VideoMetadataResource(base_url=api.url, **{**FAST, **kw})
 
 
-def test_fetch_sends_the_key_batches_and_reports_missing_ids():
+def test_fetch_sends_the_key_batches_and_reports_missing_ids(monkeypatch):
     with FakeMetadataApi(api_key="s3cret", missing_ids={"v2"}) as api:
-        rows, failures = client(api, api_key="s3cret", batch_size=2).fetch(["v1", "v2", "v3", "v1"])
+        monkeypatch.setenv(URL_ENV, api.url)  # the key goes only to the configured URL
+        monkeypatch.setenv(KEY_ENV, "s3cret")
+        rows, failures = client(api, batch_size=2).fetch(["v1", "v2", "v3", "v1"])
     assert [r["video_id"] for r in rows] == ["v1", "v3"]
     assert rows[0] | {"fetched_at": None} == video("v1") | {"fetched_at": None}
     assert rows[0]["fetched_at"].tzinfo is not None
@@ -43,13 +45,15 @@ def test_fetch_sends_the_key_batches_and_reports_missing_ids():
     assert {r.authorization for r in api.requests} == {"Bearer s3cret"}
 
 
-def test_a_refused_key_is_a_clear_error_and_is_not_retried():
+def test_a_refused_key_is_a_clear_error_and_is_not_retried(monkeypatch):
     with FakeMetadataApi(api_key="s3cret") as api:
-        c = client(api, api_key="wrong")
+        monkeypatch.setenv(URL_ENV, api.url)
+        monkeypatch.setenv(KEY_ENV, "wrong")
+        c = client(api)
         with pytest.raises(MetadataAuthError, match=KEY_ENV) as e:
             c.fetch(["v1", "v2"])
         assert "401" in str(e.value) and "wrong" not in str(e.value)
-        assert len(api.requests) == 1
+        assert len(api.requests) == 1 and api.requests[0].authorization == "Bearer wrong"
         assert KEY_ENV in c.health()
 
 
@@ -170,4 +174,4 @@ def test_defaults_launch_without_the_env_vars_where_an_unset_envvar_would_not(mo
     (mat,) = result.get_asset_materialization_events()
     assert mat.materialization.metadata["configured"].value is False
     with pytest.raises(dg.DagsterInvalidConfigError, match=URL_ENV):
-        _run(VideoMetadataResource(base_url=dg.EnvVar(URL_ENV), api_key=dg.EnvVar(KEY_ENV)))
+        _run(VideoMetadataResource(base_url=dg.EnvVar(URL_ENV)))
