@@ -18,7 +18,7 @@ from pydantic import field_validator
 
 from assets.constants import DAILY_PARTITIONS, OWNERS, TRAINING, day_end
 from assets.markdown import md_table
-from assets.resources import EventsResource, MlflowResource, WarehouseResource
+from assets.resources import EventsResource, MlflowResource, NotifierResource, WarehouseResource
 from models.core.names import MODEL_NAME
 from models.training.lifecycle import Outcome, Policy
 from models.training.params import TrainParams
@@ -89,7 +89,14 @@ class ModelConfig(dg.Config):
             description="Candidate beats the mean predictor and is not "
             "worse than the champion beyond a tolerance (paired "
             "bootstrap CI), predictions in [0, 100], no NaN.",
-        )
+        ),
+        dg.AssetCheckSpec(
+            "training_ran",
+            asset="clip_quality_model",
+            blocking=False,  # a failed training must never stop scoring with the champion
+            description="The day's training (when due) ran to a verdict; a crash fails this "
+            "check (ERROR), alerts, and keeps the champion serving.",
+        ),
     ],
 )
 def clip_quality_model(
@@ -98,22 +105,26 @@ def clip_quality_model(
     warehouse: WarehouseResource,
     mlflow: MlflowResource,
     events: EventsResource,
+    notifier: NotifierResource,
 ):
     from models.training.lifecycle import run_day
 
     ds, wh = context.partition_key, warehouse.get()
     fields = {k: getattr(config, k) for k in TrainParams.__dataclass_fields__}
     policy = Policy(**{k: getattr(config, k) for k in Policy.__dataclass_fields__})
-    out = run_day(
-        wh.read("training_set", ds) if wh.has("training_set", ds) else None,
-        TrainParams(**fields),
-        policy,
-        cutoff=day_end(ds),
-        tracking_uri=mlflow.uri,
-        artifact_location=mlflow.artifact_location,
-        run_id=context.run.run_id,
-        plots_dir=warehouse.home_path / "models" / ds,
-    )
+    try:
+        out = run_day(
+            wh.read("training_set", ds) if wh.has("training_set", ds) else None,
+            TrainParams(**fields),
+            policy,
+            cutoff=day_end(ds),
+            tracking_uri=mlflow.uri,
+            artifact_location=mlflow.artifact_location,
+            run_id=context.run.run_id,
+            plots_dir=warehouse.home_path / "models" / ds,
+        )
+    except Exception as e:  # noqa: BLE001 - alert, keep the champion, let scoring run
+        return _training_failed(context, e, notifier)
     if not out.trained:
         context.log.info(f"no training today: {out.decision}")
     elif out.version:
@@ -125,7 +136,32 @@ def clip_quality_model(
             "model_promoted",
             {"version": out.version, "previous": out.champion_before, "reason": "validation gate"},
         )
-    return dg.MaterializeResult(metadata=_metadata(out), check_results=[_gate_check(out)])
+    ran = dg.AssetCheckResult(check_name="training_ran", passed=True)
+    return dg.MaterializeResult(metadata=_metadata(out), check_results=[_gate_check(out), ran])
+
+
+def _training_failed(context, e: Exception, notifier: NotifierResource) -> dg.MaterializeResult:
+    """A training that crashed (e.g. a non-finite value XGBoost refuses): the champion keeps
+    serving and the day is still scored; the check fails with the error and an alert says so."""
+    ds, why = context.partition_key, f"{type(e).__name__}: {str(e)[:500]}"
+    context.log.exception(f"training failed for {ds}; the champion keeps serving")
+    notifier.notify("training_failed", f"training failed for {ds}; champion kept: {why}", ds=ds)
+    kept = "training failed: champion kept"
+    return dg.MaterializeResult(
+        metadata={"decision": kept, "trained": False, "error": why},
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="validation_gate", passed=True, metadata={"candidate": "none (failed)"}
+            ),
+            dg.AssetCheckResult(
+                check_name="training_ran",
+                passed=False,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=why,
+                metadata={"error": why},
+            ),  # fmt: skip
+        ],
+    )
 
 
 def _metadata(out: Outcome) -> dict:

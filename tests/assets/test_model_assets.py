@@ -189,3 +189,49 @@ def test_rescoring_a_day_replaces_it(pipeline_home):
     }
     changed = [c for (c, _), (_, s) in first.items() if abs(s - own[c]) > 1e-3]
     assert len(changed) > len(first) / 2  # the old scores differ: their staying would show
+
+
+def test_a_failed_training_keeps_the_champion_and_the_day_is_still_scored(pipeline_home):
+    """One non-finite cell in the day's training set crashes XGBoost (#16, case 10): the
+    champion keeps serving, the day is scored with it, the `training_ran` check fails with
+    the error, and an alert says so."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from assets.resources import EventsResource, NotifierResource
+    from assets.scoring import clip_scores
+    from assets.training import clip_quality_model
+
+    home, resources, _, _, instance = pipeline_home
+    wh = WarehouseResource().get()
+    original = wh.read("training_set", DAYS[-1])
+    col = original.column_names.index("views_1d")
+    values = pc.cast(original.column(col), pa.float64()).to_pylist()
+    values[0] = float("inf")  # as the hold-out's one bad cell
+    wh.write("training_set", DAYS[-1], original.set_column(col, "views_1d", pa.array(values)))
+    before, versions = _aliases(), len(_client().search_model_versions("name='clip_quality'"))
+    alerts = home / "alerts" / "alerts.jsonl"
+    seen = alerts.read_text().count("\n") if alerts.exists() else 0
+    try:
+        r = dg.materialize(
+            [clip_quality_model, clip_scores], partition_key=DAYS[-1], instance=instance,
+            resources={**resources, "notifier": NotifierResource(), "events": EventsResource()},
+            run_config=_config(force_retrain=True), raise_on_error=False,
+        )  # fmt: skip
+    finally:
+        wh.write("training_set", DAYS[-1], original)
+    assert r.success
+    checks = {e.check_name: e for e in r.get_asset_check_evaluations()}
+    assert not checks["training_ran"].passed
+    assert checks["training_ran"].severity == dg.AssetCheckSeverity.ERROR
+    assert "inf" in checks["training_ran"].description.lower()
+    assert _aliases() == before
+    assert len(_client().search_model_versions("name='clip_quality'")) == versions
+    scored = {m.asset_key.path[-1]: m for m in r.get_asset_materialization_events()}
+    meta = scored["clip_scores"].materialization.metadata
+    assert meta["champion_version"].value == before["champion"]
+    assert meta["dagster/row_count"].value > 0
+    new = [json.loads(line) for line in alerts.read_text().splitlines()[seen:]]
+    assert [a["kind"] for a in new] == ["training_failed"] and new[0]["ds"] == DAYS[-1]
