@@ -244,14 +244,20 @@ class Warehouse:
         return n
 
     def _swap_in(self, scratch: Path, target: Path) -> None:
+        """Rename `scratch` into place. The old partition goes aside first, with a marker
+        naming it, so the next writer can finish a swap a crash interrupted
+        (models/core/writer_lock.recover)."""
         target.parent.mkdir(parents=True, exist_ok=True)
-        trash = None
+        trash = marker = None
         if target.exists():
             trash = self.root / "_tmp" / f"old-{uuid.uuid4().hex}"
+            marker = trash.with_name(trash.name + ".target")
+            marker.write_text(str(target))
             os.replace(target, trash)
         os.replace(scratch, target)
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
+            marker.unlink(missing_ok=True)
 
 
 def _count(con: duckdb.DuckDBPyConnection, file: Path) -> int:

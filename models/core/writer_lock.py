@@ -1,0 +1,104 @@
+"""One writer per home: an exclusive lock on `<home>/warehouse/.writer.lock`, and the
+recovery of a partition swap that a crash interrupted.
+
+Every run that writes the warehouse holds the lock for its whole length (the Dagster
+resource takes it when a run starts: `clipflow run`, the UI, the daemon's runs alike), so
+two runs on one home never race in a partition swap. A second run waits up to its
+`wait_s`, saying who holds the lock, then fails with a message naming the holder (pid,
+host, label, since when). The lock is the kernel's (`flock`): it goes when its process
+dies, `kill -9` included, so a crash never leaves a stale lock.
+
+Partition swaps (models/core/warehouse.py) rename the old partition to
+`_tmp/old-<id>` and write `_tmp/old-<id>.target` (the partition's path) first, then rename
+the new one into place. Whoever next takes the lock finishes what a crash left: an old
+partition whose target is missing is put back (the day is as it was before the
+interrupted write, and a re-run writes it again); one whose target exists is deleted;
+scratch folders of unfinished writes are deleted. So no reader ever finds a partition
+missing after a crash, and no leftovers pile up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+LOCK_NAME = ".writer.lock"
+
+
+class WriterBusy(RuntimeError):
+    """Another run holds the home's writer lock (the message names it)."""
+
+
+def _holder(path: Path) -> str:
+    try:
+        h = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return "another process"
+    return f"pid {h.get('pid')} on {h.get('host')} ({h.get('label')}, since {h.get('since')})"
+
+
+@contextmanager
+def writer_lock(
+    root: Path, label: str, wait_s: float = 0.0, say: Callable[[str], None] = lambda m: None
+) -> Iterator[list[str]]:
+    """Hold the writer lock of warehouse `root` (created if missing); yields what the
+    recovery did. Waits up to `wait_s` (telling `say` every 10 s), then WriterBusy."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline, told = time.monotonic() + wait_s, 0.0
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise WriterBusy(
+                        f"the warehouse {root} is being written by {_holder(path)}: one writer "
+                        "per home; wait for that run to end (or stop it) and run again"
+                    ) from None
+                if now - told >= 10:
+                    say(f"waiting for the warehouse writer lock held by {_holder(path)}")
+                    told = now
+                time.sleep(min(0.2, max(0.0, deadline - now)))
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "label": label,
+                "since": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        yield recover(root)
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def recover(root: Path) -> list[str]:
+    """Finish or undo the swaps a crash interrupted and delete scratch leftovers (call only
+    while holding the writer lock); one line per thing done."""
+    tmp, done = root / "_tmp", []
+    if not tmp.is_dir():
+        return done
+    for marker in sorted(tmp.glob("old-*.target")):
+        old = marker.with_suffix("")
+        target = Path(marker.read_text())
+        if old.is_dir() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(old, target)
+            done.append(f"restored {target} (its swap was interrupted)")
+        elif old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+            done.append(f"removed the replaced copy of {target}")
+        marker.unlink(missing_ok=True)
+    for leftover in tmp.iterdir():
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+            done.append(f"removed unfinished write {leftover.name}")
+    return done
