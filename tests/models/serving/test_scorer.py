@@ -4,6 +4,7 @@ The Feast store and the registry are stand-ins here (the real ones: tests/pipeli
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -37,6 +38,30 @@ def registry_of(monkeypatch):
         scoring, "score", lambda model, table: np.full(table.num_rows, 10.0 * model.version)
     )
     return SimpleNamespace(held=held, loads=loads)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """`time.monotonic` as the scorer sees it, moved by the test (starts at 1000 s)."""
+    now = SimpleNamespace(t=1000.0)
+    monkeypatch.setattr(sc, "time", SimpleNamespace(monotonic=lambda: now.t))
+    return now
+
+
+class WatchedLock:
+    """Stands in for the scorer's lock: counts how often it is taken and runs `meanwhile` as
+    it is (what another thread did while this one waited for it)."""
+
+    def __init__(self, meanwhile=lambda: None):
+        self.taken, self.meanwhile, self._lock = 0, meanwhile, threading.Lock()
+
+    def __enter__(self):
+        self._lock.acquire()
+        self.taken += 1
+        self.meanwhile()
+
+    def __exit__(self, *exc):
+        self._lock.release()
 
 
 def test_active_experiment_is_the_latest_started_live_one_with_aliases():
@@ -84,6 +109,40 @@ def test_the_model_is_reread_only_after_alias_check_s_and_reloaded_when_it_moved
     del registry_of.held["champion"]
     assert eager.model("champion") is None
     assert eager.versions() == {}
+
+
+def test_due_and_the_reread_come_exactly_alias_check_s_after_the_last_read(registry_of, clock):
+    registry_of.held["champion"] = "1"
+    s = sc.Scorer(Store(), "uri")  # the default: 10 s
+    assert s.due("champion")  # never read
+    assert s.model("champion").version == 1
+    registry_of.held["champion"] = "2"
+    clock.t = 1009.999
+    assert not s.due("champion") and s.model("champion").version == 1
+    clock.t = 1010.0
+    assert s.due("champion") and s.model("champion").version == 2
+    assert not s.due("champion")
+
+
+def test_a_fresh_cached_model_is_served_without_taking_the_lock(registry_of, clock):
+    """The API calls `model` on the event loop when not `due`: it must not wait there for a
+    thread that holds the lock while it asks a slow registry."""
+    registry_of.held["champion"] = "1"
+    s = sc.Scorer(Store(), "uri")
+    s._lock = lock = WatchedLock()
+    assert s.model("champion").version == 1
+    clock.t += 5.0
+    assert s.model("champion").version == 1
+    assert lock.taken == 1
+
+
+def test_a_model_read_by_another_thread_while_waiting_for_the_lock_is_served(registry_of, clock):
+    registry_of.held["champion"] = "1"
+    s = sc.Scorer(Store(), "uri")
+    theirs = SimpleNamespace(version=7)
+    s._lock = WatchedLock(lambda: s._models.setdefault("champion", (theirs, clock.t)))
+    assert s.model("champion") is theirs  # not read again, nor v1 loaded
+    assert registry_of.loads == []
 
 
 def test_champion_scores_come_online_when_fresh_else_from_the_model(registry_of):
