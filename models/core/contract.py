@@ -22,6 +22,9 @@ ASPECT_RATIOS = ("9:16", "1:1", "4:5", "16:9")
 
 # DuckDB's trim strips the Unicode space separators (category Zs), nothing else
 NOT_BLANK = r"[^\u0020\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]"
+# A float column's values must be finite and fit float32, the models' feature type: +inf,
+# -inf and finite values beyond this (which a float32 cast turns into inf) are refused.
+FLOAT32_MAX = 3.4028234663852886e38
 
 # DuckDB type of each contract type (timestamps are UTC instants, stored as microseconds)
 SQL_TYPES = {
@@ -65,7 +68,9 @@ class Rule:
                 if p.get("max") is None
                 else f" {'<' if p.get('strict_max') else '<='} {p['max']}"
             )
-            return f"{column} must be {lo}x{hi}".replace("  ", " ")
+            unbounded = p.get("float") and (p.get("min") is None or p.get("max") is None)
+            finite = " and finite" if unbounded else ""  # the float32 range bounds the rest
+            return f"{column} must be {lo}x{hi}{finite}".replace("  ", " ")
         if self.kind == "in_set":
             return f"{column} must be one of {', '.join(p['values'])}"
         if self.kind == "regex":
@@ -82,8 +87,9 @@ class Rule:
                 parts.append(f"{c} {'>' if p.get('strict_min') else '>='} {_lit(p['min'])}")
             if p.get("max") is not None:
                 parts.append(f"{c} {'<' if p.get('strict_max') else '<='} {_lit(p['max'])}")
-            # NaN compares greater than everything in DuckDB: reject it explicitly
-            parts.append(f"NOT isnan({c})" if p.get("float") else "TRUE")
+            if p.get("float"):  # finite, in float32's range; NaN (> all in DuckDB) refused
+                parts.append(f"{c} BETWEEN {-FLOAT32_MAX!r} AND {FLOAT32_MAX!r}")
+                parts.append(f"NOT isnan({c})")
             return " AND ".join(parts)
         if self.kind == "in_set":
             return f"{c} IN ({', '.join(_lit(v) for v in p['values'])})"
@@ -99,12 +105,15 @@ class Rule:
         if self.kind == "non_empty":  # as `sql`: some character that trim keeps
             return gxe.ExpectColumnValuesToMatchRegex(column=column, regex=NOT_BLANK)
         if self.kind == "between":
-            if p.get("min") is None and p.get("max") is None:
-                return None  # only "not NaN": the not-null expectation covers GE's view
+            fl = bool(p.get("float"))  # as `sql`: a float is also within float32's range
+            lo = -FLOAT32_MAX if fl and p.get("min") is None else p.get("min")
+            hi = FLOAT32_MAX if fl and p.get("max") is None else p.get("max")
+            if lo is None and hi is None:
+                return None
             return gxe.ExpectColumnValuesToBeBetween(
                 column=column,
-                min_value=p.get("min"),
-                max_value=p.get("max"),
+                min_value=lo,
+                max_value=hi,
                 strict_min=bool(p.get("strict_min")),
                 strict_max=bool(p.get("strict_max")),
             )

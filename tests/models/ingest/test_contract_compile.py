@@ -13,6 +13,7 @@ import duckdb
 import pytest
 
 from models.core.contract import (
+    FLOAT32_MAX,
     NOT_BLANK,
     TABLES,
     Rule,
@@ -65,16 +66,22 @@ SQL_CASES = [
     # scene_cuts_per_min: 0 <= x, no maximum
     (between(0), 0.0, True),
     (between(0), BELOW_ZERO, False),
-    (between(0), math.inf, True),
+    (between(0), math.inf, False),  # finite only: +inf crashed training (#16)
+    (between(0), FLOAT32_MAX, True),  # the largest float32 is kept
+    (between(0), math.nextafter(FLOAT32_MAX, math.inf), False),  # a float32 cast: inf
     (between(0), math.nan, False),
+    (between(0, float=False), 2.0**70, True),  # an int rule has no float32 cap (BIGINT)
     # a strict maximum: x < 1
     (between(max=1, strict_max=True), 1.0, False),
     (between(max=1, strict_max=True), math.nextafter(1.0, 0.0), True),
-    (between(max=1, strict_max=True), -math.inf, True),
+    (between(max=1, strict_max=True), -math.inf, False),
+    (between(max=1, strict_max=True), -FLOAT32_MAX, True),
     (between(max=1), 1.0, True),
     (between(max=1), math.nextafter(1.0, 2.0), False),
-    # value: only not NaN
-    (between(), -math.inf, True),
+    # value: only finite, in float32's range, not NaN
+    (between(), -math.inf, False),
+    (between(), -FLOAT32_MAX, True),
+    (between(), math.nextafter(-FLOAT32_MAX, -math.inf), False),
     (between(), math.nan, False),
     (in_set("it's", "b"), "it's", True),
     (in_set("it's", "b"), "b", True),
@@ -106,13 +113,14 @@ def test_sql_of_an_int_bound(value, valid):
 
 DESCRIPTIONS = [
     (between(0, 600, strict_min=True), "d must be 0 < x <= 600"),
-    (between(0), "d must be 0 <= x"),
-    (between(0, strict_min=True), "d must be 0 < x"),
+    (between(0), "d must be 0 <= x and finite"),
+    (between(0, float=False), "d must be 0 <= x"),
+    (between(0, strict_min=True), "d must be 0 < x and finite"),
     (between(0, 1), "d must be 0 <= x <= 1"),
-    (between(max=1), "d must be x <= 1"),
-    (between(max=1, strict_max=True), "d must be x < 1"),
+    (between(max=1), "d must be x <= 1 and finite"),
+    (between(max=1, strict_max=True), "d must be x < 1 and finite"),
     (between(-1, 1, strict_min=True, strict_max=True), "d must be -1 < x < 1"),
-    (between(), "d must be x"),
+    (between(), "d must be x and finite"),
     (in_set("480p", "4K"), "d must be one of 480p, 4K"),
     (regex("^[a-z]{2}$"), "d must match ^[a-z]{2}$"),
     (non_empty(), "d must be non-empty"),
@@ -161,8 +169,10 @@ def test_expectations_of_each_kind(gxe):
 
 BETWEEN_EXPECTATIONS = [
     (between(0, 600, strict_min=True), dict(min_value=0, max_value=600, strict_min=True)),
-    (between(0), dict(min_value=0, max_value=None)),
-    (between(max=1, strict_max=True), dict(min_value=None, max_value=1, strict_max=True)),
+    (between(0), dict(min_value=0, max_value=FLOAT32_MAX)),
+    (between(0, float=False), dict(min_value=0, max_value=None)),
+    (between(max=1, strict_max=True), dict(min_value=-FLOAT32_MAX, max_value=1, strict_max=True)),
+    (between(), dict(min_value=-FLOAT32_MAX, max_value=FLOAT32_MAX)),
     (between(-1, 1), dict(min_value=-1, max_value=1)),
 ]
 
@@ -178,5 +188,5 @@ def test_between_expectation(gxe, rule, kwargs):
 
 
 def test_no_bound_is_no_expectation():
-    """Only "not NaN": GE's not-null expectation (pandas reads NaN as null) covers it."""
-    assert between().expectation("d") is None
+    """An int rule without bounds checks nothing more than the type: no expectation."""
+    assert between(float=False).expectation("d") is None

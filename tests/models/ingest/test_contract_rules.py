@@ -9,13 +9,14 @@ from datetime import UTC, date, datetime
 import pytest
 from support import GOOD_CLIP, GOOD_ENGAGEMENT, GOOD_LABEL, ts
 
-from models.core.contract import TABLES
+from models.core.contract import FLOAT32_MAX, TABLES
 from models.core.warehouse import Warehouse, connect
 from models.ingest.day import ingest_day
 
 DAY = date(2026, 1, 1)
 NOW = datetime(2026, 1, 2, tzinfo=UTC)
 NEG_INF = float("-inf")
+POS_INF = float("inf")
 
 
 def _ingest(landing, home, table: str):
@@ -63,6 +64,11 @@ CLIP_CASES = [
     ("hook_strength", 1.5, "hook_strength must be 0 <= x <= 1"),
     ("hook_strength", -0.1, "hook_strength must be 0 <= x <= 1"),
     ("hook_strength", NEG_INF, "hook_strength must be 0 <= x <= 1"),
+    ("hook_strength", POS_INF, "hook_strength must be 0 <= x <= 1"),
+    ("duration_s", POS_INF, "duration_s must be 0 < x <= 600"),
+    ("bitrate_kbps", POS_INF, "bitrate_kbps must be 0 < x and finite"),
+    ("scene_cuts_per_min", POS_INF, "scene_cuts_per_min must be 0 <= x and finite"),
+    ("scene_cuts_per_min", 3.5e38, "scene_cuts_per_min must be 0 <= x and finite"),  # > float32
     ("language", "ENG", "language must match"),
     ("language", "En", "language must match"),
     ("topic", "", "topic must be non-empty"),
@@ -111,6 +117,7 @@ ENGAGEMENT_CASES = [
     ("completions", -1, "completions must be 0 <= x"),
     ("watch_time_s", -0.5, "watch_time_s must be 0 <= x"),
     ("watch_time_s", NEG_INF, "watch_time_s must be 0 <= x"),
+    ("watch_time_s", POS_INF, "watch_time_s must be 0 <= x and finite"),
     ("clip_id", "unknown", "clip_id must exist in clips"),
     (
         "event_timestamp",
@@ -234,3 +241,16 @@ def test_experiment_tables(landing, tmp_path):
     assert (ra.rows_valid, ra.rows_quarantined) == (1, 2)
     assert "duplicate experiment_id, user_id: an earlier row wins" in ra.reasons
     assert (rm.rows_valid, rm.rows_quarantined) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [(FLOAT32_MAX, True), (math.nextafter(FLOAT32_MAX, math.inf), False), (1e300, False)],
+)
+def test_a_float_without_a_maximum_is_capped_at_float32s_range(landing, tmp_path, value, kept):
+    """+inf, and finite values a float32 cast would turn into inf, are refused; the largest
+    float32 is kept (#16, case 5: one inf used to crash every later training)."""
+    landing.write("clips", [{**GOOD_CLIP, "bitrate_kbps": value}])
+    res, q = _ingest(landing, tmp_path / "h", "clips")
+    assert (res.rows_valid, res.rows_quarantined) == ((1, 0) if kept else (0, 1))
+    assert [r for r, _, _ in q] == ([] if kept else ["bitrate_kbps must be 0 < x and finite"])
