@@ -12,7 +12,7 @@ Each key has a name, scopes (`SCOPES`; `admin` implies every other), a rate limi
 (requests per second and a burst, 0 = unlimited) and may be revoked; a revoked key stays
 listed. The API process keeps the rows in memory and re-reads them at most once per
 `refresh_s` (1 s): a revocation takes effect within a second, without a database query per
-request.
+request; an unknown key id (one just created) re-reads them at most every 50 ms.
 
 **User event tokens.** The WebSocket and SSE streams send a user's targeted events only to a
 holder of a token bound to that user: `base64url({"u": user_id, "exp": unix_s})` + "." +
@@ -41,6 +41,7 @@ PEPPER_ENV = "CLIPFLOW_API_KEY_PEPPER"
 DB_ENV = "CLIPFLOW_API_KEYS_DB"
 TOKEN_SECRET_ENV = "CLIPFLOW_EVENT_TOKEN_SECRET"
 DEFAULT_RATE, DEFAULT_BURST = 100.0, 200
+MISS_REFRESH_S = 0.05  # an unknown key id re-reads the keys at most this often
 _KEY = re.compile(r"^cf_([0-9a-f]{8})_([A-Za-z0-9_\-]{43})$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:@\-]{0,63}$")
 _USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")  # the API's id pattern
@@ -176,9 +177,10 @@ class KeyStore:
         self._keys: dict[str, ApiKey] = {}
         self._checked = float("-inf")
 
-    def _refresh(self) -> None:
+    def _refresh(self, miss: bool = False) -> None:
         now = self.clock()
-        if now - self._checked < self.refresh_s:
+        # a key id not held yet (just created?) re-reads sooner, at most 20 times a second
+        if now - self._checked < (min(self.refresh_s, MISS_REFRESH_S) if miss else self.refresh_s):
             return
         self._checked = now  # a few rows, re-read whole: exact, and ~0.1 ms once a second
         self._keys = {k.key_id: k for k in list_keys(self.path)}
@@ -189,6 +191,8 @@ class KeyStore:
         if m is None:
             return None
         self._refresh()
+        if m.group(1) not in self._keys:
+            self._refresh(miss=True)
         row = self._keys.get(m.group(1))
         if row is None or row.revoked_at is not None:
             return None

@@ -164,6 +164,9 @@ class _Scorer:
     def versions(self) -> dict[str, str]:
         return {}
 
+    def registry_status(self) -> str:
+        return "ok"
+
 
 def _healthz(redis_url: str) -> httpx.Response:
     import uvicorn

@@ -36,7 +36,9 @@ experiment_ids = st.from_regex(SAFE_ID, fullmatch=True).filter(lambda s: len(s) 
 @st.composite
 def weights(draw) -> dict[str, float]:
     """2 to 6 distinct variant names with positive weights that sum to 1."""
-    name = st.text(min_size=1, max_size=8).filter(str.strip)
+    # any one line of printable text (the config refuses control characters: one log line)
+    printable = st.characters(blacklist_categories=("Cc", "Cs"))
+    name = st.text(printable, min_size=1, max_size=8).filter(str.strip)
     names = draw(st.lists(name, min_size=2, max_size=6, unique=True))
     raw = draw(st.lists(st.integers(1, 1000), min_size=len(names), max_size=len(names)))
     return {n: r / sum(raw) for n, r in zip(names, raw, strict=True)}

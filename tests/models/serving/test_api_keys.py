@@ -130,3 +130,16 @@ def test_rate_limiter_allows_the_burst_then_refills_at_the_rate():
     assert [limiter.wait_s(key) == 0.0 for _ in range(4)] == [True, True, True, False]
     unlimited = ak.ApiKey("u", "u", ("score",), 0.0, 0, 0, None, "")
     assert all(limiter.wait_s(unlimited) == 0.0 for _ in range(1000))
+
+
+def test_a_new_key_is_seen_on_its_first_use_but_misses_reread_at_most_every_50_ms(tmp_path):
+    db = tmp_path / "keys.db"
+    ak.create(db, "first", ("score",))
+    clock = [0.0]
+    store = ak.KeyStore(db, refresh_s=1.0, clock=lambda: clock[0])
+    assert store.verify("cf_00000000_" + "A" * 43) is None  # read at 0
+    key, row = ak.create(db, "second", ("score",))
+    clock[0] = ak.MISS_REFRESH_S - 0.001
+    assert store.verify(key) is None  # a miss re-reads, but not more often than that
+    clock[0] = ak.MISS_REFRESH_S
+    assert store.verify(key) == row  # long before refresh_s
