@@ -40,11 +40,32 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     ),
     "contract": (
         ["models/core/contract.py"],
-        ["tests/models/ingest/test_contract_rules.py", "tests/models/ingest/test_day.py"],
+        [
+            "tests/models/ingest/test_contract_rules.py",
+            "tests/models/ingest/test_contract_compile.py",
+            "tests/models/ingest/test_day.py",
+        ],
     ),
-    "drift": (["models/monitoring/drift.py"], ["tests/models/monitoring/test_drift.py"]),
-    "stats": (["models/experiments/stats.py"], ["tests/models/experiments/test_stats.py"]),
-    "scorer": (["models/serving/scorer.py"], ["tests/models/serving/test_scorer.py"]),
+    "drift": (
+        ["models/monitoring/drift.py"],
+        [
+            "tests/models/monitoring/test_drift.py",
+            "tests/models/monitoring/test_drift_exact.py",
+            "tests/models/monitoring/test_drift_reference.py",
+        ],
+    ),
+    "stats": (
+        ["models/experiments/stats.py"],
+        [
+            "tests/models/experiments/test_stats.py",
+            "tests/models/experiments/test_stats_edges.py",
+            "tests/models/experiments/test_stats_summary.py",
+        ],
+    ),
+    "scorer": (
+        ["models/serving/scorer.py"],
+        ["tests/models/serving/test_scorer.py", "tests/models/serving/test_scorer_faults.py"],
+    ),
     "online_write": (["feature_repo/online_write.py"], ["tests/feature_repo/test_online.py"]),
 }
 
