@@ -16,6 +16,7 @@ test fails under `CI=true` and is skipped elsewhere, saying what to install.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -307,6 +308,34 @@ def test_graphql_client_launches_a_job_and_watches_it(ui):
     assert ui.run(run_id)["jobName"] == "ingest_job"
     with pytest.raises(DagsterGraphQLClientError):  # a job that does not exist is an error
         client.submit_job_execution("no_such_job", repository_location_name=LOCATION)
+
+
+def test_a_hostile_launchpad_value_through_the_webserver_executes_nothing(ui, tmp_path):
+    """The issue's launchpad injection, sent to the running webserver as an attacker would
+    (#15): the run fails naming `memory_limit`, and the COPY never runs."""
+    from dagster_graphql import DagsterGraphQLClient
+
+    owned = tmp_path / "owned.csv"
+    hostile = f"1GB'; COPY (SELECT 42) TO '{owned}'; SELECT '"
+    client = DagsterGraphQLClient("127.0.0.1", port_number=ui.port)
+    run_id = client.submit_job_execution(
+        "ingest_job", repository_location_name=LOCATION, tags={"dagster/partition": DAYS[-1]},
+        run_config={"resources": {"warehouse": {"config": {"memory_limit": hostile}}}},
+    )  # fmt: skip
+    deadline, status = time.monotonic() + 300, None
+    while time.monotonic() < deadline:
+        status = client.get_run_status(run_id)
+        if status.value in TERMINAL:
+            break
+        time.sleep(1)
+    assert status == dg.DagsterRunStatus.FAILURE, ui.log_tail()
+    q = """query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events {
+        __typename ... on MessageEvent { message }
+        ... on ErrorEvent { error { message causes { message } } } } } } }"""
+    events = ui.gql(q, {"id": run_id})["logsForRun"]["events"]
+    messages = json.dumps(events)
+    assert "memory_limit" in messages, messages[-2000:]
+    assert not owned.exists()
 
 
 def test_a_partition_backfill_runs_its_days_one_at_a_time_in_date_order(ui):
