@@ -289,6 +289,17 @@ def test_launch_a_materialization_from_the_ui_and_watch_it_succeed(ui, browser, 
 # --- as a script would: GraphQL -------------------------------------------------------------
 
 
+def _final_status(client, run_id: str, timeout_s: float = 300) -> dg.DagsterRunStatus | None:
+    """The run's status once it ends (or the last seen after `timeout_s`)."""
+    deadline, status = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        status = client.get_run_status(run_id)
+        if status.value in TERMINAL:
+            break
+        time.sleep(1)
+    return status
+
+
 def test_graphql_client_launches_a_job_and_watches_it(ui):
     from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
@@ -298,12 +309,7 @@ def test_graphql_client_launches_a_job_and_watches_it(ui):
         repository_location_name=LOCATION,
         tags={"dagster/partition": DAYS[-1], "launched_by": "test"},
     )
-    deadline, status = time.monotonic() + 300, None
-    while time.monotonic() < deadline:
-        status = client.get_run_status(run_id)
-        if status.value in TERMINAL:
-            break
-        time.sleep(1)
+    status = _final_status(client, run_id)
     assert status == dg.DagsterRunStatus.SUCCESS, ui.log_tail()
     assert ui.run(run_id)["jobName"] == "ingest_job"
     with pytest.raises(DagsterGraphQLClientError):  # a job that does not exist is an error
@@ -322,12 +328,7 @@ def test_a_hostile_launchpad_value_through_the_webserver_executes_nothing(ui, tm
         "ingest_job", repository_location_name=LOCATION, tags={"dagster/partition": DAYS[-1]},
         run_config={"resources": {"warehouse": {"config": {"memory_limit": hostile}}}},
     )  # fmt: skip
-    deadline, status = time.monotonic() + 300, None
-    while time.monotonic() < deadline:
-        status = client.get_run_status(run_id)
-        if status.value in TERMINAL:
-            break
-        time.sleep(1)
+    status = _final_status(client, run_id)
     assert status == dg.DagsterRunStatus.FAILURE, ui.log_tail()
     q = """query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events {
         __typename ... on MessageEvent { message }
