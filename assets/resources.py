@@ -16,6 +16,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable
+from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -67,7 +68,7 @@ class WarehouseResource(HomeResource):
     memory_limit: str = "4GB"  # a size such as 4GB or 512MiB; empty: DuckDB's default
     lock_wait_s: float = Field(default=600.0, ge=0, le=86_400)  # for another run's end
 
-    _lock: object | None = PrivateAttr(default=None)
+    _held: ExitStack | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """One writer per home: hold the warehouse's writer lock for the whole run
@@ -76,14 +77,15 @@ class WarehouseResource(HomeResource):
 
         run_id = context.run_id if context.dagster_run is not None else "no run"
         log = dg.get_dagster_logger()
-        self._lock = writer_lock(self.get().root, f"run {run_id}", self.lock_wait_s, log.info)
-        for line in self._lock.__enter__():
+        self._held = ExitStack()
+        lock = writer_lock(self.get().root, f"run {run_id}", self.lock_wait_s, log.info)
+        for line in self._held.enter_context(lock):
             log.warning(f"warehouse recovery: {line}")
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._lock is not None:
-            self._lock.__exit__(None, None, None)
-            self._lock = None
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
     @field_validator("memory_limit", mode="before")
     @classmethod

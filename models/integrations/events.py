@@ -58,15 +58,16 @@ class MalformedEvent(ValueError):
     skip it, say which, and go on."""
 
 
-def _text(v):
+def text(v) -> str:
+    """A Redis reply (bytes or str) as str: stream ids and fields."""
     return v.decode() if isinstance(v, bytes) else v
 
 
 def decode(entry_id, fields: dict) -> Event:
     """The event of one stream entry, or MalformedEvent naming the entry and the field."""
-    entry = _text(entry_id)
+    entry = text(entry_id)
     try:
-        f = {_text(k): _text(v) for k, v in fields.items()}
+        f = {text(k): text(v) for k, v in fields.items()}
         data = json.loads(f["data"])
         if f["type"] not in EVENT_TYPES or not isinstance(data, dict):
             raise ValueError(f"type {f['type'][:40]!r} or data not an object")
@@ -90,7 +91,7 @@ def read_batch(
     events, bad, last = [], [], after
     for _, entries in got or []:
         for entry_id, fields in entries:
-            last = _text(entry_id)
+            last = text(entry_id)
             try:
                 events.append(decode(entry_id, fields))
             except MalformedEvent as e:
@@ -107,4 +108,4 @@ def read(client, after: str = "0-0", count: int = 100, block_ms: int | None = No
 def latest_id(client) -> str:
     """The id of the newest event ("0-0" when there is none): where a new watcher starts."""
     last = client.xrevrange(STREAM, count=1)
-    return _text(last[0][0]) if last else "0-0"
+    return text(last[0][0]) if last else "0-0"

@@ -141,10 +141,14 @@ def create(
 
 
 def list_keys(path: Path) -> list[ApiKey]:
+    """Every key (a read only: no schema, no chmod; the API calls it once a second)."""
     if not path.exists():
         return []
-    with closing(_connect(path)) as conn:
-        rows = conn.execute("SELECT * FROM api_keys ORDER BY created_at, key_id").fetchall()
+    with closing(sqlite3.connect(path, timeout=5)) as conn:
+        try:
+            rows = conn.execute("SELECT * FROM api_keys ORDER BY created_at, key_id").fetchall()
+        except sqlite3.OperationalError:  # a file without the table yet: no keys
+            return []
     return [_row(r) for r in rows]
 
 

@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from models.integrations.events import STREAM, Event, MalformedEvent, decode
+from models.integrations.events import STREAM, Event, MalformedEvent, decode, text
 
 BUFFER = 256
 BLOCK_MS = 1000
@@ -59,7 +59,7 @@ class Hub:
         while True:
             entries = await self.redis.xrange(STREAM, min=f"({after}", count=REPLAY_PAGE)
             for entry_id, fields in entries:
-                after = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                after = text(entry_id)
                 try:
                     yield decode(entry_id, fields)
                 except MalformedEvent as e:
@@ -77,7 +77,7 @@ class Hub:
             try:
                 if after is None:
                     last = await self.redis.xrevrange(STREAM, count=1)
-                    after = _id(last[0][0]) if last else "0-0"
+                    after = text(last[0][0]) if last else "0-0"
                 got = await self.redis.xread({STREAM: after}, count=500, block=BLOCK_MS)
                 delay = 0.1
             except asyncio.CancelledError:
@@ -90,7 +90,7 @@ class Hub:
                 continue
             for _, entries in got or []:
                 for entry_id, fields in entries:
-                    after = _id(entry_id)
+                    after = text(entry_id)
                     try:
                         event = decode(entry_id, fields)
                     except MalformedEvent as e:
@@ -102,10 +102,6 @@ class Hub:
                         except asyncio.QueueFull:  # a slow client: drop it, never wait
                             q.dropped = True  # type: ignore[attr-defined]
                             self.subscribers.discard(q)
-
-
-def _id(entry_id) -> str:
-    return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
 
 _HUBS: dict[tuple[str, int], Hub] = {}
