@@ -15,10 +15,14 @@
 
 Faults: an alias that is not set (a challenger deleted by a promotion mid-experiment) falls
 back to `champion`, and the route says so (`fallback`). A registry that does not answer is
-not an unset alias: the last model loaded for the alias keeps serving (and
-`registry_error` says why), and with none loaded yet `ModelUnavailable` is raised (the API
-answers 503). A version whose artifact does not load is quarantined: the last good model
-keeps serving, and that version is not tried again until the alias moves.
+not an unset alias: the alias keeps what it was last seen holding (the last model loaded,
+or unset, so its users keep the champion's fallback), `registry_error` says why, and a
+variant's alias never seen before is served by the champion, the route saying why. With
+no champion loaded yet `ModelUnavailable` is raised (the API answers 503). A version whose
+artifact does not load is quarantined: the last good model keeps serving, and that version
+is not tried again until the alias moves. The experiment's analysis binds each variant to
+the version its alias (or, unset, the champion's) held: what this routing served
+(models/experiments/promotion.py).
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ class Scorer:
         self.alias_check_s = alias_check_s
         self._models: dict[str, tuple] = {}  # alias -> (model or None, checked at)
         self._bad: dict[str, str] = {}  # alias -> the version whose artifact did not load
+        self._unknown: set[str] = set()  # aliases the registry was down for before any answer
         self.registry_error: str | None = None
         self._lock = threading.Lock()
 
@@ -107,15 +112,18 @@ class Scorer:
                 version = _alias_version(self.tracking_uri, alias)
             except Exception as e:  # noqa: BLE001 - the registry is down, not the alias unset
                 self.registry_error = f"{type(e).__name__}"
-                if last is None:
+                if cached is None and alias == CHAMPION:
                     raise ModelUnavailable(
                         f"model registry unavailable ({type(e).__name__})"
                     ) from e
-                _log.warning("registry unavailable (%s): %s keeps serving v%s", type(e).__name__,
-                             alias, last.version)  # fmt: skip
+                if cached is None:
+                    self._unknown.add(alias)  # not known to be set: the champion serves
+                kept = f"keeps serving v{last.version}" if last else "unset: the champion serves"
+                _log.warning("registry unavailable (%s): %s %s", type(e).__name__, alias, kept)
                 self._models[alias] = (last, now)
                 return last
             self.registry_error = None
+            self._unknown.discard(alias)
             model = last
             if version is None:
                 model = None
@@ -156,8 +164,10 @@ class Scorer:
         route = self.route(user_id)
         model = self.model(route.alias)
         if model is None and route.alias != CHAMPION:  # e.g. the challenger was promoted
+            why = ("is not known (model registry unavailable)" if route.alias in self._unknown
+                   else "is not set")  # fmt: skip
             route = Route(route.experiment_id, route.variant, CHAMPION,
-                          f"alias {route.alias!r} is not set: champion serves")  # fmt: skip
+                          f"alias {route.alias!r} {why}: champion serves")  # fmt: skip
             model = self.model(CHAMPION)
         out: list[dict | None] = [None] * len(clip_ids)
         todo = list(range(len(clip_ids)))

@@ -4,8 +4,9 @@ Models are stored in XGBoost's own UBJ format (`model.ubj`), never pickled. Each
 carries the tags of docs/contract.md §3 plus `category_maps` (JSON); the booster also carries its
 features and categories as an attribute, so the model file describes itself.
 
-Moving the aliases (`champion`, `challenger`) is `models.training.aliases`; its functions
-are importable from here too, as callers have always used them.
+Moving the aliases (`champion`, `challenger`) and their log (which version each alias held
+when: `alias_log`, `stamp`) is `models.training.aliases`; its functions are importable from
+here too, as callers have always used them.
 
 MLflow is imported inside the functions: it takes seconds to import. `log_and_register`
 points MLflow's process-global tracking URI at its store for the call and restores it: do
@@ -30,12 +31,14 @@ import xgboost as xgb
 from models.core.names import CHALLENGER, CHAMPION, MODEL_NAME
 from models.core.names import EXPERIMENT_NAME as EXPERIMENT
 from models.training.aliases import (
+    alias_log,
     aliases,
     apply_gate,
     promote,
     set_alias_checked,
     set_challenger,
     sqlite_path,
+    stamp,
 )
 from models.training.evaluation import diagnostic_plots
 from models.training.train import BOOSTER_ATTR, TrainedModel, to_matrix
@@ -48,6 +51,7 @@ __all__ = [  # with the alias moves and names callers have always taken from her
     "CHAMPION",
     "MODEL_NAME",
     "LoadedModel",
+    "alias_log",
     "aliases",
     "apply_gate",
     "load_by_alias",
@@ -57,6 +61,7 @@ __all__ = [  # with the alias moves and names callers have always taken from her
     "promote",
     "set_alias_checked",
     "set_challenger",
+    "stamp",
     "version_metric",
 ]
 

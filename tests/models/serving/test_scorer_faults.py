@@ -150,3 +150,47 @@ def test_any_other_registry_error_is_an_outage_not_an_unset_alias(monkeypatch):
     with pytest.raises(sc.ModelUnavailable, match=r"\(MlflowException\)$"):
         s.model("champion")
     assert s.registry_error == "MlflowException" and s.registry_status() == "down"
+
+
+def test_an_alias_seen_unset_stays_unset_while_the_registry_is_down(flaky, caplog):
+    """The treatment arm after a ship (challenger deleted), then a registry outage: its users
+    keep the champion's fallback (was: 503 for every treatment user)."""
+    caplog.set_level(logging.WARNING, logger="clipflow.scorer")
+    exp = experiment()
+    user = next(f"u{i}" for i in range(100) if assign_variant(exp, f"u{i}") == "treatment")
+    flaky.held["champion"] = "1"
+    store = Store(scores={"c1": (55.0, "1")})
+    s = sc.Scorer(store, "uri", [exp], clock=lambda: T0 + DAY, alias_check_s=0.0)
+    route, _ = s.scores(["c1"], user)
+    assert route.fallback == "alias 'challenger' is not set: champion serves"
+    flaky.down = True
+    route, got = s.scores(["c1"], user)
+    assert route == sc.Route("exp", "treatment", "champion",
+                             "alias 'challenger' is not set: champion serves")  # fmt: skip
+    assert got == [{"clip_id": "c1", "score": 55.0, "model_version": "1", "source": "online"}]
+    assert s.registry_error == "ConnectionError"
+    assert caplog.messages == [
+        "registry unavailable (ConnectionError): challenger unset: the champion serves",
+        "registry unavailable (ConnectionError): champion keeps serving v1",
+    ]
+
+
+def test_a_variant_alias_never_seen_while_the_registry_is_down_is_served_by_the_champion(flaky):
+    exp = experiment()
+    user = next(f"u{i}" for i in range(100) if assign_variant(exp, f"u{i}") == "treatment")
+    flaky.held.update(champion="1", challenger="2")
+    store = Store(scores={"c1": (55.0, "1")})
+    s = sc.Scorer(store, "uri", [exp], clock=lambda: T0 + DAY, alias_check_s=0.0)
+    assert s.model("champion").version == 1  # control users were served before the outage
+    flaky.down = True
+    route, got = s.scores(["c1"], user)
+    why = "alias 'challenger' is not known (model registry unavailable): champion serves"
+    assert route == sc.Route("exp", "treatment", "champion", why)
+    assert got[0]["model_version"] == "1"
+    flaky.down = False  # back: the variant's own alias serves, no fallback
+    route, _ = s.scores(["c1"], user)
+    assert (route.alias, route.fallback) == ("challenger", None)
+    assert s.versions() == {"champion": "1", "challenger": "2"}
+    flaky.held.pop("challenger")  # deleted later: "not set", no longer "not known"
+    route, _ = s.scores(["c1"], user)
+    assert route.fallback == "alias 'challenger' is not set: champion serves"

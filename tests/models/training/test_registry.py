@@ -262,3 +262,62 @@ def test_the_lock_follows_the_tracking_uri_else_the_clients_registry():
     assert aliases_module._store_uri(client, None) == "sqlite:///r.db"
     assert aliases_module._store_uri(object(), None) == ""
     assert aliases_module._store_uri(SimpleNamespace(_registry_uri=None), None) == ""
+
+
+def _bare_versions(client, name, n):
+    """Versions without artifacts (alias moves need none)."""
+    client.create_registered_model(name)
+    return [client.create_model_version(name, source="/none").version for _ in range(n)]
+
+
+def test_every_move_is_logged_with_the_aliases_after_it(uri, client, name):
+    from datetime import UTC, datetime
+
+    v1, v2, v3 = (str(v) for v in _bare_versions(client, name, 3))
+    day = datetime(2026, 6, 10, 23, 59, 59, 999999, tzinfo=UTC)
+    before = datetime.now(UTC)
+    assert registry.alias_log(client, name) == []
+    assert registry.set_alias_checked(client, name, "champion", v1, None, uri)
+    assert not registry.set_alias_checked(client, name, "champion", v2, None, uri)  # stale
+    assert not registry.set_challenger(client, v1, "the champion", name, uri)
+    assert registry.set_challenger(client, v2, "gate", name, uri, as_of=day)
+    assert registry.promote(client, v2, "ab", v1, name, uri, as_of=day, experiment="exp")
+    assert not registry.promote(client, v3, "stale", v1, name, uri)
+    ok = GateResult(True, [], {"checks": ["ok."], "better_than_champion": False})
+    assert registry.apply_gate(client, v3, ok, v2, name, uri, as_of=day) == "challenger"
+    log = registry.alias_log(client, name)
+    assert [(e["aliases"], e["as_of"], e["why"]) for e in log] == [
+        ({"champion": v1}, None, f"champion <- v{v1}"),
+        ({"champion": v1, "challenger": v2}, day.isoformat(), f"challenger <- v{v2}: gate"),
+        ({"champion": v2}, day.isoformat(), f"champion <- v{v2}: ab"),
+        ({"champion": v2, "challenger": v3}, day.isoformat(), f"challenger <- v{v3}: ok."),
+    ]
+    assert [e.get("experiment") for e in log] == [None, None, "exp", None]
+    assert all(before <= datetime.fromisoformat(e["at"]) <= datetime.now(UTC) for e in log)
+    keys = sorted(k for k in client.get_registered_model(name).tags if k.startswith("alias_"))
+    assert keys == [f"alias_log.{i:08d}" for i in range(1, 5)]
+    # a long reason is cut in the log (the version's own tag keeps it whole)
+    assert registry.promote(client, v3, "r" * 400, v2, name, uri)
+    why = registry.alias_log(client, name)[-1]["why"]
+    assert len(why) == 300 and why == (f"champion <- v{v3}: " + "r" * 400)[:300]
+
+
+def test_the_daily_stamp_logs_only_what_the_log_does_not_say_yet(uri, client, name):
+    from datetime import UTC, datetime, timedelta
+
+    d1 = datetime(2026, 6, 10, tzinfo=UTC)
+    assert registry.stamp(client, d1, name, uri) is None  # no registered model
+    (v1, v2) = (str(v) for v in _bare_versions(client, name, 2))
+    first = registry.stamp(client, d1, name, uri)  # nothing logged yet: the aliases as found
+    assert (first["aliases"], first["as_of"], first["why"]) == ({}, d1.isoformat(), "observed")
+    assert registry.stamp(client, d1 + timedelta(days=1), name, uri) is None  # said already
+    assert registry.set_alias_checked(client, name, "champion", v1, None, uri)
+    d3 = d1 + timedelta(days=2)
+    assert registry.stamp(client, d3, name, uri)["aliases"] == {"champion": v1}  # unstamped move
+    assert registry.stamp(client, d3, name, uri) is None
+    client.set_registered_model_alias(name, "challenger", v2)  # by hand: not logged
+    hand = registry.stamp(client, d3, name, uri)
+    assert hand["aliases"] == {"champion": v1, "challenger": v2}
+    assert [e["as_of"] for e in registry.alias_log(client, name)] == [
+        d1.isoformat(), None, d3.isoformat(), d3.isoformat(),
+    ]  # fmt: skip
