@@ -3,7 +3,8 @@
 An asset reads the day's rows of every landing file that holds them, writes the valid
 rows to the warehouse and the rest to `quarantine` (models.ingest.day); its check runs the
 table's Great Expectations suite on the written partition, so a bad partition stops the
-assets downstream in the same run.
+assets downstream in the same run. Timestamps beyond now + `CLIPFLOW_FUTURE_SKEW_S`
+(default 300 s) are quarantined; the check holds the written rows to the same bound.
 """
 
 import warnings
@@ -14,7 +15,7 @@ import dagster as dg
 from assets.constants import DAILY_PARTITIONS, INGEST, OWNERS
 from assets.markdown import md_table
 from assets.resources import LandingResource, WarehouseResource
-from models.core.contract import TABLES, Table
+from models.core.contract import TABLES, NotAfter, Table
 from models.ingest.day import IngestResult, ingest_day
 
 _DEPS = {"engagement": ["clips"], "labels": ["clips"]}
@@ -57,7 +58,9 @@ def build_ingest_asset(table: Table) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         ds = date.fromisoformat(context.partition_key)
         wh = warehouse.get()
-        res = ingest_day(wh.con, wh, table, landing.path, ds, detected_at=datetime.now(UTC))
+        skew = warehouse.settings().future_skew
+        now = datetime.now(UTC)
+        res = ingest_day(wh.con, wh, table, landing.path, ds, now, skew)
         for f, why in res.files_quarantined.items():
             context.log.warning(f"quarantined unreadable file {f}: {why}")
         if res.rows_quarantined:
@@ -73,9 +76,9 @@ def build_ingest_asset(table: Table) -> dg.AssetsDefinition:
             f"({len(res.files_new)} new), {res.rows_quarantined} rows and "
             f"{len(res.files_quarantined)} files quarantined"
         )
-        return dg.MaterializeResult(
-            metadata=_metadata(res, preview, wh.location(table.warehouse, ds))
-        )
+        meta = _metadata(res, preview, wh.location(table.warehouse, ds))
+        meta["timestamps_not_after"] = (now + skew).isoformat()
+        return dg.MaterializeResult(metadata=meta)
 
     return _ingest
 
@@ -88,7 +91,8 @@ def build_contract_check(table: Table) -> dg.AssetChecksDefinition:
         partitions_def=DAILY_PARTITIONS,
         description="Great Expectations suite from the contract on the written partition: "
         "row count > 0 when rows are expected (clips: every day; engagement: once a clip "
-        "exists before the day), exact columns, no nulls, value ranges and sets, unique keys.",
+        "exists before the day), exact columns, no nulls, value ranges and sets (floats "
+        "finite), no timestamp beyond now + the future skew, unique keys.",
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
         from models.ingest.expectations import rows_expected, validate
@@ -96,7 +100,8 @@ def build_contract_check(table: Table) -> dg.AssetChecksDefinition:
         wh, ds = warehouse.get(), context.partition_key
         expected, why = rows_expected(table.warehouse, ds, wh.partitions("clips"))
         df = wh.read(table.warehouse, ds, with_ds=True).to_pandas()
-        res = validate(df, table, require_rows=expected)
+        not_after = NotAfter(datetime.now(UTC), warehouse.settings().future_skew)
+        res = validate(df, table, require_rows=expected, not_after=not_after)
         failed = [[o.expectation, o.column or "", o.unexpected, o.detail] for o in res.failed]
         return dg.AssetCheckResult(
             passed=res.success,

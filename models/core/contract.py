@@ -15,6 +15,7 @@ checked by the ingestion itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 RESOLUTIONS = ("480p", "720p", "1080p", "1440p", "4K")
@@ -25,6 +26,9 @@ NOT_BLANK = r"[^\u0020\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]"
 # A float column's values must be finite and fit float32, the models' feature type: +inf,
 # -inf and finite values beyond this (which a float32 cast turns into inf) are refused.
 FLOAT32_MAX = 3.4028234663852886e38
+# A timestamp may lie at most this far beyond the time of ingestion (clocks of the systems
+# that write landing files drift a little); `CLIPFLOW_FUTURE_SKEW_S` changes it.
+DEFAULT_FUTURE_SKEW = timedelta(minutes=5)
 
 # DuckDB type of each contract type (timestamps are UTC instants, stored as microseconds)
 SQL_TYPES = {
@@ -162,6 +166,41 @@ class Field:
     @property
     def sql_type(self) -> str:
         return SQL_TYPES[self.type]
+
+
+@dataclass(frozen=True)
+class NotAfter:
+    """The upper bound of every timestamp: `now + skew`, `now` being the time of ingestion
+    (wall-clock, so a backfill of a past day still refuses rows dated beyond today). A row
+    dated later would be written online as the clip's newest value and block every real
+    later write, so it is quarantined, with this rule's text as its reason."""
+
+    now: datetime
+    skew: timedelta = DEFAULT_FUTURE_SKEW
+
+    def __post_init__(self):
+        if self.now.tzinfo is None:
+            raise ValueError(f"NotAfter: now must be timezone-aware, not {self.now!r}")
+        if self.skew < timedelta(0):
+            raise ValueError(f"NotAfter: skew must be >= 0, not {self.skew}")
+
+    @property
+    def bound(self) -> datetime:
+        return self.now + self.skew
+
+    def describe(self, column: str) -> str:
+        secs = self.skew.total_seconds()
+        at = self.bound.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return f"{column} must be <= ingestion time + {secs:g} s ({at}): dated in the future"
+
+    def sql(self, column: str) -> str:
+        return f"{_q(column)} <= TIMESTAMPTZ {_lit(self.bound.astimezone(UTC).isoformat())}"
+
+    def expectation(self, column: str):
+        """The same bound as a GE expectation (on a pandas column of UTC timestamps)."""
+        import great_expectations.expectations as gxe
+
+        return gxe.ExpectColumnValuesToBeBetween(column=column, max_value=self.bound)
 
 
 @dataclass(frozen=True)

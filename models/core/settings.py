@@ -16,6 +16,7 @@ Dagster UI, `clipflow run` and the tests all resolve the same variables the same
 | `CLIPFLOW_WEBHOOKS` | `$CLIPFLOW_HOME/webhooks.yaml` | webhook subscribers |
 | `CLIPFLOW_METADATA_URL` | unset | the video metadata API; unset: `video_metadata` does nothing |
 | `CLIPFLOW_FEAST_STOCK_READ` | unset | `1`: Feast's own Redis reads instead of the fast path |
+| `CLIPFLOW_FUTURE_SKEW_S` | 300 | seconds a landing timestamp may lie beyond ingestion time (0 to 86400) |
 
 Secrets (`CLIPFLOW_METADATA_API_KEY`, webhook secrets, passwords inside `CLIPFLOW_REDIS`)
 are read by the resource that sends them, when it sends them, and are never part of
@@ -28,9 +29,11 @@ launchpad) may also name paths and a local MLflow store; `check_path` and
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -124,6 +127,32 @@ class Settings:
     webhooks_file: Path | None = None  # CLIPFLOW_WEBHOOKS; None: $CLIPFLOW_HOME/webhooks.yaml
     metadata_url: str = ""  # CLIPFLOW_METADATA_URL; empty: no metadata API
     feast_stock_read: bool = False  # CLIPFLOW_FEAST_STOCK_READ=1: Feast's own Redis reads
+    future_skew_s: float = 300.0  # CLIPFLOW_FUTURE_SKEW_S: a later timestamp is quarantined
+
+    @property
+    def future_skew(self) -> timedelta:
+        return timedelta(seconds=self.future_skew_s)
+
+
+MAX_FUTURE_SKEW_S = 86_400.0
+
+
+def future_skew_s(value: str) -> float:
+    """`CLIPFLOW_FUTURE_SKEW_S` as seconds (empty: 300), else ValueError naming it: a
+    finite number from 0 to one day (a larger skew would let next week's rows online)."""
+    if not value.strip():
+        return 300.0
+    try:
+        secs = float(value)
+    except ValueError:
+        raise ValueError(
+            f"CLIPFLOW_FUTURE_SKEW_S={value[:40]!r}: not a number of seconds"
+        ) from None
+    if not (math.isfinite(secs) and 0 <= secs <= MAX_FUTURE_SKEW_S):
+        raise ValueError(
+            f"CLIPFLOW_FUTURE_SKEW_S={value[:40]!r}: expected 0 to {MAX_FUTURE_SKEW_S:g} seconds"
+        )
+    return secs
 
 
 def current(home: str | os.PathLike | None = None) -> Settings:
@@ -151,6 +180,7 @@ def current(home: str | os.PathLike | None = None) -> Settings:
         else None,
         os.environ.get("CLIPFLOW_METADATA_URL", "").strip(),
         os.environ.get("CLIPFLOW_FEAST_STOCK_READ") == "1",
+        future_skew_s(os.environ.get("CLIPFLOW_FUTURE_SKEW_S", "")),
     )
 
 

@@ -9,17 +9,27 @@ files. Re-running a day replaces both, so the result never holds duplicates.
 
 Duplicates of a unique key (`clip_id`): a row already in the warehouse (another day) wins;
 among new rows, the earliest by the table's order (`created_at`), then by file name.
+
+Future timestamps (`contract.NotAfter`): a timestamp beyond the time of ingestion plus a
+skew (`CLIPFLOW_FUTURE_SKEW_S`, default 300 s = 5 minutes) breaks the rule
+`<column> must be <= ingestion time + 300 s (...)`. Such a row is quarantined in the
+partition of its file's first day (as a row without a usable day is), because the day it
+claims is not run before it comes. "Now" is wall-clock time, so a backfill of a past day
+refuses the same rows a nightly run does. A row far from its file's other days but not in
+the future is kept: a file may hold any days, and a row belongs to the day it is dated.
+The online push (`valid_rows_sql`) applies the same bound, so such a row never goes online.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 
-from models.core.contract import Field, Table
+from models.core import settings
+from models.core.contract import DEFAULT_FUTURE_SKEW, Field, NotAfter, Table
 from models.core.warehouse import Warehouse, sql_str
 from models.ingest.landing import INT_TYPES, LandingFile, Manifest, raw_scan
 
@@ -73,10 +83,15 @@ def _cast(f: LandingFile, fl: Field, stored: str | None = None) -> tuple[str, st
 
 
 def file_select(
-    table: Table, f: LandingFile, home_ds: date | None, ds: date | None, types: dict | None = None
+    table: Table,
+    f: LandingFile,
+    home_ds: date | None,
+    ds: date | None,
+    types: dict | None = None,
+    not_after: NotAfter | None = None,
 ) -> str:
     """Typed rows of one file that belong to day `ds` (every row when None), with their
-    type errors and origin."""
+    type errors and origin. Rows dated beyond `not_after` belong to the file's home day."""
     typed, errors = [], []
     for fl in table.fields:
         expr, err = _cast(f, fl, (types or {}).get(fl.name))
@@ -91,8 +106,11 @@ def file_select(
     type_err = f"concat_ws('; ', {', '.join(errors)})" if errors else "''"
     pt = _q(table.partition_by)
     in_day = "TRUE" if ds is None else f"{pt}::DATE = DATE '{ds}'"
-    if home_ds == ds:  # rows without a usable day belong to the file's home day
-        in_day = f"({in_day} OR {pt} IS NULL)"
+    future = "FALSE" if not_after is None else f"NOT ({not_after.sql(table.partition_by)})"
+    if ds is not None and not_after is not None:
+        in_day = f"({in_day} AND NOT coalesce({future}, FALSE))"
+    if home_ds == ds:  # rows without a usable day, or dated in the future: the home day
+        in_day = f"({in_day} OR {pt} IS NULL OR {future})"
     return f"""
         SELECT * FROM (
             SELECT {", ".join(typed)},
@@ -103,19 +121,25 @@ def file_select(
         ) WHERE {in_day}"""
 
 
-def _valid_expr(table: Table) -> str:
+def _field_rules(fl: Field, not_after: NotAfter | None) -> list:
+    """The field's contract rules, and the future bound for a timestamp."""
+    extra = [not_after] if not_after is not None and fl.type == "timestamp" else []
+    return [*fl.rules, *extra]
+
+
+def _valid_expr(table: Table, not_after: NotAfter | None = None) -> str:
     """True when a row breaks no rule (the cheap test; reasons are spelled out otherwise)."""
     parts = ["_type_errors IS NULL"]
     for fl in table.fields:
         c = _q(fl.name)
         if not fl.nullable:
             parts.append(f"{c} IS NOT NULL")
-        parts += [f"({c} IS NULL OR ({rule.sql(fl.name)}))" for rule in fl.rules]
+        parts += [f"({c} IS NULL OR ({rule.sql(fl.name)}))" for rule in _field_rules(fl, not_after)]
     parts += [f"coalesce({tr.sql}, TRUE)" for tr in table.table_rules]
     return " AND ".join(parts)
 
 
-def _rule_reasons(table: Table) -> list[str]:
+def _rule_reasons(table: Table, not_after: NotAfter | None = None) -> list[str]:
     out = []
     for fl in table.fields:
         c = _q(fl.name)
@@ -124,7 +148,7 @@ def _rule_reasons(table: Table) -> list[str]:
                 f"CASE WHEN {c} IS NULL AND coalesce(_type_errors, '') NOT LIKE "
                 f"'%{fl.name} is not a valid%' THEN '{fl.name} is required' END"
             )
-        for rule in fl.rules:
+        for rule in _field_rules(fl, not_after):
             reason = rule.describe(fl.name).replace("'", "''")
             out.append(
                 f"CASE WHEN {c} IS NOT NULL AND NOT ({rule.sql(fl.name)}) THEN '{reason}' END"
@@ -142,9 +166,12 @@ def ingest_day(
     landing_dir: str | Path,
     ds: date,
     detected_at: datetime,
+    future_skew: timedelta = DEFAULT_FUTURE_SKEW,
 ) -> IngestResult:
-    """Validate and write day `ds` of `table`; returns what was written and rejected."""
+    """Validate and write day `ds` of `table`; returns what was written and rejected.
+    Timestamps beyond `detected_at + future_skew` are quarantined (see the module doc)."""
     res = IngestResult(table.warehouse, ds.isoformat())
+    not_after = NotAfter(detected_at, future_skew)
     records, new = Manifest(warehouse, table).refresh(con, landing_dir, ds)
     res.files_new = [r["source_file"] for r in new]
     bad_files = [r for r in records if r["status"] != "ok" and r["home_ds"] == ds]
@@ -159,11 +186,11 @@ def ingest_day(
 
     cols = ", ".join(_q(c) for c in table.columns)
     try:
-        _stage(con, warehouse, table, todays, ds)
+        _stage(con, warehouse, table, todays, ds, not_after)
     except duckdb.Error:
         # A file that passed its probe can still fail half-way (a torn CSV line): find it,
         # quarantine it as a file, and ingest the rest.
-        culprits = _failing_files(con, table, todays, ds)
+        culprits = _failing_files(con, table, todays, ds, not_after)
         if not culprits:
             raise
         manifest = Manifest(warehouse, table)
@@ -175,7 +202,7 @@ def ingest_day(
             bad_files.append({**r, "error": why})
             res.files_quarantined[r["source_file"]] = why
         res.files_read = [r["source_file"] for r in todays]
-        _stage(con, warehouse, table, todays, ds)
+        _stage(con, warehouse, table, todays, ds, not_after)
     if table.unique:
         _mark_duplicates(con, warehouse, table, ds)
 
@@ -211,7 +238,9 @@ def ingest_day(
     return res
 
 
-def _selects(con, table: Table, records: list[dict], ds: date | None) -> list[str]:
+def _selects(
+    con, table: Table, records: list[dict], ds: date | None, not_after: NotAfter | None
+) -> list[str]:
     out = []
     for r in records:
         f = LandingFile(r["path"], r["source_file"], r["size"], r["mtime_ns"])
@@ -222,14 +251,16 @@ def _selects(con, table: Table, records: list[dict], ds: date | None) -> list[st
                     f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {raw_scan(f)})"
                 ).fetchall()
             )
-        out.append(file_select(table, f, r["home_ds"], ds, types))
+        out.append(file_select(table, f, r["home_ds"], ds, types, not_after))
     return out
 
 
-def _stage(con, warehouse: Warehouse, table: Table, records: list[dict], ds: date) -> None:
+def _stage(
+    con, warehouse: Warehouse, table: Table, records: list[dict], ds: date, not_after: NotAfter
+) -> None:
     """Build temp table `_checked`: the day's typed rows with `_reason` (NULL when valid)."""
     if records:
-        staged = "\nUNION ALL BY NAME\n".join(_selects(con, table, records, ds))
+        staged = "\nUNION ALL BY NAME\n".join(_selects(con, table, records, ds, not_after))
     else:  # an empty day still writes an empty partition with the right schema
         typed = ", ".join(f"NULL::{fl.sql_type} AS {_q(fl.name)}" for fl in table.fields)
         staged = (
@@ -237,11 +268,11 @@ def _stage(con, warehouse: Warehouse, table: Table, records: list[dict], ds: dat
             "NULL::VARCHAR AS _source_file WHERE FALSE"
         )
     join = _clips_join(warehouse, table)
-    reasons = ", ".join(["_type_errors", *_rule_reasons(table)])
+    reasons = ", ".join(["_type_errors", *_rule_reasons(table, not_after)])
     # the reason strings are built only for rows that break something
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _checked AS
-        SELECT s.*, CASE WHEN {_valid_expr(table)} THEN NULL
+        SELECT s.*, CASE WHEN {_valid_expr(table, not_after)} THEN NULL
                          ELSE nullif(concat_ws('; ', {reasons}), '') END AS _reason
         FROM ({staged}) s {join}
     """)
@@ -261,9 +292,18 @@ def _clips_join(warehouse: Warehouse, table: Table) -> str:
     )
 
 
-def valid_rows_sql(con, warehouse: Warehouse, table: Table, files: list[LandingFile]) -> str:
+def valid_rows_sql(
+    con,
+    warehouse: Warehouse,
+    table: Table,
+    files: list[LandingFile],
+    not_after: NotAfter | None = None,
+) -> str:
     """SQL for the typed rows of `files` (any day) that break no row rule: what the online
-    push reads before the nightly ingestion has run. Duplicates are not resolved here."""
+    push reads before the nightly ingestion has run. Duplicates are not resolved here.
+    `not_after`: the future bound, by default now + `CLIPFLOW_FUTURE_SKEW_S`."""
+    if not_after is None:
+        not_after = NotAfter(datetime.now(UTC), settings.current().future_skew)
     records = [
         {
             "path": f.path,
@@ -277,17 +317,19 @@ def valid_rows_sql(con, warehouse: Warehouse, table: Table, files: list[LandingF
     if not records:
         typed = ", ".join(f"NULL::{fl.sql_type} AS {_q(fl.name)}" for fl in table.fields)
         return f"SELECT {typed} WHERE FALSE"
-    staged = "\nUNION ALL BY NAME\n".join(_selects(con, table, records, None))
+    staged = "\nUNION ALL BY NAME\n".join(_selects(con, table, records, None, not_after))
     cols = ", ".join(f"s.{_q(c)}" for c in table.columns)
     return (
         f"SELECT {cols} FROM ({staged}) s {_clips_join(warehouse, table)} "
-        f"WHERE {_valid_expr(table)}"
+        f"WHERE {_valid_expr(table, not_after)}"
     )
 
 
-def _failing_files(con, table: Table, records: list[dict], ds: date) -> list[tuple[dict, str]]:
+def _failing_files(
+    con, table: Table, records: list[dict], ds: date, not_after: NotAfter
+) -> list[tuple[dict, str]]:
     out = []
-    for r, sql in zip(records, _selects(con, table, records, ds), strict=True):
+    for r, sql in zip(records, _selects(con, table, records, ds, not_after), strict=True):
         try:
             con.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0]
         except duckdb.Error as e:

@@ -2,7 +2,8 @@
 
 The suite for a table is derived from `models.core.contract` (the same declarations that drive
 the row-level quarantine): the partition has rows (where the table must), exactly the
-contract's columns, no nulls in required columns, every value rule, and unique keys.
+contract's columns, no nulls in required columns, every value rule, no timestamp beyond
+`not_after` (the ingestion's future bound, when given), and unique keys.
 Great Expectations takes seconds to import, so it is imported only when a suite runs.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from models.core.contract import Table
+from models.core.contract import NotAfter, Table
 
 
 @dataclass
@@ -37,7 +38,7 @@ class SuiteResult:
         return [o for o in self.outcomes if not o.success]
 
 
-def build_suite(table: Table, *, require_rows: bool):
+def build_suite(table: Table, *, require_rows: bool, not_after: NotAfter | None = None):
     """The GE ExpectationSuite of one warehouse partition of `table`."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
@@ -56,6 +57,8 @@ def build_suite(table: Table, *, require_rows: bool):
             exp = rule.expectation(fl.name)
             if exp is not None:
                 suite.add_expectation(exp)
+        if not_after is not None and fl.type == "timestamp":
+            suite.add_expectation(not_after.expectation(fl.name))
     if table.warehouse == "engagement":
         suite.add_expectation(
             gxe.ExpectColumnPairValuesAToBeGreaterThanB(
@@ -69,7 +72,9 @@ def build_suite(table: Table, *, require_rows: bool):
     return suite
 
 
-def validate(df: pd.DataFrame, table: Table, *, require_rows: bool) -> SuiteResult:
+def validate(
+    df: pd.DataFrame, table: Table, *, require_rows: bool, not_after: NotAfter | None = None
+) -> SuiteResult:
     """Run the table's suite on one partition's rows (an ephemeral GE context)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
@@ -77,7 +82,7 @@ def validate(df: pd.DataFrame, table: Table, *, require_rows: bool) -> SuiteResu
 
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-    suite = ctx.suites.add(build_suite(table, require_rows=require_rows))
+    suite = ctx.suites.add(build_suite(table, require_rows=require_rows, not_after=not_after))
     source = ctx.data_sources.add_pandas(name=f"{table.warehouse}_partition")
     asset = source.add_dataframe_asset(name=table.warehouse)
     batch_def = asset.add_batch_definition_whole_dataframe(name="partition")

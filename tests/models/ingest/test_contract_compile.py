@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import math
 import os
+from datetime import UTC, datetime, timedelta, timezone
 
 import duckdb
 import pytest
 
 from models.core.contract import (
+    DEFAULT_FUTURE_SKEW,
     FLOAT32_MAX,
     NOT_BLANK,
     TABLES,
+    NotAfter,
     Rule,
     between,
     in_set,
@@ -190,3 +193,88 @@ def test_between_expectation(gxe, rule, kwargs):
 def test_no_bound_is_no_expectation():
     """An int rule without bounds checks nothing more than the type: no expectation."""
     assert between(float=False).expectation("d") is None
+
+
+# -- float columns and the future bound (#16, cases 5 and 6) ----------------------------------
+def test_every_float_column_of_every_table_is_finite_and_float32():
+    """A float column without a float rule would let +inf and 1e39 through: none has one."""
+    floats = [(t.warehouse, f) for t in TABLES.values() for f in t.fields if f.type == "float"]
+    assert len(floats) == 9  # clips 6, engagement 1, labels 1, user_metrics 1
+    for table, f in floats:
+        kinds = [(r.kind, r.params.get("float")) for r in f.rules]
+        assert ("between", True) in kinds, (table, f.name)
+        rule = next(r for r in f.rules if r.kind == "between")
+        for bad in (math.inf, -math.inf, math.nan, 1e39, -1e39):
+            assert not _holds(rule, bad), (table, f.name, bad)
+        exp = rule.expectation(f.name)
+        assert exp.max_value <= FLOAT32_MAX and exp.min_value >= -FLOAT32_MAX
+
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def _ts_holds(rule: NotAfter, value: datetime | None) -> bool | None:
+    quoted = '"' + COLUMN.replace('"', '""') + '"'
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'Asia/Tokyo'")  # the bound is an instant, whatever the zone
+    query = f"SELECT ({rule.sql(COLUMN)}) FROM (SELECT CAST(? AS TIMESTAMPTZ) AS {quoted})"
+    return con.execute(query, [value]).fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    "skew,value,valid",
+    [
+        (timedelta(minutes=5), NOW + timedelta(minutes=5), True),  # on the bound: kept
+        (timedelta(minutes=5), NOW + timedelta(minutes=5, microseconds=1), False),
+        (timedelta(minutes=5), NOW - timedelta(days=400), True),  # any past day: a backfill
+        (timedelta(0), NOW, True),
+        (timedelta(0), NOW + timedelta(microseconds=1), False),
+        (timedelta(days=1), NOW + timedelta(days=1), True),
+        (timedelta(days=1), NOW + timedelta(days=365), False),  # next year
+        (timedelta(minutes=5), None, None),  # null is the required rule's, not this one's
+    ],
+)
+def test_not_after_sql_at_its_bound(skew, value, valid):
+    assert _ts_holds(NotAfter(NOW, skew), value) is valid
+
+
+def test_not_after_bound_is_an_instant_in_any_zone():
+    tokyo = NOW.astimezone(timezone(timedelta(hours=9)))
+    rule = NotAfter(tokyo, timedelta(seconds=90))
+    assert rule.bound == NOW + timedelta(seconds=90)
+    assert _ts_holds(rule, NOW + timedelta(seconds=90)) is True
+    assert _ts_holds(rule, NOW + timedelta(seconds=90, microseconds=1)) is False
+
+
+def test_not_after_default_skew_is_five_minutes():
+    assert timedelta(minutes=5) == DEFAULT_FUTURE_SKEW
+    assert NotAfter(NOW).skew == DEFAULT_FUTURE_SKEW
+
+
+def test_not_after_describes_the_rule_with_skew_and_bound():
+    assert NotAfter(NOW, timedelta(minutes=5)).describe(COLUMN) == (
+        f"{COLUMN} must be <= ingestion time + 300 s (2026-05-01T12:05:00Z): dated in the future"
+    )
+    tokyo = NOW.astimezone(timezone(timedelta(hours=9)))
+    assert NotAfter(tokyo, timedelta(seconds=1.5)).describe("t") == (
+        "t must be <= ingestion time + 1.5 s (2026-05-01T12:00:01.500000Z): dated in the future"
+    )
+
+
+@pytest.mark.parametrize(
+    "now,skew,why",
+    [
+        (datetime(2026, 5, 1, 12), timedelta(0), "timezone-aware"),
+        (NOW, timedelta(microseconds=-1), "skew must be >= 0"),
+    ],
+)
+def test_not_after_refuses_a_naive_now_or_a_negative_skew(now, skew, why):
+    with pytest.raises(ValueError, match=why):
+        NotAfter(now, skew)
+
+
+def test_not_after_expectation(gxe):
+    rule = NotAfter(NOW, timedelta(minutes=5))
+    assert rule.expectation("d") == gxe.ExpectColumnValuesToBeBetween(
+        column="d", max_value=NOW + timedelta(minutes=5)
+    )

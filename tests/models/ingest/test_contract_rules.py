@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from support import GOOD_CLIP, GOOD_ENGAGEMENT, GOOD_LABEL, ts
@@ -254,3 +254,52 @@ def test_a_float_without_a_maximum_is_capped_at_float32s_range(landing, tmp_path
     res, q = _ingest(landing, tmp_path / "h", "clips")
     assert (res.rows_valid, res.rows_quarantined) == ((1, 0) if kept else (0, 1))
     assert [r for r, _, _ in q] == ([] if kept else ["bitrate_kbps must be 0 < x and finite"])
+
+
+# -- timestamps beyond ingestion time + skew (#16, case 6) -------------------------------------
+INGESTED_AT = datetime(2026, 1, 1, 21, 0, tzinfo=UTC)
+SKEW = timedelta(hours=2)  # the bound: 2026-01-01T23:00:00Z, on DAY
+BOUND = INGESTED_AT + SKEW
+FUTURE_ROWS = {
+    "clips": {**GOOD_CLIP},
+    "engagement": {**GOOD_ENGAGEMENT},
+    "labels": {**GOOD_LABEL},
+    "assignments": {"experiment_id": "e", "user_id": "u", "variant": "a", "assigned_at": None},
+    "user_metrics": {"user_id": "u", "event_timestamp": None, "metric": "m", "value": 1.0},
+}
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+@pytest.mark.parametrize("table", list(FUTURE_ROWS))
+def test_a_timestamp_past_ingestion_time_plus_skew_is_quarantined(landing, tmp_path, table, fmt):
+    """Every table: a row dated on the bound is kept, one a microsecond later is quarantined
+    naming the rule (a row dated next year used to pin the clip's online row)."""
+    column = TABLES[table].partition_by
+    late = BOUND + timedelta(microseconds=1)
+    if table == "clips":
+        rows = [
+            {**GOOD_CLIP, "clip_id": "c1", column: BOUND},
+            {**GOOD_CLIP, "clip_id": "c2", column: late},
+        ]
+    else:
+        landing.write("clips", [GOOD_CLIP])
+        rows = [{**FUTURE_ROWS[table], column: BOUND}, {**FUTURE_ROWS[table], column: late}]
+        if table == "assignments":
+            rows[1]["user_id"] = "u2"
+    landing.write(table, rows, fmt=fmt)
+    wh, con = Warehouse(tmp_path / "h"), connect()
+    if table != "clips":
+        ingest_day(con, wh, TABLES["clips"], landing.root, DAY, INGESTED_AT, SKEW)
+    res = ingest_day(con, wh, TABLES[table], landing.root, DAY, INGESTED_AT, SKEW)
+    assert (res.rows_valid, res.rows_quarantined) == (1, 1)
+    reason = (
+        f"{column} must be <= ingestion time + 7200 s (2026-01-01T23:00:00Z): dated in the future"
+    )
+    assert res.reasons == {reason: 1}
+    (kept,) = con.execute(f"SELECT {column} FROM {wh.scan(table)}").fetchall()
+    assert kept[0] == BOUND
+    (q,) = con.execute(
+        f'SELECT reason, "row" FROM {wh.scan("quarantine")} WHERE table_name = ?', [table]
+    ).fetchall()
+    assert q[0] == reason
+    assert "2026-01-01" in json.loads(q[1])[column]  # the row itself is kept in quarantine

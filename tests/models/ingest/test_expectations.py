@@ -22,3 +22,32 @@ def test_rows_expected_states_the_rule(table, ds, clip_days, expected):
 
     got, why = rows_expected(table, ds, clip_days)
     assert got is expected and why
+
+
+@pytest.mark.parametrize("late_us,passed", [(0, True), (1, False)])
+def test_the_contract_check_holds_timestamps_to_the_future_bound(late_us, passed):
+    """The GE suite agrees with the ingestion: on now + skew passes, a microsecond later
+    fails, naming the column (#16, case 6)."""
+    from datetime import UTC, datetime, timedelta
+
+    import pyarrow as pa
+
+    from models.core.contract import LABELS, NotAfter
+    from models.ingest.expectations import validate
+
+    rule = NotAfter(datetime(2026, 1, 1, 21, tzinfo=UTC), timedelta(hours=2))
+    at = rule.bound + timedelta(microseconds=late_us)
+    df = pa.table(
+        {
+            "clip_id": ["c1", "c2"],
+            "labeled_at": pa.array([rule.now, at], pa.timestamp("us", tz="UTC")),
+            "quality_score": [50.0, 60.0],
+            "ds": pa.array([at.date()] * 2, pa.date32()),
+        }
+    ).to_pandas()
+    res = validate(df, LABELS, require_rows=True, not_after=rule)
+    assert res.success is passed
+    assert [(o.expectation, o.column, o.unexpected) for o in res.failed] == (
+        [] if passed else [("expect_column_values_to_be_between", "labeled_at", 1)]
+    )
+    assert validate(df, LABELS, require_rows=True).success  # no bound given: not checked
