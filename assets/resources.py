@@ -26,7 +26,7 @@ from pydantic import Field, PrivateAttr, field_validator
 from models.core import settings
 from models.core.redis_url import redis_client
 from models.core.warehouse import Warehouse, check_memory_limit
-from models.integrations import events
+from models.integrations import events, outbox
 from models.integrations.metadata_api import KEY_ENV, URL_ENV, MetadataClient
 from models.integrations.webhooks import RetryPolicy
 
@@ -204,27 +204,33 @@ class NotifierResource(HomeResource):
         return event
 
 
-class EventsResource(dg.ConfigurableResource):
-    """The pipeline's event stream (models/integrations/events.py: a Redis Stream on `CLIPFLOW_REDIS`),
+class EventsResource(HomeResource):
+    """The pipeline's events (models/integrations/events.py: a Redis Stream on `CLIPFLOW_REDIS`),
     which the API serves live and the webhook sensor delivers.
 
-    Publishing is best effort: with no Redis configured it is a no-op, and when Redis is
-    down the asset logs a warning and carries on (an event bus outage must not fail a
-    day's scoring); the lost event is named in the warning. Redis is `CLIPFLOW_REDIS`
-    only (a connection string may hold a password: never run config)."""
+    `publish` writes the event to the home's outbox first (models/integrations/outbox.py),
+    durably: a failed write fails the step, so an event is never lost with its step
+    succeeding. Then it relays what the outbox holds; while Redis is down that waits, with
+    a warning, and goes out at the next publish or `webhook_sensor` tick (an event bus
+    outage does not fail a day's scoring). With no Redis configured it is a no-op. Redis
+    is `CLIPFLOW_REDIS` only (a connection string may hold a password: never run config)."""
 
-    def publish(self, type: str, data: dict, user_id: str | None = None) -> str | None:
-        url = settings.current().redis
-        if not url:
-            return None
-        import redis
+    _source: str = PrivateAttr(default="")
 
-        try:
-            with redis_client(url, socket_timeout=2) as client:
-                return events.publish(client, type, data, user_id)
-        except (redis.RedisError, OSError) as e:
-            dg.get_dagster_logger().warning(f"event {type} {data} not published: {e}")
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._source = f"run {context.run_id}" if context.dagster_run is not None else ""
+
+    def publish(
+        self, type: str, data: dict, user_id: str | None = None, event_id: str | None = None
+    ) -> str | None:
+        """Record the event in the outbox and relay; its event id (None: events are off)."""
+        connection = self.settings().redis
+        if not connection:
             return None
+        db = outbox.path(self.home_path)
+        event_id = outbox.record(db, type, data, user_id, source=self._source, event_id=event_id)
+        outbox.relay_to(db, connection, dg.get_dagster_logger().warning)
+        return event_id
 
 
 class WebhooksResource(HomeResource):
@@ -267,16 +273,11 @@ class WebhooksResource(HomeResource):
     def event_stream(self):
         """A Redis client for the event stream, None when `CLIPFLOW_REDIS` is unset."""
         connection = self.settings().redis
-        if not connection:
-            return None
-        # one try, 2 s at most: the next tick is the retry (redis-py's default retries with
-        # backoff would hold a tick for seconds when Redis is down)
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
+        return events.client(connection) if connection else None
 
-        return redis_client(
-            connection, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
-        )
+    @property
+    def outbox_path(self) -> Path:
+        return outbox.path(self.home_path)
 
 
 class VideoMetadataResource(dg.ConfigurableResource):
@@ -379,7 +380,7 @@ def clipflow_resources(home: str = "", landing_dir: str = "") -> dict[str, dg.Co
         "feast": FeastResource(home=home),
         "mlflow": MlflowResource(home=home),
         "notifier": NotifierResource(home=home),
-        "events": EventsResource(),
+        "events": EventsResource(home=home),
         "webhooks": WebhooksResource(home=home),
         "metadata_api": VideoMetadataResource(),
     }

@@ -11,19 +11,20 @@ Subscribers come from a YAML file (the caller picks the path; the Dagster resour
         secret_env: OPS_DASHBOARD_WEBHOOK_SECRET  # the variable that holds the secret
 
 The file names the variable, never the secret: it is read to sign and never logged or
-stored. A bad entry is skipped with an error naming the field; the others still work.
+stored. A bad entry is skipped with an error naming the field; the others still work. A
+subscriber whose variable is unset (or not a valid `whsec_` secret) is held: its
+deliveries are queued and wait, nothing is sent or skipped, and `held` says why.
 
-Signatures follow Standard Webhooks 1.0 (https://www.standardwebhooks.com): headers
-`webhook-id` (the event id), `webhook-timestamp` (unix seconds of the attempt) and
-`webhook-signature: v1,<base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))>`. A secret
-written `whsec_<base64>` (the spec's form, what its libraries take) gives the key
-base64-decoded; any other secret is used as its UTF-8 bytes. The body is JSON
-`{"id", "type", "timestamp", "data", "user_id"}`, fixed at enqueue: retries send the same
-bytes with a new timestamp and signature.
+Signatures follow Standard Webhooks 1.0 (models/integrations/webhook_signing.py); `webhook-id`
+is the event's stable id. The body is JSON `{"id", "type", "timestamp", "data", "user_id"}`,
+fixed at enqueue: retries send the same bytes with a new timestamp and signature.
 
 SQLite table `webhook_deliveries` holds one row per (event id, subscriber), so queuing an
-event again is a no-op; `webhook_attempts` logs every attempt. Success is a 2xx; anything
-else retries after exponential backoff with full jitter (a `Retry-After` on 429/503 is a
+event again is a no-op; `webhook_attempts` logs every attempt. A sender claims a due
+delivery (a conditional UPDATE with a lease, `claim_until`) before it POSTs: two senders
+at once, in threads or processes, never POST one delivery twice. Due deliveries go
+oldest first (queue order); a retried one may arrive after later events. Success is a
+2xx; anything else retries after exponential backoff with full jitter (a `Retry-After` on 429/503 is a
 floor) until `max_attempts`, then `failed`; 410 Gone gives up at once. Delivery is at least
 once (a crash between the POST and its record resends): receivers dedupe on `webhook-id`.
 
@@ -38,15 +39,12 @@ deadline of twice `timeout_s`.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import json
 import os
 import random
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from contextlib import closing
 from dataclasses import dataclass
@@ -60,14 +58,16 @@ from models.integrations import outbound
 from models.integrations.events import EVENT_TYPES, Event
 from models.integrations.outbound_http import guarded_session, redirect_target
 from models.integrations.retry import full_jitter, retry_after_s
+from models.integrations.webhook_signing import SECRET_PREFIX, secret_key, sign
+from models.integrations.webhook_signing import VerificationError as VerificationError
+from models.integrations.webhook_signing import verify as verify
 
-SECRET_PREFIX = "whsec_"
 _FIELDS = ("name", "url", "events", "secret_env")
 MAX_RESPONSE_BYTES = 64 * 1024  # only the status matters
-
-
-class VerificationError(ValueError):
-    """A request that fails the Standard Webhooks check (the message says why)."""
+CLAIM_MARGIN_S = 60.0  # a claim outlives its sender's budget by this much, then lapses
+_DUE = (  # (now, now): pending, due, and not claimed by a sender whose lease still runs
+    "status = 'pending' AND next_attempt_at <= ? AND (claim_until IS NULL OR claim_until < ?)"
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,7 @@ class Subscriber:
     url: str
     events: tuple[str, ...]
     secret_env: str  # the variable's name; its value is read only to sign
+    held: str | None = None  # why its deliveries wait (its secret is missing), None: ready
 
     def wants(self, event_type: str) -> bool:
         return "*" in self.events or event_type in self.events
@@ -139,77 +140,22 @@ def _subscriber(entry, environ: Mapping[str, str]) -> tuple[Subscriber | None, s
         return None, f"events: unknown {bad}; known: {', '.join(EVENT_TYPES)} or '*'"
     if not isinstance(secret_env, str) or not secret_env:
         return None, "secret_env: the name of an environment variable is required"
-    if not environ.get(secret_env):
-        return None, f"secret_env: environment variable {secret_env} is not set"
-    try:
-        secret_key(environ[secret_env])
-    except ValueError:
-        return None, f"secret_env: {secret_env} starts with {SECRET_PREFIX} but is not base64"
     try:  # last: the cheap checks first, DNS only for an otherwise valid entry
         outbound.check_url(url, "url", environ)
     except outbound.OutboundRefused as e:
         return None, str(e)
-    return Subscriber(name, url, tuple(events), secret_env), None
+    return Subscriber(name, url, tuple(events), secret_env, _held(secret_env, environ)), None
 
 
-def secret_key(secret: str) -> bytes:
-    """The HMAC key: base64-decoded after a `whsec_` prefix, else the UTF-8 bytes."""
-    if not secret.startswith(SECRET_PREFIX):
-        return secret.encode()
-    encoded = secret[len(SECRET_PREFIX) :]
+def _held(secret_env: str, environ: Mapping[str, str]) -> str | None:
+    """Why a subscriber cannot sign now (its secret is missing or malformed), else None."""
+    if not environ.get(secret_env):
+        return f"secret_env: environment variable {secret_env} is not set"
     try:
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except binascii.Error as e:
-        raise ValueError("a whsec_ secret must be base64 after the prefix") from e
-    if not key:
-        raise ValueError("empty webhook secret")
-    return key
-
-
-def _digest(secret: str, msg_id: str, timestamp: str, body: bytes | str) -> bytes:
-    data = body.encode() if isinstance(body, str) else body
-    signed = f"{msg_id}.{timestamp}.".encode() + data
-    return hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
-
-
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes | str) -> str:
-    """The `webhook-signature` value `v1,<base64>` of one message."""
-    if "." in msg_id:
-        raise ValueError("a webhook id must not contain '.'")
-    return "v1," + base64.b64encode(_digest(secret, msg_id, str(timestamp), body)).decode()
-
-
-def verify(
-    secret: str,
-    headers: Mapping[str, str],
-    body: bytes | str,
-    tolerance_s: float = 300,
-    now: float | None = None,
-):
-    """A receiver's check: the parsed JSON body, or VerificationError (missing headers, a
-    timestamp more than `tolerance_s` from now, no matching `v1` signature)."""
-    h = {k.lower(): v for k, v in headers.items()}
-    msg_id, stamp, signatures = (
-        h.get(k) for k in ("webhook-id", "webhook-timestamp", "webhook-signature")
-    )
-    if not (msg_id and stamp and signatures):
-        raise VerificationError("missing webhook-id, webhook-timestamp or webhook-signature")
-    try:
-        sent_at = int(stamp)
+        secret_key(environ[secret_env])
     except ValueError:
-        raise VerificationError("webhook-timestamp is not integer unix seconds") from None
-    if abs((time.time() if now is None else now) - sent_at) > tolerance_s:
-        raise VerificationError("webhook-timestamp is outside the tolerance")
-    expected = _digest(secret, msg_id, stamp, body)
-    for candidate in signatures.split():
-        version, _, value = candidate.partition(",")
-        try:
-            given = base64.b64decode(value, validate=True)
-        except binascii.Error:
-            continue
-        if version == "v1" and hmac.compare_digest(expected, given):
-            return json.loads(body)
-    raise VerificationError("no matching v1 signature")
+        return f"secret_env: {secret_env} starts with {SECRET_PREFIX} but is not base64"
+    return None
 
 
 def payload(event: Event) -> str:
@@ -236,6 +182,7 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     body TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
     attempts INTEGER NOT NULL DEFAULT 0, last_status_code INTEGER, last_error TEXT,
     next_attempt_at REAL, delivered_at REAL, created_at REAL NOT NULL,
+    claimed_by TEXT, claim_until REAL,
     PRIMARY KEY (event_id, subscriber)
 );
 CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
@@ -251,7 +198,12 @@ def connect(db_path: Path) -> sqlite3.Connection:
     db_path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(db_path, timeout=10)
     conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
     conn.executescript(_SCHEMA)
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(webhook_deliveries)")}
+    for column in ("claimed_by TEXT", "claim_until REAL"):  # a database from before claims
+        if column.split()[0] not in columns:
+            conn.execute(f"ALTER TABLE webhook_deliveries ADD COLUMN {column}")
     return conn
 
 
@@ -289,34 +241,52 @@ def deliver_due(
     """Attempt up to `limit` pending deliveries due at `now`, oldest first, for about
     `budget_s` seconds at most; a subscriber that does not answer is not tried again in
     this call. Counts: delivered, retrying, failed (gave up now), deferred (left due).
-    Rows of subscribers missing from `subscribers` wait (their config may come back)."""
+    Rows of subscribers missing from `subscribers`, or held, wait (their config may come
+    back). Each delivery is claimed before its POST, so a concurrent call skips it."""
     policy = policy or RetryPolicy()
-    by_name = {s.name: s for s in subscribers}
+    by_name = {s.name: s for s in subscribers if not s.held}
     counts = dict.fromkeys(("delivered", "retrying", "failed", "deferred"), 0)
     if not by_name:
         return counts
-    started, unreachable = time.monotonic(), set()
+    started, unreachable, claimant = time.monotonic(), set(), uuid.uuid4().hex
+    lease_until = now + budget_s + 2 * policy.timeout_s + CLAIM_MARGIN_S
     http = guarded_session(
         "webhook url", max_bytes=MAX_RESPONSE_BYTES, deadline_s=2 * policy.timeout_s, truncate=True
     )
     with closing(connect(db_path)) as conn, http:
         due = conn.execute(
             "SELECT event_id, subscriber, body, attempts FROM webhook_deliveries"
-            " WHERE status = 'pending' AND next_attempt_at <= ?"
-            f" AND subscriber IN ({', '.join('?' * len(by_name))})"
-            " ORDER BY next_attempt_at, created_at LIMIT ?",
-            (now, *by_name, limit),
+            f" WHERE {_DUE} AND subscriber IN ({', '.join('?' * len(by_name))})"
+            " ORDER BY next_attempt_at, rowid LIMIT ?",
+            (now, now, *by_name, limit),
         ).fetchall()
         for row in due:
             sub = by_name[row["subscriber"]]
-            if sub.name in unreachable or time.monotonic() - started > budget_s:
+            late = time.monotonic() - started > budget_s
+            if sub.name in unreachable or late or not os.environ.get(sub.secret_env):
                 counts["deferred"] += 1
                 continue
+            row = _claim(conn, row, claimant, now, lease_until)
+            if row is None:
+                continue  # another sender has it
             result = _post(http, sub, row["event_id"], row["body"], now, policy.timeout_s)
             if result[0] is None:
                 unreachable.add(sub.name)
             counts[_record(conn, row, *result, now=now, policy=policy, rng=rng)] += 1
     return counts
+
+
+def _claim(conn, row, claimant: str, now: float, until: float) -> sqlite3.Row | None:
+    """Take one due delivery for this sender: the row as it is now, or None when another
+    sender has it (or has sent it meanwhile)."""
+    with conn:
+        taken = conn.execute(
+            "UPDATE webhook_deliveries SET claimed_by = ?, claim_until = ?"
+            f" WHERE event_id = ? AND subscriber = ? AND {_DUE}"
+            " RETURNING event_id, subscriber, body, attempts",
+            (claimant, until, row["event_id"], row["subscriber"], now, now),
+        ).fetchall()  # all: the statement must finish before the commit
+    return taken[0] if taken else None
 
 
 def _post(
@@ -358,8 +328,8 @@ def _record(conn, row, code, error, retry_after, elapsed_ms, *, now, policy, rng
     with conn:
         conn.execute(
             "UPDATE webhook_deliveries SET status = ?, attempts = ?, last_status_code = ?,"
-            " last_error = ?, next_attempt_at = ?, delivered_at = ?"
-            " WHERE event_id = ? AND subscriber = ?",
+            " last_error = ?, next_attempt_at = ?, delivered_at = ?, claimed_by = NULL,"
+            " claim_until = NULL WHERE event_id = ? AND subscriber = ?",
             (status, attempts, code, error, next_at, delivered_at, *key),
         )
         conn.execute(

@@ -6,7 +6,10 @@ full is dropped on the spot: it never slows the reader or the other clients; an 
 is told (`event: dropped`) and can reconnect with `Last-Event-ID` to resume from the
 stream, losing nothing the stream still holds. A resuming client subscribes first, then
 replays the stream after its id, and skips live events it already sent, so the hand-over
-has neither gap nor duplicate.
+has neither gap nor duplicate. SSE's `id:` is the event's stream id (`Event.stream_id`,
+what `Last-Event-ID` resumes from); the JSON `data` carries the stable event `id` too,
+and a connection never sends one event id twice (the stream appends each id once; this
+guards the rest).
 
 Both streams send what the caller's `Access` (pipelines/serve/security.py) lets it see: the
 events that target no user to a key with the `events` scope, and a user's targeted events
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from models.integrations.events import STREAM, Event, MalformedEvent, decode, text
@@ -25,6 +29,7 @@ from models.integrations.events import STREAM, Event, MalformedEvent, decode, te
 BUFFER = 256
 BLOCK_MS = 1000
 REPLAY_PAGE = 1000
+SEEN = 10_000  # event ids a connection remembers having sent
 RETRY_MAX_S = 5.0  # the reader's backoff ceiling while Redis does not answer
 _log = logging.getLogger("clipflow.live")
 
@@ -104,6 +109,24 @@ class Hub:
                             self.subscribers.discard(q)
 
 
+class _Seen:
+    """The last `SEEN` event ids a connection sent, to send none of them twice."""
+
+    def __init__(self):
+        self.ids: set[str] = set()
+        self.order: deque[str] = deque()
+
+    def __contains__(self, event_id: str) -> bool:
+        return event_id in self.ids
+
+    def add(self, event_id: str) -> None:
+        if event_id not in self.ids:
+            self.ids.add(event_id)
+            self.order.append(event_id)
+            if len(self.order) > SEEN:
+                self.ids.discard(self.order.popleft())
+
+
 _HUBS: dict[tuple[str, int], Hub] = {}
 
 
@@ -120,22 +143,26 @@ async def events(
     """Events for one client (None = time for a heartbeat); ends when it is dropped."""
     hub = hub_for(url)
     q = hub.subscribe()
-    sent = None
+    sent, seen = None, _Seen()
     try:
         if resume:
             async for event in hub.replay(resume):
-                if visible(event):
+                if event.id not in seen and visible(event):
                     yield event
-                sent = event.id
+                seen.add(event.id)
+                sent = event.stream_id
         while not q.dropped:  # type: ignore[attr-defined]
             try:
                 event = await asyncio.wait_for(q.get(), heartbeat_s)
             except TimeoutError:
                 yield None
                 continue
-            if sent is not None and _key(event.id) <= _key(sent):
+            if sent is not None and _key(event.stream_id) <= _key(sent):
                 continue
-            sent = event.id
+            sent = event.stream_id
+            if event.id in seen:
+                continue
+            seen.add(event.id)
             if visible(event):
                 yield event
     finally:
@@ -157,7 +184,7 @@ async def sse_stream(
             yield ": heartbeat\n\n"
             continue
         body = json.dumps(event.as_dict())
-        yield f"id: {event.id}\nevent: {event.type}\ndata: {body}\n\n"
+        yield f"id: {event.stream_id}\nevent: {event.type}\ndata: {body}\n\n"
     yield "event: dropped\ndata: {}\n\n"  # too slow: reconnect with Last-Event-ID
 
 

@@ -121,16 +121,21 @@ def test_subscribers_are_validated_one_by_one(tmp_path):
     env["BAD_SECRET"] = "whsec_***"
     env[ALLOW_ENV] = "127.0.0.1:9"  # the loopback subscriber `all` (tests/security: refused)
     subs, errors = load_subscribers(path, environ=env)
-    assert [s.name for s in subs] == ["ops", "all"]
+    assert [s.name for s in subs] == ["ops", "all", "nosecret", "badkey"]
     assert subs[0].wants("run_failed") and not subs[0].wants("drift_detected")
     assert subs[1].wants("drift_detected")
+    # a missing or malformed secret holds the subscriber (its deliveries wait), never skips it
+    assert [s.held for s in subs] == [
+        None,
+        None,
+        "secret_env: environment variable MISSING_SECRET is not set",
+        "secret_env: BAD_SECRET starts with whsec_ but is not base64",
+    ]
     expected = [
         "('typo'): unknown field(s) evnts",
         "('ftp'): url:",
         "('odd'): events: unknown ['model_trained']",
         "('none'): events:",
-        "('nosecret'): secret_env: environment variable MISSING_SECRET is not set",
-        "('badkey'): secret_env: BAD_SECRET starts with whsec_ but is not base64",
         "('ops'): name: 'ops' is used by an earlier subscriber",
         "subscribers[9]: expected a mapping",
     ]

@@ -17,7 +17,7 @@ import dagster as dg
 import pytest
 from support import free_port
 
-from assets.resources import WebhooksResource
+from assets.resources import NotifierResource, WebhooksResource
 from models.core.redis_url import redis_client
 from models.integrations import events
 from models.integrations.events import Event
@@ -129,9 +129,8 @@ def subscribe(home, monkeypatch, url: str, types=("*",)) -> None:
 
 
 def tick(instance, cursor, webhooks: WebhooksResource):
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"webhooks": webhooks}
-    )
+    resources = {"webhooks": webhooks, "notifier": NotifierResource()}
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
     result = webhook_sensor(context)
     assert isinstance(result, dg.SkipReason)
     return result.skip_message, context.cursor
