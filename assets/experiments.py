@@ -3,9 +3,13 @@
 Each day, every experiment of `experiments/experiments.yaml` that has started is analysed
 on everything known by the end of the day (models/experiments/stats.py: SRM, Welch lifts, CUPED,
 Benjamini-Hochberg on secondaries, power, decision). A bad experiment config is a warning
-naming the field; the others still run. When an experiment whose variants map to model
-aliases decides `ship` for the variant served by `challenger`, the challenger becomes
-champion through the checked alias move, tagged with the experiment id.
+naming the field; the others still run. For an experiment whose variants map to model
+aliases, the result is bound to the versions that served each variant (the alias log,
+stamped here once a day: models/experiments/promotion.py): a `ship` promotes exactly the
+version that served the shipped variant, tagged with the experiment id, and a served
+version that changed mid-experiment makes the decision `invalid_model_change`. The asset
+runs after the day's training (a dependency), so a move that training makes counts from
+the end of the day, in a backfill as in real time.
 """
 
 import dagster as dg
@@ -27,10 +31,11 @@ PREVIEW_COLUMNS = ["experiment_id", "metric", "variant", "relative_lift", "p_val
     group_name=EXPERIMENTS,
     owners=OWNERS[EXPERIMENTS],
     partitions_def=DAILY_PARTITIONS,
-    deps=["assignments", "user_metrics"],
+    deps=["assignments", "user_metrics", "clip_quality_model"],
     kinds={"duckdb", "scipy"},
     description="Per experiment, cumulative to the end of the day: SRM, lifts with intervals, "
-    "CUPED, power and a decision; JSON + HTML reports; a `ship` promotes the challenger.",
+    "CUPED, power and a decision bound to the model versions that served; JSON + HTML "
+    "reports; a `ship` promotes the version that served the shipped variant.",
 )
 def ab_results(
     context: dg.AssetExecutionContext,
@@ -56,6 +61,7 @@ def ab_results(
     from models.training import registry
 
     existing = registry.aliases(client) or {}
+    registry.stamp(client, as_of, tracking_uri=mlflow.uri)  # the day's mark in the alias log
     rows, decisions = [], {}
     for exp in configs:
         missing = sorted(a for a in exp.model_aliases.values() if a not in existing)
@@ -67,8 +73,9 @@ def ab_results(
         if exp.start > as_of or not (wh.exists("assignments") and wh.exists("user_metrics")):
             continue
         result = analyze(con, wh, exp, as_of)
-        json_path, html_path = write_report(result, exp, reports)
         promotion = promote_from_experiment(client, exp, result, mlflow.uri)
+        result = {**result, **promotion.report_fields()}
+        json_path, html_path = write_report(result, exp, reports)
         events.publish(
             "experiment_decided",
             {"experiment_id": exp.experiment_id, "decision": result["decision"],

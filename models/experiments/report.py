@@ -1,6 +1,11 @@
-"""The A/B report: `<experiment_id>.json` (the `analyze` result) and a self-contained
-`<experiment_id>.html` a product manager can read: the decision in plain words, the SRM
-check, and per metric an interval plot of the relative lift of each variant (PNG inline)."""
+"""The A/B report: `<experiment_id>.json` (the `analyze` result, with `model_versions` and
+`promotion` where the variants map to model aliases: models/experiments/promotion.py) and a
+self-contained `<experiment_id>.html` a product manager can read: the decision in plain
+words, the model versions that served each variant, the SRM check, and per metric an
+interval plot of the relative lift of each variant (PNG inline).
+
+Decisions: `ship`, `no_ship`, `inconclusive`, `invalid_srm` (stats.decide) and
+`invalid_model_change` (a variant's served model version changed mid-experiment)."""
 
 from __future__ import annotations
 
@@ -60,6 +65,13 @@ def decision_text(result: dict, exp: ExperimentConfig) -> str:
             f"Do not trust these results: the traffic split does not match the configuration "
             f"({shares}; {_p(srm['p_value'])}). Users are being lost or mis-assigned; fix the "
             "assignment logging before reading any metric."
+        )
+    if decision == "invalid_model_change":
+        why = (result.get("promotion") or {}).get("reason", "the served model changed")
+        return (
+            f"Do not trust these results: a variant's model version changed during the "
+            f"experiment, so its users saw two models ({why}). Nothing was promoted; restart "
+            "the experiment with the aliases held fixed."
         )
     if decision == "inconclusive":
         n = min(srm["observed"].values()) if srm["observed"] else 0
@@ -152,6 +164,29 @@ def _metric_section(metric: str, rows: list[dict], conf: float) -> str:
     )
 
 
+def _versions_section(result: dict) -> str:
+    """Which model version served each variant, and what the result did to the aliases."""
+    bound = result.get("model_versions")
+    if not bound:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(variant)}</td><td>"
+        + ", then ".join(
+            f"v{html.escape(str(s['version']))}"
+            + (f" from {html.escape(s['from'])}" if s["from"] else "")  # fmt: skip
+            for s in steps
+        )
+        + "</td></tr>"
+        for variant, steps in bound["variants"].items()
+    )
+    promotion = html.escape((result.get("promotion") or {}).get("reason", ""))
+    return (
+        "<h2>Model versions served</h2><table><tr><th>variant</th><th>versions</th></tr>"
+        f"{rows}</table><p>Known from {html.escape(str(bound['known_from']))}. "
+        f"Promotion: {promotion}.</p>"
+    )
+
+
 def _srm_section(srm: dict) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(v)}</td><td>{srm['expected'][v]:,.0f}</td>"
@@ -190,7 +225,7 @@ def render_html(result: dict, exp: ExperimentConfig) -> str:
         f"{html.escape(exp.control)}.</p>"
         f"<p class='decision'><b>Decision: {html.escape(result['decision'])}.</b> "
         f"{html.escape(decision_text(result, exp))}</p>"
-        f"{_srm_section(result['srm'])}{''.join(sections)}"
+        f"{_versions_section(result)}{_srm_section(result['srm'])}{''.join(sections)}"
         "<p><small>Welch t-tests on per-user totals since assignment; CUPED uses each "
         "user's pre-assignment total, so with CUPED the means shown are adjusted (the raw "
         "ones are in the JSON). The primary metric is uncorrected; secondary metrics "
