@@ -129,3 +129,34 @@ def test_result_rows_flatten_for_the_ab_results_table(shipped):
 def test_metric_label():
     assert metric_label("watch_time_s") == "watch time (s)"
     assert metric_label("clips_viewed") == "clips viewed"
+
+
+def test_a_model_change_is_said_in_words_and_the_served_versions_are_shown(shipped, tmp_path):
+    why = "served model changed mid-experiment: treatment was served by v2, then v3 from x"
+    changed = {
+        **shipped,
+        "decision": "invalid_model_change",
+        "promotion": {"promoted": False, "version": None, "reason": why},
+        "model_versions": {
+            "known_from": "2026-03-01T00:00:00+00:00",
+            "changed": ["treatment"],
+            "variants": {
+                "control": [{"version": "1", "from": None}],
+                "treatment": [{"version": "2", "from": None},
+                              {"version": "3", "from": "2026-03-01T12:00:00+00:00"}],
+            },
+        },
+    }  # fmt: skip
+    text = decision_text(changed, EXP)
+    assert text.startswith("Do not trust these results: a variant's model version changed")
+    assert f"({why})" in text and "Nothing was promoted" in text
+    json_path, html_path = write_report(changed, EXP, tmp_path)
+    assert json.loads(json_path.read_text()) == changed
+    page = html_path.read_text()
+    assert "<h2>Model versions served</h2>" in page
+    assert "<td>treatment</td><td>v2, then v3 from 2026-03-01T12:00:00+00:00</td>" in page
+    assert "<td>control</td><td>v1</td>" in page
+    assert f"Promotion: {html.escape(why)}." in page
+    # a result without model aliases has no such section
+    _, plain = write_report(shipped, EXP, tmp_path / "plain")
+    assert "Model versions served" not in plain.read_text()
