@@ -44,14 +44,16 @@ def push_fresh_features(
         for fv in store.list_feature_views()
         if fv.stream_source is not None and fv.stream_source.name == PUSH_SOURCE
     ]
-    written = skipped = 0
+    written = skipped = corrected = 0
     try:
         for view in views:
             if rows.num_rows:
                 res = write_online(store, rows, view)
                 written, skipped = written + res.written, skipped + res.skipped
+                corrected += res.corrected
     except (redis.RedisError, OSError) as e:  # redis-py's errors are not builtin ones
         raise dg.RetryRequested(max_retries=3, seconds_to_wait=10) from e
     context.log.info(
-        f"pushed {written} clips to {views} ({skipped} not newer) from {len(files)} file(s)"
+        f"pushed {written} clips to {views} ({corrected} of them new values at the stored "
+        f"time; {skipped} older or unchanged) from {len(files)} file(s)"
     )

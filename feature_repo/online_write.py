@@ -10,14 +10,17 @@ back, but it encodes a column at a time (numpy, or protobuf once per distinct va
 sends a chunk of keys as one pre-encoded RESP pipeline, on a client built from the store's
 connection string by `models.core.redis_url` (database, password and TLS kept).
 
-Like Feast it never lets an older row overwrite a newer one: the stored `_ts` fields of a
-chunk are read in one pipelined round trip and a row is written only if its event time is
-strictly newer (Feast 0.67 compares at full precision, not whole seconds). As in Feast,
-check and write are two round trips, not atomic: two writers racing on one clip can still
-let the older row win; the online store has one writer (the online push sensor).
+The write is content-aware and atomic per key: each key's row goes out as one `EVALSHA` of
+`UPSERT_LUA` (all of a chunk's in one pipelined write), which in Redis compares the stored
+`_ts:<view>` with the row's event time at full precision (as Feast 0.67 does) and writes
+the row when there is none, when the row is strictly newer, or when the time is equal but
+a value differs (a re-run day's corrected row); an older row, or an equal one, is skipped.
+So re-running a day makes the store hold the warehouse's rows of that day, an older row
+never overwrites a newer one, and two writers racing on one clip cannot let the older win
+(Feast's own write skips equal times, and checks and writes in two round trips).
 
-Other online stores (SQLite) use Feast's own write, after the same check at the store's
-precision, whole seconds (Feast's SQLite store upserts unconditionally).
+Other online stores (SQLite) use Feast's own write, after the same decision made in Python
+at the store's precision, whole seconds (Feast's SQLite store upserts unconditionally).
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ import pyarrow.compute as pc
 
 from feature_repo.online_values import bulk_timestamps, bulk_values
 from feature_repo.redis_layout import (
+    UPSERT_LUA,
+    UPSERT_SHA,
     ViewFields,
     bulk,
-    command,
     command_head,
     send_packed,
     string_keys,
@@ -52,10 +56,11 @@ DEFAULT_CHUNK = 5_000
 @dataclass(frozen=True)
 class WriteResult:
     rows: int  # rows offered, after keeping the latest per entity
-    written: int  # keys written
-    skipped: int  # rows not newer than what the store holds
+    written: int  # keys written (corrected ones included)
+    skipped: int  # rows older than what the store holds, or equal to it
     seconds: float
     method: str  # "fast" or "stock"
+    corrected: int = 0  # of `written`: rows of the stored event time with changed values
 
 
 def latest_per_entity(
@@ -88,20 +93,17 @@ def write_online(
     fv = store.get_feature_view(feature_view)
     key_col, ts_col = _join_key(fv), fv.batch_source.timestamp_field
     table = latest_per_entity(_to_arrow(data), key_col, ts_col)
-    keep = np.concatenate(
-        [
-            _newer_than_online(store, fv, table.slice(offset, chunk_size), key_col, ts_col)
-            for offset in range(0, table.num_rows, chunk_size)
-        ]
-        or [np.zeros(0, dtype=bool)]
-    )
-    newer = table.filter(pa.array(keep))
-    if newer.num_rows:
-        store.write_to_online_store(feature_view, newer.to_pandas())
+    decided = [
+        _changed_online(store, fv, table.slice(offset, chunk_size), key_col, ts_col)
+        for offset in range(0, table.num_rows, chunk_size)
+    ]
+    keep = np.concatenate([d[0] for d in decided] or [np.zeros(0, dtype=bool)])
+    changed = table.filter(pa.array(keep))
+    if changed.num_rows:
+        store.write_to_online_store(feature_view, changed.to_pandas())
     seconds = time.perf_counter() - start
-    return WriteResult(
-        table.num_rows, newer.num_rows, table.num_rows - newer.num_rows, seconds, "stock"
-    )
+    skipped, corrected = table.num_rows - changed.num_rows, sum(d[1] for d in decided)
+    return WriteResult(table.num_rows, changed.num_rows, skipped, seconds, "stock", corrected)
 
 
 def write_stock(
@@ -130,28 +132,43 @@ def write_fast(
     if missing:
         raise ValueError(f"{feature_view}: columns missing from the rows: {missing}")
     ttl = store.config.online_store.key_ttl_seconds
-    written = skipped = 0
+    counts = np.zeros(3, dtype=np.int64)  # skipped, written, corrected
     with _client(store) as client:
+        if table.num_rows:
+            client.script_load(UPSERT_LUA)  # EVALSHA finds it (a restart forgets scripts)
         for offset in range(0, table.num_rows, chunk_size):
-            chunk = table.slice(offset, chunk_size)
-            w, s = _write_chunk(client, plan, chunk, ttl)
-            written, skipped = written + w, skipped + s
-    return WriteResult(table.num_rows, written, skipped, time.perf_counter() - start, "fast")
+            counts += _write_chunk(client, plan, table.slice(offset, chunk_size), ttl)
+    skipped, written, corrected = counts.tolist()
+    seconds = time.perf_counter() - start
+    return WriteResult(table.num_rows, written + corrected, skipped, seconds, "fast", corrected)
 
 
-def _newer_than_online(store: FeatureStore, fv, chunk: pa.Table, key_col: str, ts_col: str):
-    """Rows of `chunk` newer than the stored event time of their entity, read through
-    `get_online_features` (its response proto keeps the stored timestamps)."""
-    feature = f"{fv.name}:{fv.features[0].name}"
+def _changed_online(
+    store: FeatureStore, fv, chunk: pa.Table, key_col: str, ts_col: str
+) -> tuple[np.ndarray, int]:
+    """(which rows of `chunk` to write, how many of them are corrections): rows newer than
+    the stored event time of their entity, or of that time with a value that differs, read
+    through `get_online_features` (its response proto keeps the values and timestamps)."""
     ids = chunk.column(key_col).to_pylist()
     response = store.get_online_features(
-        features=[feature], entity_rows=[{key_col: i} for i in ids]
+        features=[f"{fv.name}:{f.name}" for f in fv.features],
+        entity_rows=[{key_col: i} for i in ids],
     )
     names = list(response.proto.metadata.feature_names.val)
-    stamps = response.proto.results[names.index(fv.features[0].name)].event_timestamps
+    results = [response.proto.results[names.index(f.name)] for f in fv.features]
+    stamps = results[0].event_timestamps
     stored = np.array([ts.seconds * 1_000_000_000 + ts.nanos for ts in stamps], dtype=np.int64)
     # Feast's SQLite store keeps whole seconds: compare at that precision
-    return _newer(_micros(chunk.column(ts_col)) // 1_000_000 * 1_000_000, stored)
+    micros = _micros(chunk.column(ts_col)) // 1_000_000 * 1_000_000
+    newer = _newer(micros, stored)
+    tied = np.flatnonzero(~newer & (micros * 1000 == stored))
+    differs = np.zeros(len(ids), dtype=bool)
+    for f, result in zip(fv.features, results, strict=True):
+        ours = bulk_values(chunk.column(f.name).take(tied), f.dtype.to_value_type())
+        for i, raw in zip(tied.tolist(), ours, strict=True):
+            held = result.values[i].SerializeToString()
+            differs[i] |= raw[raw.index(b"\r\n") + 2 : -2] != held
+    return newer | differs, int(differs.sum())
 
 
 # -- Feast's storage format (feature_repo.redis_layout) ------------------------------------
@@ -178,54 +195,38 @@ class _Plan:
             ts_col=fv.batch_source.timestamp_field,
         )
 
-    def hset_parts(self) -> list[bytes]:
-        """`HSET key ts_field ts (field value)*` with the key, ts and values left empty."""
+    def upsert_parts(self, ttl) -> list[bytes]:
+        """`EVALSHA <upsert> 1 key ts_field ts ttl (field value)*` (redis_layout.UPSERT_LUA)
+        with the key, ts and values left empty."""
         fields = self.fields.fields
-        parts: list[bytes] = [b""] * (4 + 2 * len(fields))
-        parts[0] = command_head(b"HSET", 3 + 2 * len(fields))
-        parts[2] = bulk(self.fields.ts_field)
-        parts[4::2] = [bulk(f) for f in fields]
+        parts: list[bytes] = [b""] * (7 + 2 * len(fields))
+        parts[0] = command_head(b"EVALSHA", 6 + 2 * len(fields))
+        parts[1], parts[2] = bulk(UPSERT_SHA), bulk(b"1")
+        parts[4] = bulk(self.fields.ts_field)
+        parts[6] = bulk(str(int(ttl)).encode() if ttl else b"")
+        parts[7::2] = [bulk(f) for f in fields]
         return parts
 
 
-def _write_chunk(client, plan: _Plan, chunk: pa.Table, ttl) -> tuple[int, int]:
+def _write_chunk(client, plan: _Plan, chunk: pa.Table, ttl) -> np.ndarray:
+    """Upsert a chunk's rows, one atomic script call per key in one write; returns how
+    many were skipped, written and corrected (redis_layout.UPSERT_LUA's replies)."""
     ids = chunk.column(plan.key_col).combine_chunks().cast(pa.string()).to_pylist()
     keys = string_keys(plan.key_col, ids, plan.config)
-    micros = _micros(chunk.column(plan.ts_col))
-    hget = command_head(b"HGET", 2)
-    ts_field = bulk(plan.fields.ts_field)
-    stored = _send_packed(client, [hget + bulk(key) + ts_field for key in keys])
-    rows = np.flatnonzero(_newer(micros, _stored_nanos(stored)))
-    if len(rows) < len(keys):
-        chunk, micros = chunk.take(rows), micros[rows]
-        keys = [keys[i] for i in rows.tolist()]
     if not keys:
-        return 0, len(stored)
+        return np.zeros(3, dtype=np.int64)
     columns = [
         bulk_values(chunk.column(name), vt)
         for name, vt in zip(plan.fields.features, plan.value_types, strict=True)
     ]
-    parts = plan.hset_parts()
+    stamps = bulk_timestamps(_micros(chunk.column(plan.ts_col)))
+    parts = plan.upsert_parts(ttl)
     commands = []
-    for key, ts, *values in zip(keys, bulk_timestamps(micros), *columns, strict=True):
-        parts[1], parts[3], parts[5::2] = bulk(key), ts, values
+    for key, ts, *values in zip(keys, stamps, *columns, strict=True):
+        parts[3], parts[5], parts[8::2] = bulk(key), ts, values
         commands.append(b"".join(parts))
-        if ttl:
-            commands.append(command(b"EXPIRE", key, str(int(ttl)).encode()))
-    _send_packed(client, commands)
-    return len(keys), len(stored) - len(keys)
-
-
-def _stored_nanos(stored: list[bytes | None]) -> np.ndarray:
-    """Nanoseconds since the epoch of serialized `_ts` Timestamps (0 where none)."""
-    from google.protobuf.timestamp_pb2 import Timestamp
-
-    prev = np.zeros(len(stored), dtype=np.int64)
-    for i, raw in enumerate(stored):
-        if raw:
-            ts = Timestamp.FromString(raw)
-            prev[i] = ts.seconds * 1_000_000_000 + ts.nanos
-    return prev
+    replies = _send_packed(client, commands)
+    return np.bincount(np.asarray(replies, dtype=np.int64), minlength=3)
 
 
 def _newer(micros: np.ndarray, stored_nanos: np.ndarray) -> np.ndarray:

@@ -12,6 +12,9 @@ The layout, as Feast 0.67 (`feast/infra/online_stores/redis.py`) reads and write
 * `<view>` is the view's name, `<name>_v<N>` when the registry versions online views
   (Feast's `compute_versioned_name`).
 
+The writer's content-aware upsert (`UPSERT_LUA`: newer, or the same time with other values,
+overwrites; older or equal is skipped; atomic per key) is a Lua script on that layout.
+
 It also packs Redis commands in RESP, as redis-py would send them, so that a chunk of
 commands goes out in one write (`send_packed`). Feast and redis-py are imported inside the
 functions: importing the writer stays light.
@@ -20,6 +23,7 @@ functions: importing the writer stays light.
 from __future__ import annotations
 
 import functools
+import hashlib
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -148,3 +152,59 @@ def send_packed(pool, payload: bytes, n: int, *, retry: bool = False) -> list:
         finally:
             pool.release(conn)
     raise AssertionError("unreachable")
+
+
+# -- the content-aware upsert ----------------------------------------------------------------
+
+# KEYS[1]: the entity's key. ARGV: the view's `_ts:<view>` field, the row's serialized
+# Timestamp, the key TTL in seconds ('' for none), then field, value pairs. Returns 0 when
+# skipped (the stored time is newer, or equal with the same values), 1 when written as new
+# or newer, 2 when written over an equal time with changed values. A Timestamp is read as
+# (seconds, nanos) from its varints (fields 1 and 2); a stored (0, 0) counts as none (as in
+# `online_write`); seconds before 1970 (ten-byte varints) compare approximately.
+UPSERT_LUA = b"""
+local function varint(s, i)
+  local v, m = 0, 1
+  while i <= #s do
+    local b = string.byte(s, i)
+    i = i + 1
+    v = v + (b % 128) * m
+    if b < 128 then break end
+    m = m * 128
+  end
+  return v, i
+end
+local function stamp(s)
+  local sec, nanos, i = 0, 0, 1
+  while s and i <= #s do
+    local tag = string.byte(s, i)
+    local v
+    v, i = varint(s, i + 1)
+    if tag == 8 then sec = v elseif tag == 16 then nanos = v end
+  end
+  if sec >= 9223372036854775808 then sec = sec - 18446744073709551616 end
+  return sec, nanos
+end
+local key, n = KEYS[1], #ARGV
+local old_s, old_n = stamp(redis.call('HGET', key, ARGV[1]))
+local new_s, new_n = stamp(ARGV[2])
+local status = 1
+if old_s ~= 0 or old_n ~= 0 then
+  if new_s < old_s or (new_s == old_s and new_n < old_n) then return 0 end
+  if new_s == old_s and new_n == old_n then
+    local fields = {}
+    for i = 4, n, 2 do fields[#fields + 1] = ARGV[i] end
+    local held = redis.call('HMGET', key, unpack(fields))
+    local same = true
+    for j = 1, #fields do
+      if held[j] ~= ARGV[3 + 2 * j] then same = false break end
+    end
+    if same then return 0 end
+    status = 2
+  end
+end
+redis.call('HSET', key, ARGV[1], ARGV[2], unpack(ARGV, 4, n))
+if ARGV[3] ~= '' then redis.call('EXPIRE', key, ARGV[3]) end
+return status
+"""
+UPSERT_SHA = hashlib.sha1(UPSERT_LUA).hexdigest().encode()  # noqa: S324 (Redis's script id)

@@ -12,6 +12,7 @@ from assets.resources import clipflow_resources
 from assets.scoring import scoring_assets
 from assets.training import training_assets
 from pipelines.jobs import ingest_job, nightly_job, nightly_schedule, online_push_job, training_job
+from pipelines.sensors.late_data import late_data_sensor
 from pipelines.sensors.online_push import online_push_sensor
 from pipelines.sensors.retrain_on_drift import retrain_on_drift_sensor
 from pipelines.sensors.webhooks import webhook_sensors
@@ -32,7 +33,7 @@ defs = dg.Definitions(
     schedules=[nightly_schedule],
     # in-process: see pipelines.jobs (a day is a chain of steps; ~50 ms a step, not ~1.7 s)
     executor=dg.in_process_executor,
-    sensors=[online_push_sensor, retrain_on_drift_sensor, *webhook_sensors],
+    sensors=[online_push_sensor, late_data_sensor, retrain_on_drift_sensor, *webhook_sensors],
     # every resource on one home: CLIPFLOW_HOME, resolved when a run starts
     resources=clipflow_resources(),
 )

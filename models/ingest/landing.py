@@ -7,6 +7,12 @@ only the files that hold rows of that day. A file that cannot be read, or whose 
 types break the contract, is recorded as `unreadable` with the reason; it is quarantined as
 a file in the partition of its `home_ds` (the day being ingested when it was first seen).
 
+Each ingestion of a day also records which files held rows of that day
+(`_manifest/<table>/_days/<day>.json`: path, size, mtime of each). A file that now holds rows
+of a recorded day but is not in its record landed late (or was replaced): `late_files`
+finds those, probing only files the manifest does not know, so the late-data sensor can
+re-run the day.
+
 A file's name is data: it is quoted and glob-escaped where it reaches SQL, so a name such as
 `x'; DROP TABLE y; --.csv` or `*.parquet` is read as that one file. Two kinds of file are
 refused (recorded as unreadable, naming the file, while the other files go on): a name with
@@ -16,10 +22,13 @@ outside the landing directory (a link to `/etc/passwd` would copy it into the qu
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import uuid
-from dataclasses import dataclass
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
@@ -192,7 +201,9 @@ class Manifest:
         return {(r["path"], r["size"], r["mtime_ns"]): r for r in rows}
 
     def refresh(self, con, landing_dir, first_seen: date) -> tuple[list[dict], list[dict]]:
-        """Probe files not seen before; returns (all current records, the new ones)."""
+        """Probe files not seen before, as the ingestion of day `first_seen` starts, and
+        record which files hold rows of that day; returns (all current records, the new
+        ones)."""
         known = self.load()
         current, new = [], []
         for f in list_files(landing_dir, self.table):
@@ -202,7 +213,25 @@ class Manifest:
                 new.append(rec)
             current.append(rec)
         self.append(new)
+        self.record_day(first_seen, [r for r in current if covers(r, first_seen)])
         return current, new
+
+    def record_day(self, ds: date, records: list[dict]) -> None:
+        """Remember the files (path, size, mtime) an ingestion of day `ds` reads."""
+        days = self.dir / "_days"
+        days.mkdir(parents=True, exist_ok=True)
+        keys = sorted([r["path"], r["size"], r["mtime_ns"]] for r in records)
+        tmp = days / f".{uuid.uuid4().hex}.tmp"
+        tmp.write_text(json.dumps({"ds": ds.isoformat(), "files": keys}))
+        os.replace(tmp, days / f"{ds.isoformat()}.json")
+
+    def recorded_days(self) -> dict[date, set[tuple[str, int, int]]]:
+        """Each ingested day's recorded files (days ingested before records began: none)."""
+        out = {}
+        for p in sorted((self.dir / "_days").glob("*.json")):
+            rec = json.loads(p.read_text())
+            out[date.fromisoformat(rec["ds"])] = {tuple(k) for k in rec["files"]}
+        return out
 
     def append(self, records: list[dict]) -> None:
         """Add records; a later record of the same file supersedes an earlier one."""
@@ -236,3 +265,58 @@ def landing_days(landing_dir: str | os.PathLike, tables) -> tuple[date, date] | 
                 lo = a if lo is None else min(lo, a)
                 hi = b if hi is None else max(hi, b)
     return None if lo is None else (lo, hi)
+
+
+def covers(rec: dict, ds: date) -> bool:
+    """Whether a manifest record is of a readable file with rows on day `ds`."""
+    lo, hi = rec["min_ds"], rec["max_ds"]
+    return rec["status"] == "ok" and lo is not None and lo <= ds <= hi
+
+
+@dataclass
+class LateDay:
+    """An ingested day that landing files its ingestion did not read hold rows of."""
+
+    ds: date
+    files: list[LandingFile] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)  # source_file -> rows on `ds`
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+
+def late_files(warehouse: Warehouse, landing_dir, tables) -> list[LateDay]:
+    """The ingested days (in date order) with rows in readable files that their last
+    ingestion did not read. Files the manifest knows cost nothing; others are probed (in
+    memory: the manifest is the ingestion's to write)."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    late: dict[date, LateDay] = {}
+    for table in tables:
+        manifest = Manifest(warehouse, table)
+        recorded = manifest.recorded_days()
+        if not recorded:
+            continue
+        known, days = manifest.load(), sorted(recorded)
+        unread = defaultdict(list)
+        for f in list_files(landing_dir, table):
+            key = (f.path, f.size, f.mtime_ns)
+            rec = known.get(key) or probe(con, table, f, date.min)
+            if rec["status"] != "ok" or rec["min_ds"] is None:
+                continue
+            lo, hi = bisect_left(days, rec["min_ds"]), bisect_right(days, rec["max_ds"])
+            for ds in days[lo:hi]:
+                if key not in recorded[ds]:
+                    unread[ds].append(f)
+        ts = table.partition_by
+        for ds, files in unread.items():
+            day = late.setdefault(ds, LateDay(ds))
+            for f in files:
+                expr = _ts_expr(f, table.field(ts), ts)
+                (n,) = con.execute(
+                    f"SELECT count(*) FROM {raw_scan(f)} WHERE ({expr})::DATE = ?", [ds]
+                ).fetchone()
+                day.files.append(f)
+                day.rows[f.source_file] = day.rows.get(f.source_file, 0) + n
+    return [late[ds] for ds in sorted(late)]

@@ -110,17 +110,23 @@ def test_an_older_row_never_overwrites_a_newer_one(store_kind, request, prefix):
     t = datetime(2025, 4, 1, 12, 0, 0, 500_000, tzinfo=UTC)
     write(with_time(base, t, fps=30.0, topic="new"))
     write(with_time(base, t - timedelta(days=1), fps=1.0, topic="older"))  # skipped
-    write(with_time(base, t, fps=2.0, topic="same time"))  # not newer: skipped
     ids = base.column("clip_id").to_pylist()
     assert [(r["fps"], r["topic"]) for r in read_online(store, ids)] == [(30.0, "new")] * 3
-    # Redis keeps the full timestamp, so 300 ms later is newer; SQLite keeps whole seconds
-    write(with_time(base, t + timedelta(milliseconds=300), fps=60.0, topic="300 ms later"))
-    expected = (30.0, "new") if store_kind == "sqlite" else (60.0, "300 ms later")
+    # the same time with other values (a re-run's correction) overwrites; Feast's own
+    # write skips equal times
+    result = write(with_time(base, t, fps=2.0, topic="same time"))
+    expected = (30.0, "new") if store_kind == "redis-stock" else (2.0, "same time")
     assert [(r["fps"], r["topic"]) for r in read_online(store, ids)] == [expected] * 3
+    if store_kind != "redis-stock":
+        assert (result.written, result.skipped, result.corrected) == (3, 0, 3)
+    # Redis keeps the full timestamp: 300 ms later is newer; SQLite keeps whole seconds, so
+    # it is the same time there, with other values: written too
+    write(with_time(base, t + timedelta(milliseconds=300), fps=60.0, topic="300 ms later"))
+    assert [(r["fps"], r["topic"]) for r in read_online(store, ids)] == [(60.0, "300 ms later")] * 3
     result = write(with_time(base, t + timedelta(seconds=1), fps=90.0, topic="1 s later"))
     assert [(r["fps"], r["topic"]) for r in read_online(store, ids)] == [(90.0, "1 s later")] * 3
     if store_kind != "redis-stock":
-        assert (result.written, result.skipped) == (3, 0)
+        assert (result.written, result.skipped, result.corrected) == (3, 0, 0)
 
 
 def test_fast_writer_reports_skipped_rows(redis_store, prefix):
@@ -319,7 +325,8 @@ def test_naive_event_times_are_utc(redis_store, prefix):
     )
     assert online_write.write_fast(redis_store, naive).written == 2
     assert _stored_ts(redis_store, ids) == [T, T]
-    assert online_write.write_fast(redis_store, with_time(base, T)).written == 0
+    same = online_write.write_fast(redis_store, with_time(base, T, topic="naive"))
+    assert (same.written, same.skipped) == (0, 2)  # the same time, the same values
     later = with_time(base, T + timedelta(microseconds=1))
     assert online_write.write_fast(redis_store, later).written == 2
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, date, datetime
 
 import dagster as dg
@@ -115,7 +116,14 @@ def test_new_files_are_pushed_once_and_redis_down_keeps_the_cursor(pushed_home, 
     assert isinstance(first, dg.SkipReason) and cursor is not None
     assert isinstance(tick(cursor)[0], dg.SkipReason)
 
-    _new_engagement_file(landing, clip_id, views=1000)
+    path = _new_engagement_file(landing, clip_id, views=1000)
+
+    # first seen: it waits a tick, to be taken only once unchanged
+    seen, cursor = tick(cursor)
+    assert isinstance(seen, dg.SkipReason) and "1 new file(s) settling" in seen.skip_message
+    assert json.loads(cursor)["pending"] == {
+        str(path): [path.stat().st_size, path.stat().st_mtime_ns]
+    }
 
     # Redis down: skip, and the cursor does not move
     monkeypatch.setenv("CLIPFLOW_REDIS", "127.0.0.1:1,db=5")
@@ -127,7 +135,8 @@ def test_new_files_are_pushed_once_and_redis_down_keeps_the_cursor(pushed_home, 
     monkeypatch.setenv("CLIPFLOW_REDIS", good)
     req, up_cursor = tick(cursor)
     assert isinstance(req, dg.RunRequest) and req.run_key.startswith("online-push-")
-    assert json.loads(up_cursor)["mtime_ns"] > json.loads(cursor)["mtime_ns"]
+    assert len(json.loads(up_cursor)["done"]) == len(json.loads(cursor)["done"]) + 1
+    assert json.loads(up_cursor)["pending"] == {}
     assert isinstance(tick(up_cursor)[0], dg.SkipReason)
     again, _ = tick(cursor)  # the same file set asks with the same run_key
     assert again.run_key == req.run_key
@@ -135,3 +144,22 @@ def test_new_files_are_pushed_once_and_redis_down_keeps_the_cursor(pushed_home, 
     result = online_push_job.execute_in_process(run_config=req.run_config, resources=resources)
     assert result.success
     assert _online(clip_id)["views_7d"] == [before + 1000]
+
+
+def test_a_cursor_of_the_mtime_form_counts_the_files_up_to_its_mark_as_pushed(tmp_path):
+    """A cursor written before run keys held sizes and mtimes: files at or before its mark
+    (the mark's own only when named) are not pushed again; the others settle as new."""
+    landing = tmp_path / "landing"
+    paths = [_new_engagement_file(landing, f"c{i}", views=i) for i in range(4)]
+    for p, t in zip(paths, [0, 1, 1, 2], strict=True):  # two files at the mark
+        os.utime(p, ns=(10**18 + t, 10**18 + t))
+    old = json.dumps({"mtime_ns": 10**18 + 1, "names": [str(paths[1])]})
+    ctx = dg.build_sensor_context(
+        cursor=old, resources={"landing": LandingResource(landing_dir=str(landing)),
+                               "feast": FeastResource()},
+    )  # fmt: skip
+    result = online_push_sensor(ctx)
+    assert "2 new file(s) settling" in result.skip_message  # the mark's unnamed one, the later
+    cur = json.loads(ctx.cursor)
+    assert sorted(cur["pending"]) == sorted(str(p) for p in paths[2:])
+    assert len(cur["done"]) == 2

@@ -1,0 +1,126 @@
+"""Re-runs and races in the online write: a row of the stored event time with other values
+(a re-run day's correction) overwrites; an equal row is skipped; an older row never wins,
+even when another writer writes a newer one while ours is in flight. Real Redis, real Feast.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+import pytest
+import redis
+from support import clip_feature_rows
+
+from feature_repo import online_write
+from feature_repo.feature_views import CLIP_FEATURE_NAMES
+
+T = datetime(2025, 4, 1, 12, 0, 0, 500_000, tzinfo=UTC)
+
+
+def with_time(rows: pa.Table, when: datetime, **values) -> pa.Table:
+    """`rows` at event time `when`, with some features set to one value."""
+    out = rows.to_pylist()
+    for row in out:
+        row.update(event_timestamp=when, **values)
+    return pa.Table.from_pylist(out, schema=rows.schema)
+
+
+def read_online(store, ids: list[str]) -> list[dict]:
+    """What the Feast SDK serves for the feature service, one dict per clip."""
+    got = store.get_online_features(
+        features=store.get_feature_service("clip_quality_v1"),
+        entity_rows=[{"clip_id": c} for c in ids],
+    ).to_dict()
+    return [{k: v[i] for k, v in got.items()} for i in range(len(ids))]
+
+
+def _client(redis_server) -> redis.Redis:
+    return redis.Redis(host=redis_server["host"], port=redis_server["port"])
+
+
+def _served(store, ids: list[str]) -> list[tuple]:
+    return [(r["fps"], r["topic"], r[CLIP_FEATURE_NAMES[-1]]) for r in read_online(store, ids)]
+
+
+@pytest.mark.parametrize("store_kind", ["redis_store", "sqlite_store"])
+def test_a_rerun_overwrites_changed_rows_of_the_same_time_and_skips_equal_ones(
+    store_kind, request, prefix
+):
+    store = request.getfixturevalue(store_kind)
+    base = with_time(online_write.latest_per_entity(clip_feature_rows(4, prefix, seed=2)), T)
+    ids = base.column("clip_id").to_pylist()
+    assert online_write.write_online(store, base).written == 4
+    same = online_write.write_online(store, base)
+    assert (same.written, same.skipped, same.corrected) == (0, 4, 0)
+    # clips 0 and 1 corrected: one in its first feature, one only in its last
+    last = CLIP_FEATURE_NAMES[-1]
+    fixed = base.to_pylist()
+    fixed[0]["fps"] = fixed[0]["fps"] + 1.0
+    fixed[1][last] = (fixed[1][last] or 0) + 7
+    rerun = pa.Table.from_pylist(fixed, schema=base.schema)
+    result = online_write.write_online(store, rerun)
+    assert (result.rows, result.written, result.skipped, result.corrected) == (4, 2, 2, 2)
+    want = [(r["fps"], r["topic"], r[last]) for r in fixed]
+    assert _served(store, ids) == want
+
+
+def test_a_stored_hash_missing_a_field_is_rewritten(redis_store, redis_server, prefix):
+    """A field the stored hash lacks (a feature added since) counts as a changed value."""
+    from feature_repo.redis_layout import ViewFields, string_keys
+
+    rows = with_time(online_write.latest_per_entity(clip_feature_rows(2, prefix, seed=4)), T)
+    online_write.write_fast(redis_store, rows)
+    fv = redis_store.get_feature_view("clip_features")
+    fields = ViewFields.of(fv, redis_store.config)
+    key = string_keys("clip_id", rows.column("clip_id").to_pylist()[:1], redis_store.config)[0]
+    with _client(redis_server) as client:
+        assert client.hdel(key, fields.fields[-1]) == 1
+    result = online_write.write_fast(redis_store, rows)
+    assert (result.written, result.skipped, result.corrected) == (1, 1, 1)
+    with _client(redis_server) as client:
+        assert client.hexists(key, fields.fields[-1])
+
+
+def test_a_newer_row_written_while_ours_is_in_flight_wins(
+    redis_store, redis_server, prefix, monkeypatch
+):
+    """The check and the write are one step in Redis: another writer's newer row, landing
+    after our first round trip, is never overwritten by our older one."""
+    base = online_write.latest_per_entity(clip_feature_rows(2, prefix, seed=6))
+    ids = base.column("clip_id").to_pylist()
+    real, calls = online_write._send_packed, []
+
+    def other_writer_between_round_trips(client, commands):
+        replies = real(client, commands)
+        if not calls:
+            calls.append(len(commands))
+            online_write.write_fast(redis_store, with_time(base, T, fps=99.0, topic="newer"))
+        return replies
+
+    monkeypatch.setattr(online_write, "_send_packed", other_writer_between_round_trips)
+    online_write.write_fast(redis_store, with_time(base, T - timedelta(hours=1), topic="older"))
+    assert calls == [2]
+    assert [(r["fps"], r["topic"]) for r in read_online(redis_store, ids)] == [(99.0, "newer")] * 2
+
+
+def test_the_upsert_is_loaded_again_after_a_script_flush(redis_store, redis_server, prefix):
+    """Redis forgets scripts on a restart or SCRIPT FLUSH: each write loads it again."""
+    rows = online_write.latest_per_entity(clip_feature_rows(3, prefix, seed=8))
+    online_write.write_fast(redis_store, with_time(rows, T, topic="first"))
+    with _client(redis_server) as client:
+        client.script_flush()
+    result = online_write.write_fast(redis_store, with_time(rows, T, topic="second"))
+    assert (result.written, result.corrected) == (3, 3)
+    ids = rows.column("clip_id").to_pylist()
+    assert [r["topic"] for r in read_online(redis_store, ids)] == ["second"] * 3
+
+
+def test_a_corrected_row_gets_the_key_ttl_again(redis_store, redis_server, prefix):
+    rows = with_time(online_write.latest_per_entity(clip_feature_rows(1, prefix, seed=9)), T)
+    online_write.write_fast(redis_store, rows)
+    redis_store.config.online_store.key_ttl_seconds = 3600
+    online_write.write_fast(redis_store, with_time(rows, T, topic="fixed"))
+    with _client(redis_server) as client:
+        ttls = [client.ttl(k) for k in client.scan_iter(match=f"*{prefix}*".encode())]
+    assert len(ttls) == 1 and 3500 < ttls[0] <= 3600, ttls
