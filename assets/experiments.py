@@ -67,8 +67,8 @@ def ab_results(
         missing = sorted(a for a in exp.model_aliases.values() if a not in existing)
         if missing:
             context.log.warning(
-                f"{exp.experiment_id}: model aliases not in the registry yet: "
-                f"{missing} (the analysis does not need them)"
+                f"{exp.experiment_id}: model aliases not set in the registry: {missing} "
+                "(the champion serves their users; the analysis does not need them)"
             )
         if exp.start > as_of or not (wh.exists("assignments") and wh.exists("user_metrics")):
             continue
