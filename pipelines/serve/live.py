@@ -46,12 +46,14 @@ class Hub:
         self.redis = async_redis_client(url)
         self.subscribers: set[asyncio.Queue] = set()
         self.task: asyncio.Task | None = None
+        self.started = asyncio.Event()  # the reader knows where it reads from
 
     def subscribe(self) -> asyncio.Queue:
         q: asyncio.Queue = asyncio.Queue(BUFFER)
         q.dropped = False  # type: ignore[attr-defined]
         self.subscribers.add(q)
         if self.task is None or self.task.done():
+            self.started.clear()
             self.task = asyncio.get_running_loop().create_task(self._run())
         return q
 
@@ -83,6 +85,7 @@ class Hub:
                 if after is None:
                     last = await self.redis.xrevrange(STREAM, count=1)
                     after = text(last[0][0]) if last else "0-0"
+                    self.started.set()
                 got = await self.redis.xread({STREAM: after}, count=500, block=BLOCK_MS)
                 delay = 0.1
             except asyncio.CancelledError:
@@ -140,11 +143,19 @@ def hub_for(url: str) -> Hub:
 async def events(
     url: str, resume: str | None, heartbeat_s: float, visible: Callable[[Event], bool]
 ) -> AsyncIterator[Event | None]:
-    """Events for one client (None = time for a heartbeat); ends when it is dropped."""
+    """Events for one client (None = time for a heartbeat); ends when it is dropped. The
+    first heartbeat comes at once when the client is subscribed (a new reader has found
+    where it starts): every event appended after it reaches the client."""
     hub = hub_for(url)
     q = hub.subscribe()
     sent, seen = None, _Seen()
     try:
+        while not hub.started.is_set():  # a new reader finds its start (Redis may be down)
+            try:
+                await asyncio.wait_for(hub.started.wait(), heartbeat_s)
+            except TimeoutError:
+                yield None
+        yield None  # subscribed
         if resume:
             async for event in hub.replay(resume):
                 if event.id not in seen and visible(event):

@@ -32,7 +32,8 @@ FAST = {"base_s": 0.01, "cap_s": 0.05, "timeout_s": 2.0}
 
 
 class SseClient(threading.Thread):
-    """Reads `/v1/events` and keeps every event's (stream id, JSON data); when the stream
+    """Reads `/v1/events` and keeps every event's (stream id, JSON data); `connected` once
+    the server says it is subscribed (its first heartbeat comes then); when the stream
     ends (dropped as too slow, or cut on purpose after `cut_after` events) it reconnects
     with `Last-Event-ID`, until it holds `want` events or `stop` is set."""
 
@@ -60,10 +61,11 @@ class SseClient(threading.Thread):
         with httpx.stream("GET", f"{self.base}/v1/events", headers=headers, timeout=timeout) as r:
             assert r.status_code == 200, r.read()
             self.connections += 1
-            self.connected.set()
             stream_id = None
             for line in r.iter_lines():
-                if line.startswith("id: "):
+                if line.startswith(": heartbeat"):  # the first: subscribed, nothing is missed
+                    self.connected.set()
+                elif line.startswith("id: "):
                     stream_id = line[4:]
                 elif line.startswith("data: ") and stream_id:
                     self.got.append((stream_id, json.loads(line[6:])))
