@@ -2,7 +2,8 @@
 
 The asset calls models.features.clip_features.build_clip_features for the partition's day; the check
 reads the written partition back and stops downstream assets (training set, scoring)
-when it holds NULLs, rates out of range, duplicate rows or misses a clip of the day.
+when it holds NULLs, NaN or infinite values (named per feature), rates out of range,
+duplicate rows or misses a clip of the day.
 """
 
 import warnings
@@ -13,7 +14,7 @@ import dagster as dg
 from assets.constants import DAILY_PARTITIONS, FEATURES, OWNERS
 from assets.markdown import md_table
 from assets.resources import WarehouseResource
-from models.features.checks import sanity_counts, summary
+from models.features.checks import non_finite_counts, sanity_counts, summary
 from models.features.clip_features import (
     FEATURE_COLUMNS,
     TABLE,
@@ -73,20 +74,30 @@ with warnings.catch_warnings():  # partitioned asset checks are a Dagster previe
         name="features_sane",
         blocking=True,
         partitions_def=DAILY_PARTITIONS,
-        description="No NULL in features that must have a value, completion rates in [0, 1] "
+        description="No NULL in features that must have a value, no NaN or infinity in any "
+        "feature (the rows counted per feature), completion rates in [0, 1] "
         "and other rates >= 0, (clip_id, event_timestamp) unique, and a creation row "
         "for every clip created on the day.",
     )
     def features_sane(
         context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
     ) -> dg.AssetCheckResult:
-        found = sanity_counts(warehouse.get(), context.partition_key)
+        wh = warehouse.get()
+        found = sanity_counts(wh, context.partition_key)
+        non_finite = non_finite_counts(wh, context.partition_key)
         problems = {k: v for k, v in found.items() if k != "rows" and v}
+        named = ", ".join(f"{c} ({n} rows)" for c, n in non_finite.items())
         return dg.AssetCheckResult(
             passed=not problems,
             severity=dg.AssetCheckSeverity.ERROR,
+            description=f"non-finite values in {named}" if named else None,
             metadata={
                 **found,
+                "non_finite": dg.MetadataValue.md(
+                    md_table(["feature", "rows"], [[c, n] for c, n in non_finite.items()])
+                    if non_finite
+                    else "none"
+                ),
                 "problems": dg.MetadataValue.md(
                     md_table(["problem", "rows"], [[k, v] for k, v in problems.items()])
                     if problems

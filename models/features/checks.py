@@ -44,9 +44,32 @@ def rate_bounds() -> dict[str, float]:
     }
 
 
+def float_features(warehouse: Warehouse, ds: str | date) -> list[str]:
+    """The features stored as floating point in the day's partition (those that can hold
+    NaN or an infinity)."""
+    part = warehouse.partition_scan(TABLE, ds)
+    types = {r[0]: r[1] for r in warehouse.con.sql(f"DESCRIBE SELECT * FROM {part}").fetchall()}
+    return [c for c in FEATURE_COLUMNS if types.get(c, "").upper() in ("DOUBLE", "FLOAT")]
+
+
+def non_finite_counts(warehouse: Warehouse, ds: str | date) -> dict[str, int]:
+    """Per float feature, the rows holding NaN, +inf or -inf; only features with any. One
+    such value fails training in XGBoost, and every later training with it (#16)."""
+    part = warehouse.partition_scan(TABLE, ds)
+    cols = float_features(warehouse, ds)
+    if not cols:
+        return {}
+    counts = ", ".join(f"count(*) FILTER (NOT isfinite({ident(c)}))" for c in cols)
+    found = warehouse.con.sql(f"SELECT {counts} FROM {part}").fetchall()[0]
+    return {c: int(n) for c, n in zip(cols, found, strict=True) if n}
+
+
 def sanity_counts(warehouse: Warehouse, ds: str | date) -> dict[str, int]:
     """Rows, and the rows breaking each rule of `features_sane` (0 everywhere when sane)."""
     part = warehouse.partition_scan(TABLE, ds)
+    non_finite = " OR ".join(
+        [f"NOT isfinite({ident(c)})" for c in float_features(warehouse, ds)] or ["FALSE"]
+    )
     required = [c for c in KEY_COLUMNS + FEATURE_COLUMNS if c not in NULLABLE_FEATURES]
     nulls = " OR ".join(f"{c} IS NULL" for c in required)
     out_of_range = " OR ".join(
@@ -57,6 +80,7 @@ def sanity_counts(warehouse: Warehouse, ds: str | date) -> dict[str, int]:
         "rows": f"SELECT count(*) FROM {part}",
         "rows_with_nulls": f"SELECT count(*) FROM {part} WHERE {nulls}",
         "rows_with_rates_out_of_range": f"SELECT count(*) FROM {part} WHERE {out_of_range}",
+        "rows_with_non_finite": f"SELECT count(*) FROM {part} WHERE {non_finite}",
         "duplicate_keys": f"SELECT count(*) - count(DISTINCT (clip_id, event_timestamp)) "
         f"FROM {part}",
         "clips_without_creation_row": f"""

@@ -115,3 +115,52 @@ def test_features_sane_fails_on_a_broken_partition(generated, tmp_path, monkeypa
     assert meta["rows_with_rates_out_of_range"] == meta["rows"] - 1  # all but the copy
     assert meta["clips_without_creation_row"] > 150
     assert meta["rows_with_nulls"] == 0
+
+
+def test_features_sane_fails_on_non_finite_features_naming_them(generated, tmp_path, monkeypatch):
+    """+inf, -inf and NaN in features fail the check, counted per feature (#16, case 5: an
+    inf passed `rate >= 0` and crashed every later training in XGBoost)."""
+    planted = {"bitrate_kbps": ("'inf'", 3), "completion_rate_1d": ("'nan'", 2),
+               "creator_label_mean": ("'-inf'", 1)}  # fmt: skip
+
+    def broken(con, wh, ds):
+        build_clip_features(con, wh, ds)
+        part = wh.partition_dir("clip_features", ds)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _f AS SELECT * EXCLUDE (ds), "
+            f"row_number() OVER (ORDER BY clip_id, event_timestamp) AS _n "
+            f"FROM read_parquet('{part}/*.parquet')"
+        )
+        # rows 1-3 get inf bitrate, rows 2-3 NaN completion rate, row 5 -inf creator mean
+        sets = {"bitrate_kbps": "_n <= 3", "completion_rate_1d": "_n IN (2, 3)",
+                "creator_label_mean": "_n = 5"}  # fmt: skip
+        repl = ", ".join(
+            f"CASE WHEN {sets[c]} THEN {v}::DOUBLE ELSE {c} END AS {c}"
+            for c, (v, _) in planted.items()
+        )
+        return wh.write_partition(
+            con, "clip_features", ds, f"SELECT * EXCLUDE (_n) REPLACE ({repl}) FROM _f"
+        )
+
+    monkeypatch.setattr("assets.features.build_clip_features", broken)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [*ingest_assets, *ingest_checks, clip_features, *feature_checks],
+            partition_key=DAYS[0],
+            resources=_resources(generated, tmp_path / "home"),
+            instance=instance,
+            raise_on_error=False,
+        )
+    (ev,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "features_sane"]
+    assert not ev.passed and not result.success
+    meta = {k: v.value for k, v in ev.metadata.items()}
+    assert meta["rows_with_non_finite"] == 4  # rows 1, 2, 3 and 5
+    assert meta["rows"] > 5 and meta["rows_with_nulls"] == 0
+    table = meta["non_finite"]
+    for c, (_, n) in planted.items():
+        assert f"| {c} | {n} |" in table
+    assert table.count("\n") == 1 + len(planted)  # header, rule, one line per feature
+    assert ev.description == (
+        "non-finite values in bitrate_kbps (3 rows), completion_rate_1d (2 rows), "
+        "creator_label_mean (1 rows)"
+    )
