@@ -89,7 +89,9 @@ def test_a_move_during_the_experiment_changes_the_served_version():
 def test_the_window_is_after_the_start_and_before_the_end_of_the_analysed_day(when, changed):
     """A move at the start is the starting state; one at the as-of moment serves later data."""
     log = [entry(BOTH, T0 - DAY, T0 - DAY), entry({**BOTH, "challenger": "3"}, when, when)]
-    assert pr.bind_versions(log, exp_(), T0 + 5 * DAY).changed == changed
+    b = pr.bind_versions(log, exp_(), T0 + 5 * DAY)
+    assert b.changed == changed and b.known_from == T0
+    assert b.versions["treatment"][0] == ("3" if when == T0 else "2", None)  # at the start
 
 
 def test_after_the_experiments_end_nothing_counts():
