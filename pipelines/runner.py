@@ -8,6 +8,8 @@ per asset at tens of milliseconds (the multiprocess executor costs ~1.7 s per st
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from typing import TextIO
 from models.core.errors import root_cause
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+LAUNCHED_BY, PID, HOST = "clipflow/launched_by", "clipflow/pid", "clipflow/host"
 
 
 @dataclass
@@ -127,19 +130,89 @@ def run_days(
         if out is not None:
             print(msg, file=out, flush=True)
 
-    summary, last_retrain = RunSummary(), None
-    with dg.DagsterInstance.get() as instance:
-        for day in days:
-            outcome = _execute(instance, job_name, day)
-            summary.days.append(outcome)
-            say(
-                f"{day}  {'ok' if outcome.success else 'FAILED'}  ({outcome.seconds:.1f}s, "
-                f"run {outcome.run_id[:8]})"
-            )
-            _say_steps(say, outcome)
-            if job_name == "nightly_job":
-                last_retrain = _retrain_on_drift(instance, outcome, last_retrain, say, summary)
+    summary, last_retrain, day = RunSummary(), None, days[0] if days else ""
+    try:
+        with dg.DagsterInstance.get() as instance:
+            for line in fail_orphans(instance):
+                say(line)
+            for day in days:
+                outcome = _execute(instance, job_name, day)
+                summary.days.append(outcome)
+                say(
+                    f"{day}  {'ok' if outcome.success else 'FAILED'}  ({outcome.seconds:.1f}s, "
+                    f"run {outcome.run_id[:8]})"
+                )
+                _say_steps(say, outcome)
+                if job_name == "nightly_job":
+                    last_retrain = _retrain_on_drift(instance, outcome, last_retrain, say, summary)
+    except Exception as e:
+        if not storage_failure(e):
+            raise
+        summary.days.append(DayOutcome(day, False, 0.0, "", job=job_name))
+        say(
+            f"{day}  FAILED  the Dagster instance's storage stopped answering "
+            f"({DAGSTER_STORAGE}): {_first_line(e)}\n  stopped here: run again once it is "
+            "back; the next run marks this day's unfinished run failed and writes the day again"
+        )
     return summary
+
+
+DAGSTER_STORAGE = "$DAGSTER_HOME/dagster.yaml, e.g. PostgreSQL at DAGSTER_PG_URL"
+_STORAGE_ERRORS = {"OperationalError", "InterfaceError", "DagsterPostgresException"}
+
+
+def storage_failure(error: BaseException) -> bool:
+    """Whether `error` (or one it came from) is a database connection failure of the
+    instance's storage (psycopg2/SQLAlchemy/dagster-postgres), not a failure of a step."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if {c.__name__ for c in type(error).__mro__} & _STORAGE_ERRORS:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _first_line(error: BaseException) -> str:
+    """The error's class and first line (a database error names host and port, never the
+    URL's password)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:300] if lines else ''}"
+
+
+def fail_orphans(instance) -> list[str]:
+    """Mark failed the runs of a `clipflow run` on this host whose process is gone (killed,
+    or the machine went down): they would read STARTED for ever. One line per run."""
+    import dagster as dg
+
+    found = instance.get_runs(
+        filters=dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.STARTED],
+            tags={LAUNCHED_BY: "clipflow run", HOST: socket.gethostname()},
+        )
+    )
+    done = []
+    for run in found:
+        pid = run.tags.get(PID, "")
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        why = (
+            f"the clipflow run process (pid {pid}) ended before this run did (killed?); "
+            "the next writer finished or undid its interrupted writes"
+        )
+        instance.report_run_failed(run, why)
+        done.append(f"run {run.run_id[:8]} ({run.tags.get('dagster/partition', '?')}): {why}")
+    return done
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _retrain_on_drift(instance, outcome: DayOutcome, last: str | None, say, summary) -> str | None:
@@ -173,7 +246,12 @@ def _execute(
         instance=instance,
         raise_on_error=False,
         run_config={**QUIET_LOGS, **(run_config or {})},
-        tags={**(tags or {}), "clipflow/launched_by": "clipflow run"},
+        tags={
+            **(tags or {}),
+            LAUNCHED_BY: "clipflow run",
+            PID: str(os.getpid()),
+            HOST: socket.gethostname(),
+        },
     )
     steps = _steps(instance, result.run_id)
     return DayOutcome(

@@ -15,17 +15,23 @@ and glob-escaped (`glob_literal`: a `*`, `?` or `[` in the home is a character o
 never a pattern that could reach another folder), so any home works, quotes and all. A
 partition is written to a
 scratch folder first and then renamed into place, so readers never see half a partition
-and re-running a day replaces it (never appends). DuckDB is the query engine; timestamps
-are written as microseconds (TIMESTAMPTZ), which Feast's DuckDB offline store can read.
+and re-running a day replaces it (never appends). Rows are written in one order (`ORDER BY
+ALL`), so the same rows give the same file, byte for byte, whatever DuckDB's threads did; a
+write the file system refuses (a full disk) fails naming the table and partition, leaves the
+partition in place as it was and removes its scratch folder. DuckDB is the query engine;
+timestamps are written as microseconds (TIMESTAMPTZ), which Feast's DuckDB offline store
+can read.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 from glob import escape as glob_escape
 from pathlib import Path
@@ -78,6 +84,32 @@ def glob_literal(path: str | os.PathLike, pattern: str = "") -> str:
     `[?]`, `[[]`, which DuckDB's glob reads as the character), then `/pattern` if given."""
     literal = glob_escape(str(path))
     return f"{literal}/{pattern}" if pattern else literal
+
+
+class PartitionWriteError(OSError):
+    """Writing a partition failed in the file system (a full disk, most often); the message
+    names the table and partition, and says that the partition in place is unchanged."""
+
+    def __init__(self, table: str, ds: str, root: Path, cause: BaseException):
+        text = str(cause).strip().splitlines()
+        why = text[0] if text else type(cause).__name__
+        code = getattr(cause, "errno", None)
+        if code is None and "No space left on device" in why:
+            code = errno.ENOSPC  # DuckDB's IOException carries only the text
+        hint = (
+            " (the disk is full: free space, then run the day again)"
+            if code == errno.ENOSPC
+            else ""
+        )
+        super().__init__(
+            code,
+            f"could not write partition ds={ds} of table {table} in {root}: {why}{hint}; "
+            "the partition in place, if any, is unchanged",
+        )
+        self.table, self.ds = table, ds
+
+    def __str__(self) -> str:
+        return self.strerror
 
 
 class Warehouse:
@@ -192,10 +224,19 @@ class Warehouse:
             self.con.unregister(view)
 
     # -- writes ------------------------------------------------------------------------
-    def _scratch(self) -> Path:
-        p = self.root / "_tmp" / uuid.uuid4().hex
-        p.mkdir(parents=True)
-        return p
+    @contextmanager
+    def _writing(self, table: str, ds: str | date) -> Iterator[Path]:
+        """A scratch folder for one write of partition `ds` of `table`, removed afterwards.
+        A write the disk refuses (full, read-only, gone) fails with a PartitionWriteError
+        naming the table and partition; the partition in place is left as it was."""
+        scratch = self.root / "_tmp" / uuid.uuid4().hex
+        try:
+            scratch.mkdir(parents=True)
+            yield scratch
+        except (OSError, duckdb.IOException) as e:
+            raise PartitionWriteError(table, _ds(ds), self.root, e) from None
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def write_partition(
         self,
@@ -211,14 +252,14 @@ class Warehouse:
         `query` is a SELECT; the file holds its columns plus `ds` (DATE). Written to a
         scratch folder, then swapped in with renames (atomic for readers of the folder).
         """
-        scratch = self._scratch()
-        out = scratch / filename
-        con.execute(
-            f"COPY (SELECT *, DATE {sql_str(_ds(ds))} AS ds FROM ({query})) "
-            f"TO {sql_str(out)} (FORMAT parquet, ROW_GROUP_SIZE 122880)"
-        )
-        n = _count(con, out)
-        self._swap_in(scratch, self.partition_dir(table, ds))
+        with self._writing(table, ds) as scratch:
+            out = scratch / filename
+            con.execute(
+                f"COPY ({_sorted(query, ds)}) TO {sql_str(out)} "
+                "(FORMAT parquet, ROW_GROUP_SIZE 122880)"
+            )
+            n = _count(con, out)
+            self._swap_in(scratch, self.partition_dir(table, ds))
         return n
 
     def write_file(
@@ -228,19 +269,15 @@ class Warehouse:
         such as `quarantine`, keep one file per writer); an empty result removes it."""
         target_dir = self.partition_dir(table, ds)
         target = target_dir / f"{ident(name)}.parquet"
-        scratch = self._scratch()
-        out = scratch / target.name
-        con.execute(
-            f"COPY (SELECT *, DATE {sql_str(_ds(ds))} AS ds FROM ({query})) "
-            f"TO {sql_str(out)} (FORMAT parquet)"
-        )
-        n = _count(con, out)
-        target_dir.mkdir(parents=True, exist_ok=True)
-        if n:
-            os.replace(out, target)
-        elif target.exists():
-            target.unlink()
-        shutil.rmtree(scratch, ignore_errors=True)
+        with self._writing(table, ds) as scratch:
+            out = scratch / target.name
+            con.execute(f"COPY ({_sorted(query, ds)}) TO {sql_str(out)} (FORMAT parquet)")
+            n = _count(con, out)
+            target_dir.mkdir(parents=True, exist_ok=True)
+            if n:
+                os.replace(out, target)
+            elif target.exists():
+                target.unlink()
         return n
 
     def _swap_in(self, scratch: Path, target: Path) -> None:
@@ -252,12 +289,30 @@ class Warehouse:
         if target.exists():
             trash = self.root / "_tmp" / f"old-{uuid.uuid4().hex}"
             marker = trash.with_name(trash.name + ".target")
-            marker.write_text(str(target))
+            try:
+                marker.write_text(str(target))
+            except OSError:
+                marker.unlink(missing_ok=True)  # nothing moved yet
+                raise
             os.replace(target, trash)
-        os.replace(scratch, target)
+        try:
+            os.replace(scratch, target)
+        except OSError:
+            if trash is not None:  # put the old partition back at once
+                os.replace(trash, target)
+                marker.unlink(missing_ok=True)
+            raise
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
             marker.unlink(missing_ok=True)
+
+
+def _sorted(query: str, ds: str | date) -> str:
+    """`query`'s rows plus `ds`, in one order that depends on the rows alone: DuckDB
+    (`preserve_insertion_order = false`, several threads) returns them in any order, and a
+    file must be the same bytes whenever the same rows are written (a re-run after a crash
+    ends in the warehouse an uninterrupted run writes)."""
+    return f"SELECT * FROM (SELECT *, DATE {sql_str(_ds(ds))} AS ds FROM ({query})) ORDER BY ALL"
 
 
 def _count(con: duckdb.DuckDBPyConnection, file: Path) -> int:

@@ -13,7 +13,8 @@ Partition swaps (models/core/warehouse.py) rename the old partition to
 the new one into place. Whoever next takes the lock finishes what a crash left: an old
 partition whose target is missing is put back (the day is as it was before the
 interrupted write, and a re-run writes it again); one whose target exists is deleted;
-scratch folders of unfinished writes are deleted. So no reader ever finds a partition
+scratch folders of unfinished writes, and manifest files whose write was cut short
+(`_manifest/<table>/.<id>.tmp`), are deleted. So no reader ever finds a partition
 missing after a crash, and no leftovers pile up.
 """
 
@@ -73,17 +74,29 @@ def writer_lock(
                 time.sleep(min(0.2, max(0.0, deadline - now)))
         info = {"pid": os.getpid(), "host": socket.gethostname(), "label": label,
                 "since": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        _record_holder(fd, json.dumps(info).encode(), say)
         yield recover(root)
     finally:
         os.close(fd)  # releases the flock
+
+
+def _record_holder(fd: int, info: bytes, say: Callable[[str], None]) -> None:
+    """Write who holds the lock (for a waiting run's message): over the old text, then cut
+    to length, so a full disk rarely refuses it; if it does, the lock still holds."""
+    try:
+        os.pwrite(fd, info, 0)
+        os.ftruncate(fd, len(info))
+    except OSError as e:
+        say(f"holding the writer lock without recording the holder: {e}")
 
 
 def recover(root: Path) -> list[str]:
     """Finish or undo the swaps a crash interrupted and delete scratch leftovers (call only
     while holding the writer lock); one line per thing done."""
     tmp, done = root / "_tmp", []
+    for partial in sorted(root.glob("_manifest/*/.*.tmp")):  # a manifest append cut short
+        partial.unlink(missing_ok=True)
+        done.append(f"removed unfinished manifest write {partial.parent.name}/{partial.name}")
     if not tmp.is_dir():
         return done
     for marker in sorted(tmp.glob("old-*.target")):
