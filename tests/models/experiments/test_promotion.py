@@ -80,6 +80,11 @@ def test_a_move_during_the_experiment_changes_the_served_version():
                           {"version": "3", "from": (T0 + 2 * DAY).isoformat()}],
         },
     }  # fmt: skip
+    both = [log[0], entry({"champion": "4", "challenger": "3"}, T0, T0 + 2 * DAY)]
+    assert pr._changes(pr.bind_versions(both, exp_(), T0 + 5 * DAY)) == (
+        "control was served by v1, then v4 from 2026-06-12 00:00; "
+        "treatment was served by v2, then v3 from 2026-06-12 00:00"
+    )
 
 
 @pytest.mark.parametrize(
@@ -125,6 +130,9 @@ def test_a_log_that_begins_after_the_start_is_known_from_its_first_entry():
     empty = pr.bind_versions([], exp_(), T0 + 5 * DAY)
     assert empty.known_from is None and empty.served("treatment") is None
     assert empty.versions == {"control": [], "treatment": []}
+    assert empty.to_dict() == {"known_from": None, "changed": [],
+                               "variants": {"control": [], "treatment": []}}  # fmt: skip
+    assert b.served("not a variant") is None
 
 
 def test_the_experiments_own_promotion_ends_its_binding():
