@@ -241,6 +241,10 @@ def test_what_a_result_that_ships_nothing_says(reg):
         "promotion": {"promoted": False, "version": None, "reason": "no promotion"},
         "decision": "ship",
     }
+    # a result without a decision keeps it so (none is invented)
+    assert pr.Promotion(False, None, "why").report_fields() == {
+        "promotion": {"promoted": False, "version": None, "reason": "why"}
+    }
     early = exp_(start=T0 - 3 * DAY)  # analysed before the first logged move took effect
     none = pr.promote_from_experiment(client, early, result(), uri, as_of=T0 - 2 * DAY)
     assert none.reason == "no logged model version served treatment (alias log from None)"
