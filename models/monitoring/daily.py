@@ -74,7 +74,7 @@ def monitor_day(
         return DriftDay(perf, skipped=why)
 
     version = versions[-1]
-    current = drift.profile(rows, FEATURE_COLUMNS, predictions=rows.column("score").to_numpy())
+    current = current_profile(rows)
     result = drift.compare(reference, current, thresholds)
     history_rows = [{**r, "scored_ds": r["scored_ds"].isoformat()} for r in hist]
     report = drift.build_report(
@@ -88,6 +88,13 @@ def monitor_day(
     )
     n = warehouse.write("drift_metrics", ds, metrics_table(result, version))
     return DriftDay(perf, None, version, result, found, json_path, html_path, n)
+
+
+def current_profile(rows: pa.Table) -> dict:
+    """The drift profile of the day's scored rows: features and the champion's scores. The
+    scores go in as Arrow, so a null score counts as missing (through numpy it became NaN,
+    which the profile dropped without counting it)."""
+    return drift.profile(rows, FEATURE_COLUMNS, predictions=rows.column("score"))
 
 
 def scored_rows(warehouse: Warehouse, ds: str | date, end: datetime) -> pa.Table:

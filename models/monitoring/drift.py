@@ -16,6 +16,13 @@ Methods, suited to large samples (where a p-value flags every tiny difference):
   0.1). A category the reference never saw keeps its mass (so it counts as drift) and is
   listed under `unseen`.
 Missing values are left out of the distributions and reported as `missing` shares.
+Non-finite values (NaN, +inf, -inf) are left out too, and counted: a numerical profile
+holds `non_finite` (rows) and `non_finite_share` (of all rows), the comparison reports both
+sides per feature, and a feature whose non-finite share rises by more than
+`DriftThresholds.non_finite_rise` (default 0: any rise) is flagged `non_finite_rise` and
+listed under `non_finite_features`. That is a data fault, not a distribution shift: it does
+not count as drift. A reference profile stored before the count existed has None there,
+and its share is taken as 0 (so a current non-finite value is flagged, never hidden).
 
 Noise level, measured on realistic clip features (tests/models/monitoring/test_drift.py) with 2,000
 current rows against 200,000 reference rows from the same distribution: at most 0.034
@@ -49,6 +56,7 @@ class DriftThresholds:
     jensen_shannon: float = 0.1
     drift_share: float = 0.5  # dataset drift when at least this share of features drift
     psi_bins: int = 10
+    non_finite_rise: float = 0.0  # flag a feature whose non-finite share rises by more
 
     def __post_init__(self):
         if self.numerical_method not in ("wasserstein", "psi"):
@@ -70,13 +78,16 @@ def kind_of(dtype: pa.DataType) -> str:
 
 # -- profiles ----------------------------------------------------------------------------
 def profile(table: pa.Table, features: Sequence[str], predictions=None, threads: int = 2) -> dict:
-    """The profile of `features` of `table` (and of `predictions`, any 1-D array-like, as a
-    numerical column), JSON-ready: {"rows", "features": {name: ...}, "prediction"}."""
+    """The profile of `features` of `table` (and of `predictions`, as a numerical column:
+    an Arrow array keeps its nulls as missing; any other 1-D array-like is read as floats,
+    its NaN non-finite), JSON-ready: {"rows", "features": {name: ...}, "prediction"}."""
     cols = {name: table.column(name) for name in features}
     with ThreadPoolExecutor(max(1, threads)) as pool:  # numpy's sort releases the GIL
         profiles = dict(zip(cols, pool.map(column_profile, cols.values()), strict=True))
     pred = None
-    if predictions is not None:
+    if isinstance(predictions, pa.Array | pa.ChunkedArray):
+        pred = column_profile(pa.chunked_array([predictions]))
+    elif predictions is not None:
         pred = column_profile(pa.chunked_array([pa.array(np.asarray(predictions, np.float64))]))
     return {"rows": table.num_rows, "features": profiles, "prediction": pred}
 
@@ -99,7 +110,14 @@ def column_profile(col: pa.ChunkedArray) -> dict:
         }
     x = col.cast(pa.float64()).to_numpy()  # nulls -> NaN
     x = np.sort(x[np.isfinite(x)])
-    prof = {"kind": NUMERICAL, "missing": missing, "n": int(len(x))}
+    non_finite = n - col.null_count - len(x)  # NaN, +inf, -inf among the non-null values
+    prof = {
+        "kind": NUMERICAL,
+        "missing": missing,
+        "n": int(len(x)),
+        "non_finite": int(non_finite),
+        "non_finite_share": non_finite / n if n else 0.0,
+    }
     if len(x):
         idx = np.minimum((np.arange(GRID) + 0.5) / GRID * len(x), len(x) - 1).astype(np.int64)
         prof |= {
@@ -152,13 +170,28 @@ def jensen_shannon(ref_counts: dict, cur_counts: dict) -> tuple[float, list[str]
     return float(np.sqrt(max(0.0, (kl(p) + kl(q)) / 2))), unseen
 
 
+def non_finite(ref: dict, cur: dict, t: DriftThresholds) -> dict:
+    """Both sides' non-finite rows (None: a reference profiled before they were counted)
+    and whether the share rose by more than `t.non_finite_rise` (categorical: never)."""
+    if ref["kind"] == CATEGORICAL:
+        return {"non_finite_reference": 0, "non_finite_current": 0, "non_finite_rise": False}
+    rise = cur["non_finite_share"] - ref.get("non_finite_share", 0.0)
+    return {
+        "non_finite_reference": ref.get("non_finite"),
+        "non_finite_current": cur["non_finite"],
+        "non_finite_rise": bool(rise > t.non_finite_rise),
+    }
+
+
 def compare_column(ref: dict, cur: dict, t: DriftThresholds) -> dict:
-    """{kind, method, statistic, threshold, drifted, missing_reference, missing_current}
-    (+ `unseen` for categorical). A side with no values gives statistic None, not drifted."""
+    """{kind, method, statistic, threshold, drifted, missing_reference, missing_current,
+    non_finite_reference, non_finite_current, non_finite_rise} (+ `unseen` for
+    categorical). A side with no values gives statistic None, not drifted."""
     out = {
         "kind": ref["kind"],
         "missing_reference": ref["missing"],
         "missing_current": cur["missing"],
+        **non_finite(ref, cur, t),
     }
     if ref["kind"] == CATEGORICAL:
         stat, unseen = jensen_shannon(ref["counts"], cur["counts"])
@@ -182,7 +215,8 @@ def compare_column(ref: dict, cur: dict, t: DriftThresholds) -> dict:
 
 def compare(reference: dict, current: dict, thresholds: DriftThresholds | None = None) -> dict:
     """Per feature and for the prediction: the drift verdicts; `drift_share` (of features
-    with a statistic) and `dataset_drift` (share >= thresholds.drift_share)."""
+    with a statistic) and `dataset_drift` (share >= thresholds.drift_share);
+    `non_finite_features`: the features whose non-finite share rose."""
     t = thresholds or DriftThresholds()
     features = {}
     for name, ref in reference["features"].items():
@@ -203,6 +237,7 @@ def compare(reference: dict, current: dict, thresholds: DriftThresholds | None =
         "drift_share": share,
         "dataset_drift": bool(judged) and share >= t.drift_share,
         "drifted_features": sorted(k for k, f in features.items() if f["drifted"]),
+        "non_finite_features": sorted(k for k, f in features.items() if f["non_finite_rise"]),
     }
 
 

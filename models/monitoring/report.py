@@ -191,6 +191,12 @@ def verdict_text(report: dict) -> str:
     ]
     if len(judged) < len(feats):
         parts.append(f"{len(feats) - len(judged)} feature(s) not judged (no values on a side).")
+    rose = report.get("non_finite_features") or []
+    if rose:
+        parts.append(
+            f"Non-finite values (NaN, inf) rose in {len(rose)} feature(s): "
+            f"{', '.join(f'{n} ({_non_finite(feats[n])})' for n in rose)}."
+        )
     pred = report.get("prediction")
     if pred is None:
         parts.append("Prediction drift: not computed (no prediction profile).")
@@ -198,7 +204,10 @@ def verdict_text(report: dict) -> str:
         parts.append(
             f"Prediction drift: {'yes' if pred.get('drifted') else 'no'} "
             f"({pred.get('method')} {num(pred.get('statistic'))}, "
-            f"threshold {num(pred.get('threshold'))})."
+            f"threshold {num(pred.get('threshold'))}); missing "
+            f"{num(pred.get('missing_reference'), '.1%')} -> {num(pred.get('missing_current'), '.1%')}"
+            f", non-finite {_non_finite(pred)}"
+            f"{' (rose)' if pred.get('non_finite_rise') else ''}."
         )
     perf = report.get("performance")
     if perf is None:
@@ -211,6 +220,12 @@ def verdict_text(report: dict) -> str:
     return " ".join(parts)
 
 
+def _non_finite(entry: dict) -> str:
+    """Non-finite rows, reference -> current ('n/a': a reference from before the count)."""
+    ref, cur = entry.get("non_finite_reference"), entry.get("non_finite_current")
+    return f"{'n/a' if ref is None else format(ref, ',')} -> {'n/a' if cur is None else format(cur, ',')}"
+
+
 def _feature_rows(report: dict) -> str:
     rows = []
     for name, f in ranked(report):
@@ -218,19 +233,22 @@ def _feature_rows(report: dict) -> str:
         shown = ", ".join(unseen[:10]) + (
             f" (+{len(unseen) - 10} more)" if len(unseen) > 10 else ""
         )
+        rose = " <b>rose</b>" if f.get("non_finite_rise") else ""
         rows.append(
-            f"<tr class='{'drift' if f.get('drifted') else 'ok'}'><td class='l'>"
+            f"<tr class='{'drift' if f.get('drifted') or rose else 'ok'}'><td class='l'>"
             f"{html.escape(str(name))}</td><td class='l'>{html.escape(str(f.get('kind')))}</td>"
             f"<td class='l'>{html.escape(str(f.get('method')))}</td>"
             f"<td>{num(f.get('statistic'))}</td><td>{num(f.get('threshold'))}</td>"
             f"<td>{'<b>yes</b>' if f.get('drifted') else 'no'}</td>"
             f"<td>{num(f.get('missing_reference'), '.1%')} &rarr; "
             f"{num(f.get('missing_current'), '.1%')}</td>"
+            f"<td>{html.escape(_non_finite(f))}{rose}</td>"
             f"<td class='l'>{html.escape(shown)}</td></tr>"
         )
     head = (
         "<tr><th>feature</th><th>kind</th><th>method</th><th>statistic</th><th>threshold</th>"
-        "<th>drifted</th><th>missing (reference &rarr; current)</th><th>unseen</th></tr>"
+        "<th>drifted</th><th>missing (reference &rarr; current)</th>"
+        "<th>non-finite rows (reference &rarr; current)</th><th>unseen</th></tr>"
     )
     return f"<table>{head}{''.join(rows)}</table>"
 
@@ -267,6 +285,7 @@ def render_html(report: dict, reference: dict, current: dict) -> str:
         f"{esc(str(k))} = {esc(str(v))}" for k, v in report.get("thresholds", {}).items()
     )
     bad = report["dataset_drift"] or bool((report.get("prediction") or {}).get("drifted"))
+    bad = bad or bool(report.get("non_finite_features"))
     rows = (ref_w.get("rows"), (report.get("current") or {}).get("rows"))
     body = (
         f"<p>Model version {esc(str(report.get('model_version')))}; reference window "
@@ -283,7 +302,8 @@ def render_html(report: dict, reference: dict, current: dict) -> str:
         "the two quantile functions over the reference's standard deviation) or PSI on "
         "the reference's deciles; categorical features by Jensen-Shannon distance, base 2 "
         "(new categories keep their mass). Missing values are left out of the distributions "
-        "and shown as shares. Dataset drift when the share of drifted features reaches "
+        "and shown as shares; non-finite values (NaN, inf) are left out and counted, and a "
+        "rise of their share is flagged (a data fault, not counted as drift). Dataset drift when the share of drifted features reaches "
         f"drift_share. Thresholds: {thresholds}.</small></p>"
     )
     return page(f"Drift report {date}", STYLE, body)

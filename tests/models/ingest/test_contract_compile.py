@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import duckdb
@@ -251,7 +252,17 @@ def test_not_after_default_skew_is_five_minutes():
     assert NotAfter(NOW).skew == DEFAULT_FUTURE_SKEW
 
 
-def test_not_after_describes_the_rule_with_skew_and_bound():
+def test_not_after_describes_the_rule_with_skew_and_bound(monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # the text says UTC whatever the machine's zone
+    time.tzset()
+    monkeypatch.undo()
+    try:
+        _describe_not_after()
+    finally:
+        time.tzset()
+
+
+def _describe_not_after():
     assert NotAfter(NOW, timedelta(minutes=5)).describe(COLUMN) == (
         f"{COLUMN} must be <= ingestion time + 300 s (2026-05-01T12:05:00Z): dated in the future"
     )

@@ -26,6 +26,7 @@ from models.core.contract import (
     ASSIGNMENTS,
     CLIPS,
     ENGAGEMENT,
+    FLOAT32_MAX,
     LABELS,
     USER_METRICS,
     Field,
@@ -99,7 +100,9 @@ def edge(fl: Field, table: Table) -> st.SearchStrategy:
     if fl.name == "clip_id" and any(tr.needs_clips for tr in table.table_rules):
         return st.sampled_from([*BLANK, None])  # any other id is an unknown clip: not GE's
     if fl.type == "float":
-        edges = [0.0, -0.0, 1.0, -1.0, math.nan, math.inf, -math.inf]
+        edges = [0.0, -0.0, 1.0, -1.0, math.nan, math.inf, -math.inf, 1e39, -1e39]
+        edges += [FLOAT32_MAX, math.nextafter(FLOAT32_MAX, math.inf)]  # float32's edge
+        edges += [-FLOAT32_MAX, math.nextafter(-FLOAT32_MAX, -math.inf)]
         for bound in (_bounds(rule).get("min"), _bounds(rule).get("max")):
             if bound is not None:
                 b = float(bound)

@@ -19,10 +19,12 @@ def col(values, type_=None) -> pa.ChunkedArray:
     return pa.chunked_array([pa.array(values, type=type_)])
 
 
-def num(quantiles, std: float, n: int = 1000, missing: float = 0.0) -> dict:
-    """A numerical profile with the given quantile function (what compare reads)."""
+def num(quantiles, std: float, n: int = 1000, missing: float = 0.0, bad: int = 0) -> dict:
+    """A numerical profile with the given quantile function (what compare reads); `bad`
+    non-finite rows besides the `n` finite ones (no nulls)."""
     return {"kind": drift.NUMERICAL, "missing": missing, "n": n, "std": std,
-            "quantiles": [float(q) for q in quantiles]}  # fmt: skip
+            "quantiles": [float(q) for q in quantiles], "non_finite": bad,
+            "non_finite_share": bad / (n + bad) if n + bad else 0.0}  # fmt: skip
 
 
 def cat(counts: dict, missing: float = 0.0) -> dict:
@@ -30,18 +32,26 @@ def cat(counts: dict, missing: float = 0.0) -> dict:
             "counts": counts}  # fmt: skip
 
 
-EMPTY_NUM = {"kind": drift.NUMERICAL, "missing": 1.0, "n": 0}
+EMPTY_NUM = {
+    "kind": drift.NUMERICAL,
+    "missing": 1.0,
+    "n": 0,
+    "non_finite": 0,
+    "non_finite_share": 0.0,
+}
 
 
 # -- profiles ----------------------------------------------------------------------------
 def test_numerical_profile_of_a_known_column():
-    # 0..999 shuffled, plus two nulls (missing) and a NaN and an inf (dropped, not missing)
+    # 0..999 shuffled, plus two nulls (missing), a NaN, an inf and a -inf (counted, #16)
     values = [float(v) for v in np.random.default_rng(0).permutation(GRID)]
-    prof = drift.column_profile(col(values + [None, math.nan, None, math.inf]))
+    prof = drift.column_profile(col(values + [None, math.nan, None, math.inf, -math.inf]))
     assert prof == {
         "kind": drift.NUMERICAL,
-        "missing": 2 / 1004,
+        "missing": 2 / 1005,
         "n": 1000,
+        "non_finite": 3,
+        "non_finite_share": 3 / 1005,
         "mean": 499.5,
         "std": pytest.approx(math.sqrt((1000**2 - 1) / 12)),  # of 0..n-1, population
         "min": 0.0,
@@ -71,7 +81,7 @@ def test_categorical_profiles_of_dictionary_and_boolean_columns():
 
 def test_empty_columns_have_no_missing_share_and_no_values():
     assert drift.column_profile(pa.chunked_array([], pa.float64())) == {
-        "kind": drift.NUMERICAL, "missing": 0.0, "n": 0
+        "kind": drift.NUMERICAL, "missing": 0.0, "n": 0, "non_finite": 0, "non_finite_share": 0.0
     }  # fmt: skip
     assert drift.column_profile(pa.chunked_array([], pa.string())) == {
         "kind": drift.CATEGORICAL, "missing": 0.0, "n": 0, "counts": {}
@@ -164,9 +174,13 @@ def test_compare_column_reports_every_field():
         "unseen": ["xx"],
         "statistic": stat,
         "drifted": True,
+        "non_finite_reference": 0,
+        "non_finite_current": 0,
+        "non_finite_rise": False,
     }
     t = drift.DriftThresholds(wasserstein=1.5)
-    assert drift.compare_column(num(HALVES, 0.5), num([3.0] * GRID, 0.0, missing=0.3), t) == {
+    cur = num([3.0] * GRID, 0.0, missing=0.3, bad=4)
+    assert drift.compare_column(num(HALVES, 0.5, bad=2), cur, t) == {
         "kind": drift.NUMERICAL,
         "missing_reference": 0.0,
         "missing_current": 0.3,
@@ -174,6 +188,9 @@ def test_compare_column_reports_every_field():
         "threshold": 1.5,
         "statistic": 1.0,
         "drifted": False,
+        "non_finite_reference": 2,
+        "non_finite_current": 4,
+        "non_finite_rise": True,
     }
 
 
@@ -238,7 +255,93 @@ def test_thresholds_defaults_and_an_unknown_method():
         "psi": 0.2,
         "jensen_shannon": 0.1,
         "drift_share": 0.5,
+        "non_finite_rise": 0.0,
         "psi_bins": 10,
     }
     with pytest.raises(ValueError, match="must be 'wasserstein' or 'psi', not 'ks'"):
         drift.DriftThresholds(numerical_method="ks")
+
+
+# -- non-finite values (#16, case 5) -----------------------------------------------------------
+QUARTER_BAD, HALF_BAD = num([1.0] * GRID, 0.0, n=3, bad=1), num([1.0] * GRID, 0.0, n=2, bad=2)
+
+
+@pytest.mark.parametrize(
+    ("ref", "cur", "limit", "rise"),
+    [
+        (QUARTER_BAD, QUARTER_BAD, 0.0, False),  # the same share: no rise
+        (QUARTER_BAD, num([1.0] * GRID, 0.0, n=399, bad=133), 0.0, False),  # 1/4 again
+        (QUARTER_BAD, num([1.0] * GRID, 0.0, n=398, bad=134), 0.0, True),  # just above
+        (HALF_BAD, QUARTER_BAD, 0.0, False),  # a fall is no fault
+        (num([1.0] * GRID, 0.0), num([1.0] * GRID, 0.0, n=10**6, bad=1), 0.0, True),  # one row
+        (QUARTER_BAD, HALF_BAD, 0.25, False),  # rose by exactly the limit
+        (QUARTER_BAD, HALF_BAD, float(np.nextafter(0.25, 0.0)), True),  # by more
+    ],
+)
+def test_a_rise_of_the_non_finite_share_is_flagged_at_its_boundary(ref, cur, limit, rise):
+    t = drift.DriftThresholds(non_finite_rise=limit)
+    out = drift.compare_column(ref, cur, t)
+    assert out["non_finite_rise"] is rise
+    assert (out["non_finite_reference"], out["non_finite_current"]) == (
+        ref["non_finite"],
+        cur["non_finite"],
+    )
+    assert out["drifted"] is False  # a data fault, not a distribution shift
+
+
+def test_a_reference_profiled_before_the_count_takes_share_zero():
+    old = {k: v for k, v in REF_0_999.items() if not k.startswith("non_finite")}
+    t = drift.DriftThresholds()
+    clean = drift.compare_column(old, REF_0_999, t)
+    assert (clean["non_finite_reference"], clean["non_finite_rise"]) == (None, False)
+    bad = drift.compare_column(old, num(REF_0_999["quantiles"], REF_0_999["std"], bad=1), t)
+    assert (bad["non_finite_reference"], bad["non_finite_current"], bad["non_finite_rise"]) == (
+        None,
+        1,
+        True,
+    )
+
+
+def test_compare_lists_the_features_whose_non_finite_share_rose():
+    reference = {"features": {"b": QUARTER_BAD, "a": QUARTER_BAD, "z": QUARTER_BAD,
+                              "c": cat({"x": 3})}}  # fmt: skip
+    current = {"features": {"b": HALF_BAD, "a": HALF_BAD, "z": QUARTER_BAD, "c": cat({"x": 3})}}
+    result = drift.compare(reference, current)
+    assert result["non_finite_features"] == ["a", "b"]
+    assert result["drifted_features"] == [] and result["drift_share"] == 0.0
+    assert result["features"]["c"]["non_finite_rise"] is False
+
+
+def test_profile_counts_non_finite_values_from_a_real_table():
+    """Counted from data, against an independent count of the same values."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=500)
+    x[rng.choice(500, 40, replace=False)] = rng.choice([math.inf, -math.inf, math.nan], 40)
+    nulls = [None if i % 50 == 0 else float(v) for i, v in enumerate(x)]
+    prof = drift.profile(pa.table({"x": pa.array(nulls, pa.float64())}), ["x"])["features"]["x"]
+    kept = [v for v in nulls if v is not None]
+    want = sum(not math.isfinite(v) for v in kept)
+    assert want > 0 and prof["non_finite"] == want
+    assert prof["non_finite_share"] == want / 500
+    assert prof["missing"] == (500 - len(kept)) / 500
+    assert prof["n"] == len(kept) - want
+
+
+def test_prediction_nulls_are_missing_and_nan_is_non_finite():
+    """An Arrow column keeps its nulls (the report's prediction missing share); numbers
+    from numpy are values, so a NaN among them is non-finite (#16: null scores went to NaN
+    and were dropped, the missing share stayed 0)."""
+    table = pa.table({"c": ["u", "v", "u", "v"]})
+    arrow = pa.chunked_array([pa.array([1.0, None, 3.0, None])])
+    pred = drift.profile(table, ["c"], predictions=arrow)["prediction"]
+    assert (pred["missing"], pred["non_finite"], pred["n"]) == (0.5, 0, 2)
+    plain = pa.array([2.0, None, math.inf, 1.0])
+    pred = drift.profile(table, ["c"], predictions=plain)["prediction"]
+    assert (pred["missing"], pred["non_finite"], pred["n"]) == (0.25, 1, 2)
+    pred = drift.profile(table, ["c"], predictions=np.array([1.0, np.nan, 3.0, 4.0]))["prediction"]
+    assert (pred["missing"], pred["non_finite"], pred["non_finite_share"], pred["n"]) == (
+        0.0,
+        1,
+        0.25,
+        3,
+    )

@@ -161,3 +161,41 @@ def test_a_side_without_values_and_numpy_numbers(tmp_path):
     pngs = images(html_path.read_text())
     assert len(pngs) == 2  # distributions (the reference side) and performance history
     assert all(p.startswith(PNG) for p in pngs)
+
+
+def test_non_finite_values_and_null_scores_are_counted_in_json_and_html(tmp_path):
+    """Per feature, the non-finite rows on both sides, a rise flagged; null scores count as
+    missing predictions (#16, case 5: both were dropped without a trace)."""
+    rng = np.random.default_rng(2)
+    ref_v, cur_v = rng.normal(0, 1, 400), rng.normal(0, 1, 200)
+    ref_v[:2] = np.inf
+    cur_v[rng.choice(200, 30, replace=False)] = rng.choice([np.nan, np.inf, -np.inf], 30)
+    steady = rng.normal(0, 1, 200)
+    steady[:1] = np.nan  # 1/200 now, 2/400 before: the same share, no rise
+    ref_s = np.r_[rng.normal(0, 1, 398), np.nan, np.nan]
+    scores = pa.chunked_array([pa.array([None if i % 8 == 0 else 50.0 + i for i in range(200)])])
+    ref_t = pa.table({"v": ref_v, "s": ref_s})
+    cur_t = pa.table({"v": cur_v, "s": steady})
+    ref = drift.profile(ref_t, ["v", "s"], predictions=rng.normal(50, 5, 400))
+    cur = drift.profile(cur_t, ["v", "s"], predictions=scores)
+    report = make_report(ref, cur)
+    json_path, html_path = write_report(report, ref, cur, tmp_path)
+    got = json.loads(json_path.read_text())
+    want_cur = int(np.count_nonzero(~np.isfinite(cur_v)))
+    assert want_cur == 30
+    assert {k: got["features"]["v"][k] for k in ("non_finite_reference", "non_finite_current",
+                                                 "non_finite_rise")} == {
+        "non_finite_reference": 2, "non_finite_current": 30, "non_finite_rise": True
+    }  # fmt: skip
+    assert got["features"]["s"]["non_finite_rise"] is False
+    assert got["non_finite_features"] == ["v"]
+    assert got["prediction"]["missing_current"] == 25 / 200  # every 8th score is null
+    assert got["prediction"]["missing_reference"] == 0.0
+    page = html_path.read_text()
+    assert "<th>non-finite rows (reference &rarr; current)</th>" in page
+    assert "<td>2 -&gt; 30 <b>rose</b></td>" in page
+    assert "<td>2 -&gt; 1</td>" in page  # s: counted, not flagged
+    assert "<tr class='drift'><td class='l'>v</td>" in page
+    assert "Non-finite values (NaN, inf) rose in 1 feature(s): v (2 -&gt; 30)." in page
+    assert "missing 0.0% -&gt; 12.5%, non-finite 0 -&gt; 0." in page
+    assert "class='verdict bad'" in page
