@@ -215,6 +215,7 @@ def test_a_served_version_that_changed_mid_experiment_is_invalid_and_promotes_no
     assert got.reason == ("served model changed mid-experiment: treatment was served by v2, "
                           "then v3 from 2026-06-12 00:00; nothing promoted")  # fmt: skip
     assert got.report_fields()["decision"] == "invalid_model_change"
+    assert got.report_fields()["model_versions"]["changed"] == ["treatment"]
     assert registry.aliases(client) == {"champion": "1", "challenger": "3"}
     assert "promoted_by_experiment" not in tags(client, "3") | tags(client, "2")
     # every decision but invalid_srm becomes invalid_model_change
