@@ -209,12 +209,10 @@ class _Plan:
 
 
 def _write_chunk(client, plan: _Plan, chunk: pa.Table, ttl) -> np.ndarray:
-    """Upsert a chunk's rows, one atomic script call per key in one write; returns how
-    many were skipped, written and corrected (redis_layout.UPSERT_LUA's replies)."""
+    """Upsert a chunk's rows (at least one), one atomic script call per key in one write;
+    returns how many were skipped, written and corrected (redis_layout.UPSERT_LUA's replies)."""
     ids = chunk.column(plan.key_col).combine_chunks().cast(pa.string()).to_pylist()
     keys = string_keys(plan.key_col, ids, plan.config)
-    if not keys:
-        return np.zeros(3, dtype=np.int64)
     columns = [
         bulk_values(chunk.column(name), vt)
         for name, vt in zip(plan.fields.features, plan.value_types, strict=True)

@@ -133,7 +133,8 @@ def test_fast_writer_reports_skipped_rows(redis_store, prefix):
     rows = clip_feature_rows(4, prefix)
     online_write.write_fast(redis_store, rows)
     again = online_write.write_fast(redis_store, rows)
-    assert (again.written, again.skipped) == (0, 4)
+    assert (again.written, again.skipped, again.corrected) == (0, 4, 0)
+    assert [type(n) for n in (again.written, again.skipped, again.corrected)] == [int] * 3
 
 
 def test_latest_per_entity_keeps_the_newest_row_of_each_clip(prefix):
@@ -343,10 +344,12 @@ def test_nanosecond_event_times_are_cut_to_microseconds(redis_store, prefix):
     assert online_write.write_online(redis_store, base).written == 2
 
 
-def test_a_first_write_at_the_epoch_is_written(redis_store, prefix):
+@pytest.mark.parametrize("store_kind", ["redis_store", "sqlite_store"])
+def test_a_first_write_at_the_epoch_is_written(store_kind, request, prefix):
+    store = request.getfixturevalue(store_kind)
     rows = online_write.latest_per_entity(clip_feature_rows(2, prefix, seed=6))
     epoch = with_time(rows, datetime(1970, 1, 1, tzinfo=UTC))
-    assert online_write.write_fast(redis_store, epoch).written == 2
+    assert online_write.write_online(store, epoch).written == 2
 
 
 @pytest.mark.parametrize(
