@@ -35,6 +35,7 @@ class MonitoringConfig(dg.Config):
     psi_threshold: float = 0.2
     jensen_shannon_threshold: float = 0.1
     drift_share: float = 0.5
+    non_finite_rise: float = 0.0  # flag a feature whose NaN/inf share rises by more than this
     rmse_ceiling: float = 0.0  # 0: rmse_ratio x the champion's holdout rmse
     rmse_ratio: float = 1.3
     min_labels: int = 50
@@ -84,6 +85,7 @@ def drift_report(
             psi=config.psi_threshold,
             jensen_shannon=config.jensen_shannon_threshold,
             drift_share=config.drift_share,
+            non_finite_rise=config.non_finite_rise,
         ),
         limits=alerts.AlertThresholds(
             rmse_ceiling=config.rmse_ceiling or None,
@@ -99,6 +101,10 @@ def drift_report(
         context.log.info(f"no drift report: {out.skipped}")
         return _skipped(out.skipped, perf)
     result, version, html_path = out.result, out.model_version, out.html_path
+    if result["non_finite_features"]:
+        context.log.warning(
+            f"non-finite values (NaN, inf) rose in: {', '.join(result['non_finite_features'])}"
+        )
     if out.drifted:
         events.publish(
             "drift_detected",
@@ -123,6 +129,14 @@ def drift_report(
                 "\n".join(f"- {f}" for f in result["drifted_features"]) or "none"
             ),
             "prediction_drift": bool(result["prediction"] and result["prediction"]["drifted"]),
+            "non_finite_features": dg.MetadataValue.md(
+                "\n".join(
+                    f"- {n}: {result['features'][n]['non_finite_reference']} -> "
+                    f"{result['features'][n]['non_finite_current']} rows"
+                    for n in result["non_finite_features"]
+                )
+                or "none"
+            ),
             "rmse_alert": not by_name["rmse_ceiling"]["passed"],
             "rmse": perf["rmse"] if perf else None,
             "n_labels": perf["n_labels"] if perf else 0,
