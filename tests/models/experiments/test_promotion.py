@@ -235,7 +235,9 @@ def test_what_a_result_that_ships_nothing_says(reg):
     assert no.binding.served("treatment") == "2"
     both_champion = exp_(model_aliases={"control": "champion", "treatment": "champion"})
     same = pr.promote_from_experiment(client, both_champion, result(), uri)
-    assert same.reason == "treatment was served by v1, as the control: nothing to promote"
+    why = "treatment was served by v1, as the control: nothing to promote"
+    assert same == pr.Promotion(False, None, why, "ship", same.binding)
+    assert same.promoted is False and same.binding.served("treatment") == "1"
     plain = pr.promote_from_experiment(client, exp_(model_aliases={}), result(), uri)
     assert plain == pr.Promotion(False, None, "no promotion", "ship")
     assert plain.report_fields() == {
@@ -248,7 +250,9 @@ def test_what_a_result_that_ships_nothing_says(reg):
     }
     early = exp_(start=T0 - 3 * DAY)  # analysed before the first logged move took effect
     none = pr.promote_from_experiment(client, early, result(), uri, as_of=T0 - 2 * DAY)
-    assert none.reason == "no logged model version served treatment (alias log from None)"
+    why = "no logged model version served treatment (alias log from None)"
+    assert none == pr.Promotion(False, None, why, "ship", none.binding)
+    assert none.promoted is False and none.binding.versions == {"control": [], "treatment": []}
     assert registry.aliases(client) == {"champion": "1", "challenger": "2"}
 
 
@@ -261,6 +265,11 @@ def test_a_promotion_against_a_champion_that_moved_since_says_so(reg):
     assert got.reason == "promotion lost a race: champion is no longer v1; nothing promoted"
     assert registry.aliases(client) == {"champion": "4", "challenger": "2"}
     assert "promoted_by_experiment" not in tags(client, "2")
+    # a control the config gives no alias is served by the champion: compared with v1 too
+    unmapped = exp_(model_aliases={"treatment": "challenger"})
+    lost = pr.promote_from_experiment(client, unmapped, result(), uri)
+    assert lost == pr.Promotion(False, None, got.reason, "ship", lost.binding)
+    assert lost.promoted is False and registry.aliases(client)["champion"] == "4"
     # a control served by another alias is compared with the champion as it is now
     other = exp_(model_aliases={"control": "challenger", "treatment": "champion"})
     moved = pr.promote_from_experiment(client, other, result(), uri, as_of=T0 + 5 * DAY)
