@@ -96,15 +96,14 @@ class PartitionWriteError(OSError):
         code = getattr(cause, "errno", None)
         if code is None and "No space left on device" in why:
             code = errno.ENOSPC  # DuckDB's IOException carries only the text
-        hint = (
-            " (the disk is full: free space, then run the day again)"
-            if code == errno.ENOSPC
-            else ""
-        )
+        head, tail = why, ""
+        if code == errno.ENOSPC:  # first, so that a summary cut at 300 characters keeps it
+            head = "no space left on device (the disk is full: free space, then run the day again)"
+            tail = f" ({why})"
         super().__init__(
             code,
-            f"could not write partition ds={ds} of table {table} in {root}: {why}{hint}; "
-            "the partition in place, if any, is unchanged",
+            f"could not write partition ds={ds} of table {table}: {head}; the partition in "
+            f"place, if any, is unchanged (warehouse {root}){tail}",
         )
         self.table, self.ds = table, ds
 

@@ -115,7 +115,7 @@ def test_clipflow_run_on_a_full_disk_fails_naming_the_partition_then_reruns(smal
     failed = [line for line in r.stdout.splitlines() if " FAILED " in line and "s  " in line]
     assert failed, r.stdout[-3000:]
     assert all(f"could not write partition ds={DS} of table " in line for line in failed), failed
-    assert all("No space left on device" in line for line in failed), failed
+    assert all("no space left on device (the disk is full" in line for line in failed), failed
     assert checksums(home) == before  # every partition whole, none half-written
     assert leftovers(home) == []
 
