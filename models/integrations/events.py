@@ -9,8 +9,9 @@ Downstream deduplicates by it (webhook deliveries, `webhook-id`). Appending with
 `event_id` is idempotent for `DEDUP_TTL_S`: a second append of the same id (a relay that
 crashed before recording its first one) adds nothing and answers the first entry's id.
 The stream entry id (`Event.stream_id`) is the position: ordered, unique, and what SSE's
-`Last-Event-ID` resumes from. An entry without `event_id` (written by an older clipflow)
-has its stream id as event id.
+`Last-Event-ID` resumes from; a reader may also resume after an event id, for as long as
+the stream remembers it (`DEDUP_TTL_S`). An entry without `event_id` (written by an older
+clipflow) has its stream id as event id.
 
 The Redis is the one in `CLIPFLOW_REDIS` (Feast's connection string format:
 `host:port[,db=N][,password=...][,ssl=true]`).
@@ -28,6 +29,7 @@ MAXLEN = 100_000
 DEDUP_KEY = "clipflow:events:id:"  # + event id: the stream id of its entry, for DEDUP_TTL_S
 DEDUP_TTL_S = 7 * 86_400
 EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # no '.': it is also a webhook-id
+STREAM_ID = re.compile(r"^[0-9]{1,20}(-[0-9]{1,20})?$")
 EVENT_TYPES = (
     "scores_published",
     "model_promoted",
@@ -150,12 +152,28 @@ def decode(entry_id, fields: dict) -> Event:
         ) from None
 
 
+def unknown_event(event_id: str) -> ValueError:
+    return ValueError(f"event id {event_id[:80]!r} is not in the stream (unknown or expired)")
+
+
+def position(client, after: str) -> str:
+    """The stream id to read after: `after` when it is one, else the entry of the event
+    id `after` (ValueError when the stream does not know it)."""
+    if STREAM_ID.match(after):
+        return after
+    found = client.get(DEDUP_KEY + check_event_id(after))
+    if found is None:
+        raise unknown_event(after)
+    return text(found)
+
+
 def read_batch(
     client, after: str = "0-0", count: int = 100, block_ms: int | None = None
 ) -> tuple[list[Event], str, list[str]]:
     """(events, the id of the last entry read, the malformed entries' errors) after id
-    `after` (exclusive), oldest first: a cursor moves to the last id, past malformed
+    `after` (exclusive; a stream id or an event id), oldest first: a cursor moves to the last id, past malformed
     entries, so one bad entry never stops a reader."""
+    after = position(client, after)
     got = client.xread({STREAM: after}, count=count, block=block_ms)
     events, bad, last = [], [], after
     for _, entries in got or []:

@@ -24,7 +24,17 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from models.integrations.events import STREAM, Event, MalformedEvent, decode, text
+from models.integrations.events import (
+    DEDUP_KEY,
+    STREAM,
+    STREAM_ID,
+    Event,
+    MalformedEvent,
+    check_event_id,
+    decode,
+    text,
+    unknown_event,
+)
 
 BUFFER = 256
 BLOCK_MS = 1000
@@ -61,8 +71,14 @@ class Hub:
         self.subscribers.discard(q)
 
     async def replay(self, after: str) -> AsyncIterator[Event]:
-        """Every event after id `after` still in the stream, page by page (no cap: a client
-        that falls behind meanwhile is dropped and resumes, losing nothing)."""
+        """Every event after id `after` (a stream id, or an event id the stream knows) still
+        in the stream, page by page (no cap: a client that falls behind meanwhile is
+        dropped and resumes, losing nothing)."""
+        if not STREAM_ID.match(after):
+            found = await self.redis.get(DEDUP_KEY + check_event_id(after))
+            if found is None:
+                raise unknown_event(after)
+            after = text(found)
         while True:
             entries = await self.redis.xrange(STREAM, min=f"({after}", count=REPLAY_PAGE)
             for entry_id, fields in entries:
@@ -140,28 +156,41 @@ def hub_for(url: str) -> Hub:
     return _HUBS[key]
 
 
+async def _replay(hub: Hub, after: str, seen: _Seen) -> AsyncIterator[tuple[Event, bool]]:
+    """(event, not sent before) for each event after `after`."""
+    async for event in hub.replay(after):
+        new = event.id not in seen
+        seen.add(event.id)
+        yield event, new
+
+
 async def events(
     url: str, resume: str | None, heartbeat_s: float, visible: Callable[[Event], bool]
 ) -> AsyncIterator[Event | None]:
-    """Events for one client (None = time for a heartbeat); ends when it is dropped. The
-    first heartbeat comes at once when the client is subscribed (a new reader has found
-    where it starts): every event appended after it reaches the client."""
+    """Events for one client (None = time for a heartbeat); ends when it is dropped. A
+    client that does not resume gets a first heartbeat at once when it is subscribed (a
+    new reader has found where it starts): every event appended after it reaches it."""
     hub = hub_for(url)
     q = hub.subscribe()
     sent, seen = None, _Seen()
     try:
+        if resume:  # what the stream holds after it, at once
+            async for event, new in _replay(hub, resume, seen):
+                sent = event.stream_id
+                if new and visible(event):
+                    yield event
         while not hub.started.is_set():  # a new reader finds its start (Redis may be down)
             try:
                 await asyncio.wait_for(hub.started.wait(), heartbeat_s)
             except TimeoutError:
                 yield None
-        yield None  # subscribed
-        if resume:
-            async for event in hub.replay(resume):
-                if event.id not in seen and visible(event):
-                    yield event
-                seen.add(event.id)
+        if not resume:
+            yield None  # subscribed: a first heartbeat at once
+        else:  # again, up to where the reader started: no gap before its first event
+            async for event, new in _replay(hub, sent or resume, seen):
                 sent = event.stream_id
+                if new and visible(event):
+                    yield event
         while not q.dropped:  # type: ignore[attr-defined]
             try:
                 event = await asyncio.wait_for(q.get(), heartbeat_s)
