@@ -76,6 +76,9 @@ STORE_TYPE = "feature_repo.online_store.FastRedisOnlineStore"
 
 _MAX_PLANS = 4096  # read plans kept per store (one per view x requested features)
 
+SOCKET_TIMEOUT_S = 5.0
+_TIMEOUTS = {"socket_timeout": SOCKET_TIMEOUT_S, "socket_connect_timeout": SOCKET_TIMEOUT_S}
+
 
 class FastRedisOnlineStoreConfig(RedisOnlineStoreConfig):
     """`RedisOnlineStoreConfig` (every field of it) with this store's class path as type."""
@@ -248,15 +251,20 @@ class FastRedisOnlineStore(RedisOnlineStore):
         return online_read_rows(plan.features, replies)
 
     # -- clients: on a single Redis, from models.core.redis_url ---------------------------
+    # Every call has a bound (#16): a hung Redis fails a read or write with a TimeoutError
+    # after SOCKET_TIMEOUT_S instead of freezing the API or the run. Redis answers each
+    # command of a pipeline as it runs it, so a big write never waits this long on a live one.
 
     def _get_client(self, online_store_config):
         if self._client is None and online_store_config.redis_type == RedisType.redis:
-            self._client = redis_client(online_store_config.connection_string)
+            self._client = redis_client(online_store_config.connection_string, **_TIMEOUTS)
         return super()._get_client(online_store_config)
 
     async def _get_client_async(self, online_store_config):
         if self._client_async is None and online_store_config.redis_type == RedisType.redis:
-            self._client_async = async_redis_client(online_store_config.connection_string)
+            self._client_async = async_redis_client(
+                online_store_config.connection_string, **_TIMEOUTS
+            )
         return await super()._get_client_async(online_store_config)
 
     # -- plumbing -----------------------------------------------------------------------

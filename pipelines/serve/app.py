@@ -39,6 +39,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 
 from models.core.names import CHAMPION
 from models.serving.api_keys import ApiKey, ApiKeyError, KeyStore, db_path, mint_token
@@ -168,15 +169,21 @@ def create_app(
 
     async def _routed_scores(clip_ids: list[str], user_id: str | None):
         """(routing fields, one score dict or None per id), or a 503 response when no model
-        can serve. The registry is asked off the event loop, only when a re-check is due."""
+        can serve or the online store does not answer. The registry (only when a re-check is
+        due) and Redis are asked off the event loop, each call bounded by its client's
+        timeout: a hung Redis or registry never freezes the other endpoints."""
         scorer = state["scorer"]
         try:
             for alias in {scorer.route(user_id).alias, CHAMPION}:
                 if scorer.due(alias):
                     await asyncio.to_thread(scorer.model, alias)
-            route, got = scorer.scores(clip_ids, user_id)
+            route, got = await asyncio.to_thread(scorer.scores, clip_ids, user_id)
         except ModelUnavailable as e:
             detail = f"no model can serve: {e}"
+            return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
+        except (RedisError, OSError) as e:  # redis-py's errors are not the builtin ones
+            _log.warning("online store unavailable: %s", type(e).__name__, exc_info=True)
+            detail = f"online store unavailable ({type(e).__name__}): try again shortly"
             return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
         for alias, version in scorer.versions().items():
             served.labels(alias).set(float(version))
@@ -192,8 +199,8 @@ def create_app(
         clip_id: str = Path(pattern=ID_PATTERN),
         user_id: str | None = Query(default=None, pattern=ID_PATTERN),
     ):
-        # async and unvalidated on the way out (the model documents it): a sub-millisecond
-        # Redis lookup costs less on the event loop than a hop to the thread pool
+        # async and unvalidated on the way out (the model documents it); the lookup itself
+        # runs in a worker thread (_routed_scores)
         if state["scorer"] is None and await _ready() is None:
             return _not_ready()
         answer = await _routed_scores([clip_id], user_id)

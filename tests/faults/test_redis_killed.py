@@ -13,10 +13,12 @@ tests/faults/test_events_outage.py."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -168,7 +170,8 @@ def test_redis_killed_under_serve_serves_nothing_stale_and_streams_again(tmp_pat
     """Mid-stream: `clipflow serve` with an SSE client connected, and Redis (the online store
     and the event stream) killed -9 and restarted empty. While it is down nothing is
     answered as if it were fresh: /healthz says `redis: down` (503) and a score request
-    gets no 200. After the restart a later push is what the API serves (not the score it
+    gets a 503 naming the online store; hung (SIGSTOP), a score answers 503 after the
+    store's socket timeout while /healthz keeps answering. After the restart a later push is what the API serves (not the score it
     served before), and the client still connected receives the events published after."""
     from security.api_support import api_env, launch, prepare_world, stop_api
 
@@ -191,11 +194,28 @@ def test_redis_killed_under_serve_serves_nothing_stale_and_streams_again(tmp_pat
         events.publish(redis.client(), "scores_published", {"n": 1})
         wait_until(lambda: reader.got == [{"n": 1}], 300, f"first event: {reader.got}")
 
+        # hung, not dead (SIGSTOP): a score waits out the store's socket timeout in a worker
+        # thread and answers 503; meanwhile /healthz still answers (it hung with the lookup
+        # on the event loop and no timeout)
+        redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                pending = pool.submit(httpx.get, score, headers=api.auth(key), timeout=120)
+                time.sleep(0.5)
+                health = httpx.get(f"{api.base}/healthz", timeout=30)
+                assert health.status_code == 503 and health.json()["redis"] == "down", health.text
+                hung = pending.result()
+        finally:
+            redis.proc.send_signal(signal.SIGCONT)
+        assert hung.status_code == 503, hung.text
+        assert hung.json()["detail"].startswith("online store unavailable"), hung.text
+
         redis.kill()  # mid-stream
         health = httpx.get(f"{api.base}/healthz", timeout=120)
         assert health.status_code == 503 and health.json()["redis"] == "down", health.text
         down = httpx.get(score, headers=api.auth(key), timeout=120)
-        assert down.status_code != 200, down.text  # never the last score, as if fresh
+        assert down.status_code == 503, down.text  # never the last score, as if fresh
+        assert down.json()["detail"].startswith("online store unavailable"), down.text
 
         redis.start()  # back, empty
         push_scores(env, ids, 61.5)
