@@ -11,6 +11,13 @@ the day is no longer late and the next one follows. A re-run that failed is not 
 again for the same files (its tags in the UI say why it ran); the sensor names it in its
 skip reason and goes on with the next day. Days never ingested are the nightly run's
 business, not late.
+
+Late rows of day D also change the rolling windows (1, 3 and 7 days) of the ingested days
+after it, and the online store holds each clip's newest day-end row: so the re-run of D is
+followed, in the same tick, by re-runs of the ingested days D+1 .. D+7 (tagged as
+follow-ups of D; the queue runs them in order, one at a time). Creator counters that span
+all history (`creator_clip_count`, `creator_label_*`) of days past D+7 are not recomputed
+here: the incremental creator state of issue #19 owns that.
 """
 
 import hashlib
@@ -21,7 +28,8 @@ from assets.resources import LandingResource
 from models.core import settings
 from models.core.contract import TABLES
 from models.core.warehouse import Warehouse
-from models.ingest.landing import LateDay, late_files
+from models.features.clip_features import HISTORY_DAYS
+from models.ingest.landing import LateDay, Manifest, late_files
 from pipelines.jobs import nightly_job
 
 SENSOR_INTERVAL_S = 60
@@ -37,6 +45,24 @@ def late_key(day: LateDay) -> str:
     names = sorted(f"{f.path}\t{f.size}\t{f.mtime_ns}" for f in day.files)
     digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
     return f"late-data-{day.ds.isoformat()}-{digest}"
+
+
+def follow_ups(day: LateDay, ingested: list, key: str) -> list[dg.RunRequest]:
+    """Re-runs of the ingested days whose windows reach back to `day` (in date order)."""
+    after = [d for d in ingested if 0 < (d - day.ds).days <= HISTORY_DAYS]
+    reason = f"late rows of {day.ds} change this day's rolling windows"
+    return [
+        dg.RunRequest(
+            run_key=f"{key}-then-{d.isoformat()}",
+            partition_key=d.isoformat(),
+            tags={
+                LATE_TAG: "true",
+                "clipflow/late_follow_up_of": day.ds.isoformat(),
+                "clipflow/reason": reason,
+            },
+        )  # fmt: skip
+        for d in sorted(after)
+    ]
 
 
 def late_request(day: LateDay) -> dg.RunRequest:
@@ -65,7 +91,8 @@ def late_request(day: LateDay) -> dg.RunRequest:
 )
 def late_data_sensor(context: dg.SensorEvaluationContext, landing: LandingResource):
     """Re-run, one at a time in date order, the ingested days late files add rows to."""
-    days = late_files(Warehouse(settings.current().home), landing.path, TABLES.values())
+    warehouse = Warehouse(settings.current().home)
+    days = late_files(warehouse, landing.path, TABLES.values())
     if not days:
         return dg.SkipReason("no landing file adds rows to an ingested day")
     instance = context.instance
@@ -83,9 +110,19 @@ def late_data_sensor(context: dg.SensorEvaluationContext, landing: LandingResour
         if prior:  # asked before for these very files: ended without ingesting them
             failed.append(f"{day.ds} (run {prior[0].run_id}, {prior[0].status.value})")
             continue
-        context.log.info(f"late data: re-running {day.ds}: {day.total} new rows")
-        return late_request(day)
+        ingested = ingested_days(warehouse)
+        then = follow_ups(day, ingested, late_key(day))
+        context.log.info(
+            f"late data: re-running {day.ds}: {day.total} new rows"
+            + (f", then {len(then)} later day(s) whose windows include it" if then else "")
+        )
+        return [late_request(day), *then]
     return dg.SkipReason(
         "late days whose re-run ended without reading the files, re-run them by hand: "
         + ", ".join(failed)
     )
+
+
+def ingested_days(warehouse: Warehouse) -> list:
+    """Every day some table's ingestion recorded (the manifests' `_days` records)."""
+    return sorted({d for t in TABLES.values() for d in Manifest(warehouse, t).recorded_days()})

@@ -130,7 +130,8 @@ def test_a_late_file_reruns_its_day_and_the_online_store_equals_the_warehouse(in
         landing, "d2.parquet", [(clip_id, datetime(2026, 4, 2, 13, tzinfo=UTC), 5000)]
     )
 
-    req = _late_tick(resources, instance)
+    req, *then = _late_tick(resources, instance)
+    assert then == []  # no ingested day after D2
     assert isinstance(req, dg.RunRequest) and req.partition_key == D2
     assert (req.tags["clipflow/late_rows"], req.tags["clipflow/late_files"]) == ("1", "1")
     assert "engagement/late/d2.parquet (1 rows)" in req.tags["clipflow/reason"]
@@ -156,8 +157,11 @@ def test_late_days_rerun_one_at_a_time_in_date_order(ingested):
     _engagement(landing, "d1.parquet", [(clip_id, datetime(2026, 4, 1, 22, tzinfo=UTC), 3),
                                         (clip_id, datetime(2026, 4, 1, 23, tzinfo=UTC), 4)])  # fmt: skip
 
-    first = _late_tick(resources, instance)
+    first, *then = _late_tick(resources, instance)
     assert (first.partition_key, first.tags["clipflow/late_rows"]) == (D1, "2")
+    # D1's late rows change D2's rolling windows: D2 is re-run after it, in the same tick
+    assert [(r.partition_key, r.tags["clipflow/late_follow_up_of"]) for r in then] == [(D2, D1)]
+    assert then[0].run_key == first.run_key + "-then-" + D2
     # the daemon launched it; while it runs, nothing else is asked for
     run = instance.add_run(DagsterRun(job_name="nightly_job", tags=first.tags,
                                       status=dg.DagsterRunStatus.STARTED))  # fmt: skip
@@ -165,8 +169,9 @@ def test_late_days_rerun_one_at_a_time_in_date_order(ingested):
     assert isinstance(waiting, dg.SkipReason) and run.run_id in waiting.skip_message
     # it failed without ingesting: not asked again for the same files; the next day goes on
     instance.report_run_failed(run)
-    second = _late_tick(resources, instance)
+    second, *then = _late_tick(resources, instance)
     assert (second.partition_key, second.tags["clipflow/late_rows"]) == (D2, "1")
+    assert then == []
     assert dg.materialize(DAY_ASSETS, partition_key=D2, resources=resources,
                           instance=instance, tags=second.tags).success  # fmt: skip
     named = _late_tick(resources, instance)
@@ -225,3 +230,20 @@ def test_the_push_takes_stable_files_whole_and_sees_moved_and_changed_ones(inges
     req3, cursor = _push_tick(resources, instance, cursor)
     assert req3.run_config["ops"]["push_fresh_features"]["config"]["files"] == [str(final)]
     assert req3.run_key not in (req.run_key, req2.run_key)
+
+
+def test_follow_ups_are_the_ingested_days_up_to_seven_after_the_late_one():
+    """D+1 .. D+7 (the longest window, HISTORY_DAYS) follow, in date order; D itself, days
+    before it and D+8 do not."""
+    from datetime import timedelta
+
+    from models.ingest.landing import LateDay
+    from pipelines.sensors.late_data import follow_ups
+
+    d = date(2026, 4, 10)
+    ingested = [d + timedelta(days=k) for k in (8, -1, 0, 7, 1, 3)]
+    got = follow_ups(LateDay(d), ingested, "late-data-x")
+    want = [d + timedelta(days=k) for k in (1, 3, 7)]
+    assert [r.partition_key for r in got] == [w.isoformat() for w in want]
+    assert [r.run_key for r in got] == [f"late-data-x-then-{w.isoformat()}" for w in want]
+    assert {r.tags["clipflow/late_follow_up_of"] for r in got} == {d.isoformat()}
