@@ -66,7 +66,10 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
         ["models/serving/scorer.py"],
         ["tests/models/serving/test_scorer.py", "tests/models/serving/test_scorer_faults.py"],
     ),
-    "online_write": (["feature_repo/online_write.py"], ["tests/feature_repo/test_online.py"]),
+    "online_write": (
+        ["feature_repo/online_write.py"],
+        ["tests/feature_repo/test_online.py", "tests/feature_repo/test_online_rerun.py"],
+    ),
 }
 
 
