@@ -213,7 +213,11 @@ def test_health_and_metrics(world):
     assert 'clipflow_model_version{alias="champion"}' in text
 
 
-async def _sse(base: str, headers: dict, want: int) -> list[tuple[str, str]]:
+async def _sse(
+    base: str, headers: dict, want: int, subscribed: asyncio.Event | None = None
+) -> list[tuple[str, str]]:
+    """The first `want` events (id, type); `subscribed` is set at the first heartbeat, which
+    a client that does not resume gets once the hub has subscribed it."""
     got: list[tuple[str, str]] = []
     async with (
         httpx.AsyncClient(timeout=10) as client,
@@ -221,6 +225,8 @@ async def _sse(base: str, headers: dict, want: int) -> list[tuple[str, str]]:
     ):
         event_id = None
         async for line in r.aiter_lines():
+            if line == ": heartbeat" and subscribed is not None:
+                subscribed.set()
             if line.startswith("id: "):
                 event_id = line[4:]
             elif line.startswith("data: ") and event_id:
@@ -240,8 +246,9 @@ def test_sse_streams_live_events_and_resumes_from_last_event_id(world):
     assert got == [(second, "scores_published"), (third, "experiment_decided")]
 
     async def live():
-        task = asyncio.create_task(_sse(world["base"], world["auth"], want=1))
-        await asyncio.sleep(0.5)
+        subscribed = asyncio.Event()
+        task = asyncio.create_task(_sse(world["base"], world["auth"], 1, subscribed))
+        await asyncio.wait_for(subscribed.wait(), 10)  # then nothing published is missed
         new = events.publish(r, "run_failed", {"run_id": "x"})
         return new, await asyncio.wait_for(task, 10)
 
