@@ -195,7 +195,8 @@ def ingest_day(
             raise
         manifest = Manifest(warehouse, table)
         manifest.append(
-            [{**r, "status": "unreadable", "error": why, "home_ds": ds} for r, why in culprits]
+            [{**r, "status": "unreadable", "error": why, "home_ds": ds} for r, why in culprits],
+            ds,
         )
         for r, why in culprits:
             todays.remove(r)
@@ -209,6 +210,7 @@ def ingest_day(
     res.rows_valid = warehouse.write_partition(
         con, table.warehouse, ds, f"SELECT {cols} FROM _checked WHERE _reason IS NULL"
     )
+    Manifest(warehouse, table).record_day(ds, records)  # read: late files are measured from here
     row_json = f"coalesce(_raw, to_json(struct_pack({', '.join(f'{_q(c)} := {_q(c)}' for c in table.columns)})))"
     file_rows = (
         " UNION ALL ".join(

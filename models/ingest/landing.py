@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from models.core.contract import Field, Table
-from models.core.warehouse import Warehouse, glob_literal, sql_str
+from models.core.warehouse import PartitionWriteError, Warehouse, glob_literal, sql_str
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -212,18 +212,28 @@ class Manifest:
                 rec = probe(con, self.table, f, first_seen)
                 new.append(rec)
             current.append(rec)
-        self.append(new)
-        self.record_day(first_seen, [r for r in current if covers(r, first_seen)])
+        self.append(new, first_seen)
         return current, new
 
     def record_day(self, ds: date, records: list[dict]) -> None:
-        """Remember the files (path, size, mtime) an ingestion of day `ds` reads."""
+        """Remember the files (path, size, mtime) an ingestion of day `ds` read: called once
+        its partition is written, so a day whose write failed is not recorded as read."""
         days = self.dir / "_days"
-        days.mkdir(parents=True, exist_ok=True)
-        keys = sorted([r["path"], r["size"], r["mtime_ns"]] for r in records)
-        tmp = days / f".{uuid.uuid4().hex}.tmp"
-        tmp.write_text(json.dumps({"ds": ds.isoformat(), "files": keys}))
-        os.replace(tmp, days / f"{ds.isoformat()}.json")
+        keys = sorted([r["path"], r["size"], r["mtime_ns"]] for r in records if covers(r, ds))
+        text = json.dumps({"ds": ds.isoformat(), "files": keys})
+        self._write(ds, days, f"{ds.isoformat()}.json", lambda tmp: tmp.write_text(text))
+
+    def _write(self, ds: date, folder: Path, name: str, write) -> None:
+        """Write `name` in `folder` through a scratch file and a rename; a file system that
+        refuses (a full disk) fails naming the table and day, and leaves no scratch file."""
+        tmp = folder / f".{uuid.uuid4().hex}.tmp"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            write(tmp)
+            os.replace(tmp, folder / name)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise PartitionWriteError(self.table.warehouse, ds.isoformat(), folder, e) from e
 
     def recorded_days(self) -> dict[date, set[tuple[str, int, int]]]:
         """Each ingested day's recorded files (days ingested before records began: none)."""
@@ -233,16 +243,16 @@ class Manifest:
             out[date.fromisoformat(rec["ds"])] = {tuple(k) for k in rec["files"]}
         return out
 
-    def append(self, records: list[dict]) -> None:
-        """Add records; a later record of the same file supersedes an earlier one."""
+    def append(self, records: list[dict], ds: date) -> None:
+        """Add records (for the ingestion of day `ds`); a later record of the same file
+        supersedes an earlier one."""
         if not records:
             return
         now = datetime.now().astimezone()
         records = [{**r, "probed_at": max(now, r["probed_at"])} for r in records]
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".{uuid.uuid4().hex}.tmp"
-        pq.write_table(pa.Table.from_pylist(records, schema=MANIFEST_SCHEMA), tmp)
-        os.replace(tmp, self.dir / f"{uuid.uuid4().hex}.parquet")
+        table = pa.Table.from_pylist(records, schema=MANIFEST_SCHEMA)
+        self._write(ds, self.dir, f"{uuid.uuid4().hex}.parquet",
+                    lambda tmp: pq.write_table(table, tmp))  # fmt: skip
 
 
 def landing_days(landing_dir: str | os.PathLike, tables) -> tuple[date, date] | None:
