@@ -6,14 +6,9 @@ after its id, past the old 10,000-event cap."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
-import redis
-from support import free_port
+from faults.events_support import RedisProc
 
 from models.integrations import events
 from pipelines.serve import live
@@ -21,41 +16,7 @@ from pipelines.serve import live
 pytestmark = pytest.mark.slow
 
 
-class Server:
-    """A redis-server with an append-only file, so the stream survives a kill -9."""
-
-    def __init__(self, tmp: Path):
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is needed (apt-get install redis-server)")
-        self.binary, self.dir, self.port, self.proc = binary, tmp, free_port(), None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if self.client().ping():
-                    return
-            except redis.RedisError:
-                pass
-            assert time.monotonic() < deadline and self.proc.poll() is None, "no redis-server"
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=2)
-
-    @property
-    def url(self) -> str:
-        return f"127.0.0.1:{self.port}"
+Server = RedisProc  # a redis-server with an append-only file: the stream survives kill -9
 
 
 @pytest.fixture
