@@ -139,7 +139,9 @@ def training_set(
     }
     if entities is not None:
         meta.update(_verify(con, wh, store, entities, table, config))
-        n = wh.write("training_set", context.partition_key, table)
+        n = wh.write(
+            "training_set", context.partition_key, table, keys=("clip_id", "event_timestamp")
+        )
         meta.update(
             {
                 "dagster/row_count": n,

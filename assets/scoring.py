@@ -55,7 +55,7 @@ def clip_scores(
         meta["dagster/row_count"] = 0
         return dg.MaterializeResult(metadata=meta)
     table = pa.concat_tables(outs)
-    n = wh.write("clip_scores", ds, table)
+    n = wh.write("clip_scores", ds, table, keys=("model_alias", "clip_id"))
     meta.update(
         {
             "dagster/row_count": n,

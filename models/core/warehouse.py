@@ -15,8 +15,9 @@ and glob-escaped (`glob_literal`: a `*`, `?` or `[` in the home is a character o
 never a pattern that could reach another folder), so any home works, quotes and all. A
 partition is written to a
 scratch folder first and then renamed into place, so readers never see half a partition
-and re-running a day replaces it (never appends). Rows are written in one order (`ORDER BY
-ALL`), so the same rows give the same file, byte for byte, whatever DuckDB's threads did; a
+and re-running a day replaces it (never appends). Rows are written in one order (the
+writer's key columns, then a hash of the whole row), so the same rows give the same file, byte
+for byte, whatever DuckDB's threads did; a
 write the file system refuses (a full disk) fails naming the table and partition, leaves the
 partition in place as it was and removes its scratch folder. DuckDB is the query engine;
 timestamps are written as microseconds (TIMESTAMPTZ), which Feast's DuckDB offline store
@@ -209,16 +210,25 @@ class Warehouse:
             sql += f" LIMIT {int(limit)}"
         return self.con.sql(sql, params=list(params or [])).to_arrow_table()
 
-    def write(self, table: str, ds: str | date, rows: pa.Table, *, name: str | None = None) -> int:
+    def write(
+        self,
+        table: str,
+        ds: str | date,
+        rows: pa.Table,
+        *,
+        name: str | None = None,
+        keys: Sequence[str] = (),
+    ) -> int:
         """Replace partition `ds` of `table` with the Arrow `rows` (atomically); row count.
-        With `name`, replace only that writer's file of the partition (see `write_file`)."""
+        With `name`, replace only that writer's file of the partition (see `write_file`);
+        `keys` sets the rows' order in the file (see `_sorted`)."""
         view = f"_rows_{uuid.uuid4().hex}"
         self.con.register(view, rows)
         try:
             query = f"SELECT * FROM {view}"
             if name is not None:
-                return self.write_file(self.con, table, ds, name, query)
-            return self.write_partition(self.con, table, ds, query)
+                return self.write_file(self.con, table, ds, name, query, keys=keys)
+            return self.write_partition(self.con, table, ds, query, keys=keys)
         finally:
             self.con.unregister(view)
 
@@ -245,16 +255,18 @@ class Warehouse:
         query: str,
         *,
         filename: str = "part-0.parquet",
+        keys: Sequence[str] = (),
     ) -> int:
         """Replace partition `ds` of `table` with the rows of `query`; returns the row count.
 
-        `query` is a SELECT; the file holds its columns plus `ds` (DATE). Written to a
-        scratch folder, then swapped in with renames (atomic for readers of the folder).
+        `query` is a SELECT; the file holds its columns plus `ds` (DATE), sorted by `keys`
+        (then by a hash of the row: see `_sorted`). Written to a scratch folder, then
+        swapped in with renames (atomic for readers of the folder).
         """
         with self._writing(table, ds) as scratch:
             out = scratch / filename
             con.execute(
-                f"COPY ({_sorted(query, ds)}) TO {sql_str(out)} "
+                f"COPY ({_sorted(query, ds, keys)}) TO {sql_str(out)} "
                 "(FORMAT parquet, ROW_GROUP_SIZE 122880)"
             )
             n = _count(con, out)
@@ -262,7 +274,14 @@ class Warehouse:
         return n
 
     def write_file(
-        self, con: duckdb.DuckDBPyConnection, table: str, ds: str | date, name: str, query: str
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table: str,
+        ds: str | date,
+        name: str,
+        query: str,
+        *,
+        keys: Sequence[str] = (),
     ) -> int:
         """Replace one named file inside partition `ds` (tables shared by several writers,
         such as `quarantine`, keep one file per writer); an empty result removes it."""
@@ -270,7 +289,7 @@ class Warehouse:
         target = target_dir / f"{ident(name)}.parquet"
         with self._writing(table, ds) as scratch:
             out = scratch / target.name
-            con.execute(f"COPY ({_sorted(query, ds)}) TO {sql_str(out)} (FORMAT parquet)")
+            con.execute(f"COPY ({_sorted(query, ds, keys)}) TO {sql_str(out)} (FORMAT parquet)")
             n = _count(con, out)
             target_dir.mkdir(parents=True, exist_ok=True)
             if n:
@@ -306,12 +325,23 @@ class Warehouse:
             marker.unlink(missing_ok=True)
 
 
-def _sorted(query: str, ds: str | date) -> str:
+def _sorted(query: str, ds: str | date, keys: Sequence[str] = ()) -> str:
     """`query`'s rows plus `ds`, in one order that depends on the rows alone: DuckDB
     (`preserve_insertion_order = false`, several threads) returns them in any order, and a
     file must be the same bytes whenever the same rows are written (a re-run after a crash
-    ends in the warehouse an uninterrupted run writes)."""
-    return f"SELECT * FROM (SELECT *, DATE {sql_str(_ds(ds))} AS ds FROM ({query})) ORDER BY ALL"
+    ends in the warehouse an uninterrupted run writes).
+
+    With `keys` (a table's key columns; files sorted by key also let readers skip row
+    groups by their min/max) the order is the keys, then DuckDB's 64-bit hash of the whole
+    row: at about half the memory and CPU of sorting on every column (wide sort keys), for
+    the large tables. Rows with equal keys must then differ only in values that are the
+    same on every run (a wall-time column belongs in the keys' rows, never in a tie: its
+    hash would change the order). Two different rows with equal keys and equal hashes
+    (about n²/2⁶⁵ for n such rows) could come out in either order, a different file of the
+    same rows. Without keys, `ORDER BY ALL` (every column, left to right)."""
+    order = ", ".join([*(ident(k) for k in keys), "hash(*COLUMNS(*))"]) if keys else "ALL"
+    inner = f"SELECT *, DATE {sql_str(_ds(ds))} AS ds FROM ({query})"
+    return f"SELECT * FROM ({inner}) ORDER BY {order}"
 
 
 def _count(con: duckdb.DuckDBPyConnection, file: Path) -> int:

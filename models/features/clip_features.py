@@ -243,7 +243,9 @@ def build_clip_features(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, ds
     try:
         _stage_rows(con, warehouse, ds)
         _stage_history(con, warehouse, ds)
-        return warehouse.write_partition(con, TABLE, ds, _feature_sql(warehouse, ds))
+        return warehouse.write_partition(
+            con, TABLE, ds, _feature_sql(warehouse, ds), keys=("clip_id", "event_timestamp")
+        )
     finally:
         for t in _TEMP:
             con.execute(f"DROP TABLE IF EXISTS {t}")

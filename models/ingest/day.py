@@ -207,8 +207,10 @@ def ingest_day(
     if table.unique:
         _mark_duplicates(con, warehouse, table, ds)
 
+    # rows sorted by the table's key (clips by clip_id, engagement by clip and time, ...)
+    keys = table.unique or (table.columns[0], table.partition_by)
     res.rows_valid = warehouse.write_partition(
-        con, table.warehouse, ds, f"SELECT {cols} FROM _checked WHERE _reason IS NULL"
+        con, table.warehouse, ds, f"SELECT {cols} FROM _checked WHERE _reason IS NULL", keys=keys
     )
     Manifest(warehouse, table).record_day(ds, records)  # read: late files are measured from here
     row_json = f"coalesce(_raw, to_json(struct_pack({', '.join(f'{_q(c)} := {_q(c)}' for c in table.columns)})))"
@@ -234,6 +236,7 @@ def ingest_day(
             SELECT * FROM ({file_rows}) AS f(source_file, reason, "row")
         )
     """,
+        keys=("source_file", "reason", "row"),  # detected_at (a wall time) never decides
     ) - len(bad_files)
     res.reasons = _reason_counts(con)
     con.execute("DROP TABLE IF EXISTS _checked")
