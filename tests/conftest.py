@@ -109,3 +109,24 @@ def landing(tmp_path) -> Landing:
     root = tmp_path / "landing"
     root.mkdir()
     return Landing(root)
+
+
+# The longest files first (measured: each runs several `clipflow` processes or a browser),
+# then the other `slow` files, then the rest: `-n 2 --dist loadfile` hands files out in this
+# order, so the short files fill in at the end and neither worker is left alone with a long
+# one (a scheduling hint only; every test runs either way).
+LONGEST = ("test_ui_browser.py", "test_bench_smoke.py", "test_cli.py", "test_redis_killed.py",
+           "test_postgres_restart.py", "test_kill_rerun.py", "test_full_disk.py",
+           "test_monitoring_assets.py", "test_production_instance.py", "test_bad_numbers.py")  # fmt: skip
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+
+    def rank(item) -> tuple[int, int]:
+        name = item.path.name
+        if name in LONGEST:
+            return (0, LONGEST.index(name))
+        return (1, 0) if item.path in slow else (2, 0)
+
+    items.sort(key=rank)  # stable: a file's tests stay together, in their order

@@ -65,10 +65,17 @@ def landing(tmp_path_factory) -> Path:
     return out
 
 
-def test_generate_then_run_end_to_end(landing, tmp_path):
+@pytest.fixture(scope="module")
+def one_run(landing, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """(home, result) of one `clipflow run` of the whole landing, a corrupt file included
+    (shared by the tests below: a 3-day run is the slow part)."""
     (landing / "clips" / "zz-corrupt.parquet").write_bytes(b"not parquet at all")
-    home = tmp_path / "home"
-    r = clipflow("run", "--landing", str(landing), "--home", str(home))
+    home = tmp_path_factory.mktemp("one") / "home"
+    return home, clipflow("run", "--landing", str(landing), "--home", str(home))
+
+
+def test_generate_then_run_end_to_end(one_run):
+    home, r = one_run
     assert r.returncode == 0, r.stdout + r.stderr
     assert "3 day(s) 2026-02-01..2026-02-03" in r.stdout
     assert "3/3 days succeeded" in r.stdout
@@ -84,9 +91,9 @@ def test_generate_then_run_end_to_end(landing, tmp_path):
     assert any((home / "dagster").rglob("*.db"))
 
 
-def test_day_by_day_runs_end_in_the_same_state_as_one_backfill(landing, tmp_path):
-    one, many = tmp_path / "one", tmp_path / "many"
-    assert clipflow("run", "--landing", str(landing), "--home", str(one)).returncode == 0
+def test_day_by_day_runs_end_in_the_same_state_as_one_backfill(landing, one_run, tmp_path):
+    (one, r), many = one_run, tmp_path / "many"
+    assert r.returncode == 0, r.stdout + r.stderr
     for day in ["2026-02-01", "2026-02-02", "2026-02-03"]:
         r = clipflow(
             "run", "--landing", str(landing), "--home", str(many), "--start", day, "--end", day
