@@ -22,7 +22,8 @@ def clip_scores(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource
 ) -> dg.MaterializeResult:
     from models.serving.scoring import score
-    from models.training.registry import MODEL_NAME, load_by_alias
+    from models.training import intervals
+    from models.training.registry import MODEL_NAME, load_by_alias, load_document
 
     ds = context.partition_key
     wh = warehouse.get()
@@ -35,11 +36,22 @@ def clip_scores(
             continue
         preds = score(model, rows)
         n = rows.num_rows
+        # the interval at DEFAULT_LEVEL by the clip's age; null for a model registered
+        # before intervals were calibrated (it has no intervals.json)
+        cal = load_document(model.version, intervals.INTERVALS_FILE, mlflow.uri)
+        level = intervals.DEFAULT_LEVEL if cal is not None else None
+        low = high = pa.nulls(n, pa.float64())
+        if cal is not None:
+            lo, hi = intervals.bounds(cal, rows.column("clip_age_hours"), preds, level)
+            low, high = pa.array(lo), pa.array(hi)
         outs.append(
             pa.table(
                 {
                     "clip_id": rows.column("clip_id"),
                     "score": pa.array(preds.astype("float64")),
+                    "score_low": low,
+                    "score_high": high,
+                    "interval_level": pa.array([level] * n, pa.float64()),
                     "model_name": pa.array([MODEL_NAME] * n),
                     "model_version": pa.array([str(model.version)] * n),
                     "model_alias": pa.array([alias] * n),

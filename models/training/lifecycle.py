@@ -174,7 +174,7 @@ def _register(
     artifact_location: str | None,
 ) -> str:
     from models.monitoring.drift import REFERENCE_FILE, reference_profile
-    from models.training import registry
+    from models.training import intervals, registry
 
     logged = {
         **out.candidate,
@@ -191,6 +191,12 @@ def _register(
         {"dagster_run_id": run_id},
         out.plots,
         tracking_uri,
-        documents={REFERENCE_FILE: reference},
+        documents={
+            REFERENCE_FILE: reference,
+            # prediction intervals by age at scoring, from the same holdout (#17)
+            intervals.INTERVALS_FILE: intervals.calibrate(
+                ho["clip_age_hours"], trained.y_holdout, trained.holdout_pred
+            ),
+        },
         artifact_location=artifact_location,
     )

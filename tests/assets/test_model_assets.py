@@ -112,6 +112,40 @@ def test_first_model_becomes_champion_and_days_score(pipeline_home):
     assert scores and all(r[1] == "champion" and 0 <= r[3] <= r[4] <= 100 for r in scores)
 
 
+def test_every_score_carries_the_interval_its_model_calibrated_for_the_clip_age(pipeline_home):
+    """#17: `clip_scores` holds score_low/score_high at interval_level, from the model's
+    own `intervals.json` (split-conformal on its holdout, by age bucket), recomputed here
+    from the document and each clip's age."""
+    import math
+
+    from models.training import intervals
+    from models.training.registry import load_document
+
+    home, resources, _, _, _ = pipeline_home
+    uri = resources["mlflow"].uri
+    cal = load_document("1", intervals.INTERVALS_FILE, uri)
+    assert cal is not None and cal["method"] == intervals.METHOD
+    assert sum(b["n"] for b in cal["buckets"]) > 0
+    rows = duckdb.sql(
+        f"""SELECT s.clip_age, s.score, s.score_low, s.score_high, s.interval_level
+        FROM (SELECT c.clip_age_hours AS clip_age, x.* FROM
+              read_parquet('{home}/warehouse/clip_scores/**/*.parquet', hive_partitioning=true) x
+              JOIN read_parquet('{home}/warehouse/clip_features/**/*.parquet',
+                                hive_partitioning=true) c
+              ON c.clip_id = x.clip_id AND c.event_timestamp = x.event_timestamp
+              WHERE x.model_version = '1') s"""
+    ).fetchall()
+    assert rows
+    for age, score, low, high, level in rows:
+        assert level == intervals.DEFAULT_LEVEL
+        bucket = cal["buckets"][int(intervals.bucket_index([age])[0])]
+        q = bucket["q"][str(level)]
+        half = math.inf if q is None else q
+        assert low == pytest.approx(max(0.0, score - half), abs=1e-4)
+        assert high == pytest.approx(min(100.0, score + half), abs=1e-4)
+        assert low <= score <= high
+
+
 def test_online_score_equals_the_table(pipeline_home):
     home, _, _, _, _ = pipeline_home
     from feature_repo.config import feature_store
