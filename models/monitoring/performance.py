@@ -19,6 +19,24 @@ import pyarrow as pa
 
 from models.core.names import CHAMPION
 from models.core.warehouse import Warehouse, sql_str
+from models.training.intervals import AGE_BUCKETS
+
+_AGE = pa.struct([("age_bucket", pa.string()), ("rmse", pa.float64()), ("mae", pa.float64()),
+                  ("n_labels", pa.int64()), ("coverage", pa.float64()),
+                  ("mean_interval_width", pa.float64())])  # fmt: skip
+EMPTY = pa.table(
+    {
+        "scored_ds": pa.array([], pa.date32()),
+        "model_version": pa.array([], pa.string()),
+        "rmse": pa.array([], pa.float64()),
+        "mae": pa.array([], pa.float64()),
+        "n_labels": pa.array([], pa.int64()),
+        "coverage": pa.array([], pa.float64()),
+        "interval_level": pa.array([], pa.float64()),
+        "mean_interval_width": pa.array([], pa.float64()),
+        "by_age": pa.array([], pa.list_(_AGE)),
+    }
+)
 
 
 def history(
@@ -29,19 +47,25 @@ def history(
     window_days: int = 28,
 ) -> pa.Table:
     """One row per scored day in (as_of_ds - window_days, as_of_ds] with labelled clips:
-    scored_ds, model_version, rmse, mae, n_labels (labels known at `as_of`)."""
-    empty = pa.table(
-        {
-            "scored_ds": pa.array([], pa.date32()),
-            "model_version": pa.array([], pa.string()),
-            "rmse": pa.array([], pa.float64()),
-            "mae": pa.array([], pa.float64()),
-            "n_labels": pa.array([], pa.int64()),
-        }
-    )
+    scored_ds, model_version, rmse, mae, n_labels (labels known at `as_of`), and (#17) the
+    prediction intervals' `coverage` (share of labels inside [score_low, score_high]),
+    `interval_level` and `mean_interval_width` (null where the scores carry no interval),
+    and `by_age`: the same figures per age bucket at scoring (models/training/intervals.py
+    `AGE_BUCKETS`: creation day, 1 day, 3 days, 7 days; the creation-day figure is the one
+    the platform decides on)."""
     if not (warehouse.exists("clip_scores") and warehouse.exists("labels")):
-        return empty
+        return EMPTY
     lo = as_of_ds - timedelta(days=window_days - 1)
+    scores = warehouse.scan("clip_scores")
+    have = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {scores}").fetchall()}
+    interval = ", ".join(  # scores written before intervals existed have none: NULL
+        c if c in have else f"NULL::DOUBLE AS {c}"
+        for c in ("score_low", "score_high", "interval_level")
+    )
+    by_age = " ".join(
+        f"WHEN age_h < {hi!r} THEN {sql_str(name)}" for name, _, hi in AGE_BUCKETS[:-1]
+    )
+    order = " ".join(f"WHEN {sql_str(name)} THEN {i}" for i, (name, _, _) in enumerate(AGE_BUCKETS))
     return con.sql(
         f"""
         WITH label AS (
@@ -52,18 +76,55 @@ def history(
                 PARTITION BY clip_id ORDER BY labeled_at DESC, quality_score DESC) = 1
         ),
         scored AS (
-            SELECT ds AS scored_ds, clip_id, score, model_version
-            FROM {warehouse.scan("clip_scores", "ds, clip_id, score, model_version, model_alias")}
+            SELECT ds AS scored_ds, clip_id, score, model_version, event_timestamp, {interval}
+            FROM {scores}
             WHERE model_alias = {sql_str(CHAMPION)}
               AND ds BETWEEN DATE '{lo}' AND DATE '{as_of_ds}'
+        ),
+        clip AS (  -- creation times of the clips scored in the window (scored <= 7 days old)
+            SELECT clip_id, any_value(created_at) AS created_at
+            FROM {warehouse.scan("clips", "clip_id, created_at, ds")}
+            WHERE ds BETWEEN DATE '{lo - timedelta(days=8)}' AND DATE '{as_of_ds}'
+            GROUP BY clip_id
+        ),
+        joined AS (
+            SELECT s.*, l.quality_score,
+                   (epoch_us(s.event_timestamp) - epoch_us(c.created_at)) / 3.6e9 AS age_h,
+                   (l.quality_score BETWEEN s.score_low AND s.score_high)::INTEGER AS inside,
+                   s.score_high - s.score_low AS width
+            FROM scored s JOIN label l USING (clip_id) LEFT JOIN clip c USING (clip_id)
+        ),
+        bucketed AS (
+            SELECT *, CASE WHEN age_h IS NULL OR age_h < 0 THEN {sql_str(AGE_BUCKETS[0][0])}
+                           {by_age} ELSE {sql_str(AGE_BUCKETS[-1][0])} END AS age_bucket
+            FROM joined
+        ),
+        per_age AS (
+            SELECT scored_ds, age_bucket,
+                   sqrt(avg((score - quality_score) ^ 2)) AS rmse,
+                   avg(abs(score - quality_score)) AS mae,
+                   count(*)::BIGINT AS n_labels,
+                   avg(inside) AS coverage,
+                   avg(width) AS mean_interval_width
+            FROM bucketed GROUP BY scored_ds, age_bucket
+        ),
+        per_day AS (
+            SELECT scored_ds, any_value(model_version) AS model_version,
+                   sqrt(avg((score - quality_score) ^ 2)) AS rmse,
+                   avg(abs(score - quality_score)) AS mae,
+                   count(*)::BIGINT AS n_labels,
+                   avg(inside) AS coverage,
+                   max(interval_level) AS interval_level,
+                   avg(width) AS mean_interval_width
+            FROM bucketed GROUP BY scored_ds
         )
-        SELECT scored_ds, any_value(model_version) AS model_version,
-               sqrt(avg((score - quality_score) ^ 2)) AS rmse,
-               avg(abs(score - quality_score)) AS mae,
-               count(*)::BIGINT AS n_labels
-        FROM scored JOIN label USING (clip_id)
-        GROUP BY scored_ds
-        ORDER BY scored_ds
+        SELECT d.*, list(struct_pack(age_bucket := a.age_bucket, rmse := a.rmse, mae := a.mae,
+                                     n_labels := a.n_labels, coverage := a.coverage,
+                                     mean_interval_width := a.mean_interval_width)
+                         ORDER BY CASE a.age_bucket {order} END) AS by_age
+        FROM per_day d JOIN per_age a USING (scored_ds)
+        GROUP BY ALL
+        ORDER BY d.scored_ds
         """
     ).to_arrow_table()
 

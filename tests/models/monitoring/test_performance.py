@@ -1,0 +1,117 @@
+"""`model_performance` as labels arrive (#17): rmse/mae/coverage/interval width per scored
+day and per age bucket at scoring, against a computation in plain Python."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime, timedelta
+
+import pyarrow as pa
+import pytest
+
+from models.core.warehouse import Warehouse
+from models.monitoring import performance
+
+D0 = date(2026, 3, 1)
+CREATED = datetime(2026, 3, 1, 6, tzinfo=UTC)
+
+
+def day_end(d: date) -> datetime:
+    return datetime(d.year, d.month, d.day, 23, 59, 59, 999999, tzinfo=UTC)
+
+
+@pytest.fixture
+def wh(tmp_path):
+    """Clips c0..c9 created on D0 06:00, scored at the end of D0 (age 18 h: creation day)
+    and of D0+3 (age 90 h: the 3-day bucket), with intervals; labels for c0..c7 only, one
+    of them (c7) revised later than `as_of`, and an old score partition without intervals."""
+    w = Warehouse(tmp_path / "home", threads=1, memory_limit="512MiB")
+    ids = [f"c{i}" for i in range(10)]
+    w.write("clips", D0, pa.table({"clip_id": ids, "created_at": [CREATED] * 10}))
+    labels = [50.0 + 5 * i for i in range(8)]
+    w.write("labels", D0 + timedelta(days=3), pa.table({
+        "clip_id": ids[:8] + ["c7"],
+        "labeled_at": [datetime(2026, 3, 4, 1, tzinfo=UTC)] * 8 + [datetime(2026, 3, 9, tzinfo=UTC)],
+        "quality_score": labels + [0.0],
+    }))  # fmt: skip
+    for d, spread in ((D0, 10.0), (D0 + timedelta(days=3), 4.0)):
+        scores = [55.0 + 3 * i for i in range(10)]
+        w.write("clip_scores", d, pa.table({
+            "clip_id": ids,
+            "score": scores,
+            "score_low": [s - spread for s in scores],
+            "score_high": [s + spread for s in scores],
+            "interval_level": [0.8] * 10,
+            "model_version": ["3"] * 10,
+            "model_alias": ["champion"] * 9 + ["challenger"],
+            "event_timestamp": [day_end(d)] * 10,
+        }))  # fmt: skip
+    # a day scored before intervals existed: no interval columns in its file
+    old = D0 - timedelta(days=1)
+    w.write("clip_scores", old, pa.table({
+        "clip_id": ["c0"], "score": [50.0], "model_version": ["2"],
+        "model_alias": ["champion"], "event_timestamp": [day_end(old)],
+    }))  # fmt: skip
+    return w, labels
+
+
+def expected(labels, day_offset: int, spread: float) -> dict:
+    rows = [(55.0 + 3 * i, labels[i]) for i in range(8)]  # c8 unlabelled, c9 challenger
+    err = [s - y for s, y in rows]
+    inside = [s - spread <= y <= s + spread for s, y in rows]
+    return {
+        "rmse": math.sqrt(sum(e * e for e in err) / len(err)),
+        "mae": sum(abs(e) for e in err) / len(err),
+        "n_labels": len(err),
+        "coverage": sum(inside) / len(inside),
+        "mean_interval_width": 2 * spread,
+    }
+
+
+def test_figures_per_day_and_age_bucket_match_a_plain_computation(wh):
+    w, labels = wh
+    as_of_ds = D0 + timedelta(days=5)
+    got = performance.history(w.con, w, as_of_ds, day_end(as_of_ds), window_days=28)
+    rows = {r["scored_ds"]: r for r in got.to_pylist()}
+    assert sorted(rows) == [D0 - timedelta(days=1), D0, D0 + timedelta(days=3)]
+    for d, spread, bucket in ((D0, 10.0, "creation_day"), (D0 + timedelta(days=3), 4.0, "3d")):
+        want, r = expected(labels, (d - D0).days, spread), rows[d]
+        for k, v in want.items():
+            assert r[k] == pytest.approx(v, abs=1e-12), (d, k)
+        assert r["interval_level"] == 0.8 and r["model_version"] == "3"
+        [age] = r["by_age"]
+        assert age["age_bucket"] == bucket
+        for k, v in want.items():
+            assert age[k] == pytest.approx(v, abs=1e-12), (d, bucket, k)
+    old = rows[D0 - timedelta(days=1)]  # no interval: coverage unknown, never 0 or 1
+    assert old["coverage"] is None and old["interval_level"] is None
+    assert old["mean_interval_width"] is None and old["n_labels"] == 1
+
+
+def test_the_coverage_boundary_counts_a_label_on_the_bound_as_inside(wh):
+    w, _ = wh
+    as_of_ds, d = D0 + timedelta(days=5), D0 + timedelta(days=3)
+
+    def coverage(spread: float) -> float:
+        t = w.read("clip_scores", d)
+        t = t.set_column(
+            t.schema.get_field_index("score_low"),
+            "score_low",
+            pa.array([s - spread for s in t.column("score").to_pylist()]),
+        )
+        t = t.set_column(t.schema.get_field_index("score_high"), "score_high",
+                         pa.array([s + spread for s in t.column("score").to_pylist()]))  # fmt: skip
+        w.write("clip_scores", d, t)
+        got = performance.history(w.con, w, as_of_ds, day_end(as_of_ds))
+        return {r["scored_ds"]: r["coverage"] for r in got.to_pylist()}[d]
+
+    # |score - label| = |5 - 2i| for the labelled clips i = 0..7: 5, 3, 1, 1, 3, 5, 7, 9
+    assert coverage(5.0) == 6 / 8  # i = 0 and i = 5 sit on the bound: inside
+    assert coverage(4.999999) == 4 / 8  # just under: both outside
+    assert coverage(3.0) == 4 / 8 and coverage(2.999999) == 2 / 8
+
+
+def test_without_scores_or_labels_the_history_is_empty_with_its_columns(tmp_path):
+    w = Warehouse(tmp_path / "h", threads=1, memory_limit="512MiB")
+    got = performance.history(w.con, w, D0, day_end(D0))
+    assert got.num_rows == 0 and "by_age" in got.column_names and "coverage" in got.column_names
