@@ -14,6 +14,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# the clean-up's SIGTERM-to-SIGKILL wait: the test's later signals must land inside it (with
+# 2 s, a loaded machine stretched the test's own 0.8 s of sleeps past the whole clean-up,
+# the supervisor had exited, and the signals went nowhere: CI, 2026-11-28)
+GRACE_S = 8
 
 
 def _alive(pid: int) -> bool:
@@ -41,7 +45,7 @@ def test_a_second_ctrl_c_does_not_abandon_the_clean_up(tmp_path):
     supervisor = subprocess.Popen(
         [sys.executable, "-c",
          "import sys; from pipelines.cli import supervise; "
-         f"sys.exit(supervise([sys.executable, {str(child)!r}], grace_s=2))"],
+         f"sys.exit(supervise([sys.executable, {str(child)!r}], grace_s={GRACE_S}))"],
         cwd=ROOT, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 30
