@@ -49,6 +49,9 @@ def test_a_second_ctrl_c_does_not_abandon_the_clean_up(tmp_path):
          "import sys; from pipelines.cli import supervise; "
          f"sys.exit(supervise([sys.executable, {str(child)!r}], grace_s={GRACE_S}))"],
         cwd=ROOT, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C as at a terminal: a backgrounded CI shell starts everything with SIGINT
+        # ignored, and the supervisor would inherit that (the clean-up never began)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 30
     while not (pids.exists() and pids.read_text()):
