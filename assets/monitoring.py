@@ -126,7 +126,11 @@ def drift_report(
             "dataset_drift": result["dataset_drift"],
             "drift_share": round(result["drift_share"], 4),
             "drifted_features": dg.MetadataValue.md(
-                "\n".join(f"- {f}" for f in result["drifted_features"]) or "none"
+                "\n".join(
+                    f"- {c['feature']} since {c['since']}" for c in result.get("changes", [])
+                    if c["feature"] != "prediction"
+                )
+                or "none"
             ),
             "prediction_drift": bool(result["prediction"] and result["prediction"]["drifted"]),
             "non_finite_features": dg.MetadataValue.md(
@@ -157,16 +161,21 @@ def drift_report(
 
 
 def _table(features: dict) -> str:
+    """The 15 features nearest to (or furthest over) their threshold, with the rows each
+    was judged on and since when it drifts; features not compared come last."""
     ranked = sorted(
         features.items(),
-        key=lambda kv: -(kv[1]["statistic"] or 0) / kv[1]["threshold"],
+        key=lambda kv: -(kv[1]["statistic"] or 0) / (kv[1]["threshold"] or 1),
     )
     rows = [
         [name, f["method"], "n/a" if f["statistic"] is None else f"{f['statistic']:.4f}",
-         f"{f['threshold']:g}", "**yes**" if f["drifted"] else "no"]
+         "n/a" if f["threshold"] is None else f"{f['threshold']:.4g}",
+         f.get("cohort") or "all rows", "**yes**" if f["drifted"] else "no",
+         f.get("since") or ""]
         for name, f in ranked[:15]
     ]  # fmt: skip
-    return md_table(["feature", "method", "statistic", "threshold", "drifted"], rows)
+    return md_table(["feature", "method", "statistic", "threshold", "judged on", "drifted",
+                     "since"], rows)
 
 
 def _skipped(why: str, perf: dict | None) -> dg.MaterializeResult:

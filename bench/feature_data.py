@@ -61,13 +61,19 @@ def _names(values: tuple[str, ...], index: np.ndarray) -> pa.Array:
 
 
 def make_clip_features(
-    n_clips: int, *, all_moments: bool, seed: int = 0, prefix: str = "c"
+    n_clips: int,
+    *,
+    all_moments: bool,
+    seed: int = 0,
+    prefix: str = "c",
+    moments: np.ndarray | None = None,
 ) -> tuple[pa.Table, np.ndarray]:
     """Rows of `clip_features` (key columns, then FEATURE_COLUMNS; no ds) and the latent
     quality z of each row's clip.
 
     `all_moments`: every clip's 8 rows, sorted by clip_id and event_timestamp; else one row
-    per clip at a random one of its moments (what the online store holds: its latest row).
+    per clip at a random one of its moments (what the online store holds: its latest row),
+    or at `moments[i]` (0: creation, k: the end of its k-th day) when given.
     """
     rng = np.random.default_rng(seed)
     n = n_clips
@@ -96,6 +102,8 @@ def make_clip_features(
         ci, m = np.repeat(np.arange(n), MOMENTS), np.tile(np.arange(MOMENTS), n)
     else:
         ci, m = np.arange(n), rng.integers(0, MOMENTS, n)
+        if moments is not None:
+            m = np.asarray(moments, dtype=np.int64)
     rows = len(ci)
     c = created[ci]
     event = np.where(m == 0, c, c // DAY_US * DAY_US + m * DAY_US - 1)  # day-end of day m-1

@@ -244,10 +244,12 @@ def run_train(scale: float, tmp: Path) -> list[Record]:
                 holdout = metrics(trained.y_holdout, trained.holdout_pred)
                 ho = trained.holdout
                 with Timer() as t_reference:  # as clip_quality_model does before registering
+                    day_end = ho["event_timestamp"] != ho["created_at"]
                     reference = reference_profile(
                         df,
-                        ho.loc[ho["event_timestamp"] != ho["created_at"], "prediction"],
+                        ho.loc[day_end, "prediction"],
                         FEATURE_COLUMNS,
+                        holdout_ages=ho.loc[day_end, "clip_age_hours"],
                     )
                 version = log_and_register(
                     trained, holdout, None, None, uri, documents={REFERENCE_FILE: reference}

@@ -70,3 +70,20 @@ FEATURE_KINDS: dict[str, str] = {
 }
 FEATURE_COLUMNS: list[str] = list(FEATURE_KINDS)
 CATEGORICAL_FEATURES: list[str] = [n for n, k in FEATURE_KINDS.items() if k == "string"]
+
+# How drift monitoring compares each feature (#17; models/monitoring/drift.py). Like with
+# like: what a clip *is* is compared as it arrives (the day's new clips against the
+# reference's clips at creation); what the audience does with it at matched ages (rows of
+# the same age bucket on both sides). A feature that grows by construction is not compared
+# at all, and the report says why: its distribution moves with time whatever happens.
+ARRIVAL, BY_AGE, GROWTH = "arrival", "by_age", "growth"
+GROWTH_FEATURES: dict[str, str] = {
+    "clip_age_hours": "an age: grows with time by construction",
+    "creator_clip_count": "a cumulative count: grows with the creator's history",
+    "creator_label_count": "a cumulative count: grows with the creator's history",
+}
+FEATURE_MONITORING: dict[str, str] = {
+    **{n: ARRIVAL for n in (*ATTRIBUTE_FEATURES, *DERIVED_FEATURES)},
+    **{n: BY_AGE for n in (*ENGAGEMENT_FEATURES, *CREATOR_FEATURES)},
+    **{n: GROWTH for n in GROWTH_FEATURES},
+}

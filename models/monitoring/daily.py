@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from models.core.names import CHAMPION, FEATURE_COLUMNS
@@ -76,6 +77,15 @@ def monitor_day(
     version = versions[-1]
     current = current_profile(rows)
     result = drift.compare(reference, current, thresholds)
+    since = drifted_since(warehouse, day, result, history_days)
+    for name, first in since.items():
+        entry = result["features"].get(name) or result["prediction"]
+        entry["since"] = first
+    result["changes"] = [
+        {"feature": name, "since": first, "population": (
+            result["features"].get(name) or result["prediction"]).get("population")}
+        for name, first in sorted(since.items(), key=lambda kv: (kv[1], kv[0]))
+    ]
     history_rows = [{**r, "scored_ds": r["scored_ds"].isoformat()} for r in hist]
     report = drift.build_report(
         ds, version, reference, current, result, thresholds, perf, history_rows
@@ -90,11 +100,40 @@ def monitor_day(
     return DriftDay(perf, None, version, result, found, json_path, html_path, n)
 
 
+def drifted_since(warehouse: Warehouse, day: date, result: dict, days: int) -> dict[str, str]:
+    """For each feature (and the prediction) drifted on `day`: the first day of its unbroken
+    run of drifted days in `drift_metrics`, looking back at most `days` days (ISO dates).
+    Reads one small partition per day back, and stops once every run has started."""
+    drifted = set(result["drifted_features"])
+    if (result.get("prediction") or {}).get("drifted"):
+        drifted.add("prediction")
+    since = dict.fromkeys(drifted, day.isoformat())
+    for back in range(1, max(1, days)):
+        d = day - timedelta(days=back)
+        if not drifted or not warehouse.has("drift_metrics", d):
+            break
+        scan = warehouse.partition_scan("drift_metrics", d)
+        rows = warehouse.con.sql(f"SELECT feature FROM {scan} WHERE drifted").fetchall()
+        drifted &= {r[0] for r in rows}
+        for name in drifted:
+            since[name] = d.isoformat()
+    return since
+
+
 def current_profile(rows: pa.Table) -> dict:
-    """The drift profile of the day's scored rows: features and the champion's scores. The
+    """The drift profile of the day's scored rows: features and the champion's scores, and
+    their `cohorts` (like with like, models/monitoring/drift.py): the clips created that day
+    (the day-end rows younger than 24 h) as arrivals, every row by its age bucket. The
     scores go in as Arrow, so a null score counts as missing (through numpy it became NaN,
     which the profile dropped without counting it)."""
-    return drift.profile(rows, FEATURE_COLUMNS, predictions=rows.column("score"))
+    prof = drift.profile(rows, FEATURE_COLUMNS, predictions=rows.column("score"))
+    if "clip_age_hours" in rows.column_names:
+        age = rows.column("clip_age_hours").to_numpy()
+        arrival = drift.bucket_index(age) == 0
+        prof["cohorts"] = drift.cohort_profiles(
+            rows, arrival, np.ones(rows.num_rows, bool), rows.column("score")
+        )
+    return prof
 
 
 def scored_rows(warehouse: Warehouse, ds: str | date, end: datetime) -> pa.Table:
@@ -129,12 +168,38 @@ def metrics_table(result: dict, model_version: str) -> pa.Table:
                 "kind": r["kind"],
                 "method": r["method"],
                 "statistic": r["statistic"],
-                "threshold": float(r["threshold"]),
+                "threshold": _float(r["threshold"]),
                 "drifted": r["drifted"],
-                "missing_reference": float(r["missing_reference"]),
-                "missing_current": float(r["missing_current"]),
+                "missing_reference": _float(r.get("missing_reference")),
+                "missing_current": _float(r.get("missing_current")),
+                "population": r.get("population"),
+                "cohort": r.get("cohort"),
+                "n_reference": r.get("n_reference"),
+                "n_current": r.get("n_current"),
                 "model_version": model_version,
             }
             for name, r in entries.items()
-        ]
+        ],
+        schema=METRICS_SCHEMA,
     )
+
+
+def _float(x) -> float | None:
+    return None if x is None else float(x)
+
+
+METRICS_SCHEMA = pa.schema([
+    ("feature", pa.string()),
+    ("kind", pa.string()),
+    ("method", pa.string()),
+    ("statistic", pa.float64()),
+    ("threshold", pa.float64()),
+    ("drifted", pa.bool_()),
+    ("missing_reference", pa.float64()),
+    ("missing_current", pa.float64()),
+    ("population", pa.string()),  # the rows compared (like with like, #17)
+    ("cohort", pa.string()),  # the cohort of `statistic`: arrival or an age bucket
+    ("n_reference", pa.int64()),
+    ("n_current", pa.int64()),
+    ("model_version", pa.string()),
+])

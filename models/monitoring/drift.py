@@ -33,6 +33,7 @@ standard deviation, a new category on 12% of rows, 30% of rows moved to one topi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -40,6 +41,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from models.core.names import ARRIVAL, BY_AGE, FEATURE_MONITORING, GROWTH, GROWTH_FEATURES
+from models.training.intervals import AGE_BUCKETS, bucket_index
 
 GRID = 1000  # quantile-function points per numerical feature
 NUMERICAL, CATEGORICAL = "numerical", "categorical"
@@ -57,12 +61,18 @@ class DriftThresholds:
     drift_share: float = 0.5  # dataset drift when at least this share of features drift
     psi_bins: int = 10
     non_finite_rise: float = 0.0  # flag a feature whose non-finite share rises by more
+    # sample-size-aware thresholds: a comparison's threshold is the configured one or the
+    # largest statistic sampling noise gives at this per-comparison false-alarm rate,
+    # whichever is higher (`noise_bound`); 0 keeps the configured thresholds as they are
+    noise_alpha: float = 1e-4
 
     def __post_init__(self):
         if self.numerical_method not in ("wasserstein", "psi"):
             raise ValueError(
                 f"numerical_method must be 'wasserstein' or 'psi', not {self.numerical_method!r}"
             )
+        if not 0.0 <= self.noise_alpha < 1.0:
+            raise ValueError(f"noise_alpha must be in [0, 1), not {self.noise_alpha!r}")
 
     def asdict(self) -> dict:
         return asdict(self)
@@ -170,6 +180,64 @@ def jensen_shannon(ref_counts: dict, cur_counts: dict) -> tuple[float, list[str]
     return float(np.sqrt(max(0.0, (kl(p) + kl(q)) / 2))), unseen
 
 
+# -- sample-size-aware thresholds --------------------------------------------------------
+# The same statistic does not mean the same on 200 rows and on 200,000: sampling noise alone
+# moves it by ~1/sqrt(n). Each comparison's threshold is therefore the configured one (the
+# smallest change that matters) or the noise bound of its two sample sizes, whichever is
+# higher. n_eff = n_ref * n_cur / (n_ref + n_cur).
+# - Wasserstein (normalised): sqrt(n_eff) * W1 between two samples of one distribution F
+#   tends to the integral of |B(F(x))| (B a Brownian bridge), of mean sqrt(2/pi) * J with
+#   J = the integral of sqrt(F(1 - F)) dx, read off the reference's quantile function. The
+#   bound is W1_NOISE_FACTOR * J / (std * sqrt(n_eff)). Measured (1,200 null draws, normal,
+#   lognormal, heavy-tailed counts and zero-inflated shares, 100 to 200,000 rows): the noise
+#   averages 0.80 of J / (std * sqrt(n_eff)), its largest draw 2.8: 4 leaves room.
+# - PSI on k bins: under no change, PSI ~ chi2(k - 1) * (1/n_ref + 1/n_cur); the bound is
+#   its 1 - noise_alpha quantile.
+# - Jensen-Shannon over k categories: the divergence (nats) ~ chi2(k - 1) / (8 n_eff); the
+#   bound is the distance (base 2) at its 1 - noise_alpha quantile.
+#   The chi-square law is an approximation that errs low where categories are rare at small
+#   n (Jensen-Shannon, measured: 4 to 8 exceedances in 10,000 at 30 to 400 rows, 1 expected),
+#   so both chi-square bounds are taken CHI2_MARGIN times higher (measured: none in 60,000).
+#   PSI stays fragile below ~1,000 current rows whatever the bound: one empty decile bin
+#   (floored at PSI_EPS) alone gives 0.69 (measured at 100 rows: 2 exceedances in 3,000; at
+#   2,000 rows none). Wasserstein, the default, has no such edge.
+W1_NOISE_FACTOR = 4.0
+CHI2_MARGIN = 1.2
+
+
+def n_effective(n_ref: int, n_cur: int) -> float:
+    return n_ref * n_cur / (n_ref + n_cur) if n_ref and n_cur else 0.0
+
+
+def _chi2_quantile(df: int, alpha: float) -> float:
+    from scipy.stats import chi2
+
+    return float(chi2.isf(alpha, max(1, df)))
+
+
+def noise_bound(ref: dict, cur: dict, method: str, t: DriftThresholds) -> float | None:
+    """The largest `method` statistic sampling noise alone gives (at false-alarm rate
+    `t.noise_alpha` per comparison) between samples of these sizes of one distribution;
+    None when adaptation is off (`noise_alpha` 0) or a side has no values."""
+    n = n_effective(ref["n"], cur["n"])
+    if not t.noise_alpha or not n:
+        return None
+    if method == "wasserstein":
+        q = np.asarray(ref["quantiles"], dtype=np.float64)
+        p = (np.arange(1, len(q)) / len(q))  # between grid points (i + 0.5) / GRID
+        spread = float(np.sum(np.sqrt(p * (1 - p)) * np.diff(q)))
+        scale = ref["std"] if ref["std"] > 0 else (cur["std"] if cur["std"] > 0 else 1.0)
+        return W1_NOISE_FACTOR * spread / (scale * math.sqrt(n))
+    if method == "psi":
+        q = np.asarray(ref["quantiles"])
+        bins = len(np.unique(np.quantile(q, np.arange(1, t.psi_bins) / t.psi_bins,
+                                         method="inverted_cdf"))) + 1
+        chi = _chi2_quantile(bins - 1, t.noise_alpha)
+        return CHI2_MARGIN * chi * (1 / ref["n"] + 1 / cur["n"])
+    k = len(set(ref["counts"]) | set(cur["counts"]))
+    return CHI2_MARGIN * math.sqrt(_chi2_quantile(k - 1, t.noise_alpha) / (8 * n * math.log(2)))
+
+
 def non_finite(ref: dict, cur: dict, t: DriftThresholds) -> dict:
     """Both sides' non-finite rows (None: a reference profiled before they were counted)
     and whether the share rose by more than `t.non_finite_rise` (categorical: never)."""
@@ -195,21 +263,30 @@ def compare_column(ref: dict, cur: dict, t: DriftThresholds) -> dict:
     }
     if ref["kind"] == CATEGORICAL:
         stat, unseen = jensen_shannon(ref["counts"], cur["counts"])
-        out |= {"method": "jensen_shannon", "threshold": t.jensen_shannon, "unseen": unseen}
+        method, floor = "jensen_shannon", t.jensen_shannon
+        out["unseen"] = unseen
         if not ref["n"] or not cur["n"]:
             stat = None
     else:
         method = t.numerical_method
-        threshold = t.wasserstein if method == "wasserstein" else t.psi
-        out |= {"method": method, "threshold": threshold}
+        floor = t.wasserstein if method == "wasserstein" else t.psi
         if not ref["n"] or not cur["n"]:
             stat = None
         elif method == "wasserstein":
             stat = wasserstein_normalised(ref, cur)
         else:
             stat = psi(ref, cur, t.psi_bins)
-    out["statistic"] = stat
-    out["drifted"] = bool(stat is not None and stat >= out["threshold"])
+    noise = noise_bound(ref, cur, method, t)
+    threshold = floor if noise is None else max(floor, noise)
+    out |= {
+        "method": method,
+        "threshold": threshold,
+        "noise_bound": noise,
+        "n_reference": ref["n"],
+        "n_current": cur["n"],
+        "statistic": stat,
+        "drifted": bool(stat is not None and stat >= threshold),
+    }
     return out
 
 
@@ -218,6 +295,8 @@ def compare(reference: dict, current: dict, thresholds: DriftThresholds | None =
     with a statistic) and `dataset_drift` (share >= thresholds.drift_share);
     `non_finite_features`: the features whose non-finite share rose."""
     t = thresholds or DriftThresholds()
+    if reference.get("cohorts") and current.get("cohorts"):
+        return compare_cohorts(reference, current, t)
     features = {}
     for name, ref in reference["features"].items():
         cur = current["features"].get(name)
@@ -231,6 +310,132 @@ def compare(reference: dict, current: dict, thresholds: DriftThresholds | None =
     prediction = None
     if reference.get("prediction") and current.get("prediction"):
         prediction = compare_column(reference["prediction"], current["prediction"], t)
+    return {
+        "features": features,
+        "prediction": prediction,
+        "drift_share": share,
+        "dataset_drift": bool(judged) and share >= t.drift_share,
+        "drifted_features": sorted(k for k, f in features.items() if f["drifted"]),
+        "non_finite_features": sorted(k for k, f in features.items() if f["non_finite_rise"]),
+    }
+
+
+# -- like with like (#17) ----------------------------------------------------------------
+# What a clip *is* (its attributes) is compared as it arrives: the day's new clips against
+# the reference's clips at creation. What the audience does with it (engagement, creator
+# track record) is compared at matched ages: the day's rows of each age bucket against the
+# reference's rows of the same bucket, and so are the predictions. A feature that grows by
+# construction is not compared (names.GROWTH_FEATURES says why); its missing and non-finite
+# shares still are, on all rows. Without cohorts (a reference stored before them) `compare`
+# falls back to all rows against all day-end rows.
+POPULATIONS = {
+    ARRIVAL: "new clips: the day's clips created that day, against the reference's clips at "
+    "creation",
+    BY_AGE: "matched ages: each age bucket of the day's rows against the reference's rows of "
+    "the same bucket",
+}
+
+
+def cohort_profiles(
+    rows: pa.Table,
+    arrival,
+    aged,
+    predictions=None,
+    prediction_ages=None,
+    monitoring: dict[str, str] = FEATURE_MONITORING,
+    threads: int = 2,
+) -> dict:
+    """{ARRIVAL: the profile of the `arrival` rows (a boolean mask) over the arrival
+    features; per age bucket name: the profile of the `aged` rows of that bucket (by
+    `clip_age_hours`) over the by-age features, with the `predictions` of that bucket (by
+    `prediction_ages`, the rows' own ages when not given)}."""
+    on_arrival = [n for n, how in monitoring.items() if how == ARRIVAL]
+    by_age = [n for n, how in monitoring.items() if how == BY_AGE]
+    out = {ARRIVAL: profile(rows.filter(pa.array(np.asarray(arrival, bool))), on_arrival,
+                            threads=threads)}
+    which = bucket_index(rows.column("clip_age_hours").to_numpy(zero_copy_only=False))
+    aged = np.asarray(aged, bool)
+    if predictions is not None:
+        preds = (pa.chunked_array([predictions]) if isinstance(predictions, pa.Array)
+                 else predictions)
+        if not isinstance(preds, pa.ChunkedArray):
+            preds = pa.chunked_array([pa.array(np.asarray(preds, np.float64))])
+        pred_which = which if prediction_ages is None else bucket_index(prediction_ages)
+    for i, (name, _, _) in enumerate(AGE_BUCKETS):
+        take = pa.array(np.flatnonzero(aged & (which == i)))
+        pred = None
+        if predictions is not None:
+            pred = preds.take(pa.array(np.flatnonzero(pred_which == i)))
+        out[name] = profile(rows.take(take), by_age, predictions=pred, threads=threads)
+    return out
+
+
+def _cohort_entry(parts: list[dict]) -> dict:
+    """One verdict out of several comparisons of one feature (one per age bucket): the
+    statistic and threshold of the bucket furthest over (or nearest to) its threshold,
+    drifted when any bucket drifted, and every bucket's figures under `cohorts`."""
+    judged = [p for p in parts if p["statistic"] is not None]
+    worst = max(judged, key=lambda p: p["statistic"] / p["threshold"]) if judged else parts[0]
+    keys = ("cohort", "statistic", "threshold", "noise_bound", "n_reference", "n_current",
+            "drifted")
+    return {
+        **{k: worst[k] for k in ("method", "statistic", "threshold", "noise_bound",
+                                 "n_reference", "n_current", "cohort")},
+        "drifted": any(p["drifted"] for p in parts),
+        "cohorts": [{k: p[k] for k in keys} for p in parts],
+    }
+
+
+def compare_cohorts(
+    reference: dict,
+    current: dict,
+    thresholds: DriftThresholds | None = None,
+    monitoring: dict[str, str] = FEATURE_MONITORING,
+) -> dict:
+    """`compare`, like with like: each feature on the population its declaration names
+    (`population`, `cohort`, per-bucket `cohorts`); the prediction per age bucket. Missing
+    and non-finite shares come from all rows (`reference["features"]`, `current[...]`)."""
+    t = thresholds or DriftThresholds()
+    rc, cc = reference["cohorts"], current["cohorts"]
+    ages = [name for name, _, _ in AGE_BUCKETS]
+    features = {}
+    for name, how in monitoring.items():
+        ref, cur = reference["features"][name], current["features"].get(name)
+        if cur is None:
+            raise KeyError(f"feature {name!r} of the reference is not in the current data")
+        if cur["kind"] != ref["kind"]:
+            raise TypeError(f"feature {name!r}: {ref['kind']} in the reference, {cur['kind']} now")
+        whole = compare_column(ref, cur, t)
+        base = {k: v for k, v in whole.items() if k.startswith(("kind", "missing", "non_finite"))}
+        if how == GROWTH:
+            features[name] = base | {
+                "method": "not_compared", "statistic": None, "threshold": None,
+                "noise_bound": None, "n_reference": ref["n"], "n_current": cur["n"],
+                "drifted": False, "population": f"not compared: {GROWTH_FEATURES[name]}",
+                "cohort": None, "cohorts": [],
+            }
+            continue
+        cohorts = [ARRIVAL] if how == ARRIVAL else ages
+        parts = []
+        for c in cohorts:
+            one = compare_column(rc[c]["features"][name], cc[c]["features"][name], t)
+            parts.append({**one, "cohort": c})
+        entry = base | _cohort_entry(parts) | {"population": POPULATIONS[how]}
+        if ref["kind"] == CATEGORICAL:
+            entry["unseen"] = sorted({u for p in parts for u in p.get("unseen", [])})
+        features[name] = entry
+    judged = [f for f in features.values() if f["statistic"] is not None]
+    share = sum(f["drifted"] for f in judged) / len(judged) if judged else 0.0
+    prediction = None
+    if all(rc[a].get("prediction") and cc[a].get("prediction") for a in ages):
+        parts = [{**compare_column(rc[a]["prediction"], cc[a]["prediction"], t), "cohort": a}
+                 for a in ages]
+        whole = {}
+        if reference.get("prediction") and current.get("prediction"):
+            whole = compare_column(reference["prediction"], current["prediction"], t)
+        base = {k: v for k, v in whole.items() if k.startswith(("kind", "missing", "non_finite"))}
+        prediction = {"kind": NUMERICAL} | base | _cohort_entry(parts) | {
+            "population": POPULATIONS[BY_AGE]}
     return {
         "features": features,
         "prediction": prediction,
@@ -272,26 +477,40 @@ REFERENCE_FILE = "reference_profile.json"  # the model run's artifact (models.tr
 REFERENCE_MAX_ROWS = 200_000  # quantiles of 200k rows: noise ~0.006, far below thresholds
 
 
+def _sample(rows: pa.Table, max_rows: int, seed: int) -> pa.Table:
+    if rows.num_rows <= max_rows:
+        return rows
+    keep = np.sort(np.random.default_rng(seed).choice(rows.num_rows, max_rows, replace=False))
+    return rows.take(pa.array(keep))
+
+
 def reference_profile(
     training_rows: pa.Table,
     holdout_predictions,
     features: Sequence[str],
     max_rows: int = REFERENCE_MAX_ROWS,
     seed: int = 0,
+    holdout_ages=None,
 ) -> dict:
     """The profile a model is monitored against: its training set's day-end rows (the
     moments the daily scorer scores; creation rows, with no engagement yet, are left out),
     at most `max_rows` of them drawn with a fixed seed, and its holdout predictions (out
-    of sample, as served). Adds `window` {start, end, rows, sampled_from}."""
-    day_end = pc.not_equal(
-        training_rows.column("event_timestamp"), training_rows.column("created_at")
-    )
-    rows = training_rows.filter(day_end)
-    total = rows.num_rows
-    if total > max_rows:
-        keep = np.sort(np.random.default_rng(seed).choice(total, max_rows, replace=False))
-        rows = rows.take(pa.array(keep))
+    of sample, as served). Adds `window` {start, end, rows, sampled_from} and, when the
+    rows carry `clip_age_hours`, `cohorts` (`cohort_profiles`): the creation rows (at most
+    `max_rows`) as arrivals, the day-end rows by age bucket, the holdout predictions by
+    `holdout_ages` (the day-end holdout rows' ages)."""
+    created = pc.equal(training_rows.column("event_timestamp"), training_rows.column("created_at"))
+    day_end = pc.invert(created)
+    total = pc.sum(day_end.cast(pa.int64())).as_py() or 0
+    rows = _sample(training_rows.filter(day_end), max_rows, seed)
     prof = profile(rows, features, predictions=holdout_predictions)
+    if "clip_age_hours" in training_rows.column_names and holdout_ages is not None:
+        arrivals = _sample(training_rows.filter(created), max_rows, seed)
+        both = pa.concat_tables([arrivals, rows])
+        first = np.arange(both.num_rows) < arrivals.num_rows
+        prof["cohorts"] = cohort_profiles(
+            both, first, ~first, holdout_predictions, np.asarray(holdout_ages, np.float64)
+        )
     ts = pc.min_max(training_rows.column("event_timestamp"))
     prof["window"] = {
         "start": ts["min"].as_py().isoformat() if training_rows.num_rows else None,

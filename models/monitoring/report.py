@@ -110,13 +110,27 @@ def _categorical_panel(ax, ref: dict, cur: dict, unseen: list[str]) -> list[str]
 def distributions_png(report: dict, reference: dict, current: dict) -> str | None:
     """One figure, a small panel per feature (drifted first) plus the prediction."""
     panels = []
-    if report.get("prediction") and reference.get("prediction") and current.get("prediction"):
-        panels.append(
-            ("prediction", report["prediction"], reference["prediction"], current["prediction"])
-        )
+
+    def sides(name: str, entry: dict, key: str = "features"):
+        """The two profiles the verdict compared: the judged cohort's when there is one."""
+        c = entry.get("cohort")
+        rc, cc = (reference.get("cohorts") or {}).get(c), (current.get("cohorts") or {}).get(c)
+        if rc is not None and cc is not None:
+            if key == "prediction":
+                return rc.get("prediction"), cc.get("prediction")
+            return rc["features"].get(name), cc["features"].get(name)
+        if key == "prediction":
+            return reference.get("prediction"), current.get("prediction")
+        return reference["features"].get(name), current["features"].get(name)
+
+    if report.get("prediction"):
+        ref, cur = sides("prediction", report["prediction"], "prediction")
+        if ref is not None and cur is not None:
+            panels.append(("prediction", report["prediction"], ref, cur))
     for name, entry in ranked(report):
-        ref = reference["features"].get(name)
-        cur = current["features"].get(name)
+        if entry.get("method") == "not_compared":
+            continue
+        ref, cur = sides(name, entry)
         if ref is not None and cur is not None:
             panels.append((name, entry, ref, cur))
     if not panels:
@@ -136,6 +150,8 @@ def distributions_png(report: dict, reference: dict, current: dict) -> str | Non
             ax.text(0.98, 0.95, msg, transform=ax.transAxes, ha="right", **EMPTY)
         drifted, method = entry.get("drifted"), entry.get("method") or ""
         stat = f"{METHOD_SHORT.get(method, method)} {num(entry.get('statistic'), '.3g')}"
+        if entry.get("cohort"):
+            stat += f" ({entry['cohort']})"
         # (an explicit title y skips a costly per-axes layout pass)
         title = f"{'DRIFT ' if drifted else ''}{_mpl(name)}\n{stat}"
         ax.set_title(title, fontsize=8, y=1.0, **(DRIFTED if drifted else {}))
@@ -189,8 +205,15 @@ def verdict_text(report: dict) -> str:
         f"threshold {'n/a' if thr is None else format(thr, '.0%')})"
         + (f": {', '.join(map(str, drifted))}." if drifted else ".")
     ]
-    if len(judged) < len(feats):
-        parts.append(f"{len(feats) - len(judged)} feature(s) not judged (no values on a side).")
+    growth = [n for n, f in feats.items() if f.get("method") == "not_compared"]
+    if growth:
+        parts.append(
+            f"{len(growth)} feature(s) not compared, growing by construction: "
+            f"{', '.join(growth)}."
+        )
+    empty = len(feats) - len(judged) - len(growth)
+    if empty:
+        parts.append(f"{empty} feature(s) not judged (no values on a side).")
     rose = report.get("non_finite_features") or []
     if rose:
         parts.append(
@@ -234,12 +257,18 @@ def _feature_rows(report: dict) -> str:
             f" (+{len(unseen) - 10} more)" if len(unseen) > 10 else ""
         )
         rose = " <b>rose</b>" if f.get("non_finite_rise") else ""
+        compared = html.escape(str(f.get("population") or "all scored rows"))
+        if f.get("cohort"):
+            compared += f" <i>(judged on: {html.escape(str(f['cohort']))})</i>"
         rows.append(
             f"<tr class='{'drift' if f.get('drifted') or rose else 'ok'}'><td class='l'>"
             f"{html.escape(str(name))}</td><td class='l'>{html.escape(str(f.get('kind')))}</td>"
             f"<td class='l'>{html.escape(str(f.get('method')))}</td>"
             f"<td>{num(f.get('statistic'))}</td><td>{num(f.get('threshold'))}</td>"
+            f"<td>{num(f.get('n_reference'), ',')} / {num(f.get('n_current'), ',')}</td>"
+            f"<td class='l'>{compared}</td>"
             f"<td>{'<b>yes</b>' if f.get('drifted') else 'no'}</td>"
+            f"<td>{html.escape(str(f.get('since') or ''))}</td>"
             f"<td>{num(f.get('missing_reference'), '.1%')} &rarr; "
             f"{num(f.get('missing_current'), '.1%')}</td>"
             f"<td>{html.escape(_non_finite(f))}{rose}</td>"
@@ -247,10 +276,32 @@ def _feature_rows(report: dict) -> str:
         )
     head = (
         "<tr><th>feature</th><th>kind</th><th>method</th><th>statistic</th><th>threshold</th>"
-        "<th>drifted</th><th>missing (reference &rarr; current)</th>"
+        "<th>rows (reference / current)</th><th>populations compared</th>"
+        "<th>drifted</th><th>since</th><th>missing (reference &rarr; current)</th>"
         "<th>non-finite rows (reference &rarr; current)</th><th>unseen</th></tr>"
     )
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _changes(report: dict) -> str:
+    """What changed and since when: each drifted feature (and the prediction) with the
+    first day of its run of drifted days, oldest first."""
+    changes = report.get("changes") or []
+    if not changes:
+        return "<p>Nothing drifted today.</p>"
+    entries = {**report["features"], "prediction": report.get("prediction") or {}}
+    items = []
+    for c in changes:
+        f = entries.get(c["feature"]) or {}
+        items.append(
+            f"<li><b>{html.escape(str(c['feature']))}</b> since "
+            f"{html.escape(str(c['since']))}: {html.escape(str(f.get('method')))} "
+            f"{num(f.get('statistic'))} against {num(f.get('threshold'))} on "
+            f"{html.escape(str(f.get('cohort') or 'all rows'))} "
+            f"({num(f.get('n_reference'), ',')} reference / {num(f.get('n_current'), ',')} "
+            "current rows)</li>"
+        )
+    return f"<ul>{''.join(items)}</ul>"
 
 
 def _alerts(report: dict) -> str:
@@ -291,6 +342,7 @@ def render_html(report: dict, reference: dict, current: dict) -> str:
         f"<p>Model version {esc(str(report.get('model_version')))}; reference window "
         f"{esc(str(ref_w.get('start')))} to {esc(str(ref_w.get('end')))}; "
         f"{num(rows[0], ',')} reference rows, {num(rows[1], ',')} current rows.</p>"
+        f"<h2>What changed, since when</h2>{_changes(report)}"
         f"<p class='verdict{' bad' if bad else ''}'>{esc(verdict_text(report))}</p>"
         f"<h2>Alerts</h2>{_alerts(report)}"
         f"<h2>Features</h2><p>Sorted by statistic / threshold, highest first.</p>"
@@ -301,7 +353,11 @@ def render_html(report: dict, reference: dict, current: dict) -> str:
         "<p><small>Methods: numerical features by normalised Wasserstein distance (W1 of "
         "the two quantile functions over the reference's standard deviation) or PSI on "
         "the reference's deciles; categorical features by Jensen-Shannon distance, base 2 "
-        "(new categories keep their mass). Missing values are left out of the distributions "
+        "(new categories keep their mass). Like with like: attributes on the day's new "
+        "clips against the reference's clips at creation, engagement and predictions per "
+        "age bucket against the reference's rows of the same age; features that grow by "
+        "construction are not compared. Each threshold is the configured one or the noise "
+        "bound of its two sample sizes, whichever is higher. Missing values are left out of the distributions "
         "and shown as shares; non-finite values (NaN, inf) are left out and counted, and a "
         "rise of their share is flagged (a data fault, not counted as drift). Dataset drift when the share of drifted features reaches "
         f"drift_share. Thresholds: {thresholds}.</small></p>"

@@ -182,8 +182,12 @@ def _register(
         **{f"champion_{k}": v for k, v in out.champion.items()},
     }
     ho = trained.holdout
+    day_end = ho["event_timestamp"] != ho["created_at"]
     reference = reference_profile(
-        rows, ho.loc[ho["event_timestamp"] != ho["created_at"], "prediction"], FEATURE_COLUMNS
+        rows,
+        ho.loc[day_end, "prediction"],
+        FEATURE_COLUMNS,
+        holdout_ages=ho.loc[day_end, "clip_age_hours"],
     )
     return registry.log_and_register(
         trained,

@@ -165,12 +165,16 @@ def test_jensen_shannon_disjoint_is_one_and_unseen_lists_current_categories_only
 def test_compare_column_reports_every_field():
     ref, cur = cat({"en": 6, "es": 4}, missing=0.1), cat({"en": 5, "xx": 5}, missing=0.2)
     stat, _ = drift.jensen_shannon(ref["counts"], cur["counts"])
-    assert drift.compare_column(ref, cur, drift.DriftThresholds()) == {
+    # fixed thresholds (noise_alpha 0): the configured one, no noise bound
+    assert drift.compare_column(ref, cur, drift.DriftThresholds(noise_alpha=0)) == {
         "kind": drift.CATEGORICAL,
         "missing_reference": 0.1,
         "missing_current": 0.2,
         "method": "jensen_shannon",
         "threshold": 0.1,
+        "noise_bound": None,
+        "n_reference": 10,
+        "n_current": 10,
         "unseen": ["xx"],
         "statistic": stat,
         "drifted": True,
@@ -178,7 +182,7 @@ def test_compare_column_reports_every_field():
         "non_finite_current": 0,
         "non_finite_rise": False,
     }
-    t = drift.DriftThresholds(wasserstein=1.5)
+    t = drift.DriftThresholds(wasserstein=1.5, noise_alpha=0)
     cur = num([3.0] * GRID, 0.0, missing=0.3, bad=4)
     assert drift.compare_column(num(HALVES, 0.5, bad=2), cur, t) == {
         "kind": drift.NUMERICAL,
@@ -186,6 +190,9 @@ def test_compare_column_reports_every_field():
         "missing_current": 0.3,
         "method": "wasserstein",
         "threshold": 1.5,
+        "noise_bound": None,
+        "n_reference": GRID,
+        "n_current": GRID,
         "statistic": 1.0,
         "drifted": False,
         "non_finite_reference": 2,
@@ -210,7 +217,8 @@ def test_a_side_without_values_has_no_statistic():
 def test_a_statistic_equal_to_its_threshold_drifts(method):
     numerical = method != "jensen_shannon"
     ref, cur = (REF_0_999, DOWN_50) if numerical else (cat({"a": 6, "b": 4}), cat({"a": 5}))
-    t = drift.DriftThresholds(numerical_method=method if numerical else "wasserstein")
+    t = drift.DriftThresholds(numerical_method=method if numerical else "wasserstein",
+                              noise_alpha=0)
     stat = drift.compare_column(ref, cur, t)["statistic"]
     assert stat > 0
     at = drift.DriftThresholds(**(t.asdict() | {method: stat}))
@@ -222,10 +230,10 @@ def test_a_statistic_equal_to_its_threshold_drifts(method):
 def test_dataset_drift_at_its_share_boundary():
     reference = {"features": {"x": REF_0_999, "c": cat({"a": 5})}}
     current = {"features": {"x": DOWN_50, "c": cat({"a": 7})}}  # x drifts, c does not
-    result = drift.compare(reference, current, drift.DriftThresholds(drift_share=0.5))
+    result = drift.compare(reference, current, drift.DriftThresholds(drift_share=0.5, noise_alpha=0))
     assert result["drifted_features"] == ["x"] and result["drift_share"] == 0.5
     assert result["dataset_drift"] is True and result["prediction"] is None
-    above = drift.DriftThresholds(drift_share=float(np.nextafter(0.5, 1.0)))
+    above = drift.DriftThresholds(drift_share=float(np.nextafter(0.5, 1.0)), noise_alpha=0)
     assert drift.compare(reference, current, above)["dataset_drift"] is False
 
 
@@ -257,6 +265,7 @@ def test_thresholds_defaults_and_an_unknown_method():
         "drift_share": 0.5,
         "non_finite_rise": 0.0,
         "psi_bins": 10,
+        "noise_alpha": 1e-4,
     }
     with pytest.raises(ValueError, match="must be 'wasserstein' or 'psi', not 'ks'"):
         drift.DriftThresholds(numerical_method="ks")

@@ -42,7 +42,7 @@ def table(rng, shifted: bool) -> pa.Table:
 def profiles() -> tuple[dict, dict]:
     rng = np.random.default_rng(0)
     ref = drift.profile(table(rng, False), FEATURES, predictions=rng.normal(0, 1, N))
-    cur = drift.profile(table(rng, True), FEATURES, predictions=rng.normal(0.1, 1, N))
+    cur = drift.profile(table(rng, True), FEATURES, predictions=rng.normal(0.3, 1, N))
     return ref, cur
 
 
