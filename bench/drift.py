@@ -97,7 +97,7 @@ def evidently_run(ref_path: str, cur_path: str) -> dict:
 
 
 def run_drift(scale: float, tmp: Path) -> list[Record]:
-    from models.monitoring import drift
+    from models.monitoring import cohorts, drift
     from models.monitoring.report import write_report
 
     rows = max(MIN_ROWS, round(ROWS * scale))
@@ -110,17 +110,17 @@ def run_drift(scale: float, tmp: Path) -> list[Record]:
         f"{len(FEATURE_COLUMNS)} features, made in {t_make.seconds:.1f} s")  # fmt: skip
 
     created = ref_t["clip_age_hours"].to_numpy() == 0  # the creation rows
-    young = drift.bucket_index(cur_t["clip_age_hours"].to_numpy()) == 0
+    young = cohorts.bucket_index(cur_t["clip_age_hours"].to_numpy()) == 0
 
     def clipflow() -> tuple[Timer, dict]:
         with Timer() as t:
             ref = drift.profile(ref_t, FEATURE_COLUMNS, ref_t.column("prediction").to_numpy())
             cur = drift.profile(cur_t, FEATURE_COLUMNS, cur_t.column("prediction").to_numpy())
             # like with like (#17): arrivals and age buckets on both sides, as the pipeline
-            ref["cohorts"] = drift.cohort_profiles(
+            ref["cohorts"] = cohorts.cohort_profiles(
                 ref_t, created, ~created, ref_t["prediction"].to_numpy()
             )
-            cur["cohorts"] = drift.cohort_profiles(
+            cur["cohorts"] = cohorts.cohort_profiles(
                 cur_t, young, np.ones(cur_t.num_rows, bool), cur_t["prediction"].to_numpy()
             )
             th = drift.DriftThresholds()

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from models.core.names import CHAMPION, FEATURE_COLUMNS
 from models.core.warehouse import Warehouse
-from models.monitoring import alerts, drift, performance
+from models.monitoring import alerts, cohorts, drift, performance
 
 
 @dataclass
@@ -129,8 +129,8 @@ def current_profile(rows: pa.Table) -> dict:
     prof = drift.profile(rows, FEATURE_COLUMNS, predictions=rows.column("score"))
     if "clip_age_hours" in rows.column_names:
         age = rows.column("clip_age_hours").to_numpy()
-        arrival = drift.bucket_index(age) == 0
-        prof["cohorts"] = drift.cohort_profiles(
+        arrival = cohorts.bucket_index(age) == 0
+        prof["cohorts"] = cohorts.cohort_profiles(
             rows, arrival, np.ones(rows.num_rows, bool), rows.column("score")
         )
     return prof

@@ -24,7 +24,7 @@ from scipy.stats import chi2
 from bench.feature_data import LANGUAGES, make_clip_features
 from models.core.names import FEATURE_COLUMNS, FEATURE_MONITORING, GROWTH, GROWTH_FEATURES
 from models.core.warehouse import Warehouse
-from models.monitoring import daily, drift
+from models.monitoring import cohorts, daily, drift
 from models.synthetic.world import LANG_P_DRIFT
 
 REF_CLIPS = 40_000  # 320,000 training rows: 40,000 at creation, 280,000 day-ends
@@ -134,7 +134,7 @@ def test_a_planted_shift_is_flagged_on_its_first_day_and_nothing_else(
     want = sorted(c for s in which for c in SHIFTS[s])
     assert flags(result) == want
     for name in want:  # judged where it happened: the day's new clips
-        assert result["features"][name]["cohort"] == drift.ARRIVAL
+        assert result["features"][name]["cohort"] == cohorts.ARRIVAL
     # without the shift, the same day is quiet
     assert flags(drift.compare(reference, profile_day(table, z, seed=9))) == []
 
@@ -175,7 +175,7 @@ def test_growing_features_never_flag_on_growth_and_say_why(reference):
     others = [f for n, f in result["features"].items() if n not in GROWTH_FEATURES]
     assert len(others) == len(FEATURE_COLUMNS) - 3
     assert all(f["method"] in ("wasserstein", "jensen_shannon") for f in others)
-    assert all(f["population"] in drift.POPULATIONS.values() for f in others)
+    assert all(f["population"] in cohorts.POPULATIONS.values() for f in others)
 
 
 def test_engagement_and_predictions_are_judged_per_age_bucket(reference):
