@@ -263,6 +263,7 @@ def test_a_promotion_against_a_champion_that_moved_since_says_so(reg):
     got = pr.promote_from_experiment(client, exp_(), result(), uri)
     assert (got.promoted, got.decision) == (False, "ship")
     assert got.reason == "promotion lost a race: champion is no longer v1; nothing promoted"
+    assert got.binding.served("treatment") == "2"  # a refusal still says what served
     assert registry.aliases(client) == {"champion": "4", "challenger": "2"}
     assert "promoted_by_experiment" not in tags(client, "2")
     # a control the config gives no alias is served by the champion: compared with v1 too
@@ -270,6 +271,7 @@ def test_a_promotion_against_a_champion_that_moved_since_says_so(reg):
     lost = pr.promote_from_experiment(client, unmapped, result(), uri)
     assert lost == pr.Promotion(False, None, got.reason, "ship", lost.binding)
     assert lost.promoted is False and registry.aliases(client)["champion"] == "4"
+    assert lost.binding.served("treatment") == "2"
     # a control served by another alias is compared with the champion as it is now
     other = exp_(model_aliases={"control": "challenger", "treatment": "champion"})
     moved = pr.promote_from_experiment(client, other, result(), uri, as_of=T0 + 5 * DAY)

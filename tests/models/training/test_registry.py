@@ -296,10 +296,28 @@ def test_every_move_is_logged_with_the_aliases_after_it(uri, client, name):
     assert all(before <= datetime.fromisoformat(e["at"]) <= datetime.now(UTC) for e in log)
     keys = sorted(k for k in client.get_registered_model(name).tags if k.startswith("alias_"))
     assert keys == [f"alias_log.{i:08d}" for i in range(1, 5)]
+    assert registry.alias_log(client, f"{name}_never_registered") == []
     # a long reason is cut in the log (the version's own tag keeps it whole)
     assert registry.promote(client, v3, "r" * 400, v2, name, uri)
     why = registry.alias_log(client, name)[-1]["why"]
     assert len(why) == 300 and why == (f"champion <- v{v3}: " + "r" * 400)[:300]
+
+
+def test_the_moves_log_the_data_day_they_were_made_for(uri, client, name):
+    """`as_of` reaches the log from every mover: a checked move, and a gate's promotion."""
+    from datetime import UTC, datetime, timedelta
+
+    v1, v2 = (str(v) for v in _bare_versions(client, name, 2))
+    d1 = datetime(2026, 6, 10, 23, 59, 59, 999999, tzinfo=UTC)
+    d2 = d1 + timedelta(days=1)
+    assert registry.set_alias_checked(client, name, "champion", v1, None, uri, as_of=d1)
+    better = GateResult(True, [], {"checks": ["ok."], "better_than_champion": True})
+    assert registry.apply_gate(client, v2, better, v1, name, uri, as_of=d2) == "champion"
+    log = registry.alias_log(client, name)
+    assert [(e["aliases"], e["as_of"]) for e in log] == [
+        ({"champion": v1}, d1.isoformat()),
+        ({"champion": v2}, d2.isoformat()),
+    ]
 
 
 def test_the_daily_stamp_logs_only_what_the_log_does_not_say_yet(uri, client, name):
