@@ -177,9 +177,17 @@ def _load(tmp: Path, env: dict, ids: list[str], auth: bool, seconds: float, n_ba
                "--landing", str(tmp / "no-landing")]  # fmt: skip
     else:
         cmd = [sys.executable, "-c", _OPEN_SERVER, str(port), str(tmp / "no-landing")]
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
+    # the server's log goes to a file (a pipe nobody drains can block the server), and its
+    # tail comes with any failure: a 500 says nothing without the traceback behind it
+    log_path = tmp / f"serve-{port}.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=log_file, start_new_session=True
+        )
+
+    def server_log() -> str:
+        return log_path.read_text(errors="replace")[-4000:]
+
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -190,12 +198,15 @@ def _load(tmp: Path, env: dict, ids: list[str], auth: bool, seconds: float, n_ba
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"clipflow serve did not start: {proc.stderr.read()[-2000:]}")
+                raise RuntimeError(f"clipflow serve did not start: {server_log()}")
             time.sleep(0.5)
-        asyncio.run(_single(base, ids, RATE, 1.0, headers))  # warm-up
-        single = asyncio.run(_single(base, ids, RATE, seconds, headers))
-        batch = asyncio.run(_batch(base, ids, n_batch, headers))
-        rps = asyncio.run(_saturate(base, ids, max(1.0, 5.0 * scale), headers))
+        try:
+            asyncio.run(_single(base, ids, RATE, 1.0, headers))  # warm-up
+            single = asyncio.run(_single(base, ids, RATE, seconds, headers))
+            batch = asyncio.run(_batch(base, ids, n_batch, headers))
+            rps = asyncio.run(_saturate(base, ids, max(1.0, 5.0 * scale), headers))
+        except httpx.HTTPError as e:
+            raise RuntimeError(f"{e}; the server's log:\n{server_log()}") from e
     finally:
         proc.terminate()
         proc.wait(timeout=30)
