@@ -40,6 +40,7 @@ class MonitoringConfig(dg.Config):
     rmse_ratio: float = 1.3
     min_labels: int = 50
     max_missing_increase: float = 0.1
+    coverage_tolerance: float = 0.05  # interval coverage may fall this far below its level
     performance_days: int = 7  # the report's `performance`: scores of the last 7 days
     history_days: int = 28  # the performance history kept per day
 
@@ -92,6 +93,7 @@ def drift_report(
             rmse_ratio=config.rmse_ratio,
             min_labels=config.min_labels,
             max_missing_increase=config.max_missing_increase,
+            coverage_tolerance=config.coverage_tolerance,
         ),
         history_days=config.history_days,
         performance_days=config.performance_days,

@@ -2,7 +2,8 @@
 
 Each alert is a dict {name, passed, message, value, threshold}; the drift_report asset turns
 them into asset checks (failures show in the Dagster UI) and sends each failure to the
-notifier. Names: `dataset_drift`, `rmse_ceiling`, `missing_features`, `score_range`.
+notifier. Names: `dataset_drift`, `rmse_ceiling`, `missing_features`, `score_range`,
+`interval_coverage`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ ALERTS = {  # name -> what passing means (the asset checks' descriptions)
     "rmse_ceiling": "Champion rmse on the labels known so far within the ceiling.",
     "missing_features": "No feature's missing share grew beyond the limit.",
     "score_range": "Every champion score finite and within [0, 100].",
+    "interval_coverage": "Prediction intervals cover the labels at their level, within the "
+    "tolerance.",
 }
 
 
@@ -28,6 +31,7 @@ class AlertThresholds:
     max_missing_increase: float = 0.1  # share of missing values, current minus reference
     score_min: float = 0.0
     score_max: float = 100.0
+    coverage_tolerance: float = 0.05  # coverage below level - this fails (labels >= min_labels)
 
 
 def score_stats(scores) -> dict:
@@ -46,7 +50,7 @@ def score_stats(scores) -> dict:
 def evaluate(
     report: dict, scores: dict, champion_rmse: float | None, t: AlertThresholds | None = None
 ) -> list[dict]:
-    """The four alerts for one day's report (`report` as models.monitoring.report writes it,
+    """The five alerts for one day's report (`report` as models.monitoring.report writes it,
     `scores` from `score_stats`, `champion_rmse` the model's holdout rmse)."""
     t = t or AlertThresholds()
     return [
@@ -54,6 +58,7 @@ def evaluate(
         _rmse(report.get("performance"), champion_rmse, t),
         _missing(report["features"], t),
         _score_range(scores, t),
+        _coverage(report.get("performance"), t),
     ]
 
 
@@ -123,3 +128,23 @@ def _score_range(scores: dict, t: AlertThresholds) -> dict:
         f"(min {scores['min']}, max {scores['max']})"
     )
     return _alert("score_range", bad == 0, msg, bad, rng)
+
+
+def _coverage(perf: dict | None, t: AlertThresholds) -> dict:
+    """Fails when the intervals' coverage over the labels known so far is below their level
+    by more than `t.coverage_tolerance`; not judged under `t.min_labels` labels with an
+    interval (the message says so)."""
+    n = 0 if perf is None else perf.get("n_interval_labels") or 0
+    level = None if perf is None else perf.get("interval_level")
+    if n < t.min_labels or level is None:
+        return _alert(
+            "interval_coverage", True,
+            f"not judged: {n} labels with an interval (needs {t.min_labels})", None, None,
+        )  # fmt: skip
+    floor = level - t.coverage_tolerance
+    ok = perf["coverage"] >= floor
+    msg = (
+        f"coverage {perf['coverage']:.1%} of {n} labels at level {level:.0%}: "
+        f"{'within' if ok else 'below'} the tolerance ({floor:.1%} at least)"
+    )
+    return _alert("interval_coverage", ok, msg, perf["coverage"], floor)

@@ -131,13 +131,27 @@ def history(
 
 def pooled(rows: list[dict], since: date | None = None) -> dict | None:
     """rmse/mae over the labelled scores of `rows` (history rows, scored_ds >= since),
-    weighted by their label counts; None without labels."""
+    weighted by their label counts, and the prediction intervals' `coverage` (with
+    `interval_level` and `n_interval_labels`; None without intervals); None without
+    labels."""
     use = [r for r in rows if since is None or r["scored_ds"] >= since]
     n = sum(r["n_labels"] for r in use)
     if not n:
         return None
-    return {
+    out = {
         "rmse": math.sqrt(sum(r["n_labels"] * r["rmse"] ** 2 for r in use) / n),
         "mae": sum(r["n_labels"] * r["mae"] for r in use) / n,
         "n_labels": int(n),
     }
+    # the intervals' coverage over the days scored with intervals at the latest level (a
+    # day's scores come from one champion, so its labels all have an interval or none)
+    with_iv = [r for r in use if r.get("coverage") is not None]
+    level = with_iv[-1]["interval_level"] if with_iv else None
+    same = [r for r in with_iv if r["interval_level"] == level]
+    n_iv = sum(r["n_labels"] for r in same)
+    out |= {
+        "coverage": sum(r["n_labels"] * r["coverage"] for r in same) / n_iv if n_iv else None,
+        "interval_level": level,
+        "n_interval_labels": int(n_iv),
+    }
+    return out

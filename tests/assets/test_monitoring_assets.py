@@ -120,7 +120,8 @@ def test_the_planted_drift_is_flagged_and_alerts(monitored, redis_server):
         for e in results[day].get_asset_check_evaluations()
         if e.asset_key == dg.AssetKey("drift_report")
     }
-    assert set(checks) == {"dataset_drift", "rmse_ceiling", "missing_features", "score_range"}
+    assert set(checks) == {"dataset_drift", "rmse_ceiling", "missing_features", "score_range",
+                           "interval_coverage"}
     # the planted drift fires the dataset_drift alert, and only it
     failed = {name for name, e in checks.items() if not e.passed}
     assert failed == {"dataset_drift"}, {n: checks[n].metadata["message"].value for n in failed}

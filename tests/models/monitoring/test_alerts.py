@@ -24,7 +24,7 @@ def by_name(found):
 
 def test_quiet_day_passes_everything():
     found = by_name(alerts.evaluate(report(), alerts.score_stats([10.0, 50.0]), 5.0))
-    assert set(found) == set(alerts.ALERTS) and len(found) == 4
+    assert set(found) == set(alerts.ALERTS) and len(found) == 5
     assert all(a["passed"] for a in found.values()), found
 
 
@@ -165,3 +165,29 @@ def test_score_range_bounds_are_inclusive_and_an_empty_day_passes():
         "[0, 100]",
     )
     assert score_range([]) == alert("score_range", True, "no scores today", 0, "[0, 100]")
+
+
+def test_interval_coverage_at_its_tolerance_passes_and_just_below_fails():
+    stats = alerts.score_stats([1.0])
+    floor = 0.8 - 0.05  # level 0.8, the default tolerance
+    perf = {"rmse": 1.0, "mae": 1.0, "n_labels": 400, "coverage": floor,
+            "interval_level": 0.8, "n_interval_labels": 400}  # fmt: skip
+    at = by_name(alerts.evaluate(report(perf=perf), stats, 5.0))["interval_coverage"]
+    assert at == alert(
+        "interval_coverage", True,
+        "coverage 75.0% of 400 labels at level 80%: within the tolerance (75.0% at least)",
+        floor, floor,
+    )  # fmt: skip
+    below = {**perf, "coverage": float(np.nextafter(floor, 0.0))}
+    low = by_name(alerts.evaluate(report(perf=below), stats, 5.0))["interval_coverage"]
+    assert low["passed"] is False and "below the tolerance" in low["message"]
+    wide = alerts.AlertThresholds(coverage_tolerance=0.1)  # the tolerance is configurable
+    assert by_name(alerts.evaluate(report(perf=below), stats, 5.0, wide))["interval_coverage"][
+        "passed"]
+    # under min_labels labels with an interval, or no interval at all: not judged, said so
+    for few in ({**below, "n_interval_labels": 49}, {**below, "interval_level": None}, None):
+        got = by_name(alerts.evaluate(report(perf=few), stats, 5.0))["interval_coverage"]
+        assert got["passed"] is True and got["message"].startswith("not judged")
+    at_min = {**below, "n_interval_labels": 50}
+    assert not by_name(alerts.evaluate(report(perf=at_min), stats, 5.0))["interval_coverage"][
+        "passed"]

@@ -115,3 +115,27 @@ def test_without_scores_or_labels_the_history_is_empty_with_its_columns(tmp_path
     w = Warehouse(tmp_path / "h", threads=1, memory_limit="512MiB")
     got = performance.history(w.con, w, D0, day_end(D0))
     assert got.num_rows == 0 and "by_age" in got.column_names and "coverage" in got.column_names
+
+
+def test_pooled_coverage_weights_days_by_labels_and_keeps_the_latest_level():
+    d = [date(2026, 3, k) for k in (1, 2, 3, 4)]
+    rows = [
+        {"scored_ds": d[0], "rmse": 3.0, "mae": 2.0, "n_labels": 100, "coverage": 0.5,
+         "interval_level": 0.9},  # an older level: left out of the coverage
+        {"scored_ds": d[1], "rmse": 1.0, "mae": 1.0, "n_labels": 30, "coverage": None,
+         "interval_level": None},  # scored without intervals
+        {"scored_ds": d[2], "rmse": 2.0, "mae": 1.0, "n_labels": 100, "coverage": 0.7,
+         "interval_level": 0.8},
+        {"scored_ds": d[3], "rmse": 2.0, "mae": 1.0, "n_labels": 300, "coverage": 0.9,
+         "interval_level": 0.8},
+    ]  # fmt: skip
+    got = performance.pooled(rows)
+    assert got["n_labels"] == 530 and got["interval_level"] == 0.8
+    assert got["n_interval_labels"] == 400
+    assert got["coverage"] == pytest.approx((100 * 0.7 + 300 * 0.9) / 400, rel=1e-12)
+    assert got["rmse"] == pytest.approx(math.sqrt((100 * 9 + 30 + 400 * 4) / 530), rel=1e-12)
+    since = performance.pooled(rows, since=d[3])
+    assert (since["coverage"], since["n_interval_labels"]) == (0.9, 300)
+    none = performance.pooled(rows[1:2])
+    assert (none["coverage"], none["interval_level"], none["n_interval_labels"]) == (None, None, 0)
+    assert performance.pooled([]) is None
