@@ -101,13 +101,12 @@ def online_scores(
     wh, ds = warehouse.get(), context.partition_key
     if not wh.has("clip_scores", ds):
         return dg.MaterializeResult(metadata={"dagster/row_count": 0, "note": "no scores"})
-    rows = wh.read(
-        "clip_scores",
-        ds,
-        columns=["clip_id", "event_timestamp", "score", "model_version"],
-        where="model_alias = ?",
-        params=[CHAMPION],
-    )
+    rows = wh.read("clip_scores", ds, where="model_alias = ?", params=[CHAMPION])
+    for name in INTERVAL_COLUMNS:  # a partition scored before intervals existed: null
+        if name not in rows.column_names:
+            rows = rows.append_column(name, pa.nulls(rows.num_rows, pa.float64()))
+    rows = rows.select(["clip_id", "event_timestamp", "score", "model_version",
+                        *INTERVAL_COLUMNS])  # fmt: skip
     res = write_online(feast.store(), rows, "clip_scores")
     versions = sorted(set(rows.column("model_version").to_pylist()))
     events.publish(
@@ -125,4 +124,5 @@ def online_scores(
     )
 
 
+INTERVAL_COLUMNS = ("score_low", "score_high", "interval_level")
 scoring_assets = [clip_scores, online_scores]

@@ -57,12 +57,16 @@ def _setup(tmp: Path, redis, n_clips: int) -> tuple[str, list[str], object]:
     write_online(store, feats)
     ids = feats.column("clip_id").to_pylist()
     now = datetime(2026, 1, 14, 23, 59, 59, tzinfo=UTC)
+    score = np.random.default_rng(1).uniform(0, 100, len(ids))
     scores = pa.table(
         {
             "clip_id": ids,
             "event_timestamp": pa.array([now] * len(ids), pa.timestamp("us", tz="UTC")),
-            "score": np.random.default_rng(1).uniform(0, 100, len(ids)),
+            "score": score,
             "model_version": ["1"] * len(ids),
+            "score_low": score - 8.0,  # an interval, as the pipeline stores one
+            "score_high": score + 8.0,
+            "interval_level": np.full(len(ids), 0.8),
         }
     )
     write_online(store, scores, "clip_scores")

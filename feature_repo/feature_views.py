@@ -43,10 +43,15 @@ clip_scores = FeatureView(
         Field(name="clip_id", dtype=String),
         Field(name="score", dtype=Float64),
         Field(name="model_version", dtype=String),
+        # the prediction interval (#17; null for a model registered without intervals)
+        Field(name="score_low", dtype=Float64),
+        Field(name="score_high", dtype=Float64),
+        Field(name="interval_level", dtype=Float64),
     ],
     source=clip_scores_push,
     online=True,
-    description="The newest quality score of a clip (0-100) and the model version behind it.",
+    description="The newest quality score of a clip (0-100), its prediction interval "
+    "(score_low, score_high at interval_level) and the model version behind it.",
     tags=OWNER_TAGS,
     owner="ml-platform@clipflow",
 )

@@ -13,6 +13,7 @@ from models.experiments.config import ExperimentConfig
 from models.serving import scorer as sc
 
 T0 = datetime(2026, 6, 10, tzinfo=UTC)
+NO_INTERVAL = {"score_low": None, "score_high": None, "interval_level": None}
 DAY = timedelta(days=1)
 
 
@@ -48,10 +49,12 @@ class Store:
         if features == "service":
             cols = {
                 c: [self.features.get(i, {}).get(c) for i in ids]
-                for c in ("duration_s", "resolution", "views_1d")
+                for c in ("duration_s", "resolution", "views_1d", "clip_age_hours")
             }
             return SimpleNamespace(to_arrow=lambda: pa.table(cols))
         assert features == sc.SCORE_FEATURES
-        score = [self.scores.get(i, (None, None)) for i in ids]
-        out = {"score": [s for s, _ in score], "model_version": [v for _, v in score]}
+        # a score is (score, version) or (score, version, low, high, level)
+        rows = [(*self.scores.get(i, (None, None)), None, None, None)[:5] for i in ids]
+        keys = ("score", "model_version", "score_low", "score_high", "interval_level")
+        out = {k: [r[j] for r in rows] for j, k in enumerate(keys)}
         return SimpleNamespace(to_dict=lambda: out)

@@ -40,7 +40,10 @@ import pyarrow as pa
 from models.core.names import CHAMPION, FEATURE_SERVICE, MODEL_NAME
 from models.experiments.config import ExperimentConfig, assign_variant
 
-SCORE_FEATURES = ["clip_scores:score", "clip_scores:model_version"]
+INTERVAL_FIELDS = ("score_low", "score_high", "interval_level")  # null: no interval known
+SCORE_FEATURES = [
+    "clip_scores:score", "clip_scores:model_version", *(f"clip_scores:{f}" for f in INTERVAL_FIELDS)
+]  # fmt: skip
 _log = logging.getLogger("clipflow.scorer")
 
 
@@ -79,6 +82,7 @@ class Scorer:
         self._models: dict[str, tuple] = {}  # alias -> (model or None, checked at)
         self._bad: dict[str, str] = {}  # alias -> the version whose artifact did not load
         self._unknown: set[str] = set()  # aliases the registry was down for before any answer
+        self._intervals: dict[str, dict | None] = {}  # version -> its intervals.json (or None)
         self.registry_error: str | None = None
         self._lock = threading.Lock()
 
@@ -138,7 +142,7 @@ class Scorer:
         from models.training.registry import load_by_alias
 
         try:
-            return load_by_alias(alias, self.tracking_uri)
+            model = load_by_alias(alias, self.tracking_uri)
         except Exception as e:  # noqa: BLE001 - a corrupt artifact: quarantine that version
             self._bad[alias] = version
             _log.error("version %s of %s does not load (%s): quarantined, %s", version, alias,
@@ -146,6 +150,22 @@ class Scorer:
             if last is None:
                 raise ModelUnavailable(f"{alias} version {version} does not load") from e
             return last
+        if model is not None:
+            self._intervals[str(model.version)] = self._load_intervals(str(model.version))
+        return model
+
+    def _load_intervals(self, version: str) -> dict | None:
+        """The version's interval calibration (None: registered without one, or unreadable:
+        its computed scores then carry no interval, never a made-up one)."""
+        from models.training.intervals import INTERVALS_FILE
+        from models.training.registry import load_document
+
+        try:
+            return load_document(version, INTERVALS_FILE, self.tracking_uri)
+        except Exception as e:  # noqa: BLE001 - the model serves; only its intervals are lost
+            _log.warning("intervals of version %s unreadable (%s): computed scores carry none",
+                         version, type(e).__name__)  # fmt: skip
+            return None
 
     def registry_status(self) -> str:
         """`ok` when the registry answers now (not from the cache), else `down`."""
@@ -176,10 +196,12 @@ class Scorer:
                 features=SCORE_FEATURES, entity_rows=[{"clip_id": c} for c in clip_ids]
             ).to_dict()
             todo = []
+            nulls = [None] * len(clip_ids)
+            low, high, level = (online.get(f) or nulls for f in INTERVAL_FIELDS)
             for i, (s, v) in enumerate(zip(online["score"], online["model_version"], strict=True)):
                 fresh = s is not None and (model is None or v == str(model.version))
                 if fresh:
-                    out[i] = _entry(clip_ids[i], s, v, "online")
+                    out[i] = _entry(clip_ids[i], s, v, "online", low[i], high[i], level[i])
                 else:
                     todo.append(i)
         if todo and model is not None:
@@ -196,9 +218,19 @@ class Scorer:
         known = np.array([_has_features(feats, k) for k in range(feats.num_rows)], dtype=bool)
         if not known.any():
             return
-        preds = score(model, feats.filter(pa.array(known)))
-        for i, value in zip([i for i, k in zip(idx, known, strict=True) if k], preds, strict=True):
-            out[i] = _entry(clip_ids[i], float(value), str(model.version), "computed")
+        rows = feats.filter(pa.array(known))
+        preds = score(model, rows)
+        n, version = len(preds), str(model.version)
+        low = high = [None] * n
+        cal, level = self._intervals.get(version), None
+        if cal is not None and "clip_age_hours" in rows.column_names:
+            from models.training.intervals import DEFAULT_LEVEL, bounds
+
+            lo, hi = bounds(cal, rows.column("clip_age_hours"), preds, DEFAULT_LEVEL)
+            low, high, level = lo.tolist(), hi.tolist(), DEFAULT_LEVEL
+        kept = [i for i, k in zip(idx, known, strict=True) if k]
+        for j, (i, value) in enumerate(zip(kept, preds, strict=True)):
+            out[i] = _entry(clip_ids[i], float(value), version, "computed", low[j], high[j], level)
 
 
 def _has_features(table: pa.Table, row: int) -> bool:
@@ -208,12 +240,15 @@ def _has_features(table: pa.Table, row: int) -> bool:
     )
 
 
-def _entry(clip_id: str, score, version, source: str) -> dict:
+def _entry(clip_id: str, score, version, source: str, low=None, high=None, level=None) -> dict:
     return {
         "clip_id": clip_id,
         "score": float(score),
         "model_version": version,
         "source": source,
+        "score_low": None if low is None else float(low),
+        "score_high": None if high is None else float(high),
+        "interval_level": None if level is None else float(level),
     }
 
 

@@ -58,6 +58,13 @@ class ScoreOut(BaseModel):
     score: float = Field(description="predicted quality score, 0-100")
     model_version: str
     source: str = Field(description="online (precomputed by the pipeline) or computed")
+    score_low: float | None = Field(
+        default=None, description="the prediction interval's lower bound (null: none known)"
+    )
+    score_high: float | None = Field(default=None, description="its upper bound")
+    interval_level: float | None = Field(
+        default=None, description="its level (0.8: the label falls inside 80% of the time)"
+    )
 
 
 class Routed(BaseModel):

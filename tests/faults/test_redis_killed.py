@@ -152,7 +152,9 @@ def push_scores(env: dict[str, str], ids: list[str], score: float) -> None:
         "ids, score = json.loads(sys.argv[1]), float(sys.argv[2])\n"
         "ts = pa.array([datetime(2026, 6, 2, tzinfo=UTC)] * len(ids), pa.timestamp('us', tz='UTC'))\n"
         "write_online(feature_store(), pa.table({'clip_id': ids, 'event_timestamp': ts,\n"
-        "    'score': [score] * len(ids), 'model_version': ['1'] * len(ids)}), 'clip_scores')\n"
+        "    'score': [score] * len(ids), 'model_version': ['1'] * len(ids),\n"
+        "    'score_low': [score - 5] * len(ids), 'score_high': [score + 5] * len(ids),\n"
+        "    'interval_level': [0.8] * len(ids)}), 'clip_scores')\n"
     )
     r = subprocess.run([sys.executable, "-c", code, json.dumps(ids), str(score)], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=RUN_S)  # fmt: skip

@@ -39,7 +39,9 @@ def test_apply_registers_the_repo_on_a_temp_registry(home, monkeypatch):
     assert projection.name == "clip_features"
     assert [f.name for f in projection.features] == CLIP_FEATURE_NAMES
     scores = store.get_feature_view("clip_scores")
-    assert [f.name for f in scores.features] == ["score", "model_version"]
+    assert [f.name for f in scores.features] == [
+        "score", "model_version", "score_low", "score_high", "interval_level"
+    ]  # fmt: skip
     for view in store.list_feature_views():
         assert view.tags["owner"] == "ml-platform@clipflow"
     source = store.get_data_source("clip_features_source")

@@ -145,6 +145,9 @@ def test_many_entities_feature_lists_and_two_views(stores, prefix):
             "event_timestamp": pd.Timestamp("2025-05-01T12:00:00.123456Z"),
             "score": [float(i) for i in range(len(ids[::2]))],
             "model_version": ["v7"] * len(ids[::2]),
+            "score_low": [float(i) - 1 for i in range(len(ids[::2]))],
+            "score_high": [float(i) + 1 for i in range(len(ids[::2]))],
+            "interval_level": [0.8] * len(ids[::2]),
         }
     )
     stock.write_to_online_store("clip_scores", scores)

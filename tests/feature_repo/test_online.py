@@ -250,15 +250,19 @@ def test_write_online_writes_the_view_it_is_given(redis_store, prefix):
             "event_timestamp": pa.array([T] * 3, pa.timestamp("us", tz="UTC")),
             "score": [10.0, 55.5, 99.0],
             "model_version": ["7", "7", "8"],
+            "score_low": [5.0, 50.5, None],  # the last one: a model without intervals
+            "score_high": [15.0, 60.5, None],
+            "interval_level": [0.8, 0.8, None],
         }
     )
     result = online_write.write_online(redis_store, scores, "clip_scores")
     assert (result.written, result.method) == (3, "fast")
+    fields = ["score", "model_version", "score_low", "score_high", "interval_level"]
     got = redis_store.get_online_features(
-        features=["clip_scores:score", "clip_scores:model_version"],
+        features=[f"clip_scores:{f}" for f in fields],
         entity_rows=[{"clip_id": c} for c in ids],
     ).to_dict()
-    assert (got["score"], got["model_version"]) == ([10.0, 55.5, 99.0], ["7", "7", "8"])
+    assert {f: got[f] for f in fields} == {f: scores[f].to_pylist() for f in fields}
 
 
 @pytest.mark.parametrize("writer", ["fast", "online-stock", "stock"])

@@ -93,6 +93,8 @@ def prepare_world(env: dict) -> list[str]:
             pa.table({
                 "clip_id": ids, "event_timestamp": pa.array([now] * len(ids), pa.timestamp("us", tz="UTC")),
                 "score": [50.0] * len(ids), "model_version": [v1] * len(ids),
+                "score_low": [45.0] * len(ids), "score_high": [55.0] * len(ids),
+                "interval_level": [0.8] * len(ids),
             }),
             "clip_scores",
         )  # fmt: skip

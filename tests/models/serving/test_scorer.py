@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from scorer_support import DAY, T0, Store, experiment
+from scorer_support import DAY, NO_INTERVAL, T0, Store, experiment
 
 from models.experiments.config import assign_variant
 from models.serving import scorer as sc
@@ -34,10 +34,13 @@ def registry_of(monkeypatch):
 
     monkeypatch.setattr(sc, "_alias_version", version)
     monkeypatch.setattr(registry, "load_by_alias", load)
+    # the stand-in registry holds no intervals.json unless a test puts one in `calibrations`
+    calibrations: dict[str, dict] = {}
+    monkeypatch.setattr(registry, "load_document", lambda v, name, uri: calibrations.get(str(v)))
     monkeypatch.setattr(
         scoring, "score", lambda model, table: np.full(table.num_rows, 10.0 * model.version)
     )
-    return SimpleNamespace(held=held, loads=loads)
+    return SimpleNamespace(held=held, loads=loads, calibrations=calibrations)
 
 
 @pytest.fixture
@@ -152,11 +155,11 @@ def test_champion_scores_come_online_when_fresh_else_from_the_model(registry_of)
     route, out = sc.Scorer(store, "uri").scores(["a", "b", "c", "d", "e", "x"], "u1")
     assert route == sc.Route(None, None, "champion")
     assert out == [
-        {"clip_id": "a", "score": 55.0, "model_version": "2", "source": "online"},
+        {"clip_id": "a", "score": 55.0, "model_version": "2", "source": "online", **NO_INTERVAL},
         None,  # made by v1, no features: unknown rather than stale
-        {"clip_id": "c", "score": 20.0, "model_version": "2", "source": "computed"},
-        {"clip_id": "d", "score": 20.0, "model_version": "2", "source": "computed"},
-        {"clip_id": "e", "score": 20.0, "model_version": "2", "source": "computed"},
+        {"clip_id": "c", "score": 20.0, "model_version": "2", "source": "computed", **NO_INTERVAL},
+        {"clip_id": "d", "score": 20.0, "model_version": "2", "source": "computed", **NO_INTERVAL},
+        {"clip_id": "e", "score": 20.0, "model_version": "2", "source": "computed", **NO_INTERVAL},
         None,
     ]
     assert store.calls[1] == ("service", ["b", "c", "d", "e", "x"])
@@ -165,7 +168,10 @@ def test_champion_scores_come_online_when_fresh_else_from_the_model(registry_of)
 def test_without_a_champion_model_any_online_score_serves(registry_of):
     store = Store(scores={"a": (55.0, "7")}, features={"b": {"duration_s": 1.0}})
     _, out = sc.Scorer(store, "uri").scores(["a", "b"])
-    assert out == [{"clip_id": "a", "score": 55.0, "model_version": "7", "source": "online"}, None]
+    assert out == [
+        {"clip_id": "a", "score": 55.0, "model_version": "7", "source": "online", **NO_INTERVAL},
+        None,
+    ]
     assert len(store.calls) == 1  # nothing to compute with
 
 
@@ -176,7 +182,33 @@ def test_a_challenger_user_is_scored_by_the_challenger_not_the_online_store(regi
     route, out = sc.Scorer(store, "uri", [exp], clock=lambda: T0).scores(["a", "x"], "u1")
     assert route == sc.Route("exp", "treatment", "challenger")
     assert out == [
-        {"clip_id": "a", "score": 20.0, "model_version": "2", "source": "computed"},
+        {"clip_id": "a", "score": 20.0, "model_version": "2", "source": "computed", **NO_INTERVAL},
         None,
     ]
     assert [c[0] for c in store.calls] == ["service"]
+
+
+def test_scores_carry_their_interval_stored_online_or_computed_by_age(registry_of):
+    """An online score brings the interval stored with it; a computed one gets its model's
+    calibration at the clip's age: creation-day residuals 0..49 give q = the 41st smallest
+    (k = ceil(51 x 0.8)) = 40, 3-day residuals 0, 0.1, ... 4.9 give 4.0."""
+    from models.training import intervals
+
+    registry_of.held["champion"] = "2"
+    ages = np.array([10.0] * 50 + [100.0] * 50)
+    resid = np.concatenate([np.arange(50.0), np.arange(50.0) / 10])
+    pred = np.full(100, 50.0)
+    registry_of.calibrations["2"] = intervals.calibrate(ages, pred + resid, pred)
+    feats = {"c": {"duration_s": 9.0, "clip_age_hours": 10.0},
+             "d": {"views_1d": 3, "clip_age_hours": 100.0}}  # fmt: skip
+    store = Store(scores={"a": (55.0, "2", 50.0, 60.0, 0.8)}, features=feats)
+    _, out = sc.Scorer(store, "uri").scores(["a", "c", "d"])
+    level = {"interval_level": 0.8}
+    assert out == [
+        {"clip_id": "a", "score": 55.0, "model_version": "2", "source": "online",
+         "score_low": 50.0, "score_high": 60.0, **level},
+        {"clip_id": "c", "score": 20.0, "model_version": "2", "source": "computed",
+         "score_low": 0.0, "score_high": 60.0, **level},  # 20 - 40 clipped at 0
+        {"clip_id": "d", "score": 20.0, "model_version": "2", "source": "computed",
+         "score_low": 16.0, "score_high": 24.0, **level},
+    ]  # fmt: skip

@@ -8,7 +8,7 @@ import logging
 from types import SimpleNamespace
 
 import pytest
-from scorer_support import DAY, T0, Store, experiment
+from scorer_support import DAY, NO_INTERVAL, T0, Store, experiment
 
 from models.experiments.config import assign_variant
 from models.serving import scorer as sc
@@ -34,6 +34,9 @@ def flaky(monkeypatch):
 
     monkeypatch.setattr(sc, "_alias_version", version)
     monkeypatch.setattr(registry, "load_by_alias", load)
+    # the stand-in registry holds no intervals.json unless a test puts one in `calibrations`
+    calibrations: dict[str, dict] = {}
+    monkeypatch.setattr(registry, "load_document", lambda v, name, uri: calibrations.get(str(v)))
     return state
 
 
@@ -96,7 +99,7 @@ def test_a_variant_whose_alias_is_gone_is_served_by_the_champion_and_says_so(fla
     why = "alias 'challenger' is not set: champion serves"
     assert route == sc.Route("exp", "treatment", "champion", why)
     assert got == [  # c2: made by v0, stale for the champion's model
-        {"clip_id": "c1", "score": 55.0, "model_version": "1", "source": "online"},
+        {"clip_id": "c1", "score": 55.0, "model_version": "1", "source": "online", **NO_INTERVAL},
         None,
     ]
     flaky.held["challenger"] = "2"
@@ -167,7 +170,9 @@ def test_an_alias_seen_unset_stays_unset_while_the_registry_is_down(flaky, caplo
     route, got = s.scores(["c1"], user)
     assert route == sc.Route("exp", "treatment", "champion",
                              "alias 'challenger' is not set: champion serves")  # fmt: skip
-    assert got == [{"clip_id": "c1", "score": 55.0, "model_version": "1", "source": "online"}]
+    assert got == [
+        {"clip_id": "c1", "score": 55.0, "model_version": "1", "source": "online", **NO_INTERVAL}
+    ]
     assert s.registry_error == "ConnectionError"
     assert caplog.messages == [
         "registry unavailable (ConnectionError): challenger unset: the champion serves",

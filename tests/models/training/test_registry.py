@@ -293,6 +293,7 @@ def test_every_move_is_logged_with_the_aliases_after_it(uri, client, name):
         ({"champion": v2, "challenger": v3}, day.isoformat(), f"challenger <- v{v3}: ok."),
     ]
     assert [e.get("experiment") for e in log] == [None, None, "exp", None]
+    assert ["experiment" in e for e in log] == [False, False, True, False]  # only when given
     assert all(before <= datetime.fromisoformat(e["at"]) <= datetime.now(UTC) for e in log)
     keys = sorted(k for k in client.get_registered_model(name).tags if k.startswith("alias_"))
     assert keys == [f"alias_log.{i:08d}" for i in range(1, 5)]
@@ -301,6 +302,19 @@ def test_every_move_is_logged_with_the_aliases_after_it(uri, client, name):
     assert registry.promote(client, v3, "r" * 400, v2, name, uri)
     why = registry.alias_log(client, name)[-1]["why"]
     assert len(why) == 300 and why == (f"champion <- v{v3}: " + "r" * 400)[:300]
+
+
+def test_a_challenger_move_another_writer_won_is_not_a_move(uri, client, name, monkeypatch):
+    """The alias re-read after the move shows another version (a writer outside clipflow's
+    lock, e.g. the MLflow UI): set_challenger says no, logs nothing, tags nothing."""
+    from models.training import aliases as al
+
+    v1, v2 = (str(v) for v in _bare_versions(client, name, 2))
+    assert registry.set_alias_checked(client, name, "champion", v1, None, uri)
+    monkeypatch.setattr(al, "_checked_move", lambda *a: False)
+    assert registry.set_challenger(client, v2, "gate", name, uri) is False
+    assert len(registry.alias_log(client, name)) == 1
+    assert "challenger_reason" not in client.get_model_version(name, v2).tags
 
 
 def test_the_moves_log_the_data_day_they_were_made_for(uri, client, name):

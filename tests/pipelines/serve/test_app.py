@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -60,9 +61,16 @@ def world(tmp_path_factory, redis_server):
     shifted = data.assign(quality_score=(data["quality_score"] + CHALLENGER_SHIFT).clip(0, 100))
     params = training.TrainParams(n_estimators=10)
     champion, challenger = (training.train(d, params) for d in (data, shifted))
+    from models.training import intervals
+
+    # the challenger is registered with its prediction intervals (#17), the champion without
+    calibration = intervals.calibrate(
+        challenger.holdout["clip_age_hours"], challenger.y_holdout, challenger.holdout_pred
+    )
     v1, v2 = (
-        registry.log_and_register(m, metrics(m.y_holdout, m.holdout_pred), None, None, uri)
-        for m in (champion, challenger)
+        registry.log_and_register(m, metrics(m.y_holdout, m.holdout_pred), None, None, uri,
+                                  documents=docs)  # fmt: skip
+        for m, docs in ((champion, None), (challenger, {intervals.INTERVALS_FILE: calibration}))
     )
     mlc = registry._client(uri)
     registry.promote(mlc, v1, "first", expected_champion=None, tracking_uri=uri)
@@ -77,6 +85,9 @@ def world(tmp_path_factory, redis_server):
                 "event_timestamp": pa.array([now] * len(online), pa.timestamp("us", tz="UTC")),
                 "score": list(online.values()),
                 "model_version": [v1] * len(online),
+                "score_low": [s - 5 for s in online.values()],
+                "score_high": [s + 5 for s in online.values()],
+                "interval_level": [0.8] * len(online),
             }
         ),
         "clip_scores",
@@ -115,7 +126,7 @@ def world(tmp_path_factory, redis_server):
     yield {
         "base": base, "http": http, "auth": auth, "port": port, "ids": ids, "online": online,
         "v1": v1, "v2": v2, "exp": exp, "uri": uri, "redis": client, "mlc": mlc,
-        "rows": rows, "models": {v1: champion, v2: challenger},
+        "rows": rows, "models": {v1: champion, v2: challenger}, "calibration": calibration,
     }  # fmt: skip
     http.close()
     server.should_exit = True
@@ -148,6 +159,10 @@ def test_champion_score_comes_precomputed_from_the_online_store(world):
     body = r.json()
     assert body["score"] == world["online"][clip] and body["source"] == "online"
     assert body["model_version"] == world["v1"] and body["alias"] == "champion"
+    # its interval, as stored online with it
+    online = world["online"][clip]
+    assert (body["score_low"], body["score_high"], body["interval_level"]) == (
+        online - 5, online + 5, 0.8)
     user = user_in(world, "control")
     body = world["http"].get(f"/v1/clips/{clip}/score", params={"user_id": user}).json()
     assert (body["experiment_id"], body["variant"], body["source"]) == (
@@ -165,6 +180,16 @@ def test_treatment_users_get_the_challenger_scored_on_the_fly(world):
     assert body["model_version"] == world["v2"] and body["source"] == "computed"
     challenger = own_prediction(world, world["v2"], clip)
     assert body["score"] == pytest.approx(challenger, abs=1e-4)
+    # its interval: the challenger's calibration at the clip's age, worked out by hand
+    rows = world["rows"].filter(pc.equal(world["rows"].column("clip_id"), clip))
+    newest = rows.take(pc.sort_indices(rows, [("event_timestamp", "descending")])[:1])
+    age = newest["clip_age_hours"][0].as_py()
+    bucket = next(b for b in world["calibration"]["buckets"]
+                  if b["age_hours_from"] <= (age or 0) < (b["age_hours_to"] or math.inf))  # fmt: skip
+    q = bucket["q"]["0.8"]
+    want = (0.0, 100.0) if q is None else (max(0.0, challenger - q), min(100.0, challenger + q))
+    assert body["interval_level"] == 0.8
+    assert (body["score_low"], body["score_high"]) == pytest.approx(want, abs=1e-4)
     assert abs(challenger - own_prediction(world, world["v1"], clip)) > 1  # not the champion's
     # the batch too: every clip, scored by the challenger
     r = world["http"].post("/v1/score", json={"clip_ids": world["ids"], "user_id": user})
@@ -179,6 +204,8 @@ def test_a_clip_with_features_but_no_online_score_is_computed(world):
     clip = world["ids"][-1]
     body = world["http"].get(f"/v1/clips/{clip}/score").json()
     assert body["source"] == "computed" and body["model_version"] == world["v1"]
+    # the champion was registered without intervals: none is made up
+    assert (body["score_low"], body["score_high"], body["interval_level"]) == (None, None, None)
 
 
 def test_bad_input_is_a_clear_4xx(world):
