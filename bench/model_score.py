@@ -111,6 +111,14 @@ def run_score(scale: float, tmp: Path) -> list[Record]:
         f"{model.booster.num_boosted_rounds()} trees of depth <= {TrainParams().max_depth}"
     )
 
+    # the champion's interval calibration, as logged with a model (intervals.json): made here
+    # from a synthetic holdout, since only its cost is measured (#17)
+    from models.training import intervals
+
+    rng = np.random.default_rng(5)
+    ho_age, ho_pred = rng.uniform(0, 168, 20_000), rng.uniform(0, 100, 20_000)
+    calibration = intervals.calibrate(ho_age, ho_pred + rng.normal(0, 8, 20_000), ho_pred)
+
     wh = Warehouse(home)
     end = day_end(SCORE_DS)
     part = wh.partition_dir("clip_features", SCORE_DS)
@@ -130,12 +138,18 @@ def run_score(scale: float, tmp: Path) -> list[Record]:
             with Timer() as t, spy([("encode", scoring, "to_matrix")]) as spent:
                 preds = score(model, rows)
             parts["score"], parts["encode"] = t.seconds, spent["encode"]
+            with Timer() as t:  # the prediction interval by age, as the asset makes it
+                low, high = intervals.bounds(calibration, rows.column("clip_age_hours"), preds)
+            parts["intervals"] = t.seconds
             with Timer() as t:
                 n = rows.num_rows
                 table = pa.table(
                     {
                         "clip_id": rows.column("clip_id"),
                         "score": pa.array(preds.astype("float64")),
+                        "score_low": pa.array(low),
+                        "score_high": pa.array(high),
+                        "interval_level": pa.array([intervals.DEFAULT_LEVEL] * n, pa.float64()),
                         "model_name": pa.array([MODEL_NAME] * n),
                         "model_version": pa.array([str(model.version)] * n),
                         "model_alias": pa.array([CHAMPION] * n),
@@ -206,6 +220,9 @@ def run_score(scale: float, tmp: Path) -> list[Record]:
         record("score_predict_seconds", parts["score"], "s", "bare_inplace_predict_seconds",
                bare, NO_TARGET),
         breakdown("score_encode_seconds", parts["encode"]),
+        # the nightly cost of the prediction intervals (#17): bounds by age for every row
+        record("score_intervals_seconds", max(parts["intervals"], 1e-6), "s",
+               "score_predict_seconds", parts["score"], NO_TARGET),
         breakdown("score_read_seconds", parts["read"]),
         breakdown("score_write_seconds", parts["write"]),
         breakdown("model_load_seconds", t_load.seconds, n=1),
