@@ -30,6 +30,7 @@ WORK = ROOT / ".mutmut"
 BASELINE = Path(__file__).with_name("baseline.md")
 LINKED = ["models", "feature_repo", "bench", "tests"]
 
+COHORT_TESTS = "tests/models/monitoring/test_drift_cohorts.py"
 # module -> (files to mutate, the fast tests that judge them: no e2e, no Dagster assets)
 MODULES: dict[str, tuple[list[str], list[str]]] = {
     "gate": (["models/training/evaluation.py"], ["tests/models/training/test_evaluation.py"]),
@@ -52,7 +53,30 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
             "tests/models/monitoring/test_drift.py",
             "tests/models/monitoring/test_drift_exact.py",
             "tests/models/monitoring/test_drift_reference.py",
+            # the sample-size-aware thresholds (#17): the fast tests of the noise bound
+            f"{COHORT_TESTS}::test_the_same_wasserstein_statistic_means_drift_at_200k_rows_and_noise_at_200",
+            f"{COHORT_TESTS}::test_jensen_shannon_and_psi_bounds_are_the_chi_square_quantiles",
+            f"{COHORT_TESTS}::test_a_statistic_just_above_its_noise_bound_drifts_and_just_below_does_not",
         ],
+    ),
+    # like with like (#17): the simulation's tests at 2,000 new clips a day (a 200,000 one
+    # profiles a 1.4M-row day, ~10 s: `make test` runs them)
+    "cohorts": (
+        ["models/monitoring/cohorts.py"],
+        [
+            f"{COHORT_TESTS}::test_thirty_stable_days_at_2k_new_clips_give_at_most_3_false_flags",
+            *(
+                f"{COHORT_TESTS}::test_a_planted_shift_is_flagged_on_its_first_day_and_nothing_else[{k}-2000]"
+                for k in (1, 2, 3)
+            ),
+            f"{COHORT_TESTS}::test_the_old_all_rows_comparison_is_what_cried_wolf",
+            f"{COHORT_TESTS}::test_growing_features_never_flag_on_growth_and_say_why",
+            f"{COHORT_TESTS}::test_engagement_and_predictions_are_judged_per_age_bucket",
+        ],
+    ),
+    "intervals": (
+        ["models/training/intervals.py", "models/monitoring/performance.py"],
+        ["tests/models/training/test_intervals.py", "tests/models/monitoring/test_performance.py"],
     ),
     "stats": (
         ["models/experiments/stats.py"],

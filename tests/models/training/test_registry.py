@@ -300,8 +300,10 @@ def test_every_move_is_logged_with_the_aliases_after_it(uri, client, name):
     assert registry.alias_log(client, f"{name}_never_registered") == []
     # a long reason is cut in the log (the version's own tag keeps it whole)
     assert registry.promote(client, v3, "r" * 400, v2, name, uri)
-    why = registry.alias_log(client, name)[-1]["why"]
+    last = registry.alias_log(client, name)[-1]
+    why = last["why"]
     assert len(why) == 300 and why == (f"champion <- v{v3}: " + "r" * 400)[:300]
+    assert "experiment" not in last  # a promotion by no experiment says none, not null
 
 
 def test_a_challenger_move_another_writer_won_is_not_a_move(uri, client, name, monkeypatch):
