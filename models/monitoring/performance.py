@@ -153,5 +153,29 @@ def pooled(rows: list[dict], since: date | None = None) -> dict | None:
         "coverage": sum(r["n_labels"] * r["coverage"] for r in same) / n_iv if n_iv else None,
         "interval_level": level,
         "n_interval_labels": int(n_iv),
+        "by_age": _pooled_by_age(use, level),
     }
+    return out
+
+
+def _pooled_by_age(rows: list[dict], level: float | None) -> list[dict]:
+    """Per age bucket at scoring (`AGE_BUCKETS` order, buckets without labels left out):
+    rmse, mae, n_labels pooled over `rows`' `by_age` entries, and coverage over the entries
+    of rows at interval `level`."""
+    out = []
+    for name, _, _ in AGE_BUCKETS:
+        parts = [(r, a) for r in rows for a in (r.get("by_age") or []) if a["age_bucket"] == name]
+        n = sum(a["n_labels"] for _, a in parts)
+        if not n:
+            continue
+        cov = [a for r, a in parts if a.get("coverage") is not None
+               and r.get("interval_level") == level]  # fmt: skip
+        n_cov = sum(a["n_labels"] for a in cov)
+        out.append({
+            "age_bucket": name,
+            "rmse": math.sqrt(sum(a["n_labels"] * a["rmse"] ** 2 for _, a in parts) / n),
+            "mae": sum(a["n_labels"] * a["mae"] for _, a in parts) / n,
+            "n_labels": int(n),
+            "coverage": sum(a["n_labels"] * a["coverage"] for a in cov) / n_cov if n_cov else None,
+        })  # fmt: skip
     return out

@@ -286,7 +286,9 @@ def _feature_rows(report: dict) -> str:
 def _changes(report: dict) -> str:
     """What changed and since when: each drifted feature (and the prediction) with the
     first day of its run of drifted days, oldest first."""
-    changes = report.get("changes") or []
+    changes = report.get("changes")
+    if changes is None:  # a report made without `changes`: what drifted, since unknown
+        changes = [{"feature": f, "since": "n/a"} for f in report.get("drifted_features", [])]
     if not changes:
         return "<p>Nothing drifted today.</p>"
     entries = {**report["features"], "prediction": report.get("prediction") or {}}
@@ -302,6 +304,23 @@ def _changes(report: dict) -> str:
             "current rows)</li>"
         )
     return f"<ul>{''.join(items)}</ul>"
+
+
+def _by_age(report: dict) -> str:
+    """The champion's error and interval coverage per age at scoring, over the labels known
+    so far (`performance.by_age`): the creation-day row is the one the platform lives on."""
+    rows = (report.get("performance") or {}).get("by_age") or []
+    if not rows:
+        return "<p>No labels yet.</p>"
+    body = "".join(
+        f"<tr><td class='l'>{html.escape(str(r['age_bucket']))}</td><td>{num(r['rmse'])}</td>"
+        f"<td>{num(r['mae'])}</td><td>{num(r['coverage'], '.1%')}</td>"
+        f"<td>{num(r['n_labels'], ',')}</td></tr>"
+        for r in rows
+    )
+    head = ("<tr><th>age at scoring</th><th>rmse</th><th>mae</th><th>interval coverage</th>"
+            "<th>labels</th></tr>")  # fmt: skip
+    return f"<table>{head}{body}</table>"
 
 
 def _alerts(report: dict) -> str:
@@ -345,6 +364,7 @@ def render_html(report: dict, reference: dict, current: dict) -> str:
         f"<h2>What changed, since when</h2>{_changes(report)}"
         f"<p class='verdict{' bad' if bad else ''}'>{esc(verdict_text(report))}</p>"
         f"<h2>Alerts</h2>{_alerts(report)}"
+        f"<h2>Performance by age at scoring</h2>{_by_age(report)}"
         f"<h2>Features</h2><p>Sorted by statistic / threshold, highest first.</p>"
         f"{_feature_rows(report)}<h2>Distributions</h2><p>Reference (blue) vs current (orange); "
         "numerical as densities drawn from the profiles' quantiles, categorical as shares "

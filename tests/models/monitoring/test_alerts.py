@@ -191,3 +191,12 @@ def test_interval_coverage_at_its_tolerance_passes_and_just_below_fails():
     at_min = {**below, "n_interval_labels": 50}
     assert not by_name(alerts.evaluate(report(perf=at_min), stats, 5.0))["interval_coverage"][
         "passed"]
+
+
+def test_interval_coverage_not_judged_says_how_many_labels_it_had():
+    stats = alerts.score_stats([1.0])
+    old = {"rmse": 1.0, "mae": 1.0, "n_labels": 400}  # pooled before intervals existed
+    for perf in (None, old, {**old, "n_interval_labels": None, "interval_level": 0.8}):
+        got = by_name(alerts.evaluate(report(perf=perf), stats, 5.0))["interval_coverage"]
+        assert got == alert("interval_coverage", True,
+                            "not judged: 0 labels with an interval (needs 50)", None, None)  # fmt: skip

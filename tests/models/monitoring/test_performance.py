@@ -139,3 +139,26 @@ def test_pooled_coverage_weights_days_by_labels_and_keeps_the_latest_level():
     none = performance.pooled(rows[1:2])
     assert (none["coverage"], none["interval_level"], none["n_interval_labels"]) == (None, None, 0)
     assert performance.pooled([]) is None
+
+
+def test_pooled_by_age_pools_each_bucket_over_the_days():
+    def age(name, rmse, mae, n, cov):
+        return {"age_bucket": name, "rmse": rmse, "mae": mae, "n_labels": n, "coverage": cov,
+                "mean_interval_width": 10.0}  # fmt: skip
+
+    rows = [
+        {"scored_ds": date(2026, 3, 1), "rmse": 2.0, "mae": 1.0, "n_labels": 40,
+         "coverage": 0.8, "interval_level": 0.8,
+         "by_age": [age("creation_day", 3.0, 2.0, 10, 0.5), age("7d", 1.0, 1.0, 30, 0.9)]},
+        {"scored_ds": date(2026, 3, 2), "rmse": 2.0, "mae": 1.0, "n_labels": 30,
+         "coverage": None, "interval_level": None,  # no intervals: its coverage is left out
+         "by_age": [age("creation_day", 4.0, 3.0, 30, None)]},
+    ]  # fmt: skip
+    got = performance.pooled(rows)["by_age"]
+    assert [g["age_bucket"] for g in got] == ["creation_day", "7d"]  # no labels: left out
+    creation, week = got
+    assert creation["n_labels"] == 40
+    assert creation["rmse"] == pytest.approx(math.sqrt((10 * 9 + 30 * 16) / 40), rel=1e-12)
+    assert creation["mae"] == pytest.approx((10 * 2 + 30 * 3) / 40, rel=1e-12)
+    assert creation["coverage"] == 0.5  # only the day scored with intervals
+    assert (week["n_labels"], week["rmse"], week["coverage"]) == (30, 1.0, 0.9)

@@ -199,3 +199,28 @@ def test_non_finite_values_and_null_scores_are_counted_in_json_and_html(tmp_path
     assert "Non-finite values (NaN, inf) rose in 1 feature(s): v (2 -&gt; 30)." in page
     assert "missing 0.0% -&gt; 12.5%, non-finite 0 -&gt; 0." in page
     assert "class='verdict bad'" in page
+
+
+def test_performance_by_age_and_what_changed_lead_the_page(profiles):
+    from models.monitoring.report import render_html
+
+    by_age = [
+        {"age_bucket": "creation_day", "rmse": 9.5, "mae": 7.25, "n_labels": 1200,
+         "coverage": 0.781},
+        {"age_bucket": "7d", "rmse": 3.5, "mae": 2.75, "n_labels": 300, "coverage": None},
+    ]  # fmt: skip
+    report = make_report(*profiles)
+    report["performance"] = {**report["performance"], "by_age": by_age}
+    report["changes"] = [{"feature": "duration_s", "since": "2026-01-12", "population": "p"}]
+    page = render_html(report, *profiles)
+    assert ("<tr><td class='l'>creation_day</td><td>9.5</td><td>7.25</td><td>78.1%</td>"
+            "<td>1,200</td></tr>") in page  # fmt: skip
+    assert "<tr><td class='l'>7d</td><td>3.5</td><td>2.75</td><td>n/a</td><td>300</td></tr>" in page
+    changed = page.index("What changed, since when")
+    assert changed < page.index("<h2>Alerts</h2>") < page.index("Performance by age at scoring")
+    assert "<b>duration_s</b> since 2026-01-12" in page
+    quiet = render_html(make_report(*profiles, changes=[], performance=None), *profiles)
+    assert "Nothing drifted today." in quiet and "No labels yet." in quiet
+    # a report made without `changes` still lists what drifted, never "nothing"
+    legacy = render_html(make_report(*profiles), *profiles)
+    assert "Nothing drifted today." not in legacy and "<b>duration_s</b> since n/a" in legacy
