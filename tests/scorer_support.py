@@ -36,8 +36,14 @@ def experiment(eid="exp", start=T0, end=T0 + 10 * DAY, aliases=None, variants=No
 class Store:
     """Online rows by clip id: a precomputed score and version, and features (or none)."""
 
-    def __init__(self, scores=None, features=None):
+    def __init__(self, scores=None, features=None, score_fields=None):
         self.scores, self.features, self.calls = scores or {}, features or {}, []
+        # the clip_scores view's fields (a registry applied before #17 lacks the interval)
+        self.score_fields = score_fields or [f.split(":")[1] for f in sc.SCORE_FEATURES]
+
+    def get_feature_view(self, name, allow_registry_cache):
+        assert (name, allow_registry_cache) == ("clip_scores", True)
+        return SimpleNamespace(features=[SimpleNamespace(name=f) for f in self.score_fields])
 
     def get_feature_service(self, name, allow_cache):
         assert (name, allow_cache) == (FEATURE_SERVICE, True)
@@ -52,9 +58,9 @@ class Store:
                 for c in ("duration_s", "resolution", "views_1d", "clip_age_hours")
             }
             return SimpleNamespace(to_arrow=lambda: pa.table(cols))
-        assert features == sc.SCORE_FEATURES
+        assert features == [f"clip_scores:{f}" for f in self.score_fields]
         # a score is (score, version) or (score, version, low, high, level)
         rows = [(*self.scores.get(i, (None, None)), None, None, None)[:5] for i in ids]
         keys = ("score", "model_version", "score_low", "score_high", "interval_level")
-        out = {k: [r[j] for r in rows] for j, k in enumerate(keys)}
+        out = {k: [r[j] for r in rows] for j, k in enumerate(keys) if k in self.score_fields}
         return SimpleNamespace(to_dict=lambda: out)

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 
-from models.core.names import CHAMPION, FEATURE_SERVICE, MODEL_NAME
+from models.core.names import CHAMPION, FEATURE_SERVICE, MODEL_NAME, SCORES_VIEW
 from models.experiments.config import ExperimentConfig, assign_variant
 
 INTERVAL_FIELDS = ("score_low", "score_high", "interval_level")  # null: no interval known
@@ -75,6 +75,11 @@ class Scorer:
     ):
         self.store = store
         self.service = store.get_feature_service(FEATURE_SERVICE, allow_cache=True)
+        # a Feast registry applied before the view had the interval fields (#17) serves the
+        # score without them until the pipeline re-applies it: ask only for what it has
+        view = store.get_feature_view(SCORES_VIEW, allow_registry_cache=True)
+        have = {f.name for f in view.features}
+        self.score_features = [f for f in SCORE_FEATURES if f.split(":")[1] in have]
         self.tracking_uri = tracking_uri
         self.experiments = list(experiments)
         self.clock = clock
@@ -193,7 +198,7 @@ class Scorer:
         todo = list(range(len(clip_ids)))
         if route.alias == CHAMPION:
             online = self.store.get_online_features(
-                features=SCORE_FEATURES, entity_rows=[{"clip_id": c} for c in clip_ids]
+                features=self.score_features, entity_rows=[{"clip_id": c} for c in clip_ids]
             ).to_dict()
             todo = []
             nulls = [None] * len(clip_ids)

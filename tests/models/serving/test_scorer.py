@@ -4,6 +4,7 @@ The Feast store and the registry are stand-ins here (the real ones: tests/pipeli
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import timedelta
 from types import SimpleNamespace
@@ -36,7 +37,15 @@ def registry_of(monkeypatch):
     monkeypatch.setattr(registry, "load_by_alias", load)
     # the stand-in registry holds no intervals.json unless a test puts one in `calibrations`
     calibrations: dict[str, dict] = {}
-    monkeypatch.setattr(registry, "load_document", lambda v, name, uri: calibrations.get(str(v)))
+
+    def document(v, name, uri):
+        assert (name, uri) == ("intervals.json", "uri")
+        got = calibrations.get(str(v))
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    monkeypatch.setattr(registry, "load_document", document)
     monkeypatch.setattr(
         scoring, "score", lambda model, table: np.full(table.num_rows, 10.0 * model.version)
     )
@@ -212,3 +221,30 @@ def test_scores_carry_their_interval_stored_online_or_computed_by_age(registry_o
         {"clip_id": "d", "score": 20.0, "model_version": "2", "source": "computed",
          "score_low": 16.0, "score_high": 24.0, **level},
     ]  # fmt: skip
+
+
+def test_unreadable_intervals_keep_the_model_serving_without_a_made_up_interval(
+    registry_of, caplog
+):
+    registry_of.held["champion"] = "2"
+    registry_of.calibrations["2"] = OSError("artifact store down")
+    store = Store(features={"c": {"duration_s": 9.0, "clip_age_hours": 10.0}})
+    with caplog.at_level(logging.WARNING, logger="clipflow.scorer"):
+        _, out = sc.Scorer(store, "uri").scores(["c"])
+    assert out == [
+        {"clip_id": "c", "score": 20.0, "model_version": "2", "source": "computed", **NO_INTERVAL}
+    ]
+    assert [r.getMessage() for r in caplog.records] == [
+        "intervals of version 2 unreadable (OSError): computed scores carry none"
+    ]
+
+
+def test_a_feast_registry_from_before_intervals_serves_the_score_without_them(registry_of):
+    """Applied before the view had the interval fields: the scorer asks only for the score
+    and its version (asking for a field the view lacks would fail every request)."""
+    store = Store(scores={"a": (55.0, "7")}, score_fields=["score", "model_version"])
+    s = sc.Scorer(store, "uri")
+    assert s.score_features == ["clip_scores:score", "clip_scores:model_version"]
+    _, out = s.scores(["a"])
+    assert out == [{"clip_id": "a", "score": 55.0, "model_version": "7", "source": "online",
+                    **NO_INTERVAL}]  # fmt: skip
