@@ -21,6 +21,8 @@ from models.monitoring.drift import (
     DriftThresholds,
     compare_column,
     profile,
+    sides,
+    summarise,
 )
 from models.training.intervals import AGE_BUCKETS, bucket_index
 
@@ -68,6 +70,11 @@ def cohort_profiles(
     return out
 
 
+def _shares(whole: dict) -> dict:
+    """The kind and the missing and non-finite figures of an all-rows comparison."""
+    return {k: v for k, v in whole.items() if k.startswith(("kind", "missing", "non_finite"))}
+
+
 def _cohort_entry(parts: list[dict]) -> dict:
     """One verdict out of several comparisons of one feature (one per age bucket): the
     statistic and threshold of the bucket furthest over (or nearest to) its threshold,
@@ -98,13 +105,8 @@ def compare_cohorts(
     ages = [name for name, _, _ in AGE_BUCKETS]
     features = {}
     for name, how in monitoring.items():
-        ref, cur = reference["features"][name], current["features"].get(name)
-        if cur is None:
-            raise KeyError(f"feature {name!r} of the reference is not in the current data")
-        if cur["kind"] != ref["kind"]:
-            raise TypeError(f"feature {name!r}: {ref['kind']} in the reference, {cur['kind']} now")
-        whole = compare_column(ref, cur, t)
-        base = {k: v for k, v in whole.items() if k.startswith(("kind", "missing", "non_finite"))}
+        ref, cur = sides(reference, current, name)
+        base = _shares(compare_column(ref, cur, t))
         if how == GROWTH:
             features[name] = base | {
                 "method": "not_compared", "statistic": None, "threshold": None,
@@ -122,23 +124,13 @@ def compare_cohorts(
         if ref["kind"] == CATEGORICAL:
             entry["unseen"] = sorted({u for p in parts for u in p.get("unseen", [])})
         features[name] = entry
-    judged = [f for f in features.values() if f["statistic"] is not None]
-    share = sum(f["drifted"] for f in judged) / len(judged) if judged else 0.0
     prediction = None
     if all(rc[a].get("prediction") and cc[a].get("prediction") for a in ages):
         parts = [{**compare_column(rc[a]["prediction"], cc[a]["prediction"], t), "cohort": a}
                  for a in ages]
-        whole = {}
+        base = {}
         if reference.get("prediction") and current.get("prediction"):
-            whole = compare_column(reference["prediction"], current["prediction"], t)
-        base = {k: v for k, v in whole.items() if k.startswith(("kind", "missing", "non_finite"))}
+            base = _shares(compare_column(reference["prediction"], current["prediction"], t))
         prediction = {"kind": NUMERICAL} | base | _cohort_entry(parts) | {
             "population": POPULATIONS[BY_AGE]}
-    return {
-        "features": features,
-        "prediction": prediction,
-        "drift_share": share,
-        "dataset_drift": bool(judged) and share >= t.drift_share,
-        "drifted_features": sorted(k for k, f in features.items() if f["drifted"]),
-        "non_finite_features": sorted(k for k, f in features.items() if f["non_finite_rise"]),
-    }
+    return summarise(features, prediction, t)

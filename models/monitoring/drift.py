@@ -297,18 +297,29 @@ def compare(reference: dict, current: dict, thresholds: DriftThresholds | None =
 
         return compare_cohorts(reference, current, t)
     features = {}
-    for name, ref in reference["features"].items():
-        cur = current["features"].get(name)
-        if cur is None:
-            raise KeyError(f"feature {name!r} of the reference is not in the current data")
-        if cur["kind"] != ref["kind"]:
-            raise TypeError(f"feature {name!r}: {ref['kind']} in the reference, {cur['kind']} now")
-        features[name] = compare_column(ref, cur, t)
-    judged = [f for f in features.values() if f["statistic"] is not None]
-    share = sum(f["drifted"] for f in judged) / len(judged) if judged else 0.0
+    for name in reference["features"]:
+        features[name] = compare_column(*sides(reference, current, name), t)
     prediction = None
     if reference.get("prediction") and current.get("prediction"):
         prediction = compare_column(reference["prediction"], current["prediction"], t)
+    return summarise(features, prediction, t)
+
+
+def sides(reference: dict, current: dict, name: str) -> tuple[dict, dict]:
+    """Feature `name`'s profile on both sides; an error naming it when the current data
+    lacks it or has it of another kind."""
+    ref, cur = reference["features"][name], current["features"].get(name)
+    if cur is None:
+        raise KeyError(f"feature {name!r} of the reference is not in the current data")
+    if cur["kind"] != ref["kind"]:
+        raise TypeError(f"feature {name!r}: {ref['kind']} in the reference, {cur['kind']} now")
+    return ref, cur
+
+
+def summarise(features: dict, prediction: dict | None, t: DriftThresholds) -> dict:
+    """A comparison's result from its per-feature verdicts (see `compare`)."""
+    judged = [f for f in features.values() if f["statistic"] is not None]
+    share = sum(f["drifted"] for f in judged) / len(judged) if judged else 0.0
     return {
         "features": features,
         "prediction": prediction,
