@@ -220,11 +220,12 @@ def noise_bound(ref: dict, cur: dict, method: str, t: DriftThresholds) -> float 
     if not t.noise_alpha or not n:
         return None
     if method == "wasserstein":
+        if ref["std"] <= 0:  # a constant reference: samples of it do not vary
+            return 0.0
         q = np.asarray(ref["quantiles"], dtype=np.float64)
-        p = (np.arange(1, len(q)) / len(q))  # between grid points (i + 0.5) / GRID
+        p = np.arange(1, len(q)) / len(q)  # between grid points (i + 0.5) / GRID
         spread = float(np.sum(np.sqrt(p * (1 - p)) * np.diff(q)))
-        scale = ref["std"] if ref["std"] > 0 else (cur["std"] if cur["std"] > 0 else 1.0)
-        return W1_NOISE_FACTOR * spread / (scale * math.sqrt(n))
+        return W1_NOISE_FACTOR * spread / (ref["std"] * math.sqrt(n))
     if method == "psi":
         q = np.asarray(ref["quantiles"])
         bins = len(np.unique(np.quantile(q, np.arange(1, t.psi_bins) / t.psi_bins,

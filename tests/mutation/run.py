@@ -57,6 +57,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
             f"{COHORT_TESTS}::test_the_same_wasserstein_statistic_means_drift_at_200k_rows_and_noise_at_200",
             f"{COHORT_TESTS}::test_jensen_shannon_and_psi_bounds_are_the_chi_square_quantiles",
             f"{COHORT_TESTS}::test_a_statistic_just_above_its_noise_bound_drifts_and_just_below_does_not",
+            f"{COHORT_TESTS}::test_the_wasserstein_bound_is_in_the_reference_s_units",
         ],
     ),
     # like with like (#17): the simulation's tests at 2,000 new clips a day (a 200,000 one

@@ -228,6 +228,27 @@ def test_jensen_shannon_and_psi_bounds_are_the_chi_square_quantiles():
     want = 1.2 * chi2.ppf(1 - 1e-4, 9) * (1 / 50_000 + 1 / 5_000)  # 10 decile bins
     assert drift.noise_bound(a, b, "psi", t) == pytest.approx(want, rel=1e-9)
     assert drift.noise_bound(a, b, "psi", drift.DriftThresholds(noise_alpha=0)) is None
+    # two categories: one degree of freedom
+    two = {"kind": "categorical", "n": 400, "counts": {"a": 300, "b": 100}}
+    want = 1.2 * math.sqrt(chi2.ppf(1 - 1e-4, 1) / (8 * 200 * math.log(2)))
+    assert drift.noise_bound(two, two, "jensen_shannon", t) == pytest.approx(want, rel=1e-9)
+    # no values on both sides: no bound (and no division by zero)
+    empty = {"kind": "categorical", "n": 0, "counts": {}}
+    assert drift.noise_bound(empty, empty, "jensen_shannon", t) is None
+
+
+def test_the_wasserstein_bound_is_in_the_reference_s_units():
+    """Scaled by the reference's std, never the current's; a constant reference: 0."""
+    t = drift.DriftThresholds()
+    ref = _num(np.random.default_rng(2).normal(0, 0.5, 10_000), 10_000)
+    wide = _num(np.random.default_rng(3).normal(0, 2.0, 10_000), 10_000)
+    got = drift.noise_bound(ref, wide, "wasserstein", t)
+    q = np.asarray(ref["quantiles"], np.float64)
+    p = np.arange(1, len(q)) / len(q)
+    want = 4 * np.sum(np.sqrt(p * (1 - p)) * np.diff(q)) / (ref["std"] * math.sqrt(5_000))
+    assert got == pytest.approx(want, rel=1e-12) and ref["std"] < 1
+    flat = _num(np.full(1_000, 3.0), 1_000)
+    assert drift.noise_bound(flat, wide, "wasserstein", t) == 0.0
 
 
 def test_a_statistic_just_above_its_noise_bound_drifts_and_just_below_does_not():

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from models.monitoring import drift
 
@@ -107,3 +108,64 @@ def test_build_report_of_a_reference_without_window():
     assert report["reference"] == {"start": None, "end": None, "rows": None}
     assert report["current"] == {"rows": 8}
     assert report["performance"] is None and report["performance_history"] == []
+
+
+# -- like with like (#17): the reference's cohorts, worked out row by row ------------------
+def test_the_reference_cohorts_are_its_creation_rows_and_its_day_end_rows_by_age():
+    from bench.feature_data import make_clip_features
+    from models.core.names import FEATURE_COLUMNS, FEATURE_MONITORING
+    from models.training.intervals import AGE_BUCKETS
+
+    table, _ = make_clip_features(60, all_moments=True, seed=4)  # 60 creations, 420 day ends
+    created = pc.equal(table["event_timestamp"], table["created_at"]).to_numpy(False)
+    ages = table["clip_age_hours"].to_numpy()
+    preds = np.linspace(0.0, 100.0, int((~created).sum()))
+    pred_ages = ages[~created][::-1].copy()  # the holdout's own ages, not the rows'
+    prof = drift.reference_profile(table, preds, FEATURE_COLUMNS, holdout_ages=pred_ages)
+    arrival = [n for n, h in FEATURE_MONITORING.items() if h == "arrival"]
+    by_age = [n for n, h in FEATURE_MONITORING.items() if h == "by_age"]
+    want = {"arrival": drift.profile(table.filter(pa.array(created)), arrival)}
+    day_end = table.filter(pa.array(~created))
+    for name, lo, hi in AGE_BUCKETS:
+        rows = (ages[~created] >= lo) & (ages[~created] < hi)
+        mine = (pred_ages >= lo) & (pred_ages < hi)
+        want[name] = drift.profile(day_end.filter(pa.array(rows)), by_age,
+                                   predictions=pa.array(preds[mine]))  # fmt: skip
+    assert prof["cohorts"] == want
+    assert [prof["cohorts"][n]["rows"] for n, _, _ in AGE_BUCKETS] == [60, 120, 180, 60]
+    # at most max_rows creation rows, drawn with the seed as the day-end rows are
+    few = drift.reference_profile(table, preds[:30], FEATURE_COLUMNS, max_rows=30,
+                                  holdout_ages=pred_ages[:30])  # fmt: skip
+    assert few["cohorts"]["arrival"]["rows"] == 30
+    keep = np.sort(np.random.default_rng(0).choice(60, 30, replace=False))
+    assert few["cohorts"]["arrival"] == drift.profile(
+        table.filter(pa.array(created)).take(pa.array(keep)), arrival)
+    # no ages given, or no ages in the rows: no cohorts (compared the old way)
+    assert "cohorts" not in drift.reference_profile(table, preds, FEATURE_COLUMNS)
+    plain = table.drop_columns(["clip_age_hours"])
+    assert "cohorts" not in drift.reference_profile(
+        plain, preds, [c for c in FEATURE_COLUMNS if c != "clip_age_hours"], holdout_ages=pred_ages)
+
+
+def test_compare_goes_like_with_like_only_when_both_sides_have_cohorts():
+    from bench.feature_data import make_clip_features
+    from models.core.names import FEATURE_COLUMNS
+    from models.monitoring.daily import current_profile
+
+    table, _ = make_clip_features(200, all_moments=True, seed=5)
+    created = pc.equal(table["event_timestamp"], table["created_at"]).to_numpy(False)
+    ages = table["clip_age_hours"].to_numpy()[~created]
+    ref = drift.reference_profile(table, ages, FEATURE_COLUMNS, holdout_ages=ages)
+    day = table.filter(pa.array(~created))
+    cur = current_profile(day.append_column("score", pa.array(ages)))
+    t = drift.DriftThresholds()
+    cohorts = drift.compare(ref, cur, t)
+    assert cohorts["features"]["duration_s"]["cohort"] == "arrival"
+    assert cohorts["prediction"]["cohort"] in ("creation_day", "1d", "3d", "7d")
+    plain = {k: v for k, v in cur.items() if k != "cohorts"}
+    for a, b in ((ref, plain), ({k: v for k, v in ref.items() if k != "cohorts"}, cur)):
+        old = drift.compare(a, b, t)
+        assert "cohort" not in old["features"]["duration_s"]
+        assert old == drift.compare(
+            {k: v for k, v in a.items() if k != "cohorts"},
+            {k: v for k, v in b.items() if k != "cohorts"}, t)
