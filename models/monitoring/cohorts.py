@@ -11,6 +11,8 @@ falls back to all rows against all day-end rows.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow as pa
 
@@ -75,12 +77,18 @@ def _shares(whole: dict) -> dict:
     return {k: v for k, v in whole.items() if k.startswith(("kind", "missing", "non_finite"))}
 
 
+def _over(part: dict) -> float:
+    """How far a comparison is over its threshold (a threshold of 0: any statistic is)."""
+    t = part["threshold"]
+    return part["statistic"] / t if t > 0 else (math.inf if part["statistic"] > 0 else 0.0)
+
+
 def _cohort_entry(parts: list[dict]) -> dict:
     """One verdict out of several comparisons of one feature (one per age bucket): the
     statistic and threshold of the bucket furthest over (or nearest to) its threshold,
     drifted when any bucket drifted, and every bucket's figures under `cohorts`."""
     judged = [p for p in parts if p["statistic"] is not None]
-    worst = max(judged, key=lambda p: p["statistic"] / p["threshold"]) if judged else parts[0]
+    worst = max(judged, key=_over) if judged else parts[0]
     keys = ("cohort", "statistic", "threshold", "noise_bound", "n_reference", "n_current",
             "drifted")
     return {

@@ -162,6 +162,11 @@ def test_compare_goes_like_with_like_only_when_both_sides_have_cohorts():
     cohorts = drift.compare(ref, cur, t)
     assert cohorts["features"]["duration_s"]["cohort"] == "arrival"
     assert cohorts["prediction"]["cohort"] in ("creation_day", "1d", "3d", "7d")
+    # the thresholds given reach the cohort comparison: at 0 every judged feature drifts
+    zero = drift.DriftThresholds(wasserstein=0.0, jensen_shannon=0.0, noise_alpha=0)
+    every = drift.compare(ref, cur, zero)
+    judged = [n for n, f in every["features"].items() if f["statistic"] is not None]
+    assert judged and every["drifted_features"] == sorted(judged)
     plain = {k: v for k, v in cur.items() if k != "cohorts"}
     for a, b in ((ref, plain), ({k: v for k, v in ref.items() if k != "cohorts"}, cur)):
         old = drift.compare(a, b, t)
