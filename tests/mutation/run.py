@@ -73,6 +73,8 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
             f"{COHORT_TESTS}::test_the_old_all_rows_comparison_is_what_cried_wolf",
             f"{COHORT_TESTS}::test_growing_features_never_flag_on_growth_and_say_why",
             f"{COHORT_TESTS}::test_engagement_and_predictions_are_judged_per_age_bucket",
+            f"{COHORT_TESTS}::test_compare_cohorts_field_by_field",
+            f"{COHORT_TESTS}::test_the_worst_bucket_is_the_one_furthest_over_its_threshold",
         ],
     ),
     "intervals": (

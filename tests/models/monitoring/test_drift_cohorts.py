@@ -293,3 +293,103 @@ def test_since_is_the_first_day_of_an_unbroken_run_of_drifted_days(tmp_path):
                      "topic": "2026-03-10"}
     # looking back 2 days at most: yesterday only
     assert daily.drifted_since(w, day, result, days=2)["duration_s"] == "2026-03-09"
+
+
+# -- the comparison's every field, on a table small enough to work out ---------------------
+M = {"duration_s": "arrival", "language": "arrival", "views_1d": "by_age",
+     "clip_age_hours": "growth"}  # fmt: skip
+AGES = np.repeat([10.0, 30.0, 100.0, 150.0], 100)  # 100 rows in each age bucket
+
+
+def small(seed: int, shift: float) -> tuple[pa.Table, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    langs = ["en", "es", "xx"] if shift else ["en", "es"]
+    table = pa.table({
+        "duration_s": rng.normal(30 + 10 * shift, 5, 400),
+        "language": rng.choice(langs, 400).tolist(),
+        "views_1d": rng.poisson(AGES + 20 * shift).astype(np.float64),
+        "clip_age_hours": AGES + rng.uniform(0, 1, 400),
+    })  # fmt: skip
+    return table, rng.normal(50 + 10 * shift, 5, 400)
+
+
+def test_compare_cohorts_field_by_field():
+    t = drift.DriftThresholds()
+    arrival = np.arange(400) < 100  # the creation-day bucket's rows arrive
+    sides = []
+    for seed, shift in ((1, 0.0), (2, 1.0)):
+        table, preds = small(seed, shift)
+        prof = drift.profile(table, list(M), predictions=preds)
+        prof["cohorts"] = cohorts.cohort_profiles(
+            table, arrival, np.ones(400, bool), preds, table["clip_age_hours"].to_numpy(),
+            monitoring=M,
+        )
+        # the cohorts, independently: plain profiles of the rows each names
+        assert prof["cohorts"]["arrival"] == drift.profile(
+            table.filter(pa.array(arrival)), ["duration_s", "language"])
+        for i, name in enumerate(["creation_day", "1d", "3d", "7d"]):
+            rows = pa.array(np.arange(100 * i, 100 * i + 100))
+            assert prof["cohorts"][name] == drift.profile(
+                table.take(rows), ["views_1d"], predictions=pa.array(preds[100 * i:100 * i + 100]))
+        sides.append(prof)
+    ref, cur = sides
+    got = cohorts.compare_cohorts(ref, cur, t, monitoring=M)
+    assert cohorts.compare_cohorts(ref, cur, None, monitoring=M) == got  # default thresholds
+
+    def whole(name):
+        w = drift.compare_column(ref["features"][name], cur["features"][name], t)
+        return {k: v for k, v in w.items() if k.startswith(("kind", "missing", "non_finite"))}
+
+    def part(c, name=None):
+        r, k = ref["cohorts"][c], cur["cohorts"][c]
+        one = drift.compare_column(r["features"][name] if name else r["prediction"],
+                                   k["features"][name] if name else k["prediction"], t)  # fmt: skip
+        return one | {"cohort": c}
+
+    def entry(parts):
+        worst = max(parts, key=lambda p: p["statistic"] / p["threshold"])
+        keys = ("cohort", "statistic", "threshold", "noise_bound", "n_reference", "n_current",
+                "drifted")  # fmt: skip
+        return {**{k: worst[k] for k in ("method", "statistic", "threshold", "noise_bound",
+                                          "n_reference", "n_current", "cohort")},
+                "drifted": any(p["drifted"] for p in parts),
+                "cohorts": [{k: p[k] for k in keys} for p in parts]}  # fmt: skip
+
+    ages = ["creation_day", "1d", "3d", "7d"]
+    want = {
+        "clip_age_hours": whole("clip_age_hours") | {
+            "method": "not_compared", "statistic": None, "threshold": None, "noise_bound": None,
+            "n_reference": 400, "n_current": 400, "drifted": False,
+            "population": "not compared: an age: grows with time by construction",
+            "cohort": None, "cohorts": []},
+        "duration_s": whole("duration_s") | entry([part("arrival", "duration_s")])
+        | {"population": cohorts.POPULATIONS["arrival"]},
+        "language": whole("language") | entry([part("arrival", "language")])
+        | {"population": cohorts.POPULATIONS["arrival"], "unseen": ["xx"]},
+        "views_1d": whole("views_1d") | entry([part(a, "views_1d") for a in ages])
+        | {"population": cohorts.POPULATIONS["by_age"]},
+    }  # fmt: skip
+    assert got["features"] == want
+    w = drift.compare_column(ref["prediction"], cur["prediction"], t)
+    shares = {k: v for k, v in w.items() if k.startswith(("kind", "missing", "non_finite"))}
+    assert got["prediction"] == {"kind": "numerical"} | shares | entry(
+        [part(a) for a in ages]) | {"population": cohorts.POPULATIONS["by_age"]}
+    assert got["drifted_features"] == ["duration_s", "language", "views_1d"]
+    assert got["drift_share"] == 1.0 and got["dataset_drift"] is True
+    # without an all-rows prediction profile, the prediction entry has no shares
+    bare = cohorts.compare_cohorts(ref | {"prediction": None}, cur, t, monitoring=M)
+    assert "missing_reference" not in bare["prediction"] and bare["prediction"]["kind"] == "numerical"
+
+
+def test_the_worst_bucket_is_the_one_furthest_over_its_threshold():
+    def p(stat, thr):
+        return {"statistic": stat, "threshold": thr, "method": "m", "noise_bound": None,
+                "n_reference": 1, "n_current": 1, "cohort": f"{stat}/{thr}", "drifted": False}
+
+    assert cohorts._over(p(0.3, 0.2)) == pytest.approx(1.5)
+    assert cohorts._over(p(0.3, 0.0)) == math.inf and cohorts._over(p(0.0, 0.0)) == 0.0
+    assert cohorts._over(p(0.5, 1.0)) == 0.5  # a threshold of 1 divides like any other
+    parts = [p(0.1, 0.2), p(0.15, 0.1), p(None, 0.1), p(0.5, 1.0)]
+    assert cohorts._cohort_entry(parts)["cohort"] == "0.15/0.1"
+    none = [p(None, 0.1), p(None, 0.2)]  # no bucket judged: the first one's figures
+    assert cohorts._cohort_entry(none)["cohort"] == "None/0.1"
