@@ -134,6 +134,7 @@ def test_pooled_coverage_weights_days_by_labels_and_keeps_the_latest_level():
     assert got["n_interval_labels"] == 400
     assert got["coverage"] == pytest.approx((100 * 0.7 + 300 * 0.9) / 400, rel=1e-12)
     assert got["rmse"] == pytest.approx(math.sqrt((100 * 9 + 30 + 400 * 4) / 530), rel=1e-12)
+    assert got["mae"] == pytest.approx((100 * 2 + 30 * 1 + 400 * 1) / 530, rel=1e-12)
     since = performance.pooled(rows, since=d[3])
     assert (since["coverage"], since["n_interval_labels"]) == (0.9, 300)
     none = performance.pooled(rows[1:2])
@@ -152,11 +153,12 @@ def test_pooled_by_age_pools_each_bucket_over_the_days():
          "by_age": [age("creation_day", 3.0, 2.0, 10, 0.5), age("7d", 1.0, 1.0, 30, 0.9)]},
         {"scored_ds": date(2026, 3, 2), "rmse": 2.0, "mae": 1.0, "n_labels": 30,
          "coverage": None, "interval_level": None,  # no intervals: its coverage is left out
-         "by_age": [age("creation_day", 4.0, 3.0, 30, None)]},
+         "by_age": [age("creation_day", 4.0, 3.0, 30, None), age("1d", 2.0, 1.0, 5, None)]},
     ]  # fmt: skip
     got = performance.pooled(rows)["by_age"]
-    assert [g["age_bucket"] for g in got] == ["creation_day", "7d"]  # no labels: left out
-    creation, week = got
+    assert [g["age_bucket"] for g in got] == ["creation_day", "1d", "7d"]  # 3d: no labels
+    creation, one_day, week = got
+    assert (one_day["n_labels"], one_day["coverage"]) == (5, None)  # never scored with one
     assert creation["n_labels"] == 40
     assert creation["rmse"] == pytest.approx(math.sqrt((10 * 9 + 30 * 16) / 40), rel=1e-12)
     assert creation["mae"] == pytest.approx((10 * 2 + 30 * 3) / 40, rel=1e-12)

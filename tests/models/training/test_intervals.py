@@ -54,6 +54,30 @@ def test_calibrate_and_bounds_match_a_hand_computation():
         iv.bounds(cal, [2.0], [50.0], level=0.95)
 
 
+def test_the_calibration_document_whole():
+    """The document as logged with the model, every key, on residuals 1 (creation day, 3
+    rows: too few for 0.8, k = 4) and 0..29 (7 days: k = ceil(31 x 0.8) = 25, the 25th
+    smallest is 24; k = 28 for 0.9: 27)."""
+    y = [50.0] * 3 + [float(i) for i in range(30)]
+    cal = iv.calibrate([1.0] * 3 + [200.0] * 30, y, [49.0] * 3 + [0.0] * 30)
+    assert cal == {
+        "method": "split_conformal_abs_residual_by_age",
+        "levels": [0.8, 0.9],
+        "buckets": [
+            {"name": "creation_day", "age_hours_from": 0.0, "age_hours_to": 24.0, "n": 3,
+             "q": {"0.8": None, "0.9": None}, "mean_abs_residual": 1.0},
+            {"name": "1d", "age_hours_from": 24.0, "age_hours_to": 72.0, "n": 0,
+             "q": {"0.8": None, "0.9": None}, "mean_abs_residual": None},
+            {"name": "3d", "age_hours_from": 72.0, "age_hours_to": 144.0, "n": 0,
+             "q": {"0.8": None, "0.9": None}, "mean_abs_residual": None},
+            {"name": "7d", "age_hours_from": 144.0, "age_hours_to": None, "n": 30,
+             "q": {"0.8": 24.0, "0.9": 27.0}, "mean_abs_residual": 14.5},
+        ],
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="^age_hours, y and pred must have the same length$"):
+        iv.calibrate([1.0], [1.0, 2.0], [1.0, 2.0])
+
+
 def test_a_bucket_too_small_for_its_level_gives_the_whole_score_range():
     cal = iv.calibrate([1.0] * 3 + [200.0] * 30, [50.0] * 33, [49.0] * 33)
     assert cal["buckets"][0]["n"] == 3 and cal["buckets"][0]["q"]["0.8"] is None  # k = 4 > 3
