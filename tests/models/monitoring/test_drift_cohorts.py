@@ -379,6 +379,16 @@ def test_compare_cohorts_field_by_field():
     # without an all-rows prediction profile, the prediction entry has no shares
     bare = cohorts.compare_cohorts(ref | {"prediction": None}, cur, t, monitoring=M)
     assert "missing_reference" not in bare["prediction"] and bare["prediction"]["kind"] == "numerical"
+    # the predictions' own ages default to the rows' (as the daily side passes them)
+    table, preds = small(2, 1.0)
+    same = cohorts.cohort_profiles(table, arrival, np.ones(400, bool), pa.array(preds),
+                                   monitoring=M)  # fmt: skip
+    assert same == cur["cohorts"]
+    # no predictions at all: none per bucket, and no prediction verdict
+    none = cohorts.cohort_profiles(table, arrival, np.ones(400, bool), monitoring=M)
+    assert [none[a]["prediction"] for a in ages] == [None] * 4
+    unscored = {**cur, "prediction": None, "cohorts": none}
+    assert cohorts.compare_cohorts(ref, unscored, t, monitoring=M)["prediction"] is None
 
 
 def test_the_worst_bucket_is_the_one_furthest_over_its_threshold():
