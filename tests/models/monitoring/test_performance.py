@@ -117,6 +117,44 @@ def test_without_scores_or_labels_the_history_is_empty_with_its_columns(tmp_path
     assert got.num_rows == 0 and "by_age" in got.column_names and "coverage" in got.column_names
 
 
+def test_the_window_its_edges_and_every_age_bucket(tmp_path):
+    """Scores on D0 (clip a at 18 h; n, never in `clips`, of unknown age; f, created after
+    it was scored, of negative age: both the creation day), D0+1 (a at 42 h: 1 day; y at
+    18 h) and D0+7 (a at 186 h: day 7). The window of `window_days` ends at as_of's day."""
+    w = Warehouse(tmp_path / "h", threads=1, memory_limit="512MiB")
+    at = {"a": CREATED, "y": CREATED + timedelta(days=1), "f": CREATED + timedelta(days=2)}
+    for c, t in at.items():
+        w.write("clips", t.date(), pa.table({"clip_id": [c], "created_at": [t]}))
+    as_of_ds = D0 + timedelta(days=7)
+    scored = {D0: ["a", "n", "f"], D0 + timedelta(days=1): ["a", "y"], as_of_ds: ["a"]}
+    for d, ids in scored.items():
+        w.write("clip_scores", d, pa.table({
+            "clip_id": ids, "score": [60.0] * len(ids), "score_low": [55.0] * len(ids),
+            "score_high": [65.0] * len(ids), "interval_level": [0.8] * len(ids),
+            "model_version": ["1"] * len(ids), "model_alias": ["champion"] * len(ids),
+            "event_timestamp": [day_end(d)] * len(ids),
+        }))  # fmt: skip
+    assert performance.history(w.con, w, as_of_ds, day_end(as_of_ds)).num_rows == 0  # no labels
+    w.write("labels", D0, pa.table({
+        "clip_id": ["a", "n", "f", "y"], "labeled_at": [CREATED] * 4,
+        "quality_score": [50.0, 70.0, 62.0, 58.0],
+    }))  # fmt: skip
+
+    def buckets(**kw):
+        got = performance.history(w.con, w, as_of_ds, day_end(as_of_ds), **kw).to_pylist()
+        return {r["scored_ds"]: [(a["age_bucket"], a["n_labels"]) for a in r["by_age"]]
+                for r in got}  # fmt: skip
+
+    everything = {
+        D0: [("creation_day", 3)],
+        D0 + timedelta(days=1): [("creation_day", 1), ("1d", 1)],
+        as_of_ds: [("7d", 1)],
+    }
+    assert buckets() == everything  # the default window: 28 days
+    assert buckets(window_days=8) == everything  # D0 is the window's first day
+    assert buckets(window_days=7) == {k: v for k, v in everything.items() if k != D0}
+
+
 def test_pooled_coverage_weights_days_by_labels_and_keeps_the_latest_level():
     d = [date(2026, 3, k) for k in (1, 2, 3, 4)]
     rows = [
