@@ -186,6 +186,9 @@ def test_pooled_by_age_pools_each_bucket_over_the_days():
                 "mean_interval_width": 10.0}  # fmt: skip
 
     rows = [
+        {"scored_ds": date(2026, 2, 28), "rmse": 2.0, "mae": 1.0, "n_labels": 10,
+         "coverage": 0.1, "interval_level": 0.9,  # an older level: errors count, coverage not
+         "by_age": [age("creation_day", 2.0, 1.0, 10, 0.1)]},
         {"scored_ds": date(2026, 3, 1), "rmse": 2.0, "mae": 1.0, "n_labels": 40,
          "coverage": 0.8, "interval_level": 0.8,
          "by_age": [age("creation_day", 3.0, 2.0, 10, 0.5), age("7d", 1.0, 1.0, 30, 0.9)]},
@@ -197,8 +200,8 @@ def test_pooled_by_age_pools_each_bucket_over_the_days():
     assert [g["age_bucket"] for g in got] == ["creation_day", "1d", "7d"]  # 3d: no labels
     creation, one_day, week = got
     assert (one_day["n_labels"], one_day["coverage"]) == (5, None)  # never scored with one
-    assert creation["n_labels"] == 40
-    assert creation["rmse"] == pytest.approx(math.sqrt((10 * 9 + 30 * 16) / 40), rel=1e-12)
-    assert creation["mae"] == pytest.approx((10 * 2 + 30 * 3) / 40, rel=1e-12)
-    assert creation["coverage"] == 0.5  # only the day scored with intervals
+    assert creation["n_labels"] == 50
+    assert creation["rmse"] == pytest.approx(math.sqrt((10 * 4 + 10 * 9 + 30 * 16) / 50), rel=1e-12)
+    assert creation["mae"] == pytest.approx((10 * 1 + 10 * 2 + 30 * 3) / 50, rel=1e-12)
+    assert creation["coverage"] == 0.5  # only the day scored with intervals at the level
     assert (week["n_labels"], week["rmse"], week["coverage"]) == (30, 1.0, 0.9)
