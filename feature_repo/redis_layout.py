@@ -140,8 +140,14 @@ def send_packed(pool, payload: bytes, n: int, *, retry: bool = False) -> list:
     for attempt in (1, 2):
         conn = pool.get_connection()
         try:
-            conn.send_packed_command([payload])
-            return [conn.read_response() for _ in range(n)]
+            try:
+                conn.send_packed_command([payload])
+                return [conn.read_response() for _ in range(n)]
+            except AttributeError as e:
+                # redis-py 7.4's hiredis parser, torn down by a disconnect while it reads,
+                # fails with AttributeError ('NoneType' object has no attribute 'feed'):
+                # a dropped connection, as later redis-py says (its issue #4003)
+                raise redis.ConnectionError("connection closed during the read") from e
         except (redis.ConnectionError, redis.TimeoutError):
             conn.disconnect()
             if not retry or attempt == 2:

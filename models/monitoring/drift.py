@@ -178,26 +178,17 @@ def jensen_shannon(ref_counts: dict, cur_counts: dict) -> tuple[float, list[str]
 
 
 # -- sample-size-aware thresholds --------------------------------------------------------
-# The same statistic does not mean the same on 200 rows and on 200,000: sampling noise alone
-# moves it by ~1/sqrt(n). Each comparison's threshold is therefore the configured one (the
-# smallest change that matters) or the noise bound of its two sample sizes, whichever is
-# higher. n_eff = n_ref * n_cur / (n_ref + n_cur).
-# - Wasserstein (normalised): sqrt(n_eff) * W1 between two samples of one distribution F
-#   tends to the integral of |B(F(x))| (B a Brownian bridge), of mean sqrt(2/pi) * J with
-#   J = the integral of sqrt(F(1 - F)) dx, read off the reference's quantile function. The
-#   bound is W1_NOISE_FACTOR * J / (std * sqrt(n_eff)). Measured (1,200 null draws, normal,
-#   lognormal, heavy-tailed counts and zero-inflated shares, 100 to 200,000 rows): the noise
-#   averages 0.80 of J / (std * sqrt(n_eff)), its largest draw 2.8: 4 leaves room.
-# - PSI on k bins: under no change, PSI ~ chi2(k - 1) * (1/n_ref + 1/n_cur); the bound is
-#   its 1 - noise_alpha quantile.
-# - Jensen-Shannon over k categories: the divergence (nats) ~ chi2(k - 1) / (8 n_eff); the
-#   bound is the distance (base 2) at its 1 - noise_alpha quantile.
-#   The chi-square law is an approximation that errs low where categories are rare at small
-#   n (Jensen-Shannon, measured: 4 to 8 exceedances in 10,000 at 30 to 400 rows, 1 expected),
-#   so both chi-square bounds are taken CHI2_MARGIN times higher (measured: none in 60,000).
-#   PSI stays fragile below ~1,000 current rows whatever the bound: one empty decile bin
-#   (floored at PSI_EPS) alone gives 0.69 (measured at 100 rows: 2 exceedances in 3,000; at
-#   2,000 rows none). Wasserstein, the default, has no such edge.
+# The same statistic does not mean the same on 200 rows and on 200,000: each threshold is the
+# configured one (the smallest change that matters) or the noise bound of the two sample
+# sizes, whichever is higher; n_eff = n_ref * n_cur / (n_ref + n_cur). Wasserstein: sqrt(n_eff)
+# * W1 of two samples of F tends to the integral of |B(F(x))| (B a Brownian bridge), of mean
+# sqrt(2/pi) * J, J = the integral of sqrt(F(1 - F)) dx off the reference's quantiles; bound
+# W1_NOISE_FACTOR * J / (std * sqrt(n_eff)) (measured, 1,200 null draws of four shapes, 100 to
+# 200,000 rows: mean 0.80 of J / (std * sqrt(n_eff)), largest 2.8). PSI on k bins ~ chi2(k - 1)
+# * (1/n_ref + 1/n_cur); Jensen-Shannon (nats) ~ chi2(k - 1) / (8 n_eff): their 1 - noise_alpha
+# quantiles, CHI2_MARGIN times higher (plain chi-square errs low for rare categories at small
+# n: 4 to 8 exceedances in 10,000 at 30-400 rows, 1 expected; with the margin none in 60,000).
+# PSI stays fragile below ~1,000 rows: one empty decile (floored at PSI_EPS) alone gives 0.69.
 W1_NOISE_FACTOR = 4.0
 CHI2_MARGIN = 1.2
 

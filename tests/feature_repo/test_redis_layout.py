@@ -139,3 +139,36 @@ def test_the_writer_keeps_the_connection_strings_database(db3_stores, redis_serv
     host, port = redis_server["host"], redis_server["port"]
     with redis.Redis(host=host, port=port, db=3) as db3, redis.Redis(host=host, port=port) as db0:
         assert (db3.exists(*keys), db0.exists(*keys)) == (4, 0)
+
+
+def test_a_parser_torn_down_mid_read_is_a_dropped_connection(redis_server, monkeypatch):
+    """redis-py 7.4's hiredis parser, disconnected by another thread while it reads, fails
+    with AttributeError (redis-py issue #4003; CI saw it as a 500 of the API bench): a read
+    retries on a new connection, anything else gets a ConnectionError, never AttributeError."""
+    pool = redis.ConnectionPool(host=redis_server["host"], port=redis_server["port"], db=9)
+    torn = []
+    real = pool.get_connection
+
+    def get_connection(*a, **kw):
+        conn = real(*a, **kw)
+        if not torn:  # the first connection: its parser is torn down as it reads
+            parser = conn._parser
+            read = parser.read_from_socket
+
+            def racing(*a, **kw):
+                parser.read_from_socket = read  # once: the reconnect reads as usual
+                parser.on_disconnect()
+                return read(*a, **kw)
+
+            parser.read_from_socket = racing
+            torn.append(conn)
+        return conn
+
+    monkeypatch.setattr(pool, "get_connection", get_connection)
+    ping = redis_layout.command(b"PING")
+    assert redis_layout.send_packed(pool, ping, 1, retry=True) == [b"PONG"]
+    assert len(torn) == 1
+    torn.clear()
+    with pytest.raises(redis.ConnectionError, match="closed during the read"):
+        redis_layout.send_packed(pool, ping, 1, retry=False)
+    pool.disconnect()
