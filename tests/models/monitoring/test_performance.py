@@ -205,3 +205,40 @@ def test_pooled_by_age_pools_each_bucket_over_the_days():
     assert creation["mae"] == pytest.approx((10 * 1 + 10 * 2 + 30 * 3) / 50, rel=1e-12)
     assert creation["coverage"] == 0.5  # only the day scored with intervals at the level
     assert (week["n_labels"], week["rmse"], week["coverage"]) == (30, 1.0, 0.9)
+
+
+def test_a_home_scored_only_before_intervals_has_no_coverage(tmp_path):
+    """Every clip_scores file predates the interval columns: coverage and width are null,
+    never an error (the upgrade path); a day 27 days back is in the default window, 28 not."""
+    w = Warehouse(tmp_path / "h", threads=1, memory_limit="512MiB")
+    as_of_ds = D0 + timedelta(days=27)
+    w.write("clips", D0, pa.table({"clip_id": ["a", "b"], "created_at": [CREATED] * 2}))
+    for d, c in ((D0, "a"), (D0 - timedelta(days=1), "b")):
+        w.write("clip_scores", d, pa.table({
+            "clip_id": [c], "score": [50.0], "model_version": ["1"],
+            "model_alias": ["champion"], "event_timestamp": [day_end(d)],
+        }))  # fmt: skip
+    w.write("labels", D0, pa.table({"clip_id": ["a", "b"], "labeled_at": [CREATED] * 2,
+                                    "quality_score": [40.0, 45.0]}))  # fmt: skip
+    [row] = performance.history(w.con, w, as_of_ds, day_end(as_of_ds)).to_pylist()
+    assert row["scored_ds"] == D0 and (row["rmse"], row["n_labels"]) == (10.0, 1)
+    assert (row["coverage"], row["interval_level"], row["mean_interval_width"]) == (None,) * 3
+    assert [a["coverage"] for a in row["by_age"]] == [None]
+
+
+def test_by_age_lists_the_buckets_in_age_order_whatever_the_rows_order(tmp_path):
+    w = Warehouse(tmp_path / "h", threads=1, memory_limit="512MiB")
+    ages = {"g": 150, "e": 100, "c": 30, "a": 1}  # hours old at D0's end, oldest first
+    end = day_end(D0)
+    for c, h in ages.items():
+        t = end - timedelta(hours=h)
+        w.write("clips", t.date(), pa.table({"clip_id": [c], "created_at": [t]}), name=c)
+    w.write("clip_scores", D0, pa.table({
+        "clip_id": list(ages), "score": [50.0] * 4, "score_low": [40.0] * 4,
+        "score_high": [60.0] * 4, "interval_level": [0.8] * 4, "model_version": ["1"] * 4,
+        "model_alias": ["champion"] * 4, "event_timestamp": [end] * 4,
+    }))  # fmt: skip
+    w.write("labels", D0, pa.table({"clip_id": list(ages), "labeled_at": [end] * 4,
+                                    "quality_score": [50.0] * 4}))  # fmt: skip
+    [row] = performance.history(w.con, w, D0, end).to_pylist()
+    assert [a["age_bucket"] for a in row["by_age"]] == ["creation_day", "1d", "3d", "7d"]
