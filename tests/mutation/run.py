@@ -31,6 +31,7 @@ BASELINE = Path(__file__).with_name("baseline.md")
 LINKED = ["models", "feature_repo", "bench", "tests"]
 
 COHORT_TESTS = "tests/models/monitoring/test_drift_cohorts.py"
+NOISE_TESTS = "tests/models/monitoring/test_drift_noise.py"
 # module -> (files to mutate, the fast tests that judge them: no e2e, no Dagster assets)
 MODULES: dict[str, tuple[list[str], list[str]]] = {
     "gate": (["models/training/evaluation.py"], ["tests/models/training/test_evaluation.py"]),
@@ -54,10 +55,10 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
             "tests/models/monitoring/test_drift_exact.py",
             "tests/models/monitoring/test_drift_reference.py",
             # the sample-size-aware thresholds (#17): the fast tests of the noise bound
-            f"{COHORT_TESTS}::test_the_same_wasserstein_statistic_means_drift_at_200k_rows_and_noise_at_200",
-            f"{COHORT_TESTS}::test_jensen_shannon_and_psi_bounds_are_the_chi_square_quantiles",
-            f"{COHORT_TESTS}::test_a_statistic_just_above_its_noise_bound_drifts_and_just_below_does_not",
-            f"{COHORT_TESTS}::test_the_wasserstein_bound_is_in_the_reference_s_units",
+            f"{NOISE_TESTS}::test_the_same_wasserstein_statistic_means_drift_at_200k_rows_and_noise_at_200",
+            f"{NOISE_TESTS}::test_jensen_shannon_and_psi_bounds_are_the_chi_square_quantiles",
+            f"{NOISE_TESTS}::test_a_statistic_just_above_its_noise_bound_drifts_and_just_below_does_not",
+            f"{NOISE_TESTS}::test_the_wasserstein_bound_is_in_the_reference_s_units",
         ],
     ),
     # like with like (#17): the simulation's tests at 2,000 new clips a day (a 200,000 one
