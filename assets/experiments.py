@@ -1,8 +1,11 @@
 """A/B experiments: cumulative daily analysis, reports, and promotion from a `ship`.
 
 Each day, every experiment of `experiments/experiments.yaml` that has started is analysed
-on everything known by the end of the day (models/experiments/stats.py: SRM, Welch lifts, CUPED,
-Benjamini-Hochberg on secondaries, power, decision). A bad experiment config is a warning
+on everything known by the end of the day (models/experiments/stats.py: SRM, lifts with
+confidence sequences or Welch intervals by the experiment's method, CUPED,
+Benjamini-Hochberg on secondaries, guardrails, power), and decided under its method with
+its earlier looks (models/experiments/decision.py: a final decision stands; the history
+is read back from `ab_results`). A bad experiment config is a warning
 naming the field; the others still run. For an experiment whose variants map to model
 aliases, the result is bound to the versions that served each variant (the alias log,
 stamped here once a day: models/experiments/promotion.py): a `ship` promotes exactly the
@@ -46,7 +49,7 @@ def ab_results(
 ) -> dg.MaterializeResult:
     import pyarrow as pa
 
-    from models.experiments.aggregate import ANALYSIS_MEMORY_LIMIT, analyze
+    from models.experiments.aggregate import ANALYSIS_MEMORY_LIMIT, analyze, load_history
     from models.experiments.config import load_experiments
     from models.experiments.report import result_rows, write_report
 
@@ -72,13 +75,14 @@ def ab_results(
             )
         if exp.start > as_of or not (wh.exists("assignments") and wh.exists("user_metrics")):
             continue
-        result = analyze(con, wh, exp, as_of)
+        result = analyze(con, wh, exp, as_of, history=load_history(con, wh, exp, as_of))
         promotion = promote_from_experiment(client, exp, result, mlflow.uri)
         result = {**result, **promotion.report_fields()}
         json_path, html_path = write_report(result, exp, reports)
         events.publish(
             "experiment_decided",
             {"experiment_id": exp.experiment_id, "decision": result["decision"],
+             "final": result["final"], "method": exp.method,
              "as_of": result["analyzed_at"], "promotion": promotion.reason},
         )  # fmt: skip
         if promotion.promoted:

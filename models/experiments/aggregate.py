@@ -17,17 +17,29 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
+from fractions import Fraction
 
 import duckdb
 import numpy as np
 import pandas as pd
 
 from models.core.warehouse import Warehouse, sql_str
-from models.experiments.config import ExperimentConfig
-from models.experiments.stats import Moments, pool, summarize
+from models.experiments.config import ExperimentConfig, parse_timestamp
+from models.experiments.decision import INTERVAL_KEYS, settle
+from models.experiments.stats import Moments, summarize
 
 PRE_PERIOD_DAYS = 14
 DAY_US = 86_400_000_000
+# The A/B sums are exact, so a re-run gives the same bits whatever order DuckDB's threads add
+# in (a float sum's last bits vary with it). Each event value is rounded once to an integer
+# number of micro-units (1e-6 of its unit); a user's sums of those integers are exact in
+# DOUBLE while every partial sum stays below 2**53 (checked: the user's sum of |value|), as
+# fast as the plain float path; the per-arm sums, squares and products are HUGEINTs, whose
+# overflow DuckDB reports. Past either bound the analysis fails naming the experiment and
+# its metrics, never loses precision: a user's sum of |value| must stay below about 9e9
+# units, and an arm's sum of squares below 1.7e26 units squared.
+MICRO = 1_000_000
+EXACT_BELOW = 2**53  # micro-units: the largest range in which DOUBLE holds every integer
 
 
 def _sql_ts(t: datetime) -> str:
@@ -69,6 +81,7 @@ def _per_user_sql(
     as_of: datetime,
     pre_days: int,
     join: str = "JOIN",
+    exact: bool = False,
 ) -> str:
     """One row per assigned user (with an event, unless `join` is a LEFT JOIN): user_id,
     v (the variant's index in the config) and y<i>, x<i> for each metric i.
@@ -76,6 +89,8 @@ def _per_user_sql(
     Each joined event gets a slot (2 m for the outcome, 2 m + 1 for the pre-period) from
     integer microseconds, so the per-user sums are cheap CASEs on one small integer."""
     stop, pre_lo = min(exp.end, as_of), exp.start - timedelta(days=pre_days)
+    value = f"round(e.value * {MICRO})" if exact else "e.value"
+    magnitude = "sum(abs(value)) AS a, " if exact else ""
     vcases = " ".join(f"WHEN {sql_str(name)} THEN {i}" for i, name in enumerate(exp.variants))
     sums = ", ".join(
         f"sum(CASE WHEN slot = {2 * i + k} THEN value ELSE 0 END) AS {'yx'[k]}{i}"
@@ -83,9 +98,9 @@ def _per_user_sql(
         for k in (0, 1)
     )
     return f"""
-        SELECT user_id, any_value(v) AS v, {sums}
+        SELECT user_id, any_value(v) AS v, {magnitude}{sums}
         FROM (
-            SELECT a.user_id, a.v, e.value,
+            SELECT a.user_id, a.v, {value} AS value,
                    (e.m * 2 + CASE WHEN e.ts >= a.a_us THEN 0
                                    WHEN e.ts >= a.a_us - {int(pre_days) * DAY_US} THEN 1
                                    ELSE 255 END)::USMALLINT AS slot
@@ -129,6 +144,22 @@ def user_outcomes(
     return df
 
 
+def _exact_moments(n: int, sy, syy, sx, sxx, sxy, scale: int = MICRO) -> Moments:
+    """Moments of n users from exact integer sums of values times `scale`, computed exactly
+    and rounded once; n = 1 gives NaN variances (as var_samp), n = 0 NaN everything."""
+    if n == 0:
+        return Moments(0.0, math.nan, math.nan, math.nan, math.nan, math.nan)
+    sy, sx = Fraction(int(sy), scale), Fraction(int(sx), scale)
+    syy, sxx, sxy = (Fraction(int(v), scale * scale) for v in (syy, sxx, sxy))
+
+    def co(sab, sa, sb) -> float:
+        return float((sab - sa * sb / n) / (n - 1)) if n > 1 else math.nan
+
+    return Moments(
+        float(n), float(sy / n), co(syy, sy, sy), float(sx / n), co(sxx, sx, sx), co(sxy, sx, sy)
+    )
+
+
 def arm_moments(
     con: duckdb.DuckDBPyConnection,
     warehouse: Warehouse,
@@ -138,30 +169,40 @@ def arm_moments(
     pre_period_days: int = PRE_PERIOD_DAYS,
 ) -> dict[str, dict[str, Moments]]:
     """{metric: {variant: Moments}} for every metric and configured variant, in one DuckDB
-    pass; users without events (the assigned users `counts` has beyond those with events)
-    join their arm as zeros."""
+    pass of exact sums (see MICRO); users without events (the assigned users `counts`
+    has beyond those with events) add zeros to the sums and count in n."""
     counts = assignment_counts(con, warehouse, exp, as_of) if counts is None else counts
     metrics, names = exp.metrics, list(exp.variants)
     found: dict[int, list] = {}
     if counts:
-        sql = _per_user_sql(warehouse, exp, metrics, as_of, pre_period_days)
+        sql = _per_user_sql(warehouse, exp, metrics, as_of, pre_period_days, exact=True)
+        h = "::HUGEINT"
         cols = ", ".join(
-            f"avg(y{i}), var_samp(y{i}), avg(x{i}), var_samp(x{i}), covar_samp(x{i}, y{i})"
+            f"sum(y{i}{h}), sum(y{i}{h} * y{i}{h}), sum(x{i}{h}), sum(x{i}{h} * x{i}{h}), "
+            f"sum(x{i}{h} * y{i}{h})"
             for i in range(len(metrics))
         )
-        for v, n, *vals in con.execute(
-            f"SELECT v, count(*), {cols} FROM ({sql}) GROUP BY v"
-        ).fetchall():
-            found[v] = [n, *(math.nan if x is None else float(x) for x in vals)]
+        why = (
+            f"experiment {exp.experiment_id!r}: the metrics {metrics} are too large for "
+            "exact A/B sums"
+        )
+        try:
+            rows = con.execute(f"SELECT v, max(a), {cols} FROM ({sql}) GROUP BY v").fetchall()
+        except (duckdb.OutOfRangeException, duckdb.ConversionException) as e:
+            raise ValueError(f"{why}: {e}") from e
+        largest = max((r[1] for r in rows), default=0.0)
+        if not largest < EXACT_BELOW:  # NaN included
+            raise ValueError(
+                f"{why}: a user's sum of |value| is {largest / MICRO:.6g}, the bound "
+                f"{EXACT_BELOW / MICRO:.6g}"
+            )
+        found = {v: vals for v, _, *vals in rows}
     out: dict[str, dict[str, Moments]] = {m: {} for m in metrics}
     for v, name in enumerate(names):
-        n_events, vals = (found[v][0], found[v][1:]) if v in found else (0, [])
-        zeros = Moments(float(counts.get(name, 0) - n_events), 0.0, 0.0, 0.0, 0.0, 0.0)
+        vals = found.get(v, [0] * 5 * len(metrics))
         for i, metric in enumerate(metrics):
-            parts = [zeros] + (
-                [Moments(float(n_events), *vals[5 * i : 5 * i + 5])] if n_events else []
-            )
-            out[metric][name] = pool(parts)
+            sums = (0 if s is None else s for s in vals[5 * i : 5 * i + 5])
+            out[metric][name] = _exact_moments(counts.get(name, 0), *sums)
     return out
 
 
@@ -170,15 +211,46 @@ def arm_moments(
 ANALYSIS_MEMORY_LIMIT = "3GB"
 
 
+def load_history(
+    con: duckdb.DuckDBPyConnection, warehouse: Warehouse, exp: ExperimentConfig, as_of: datetime
+) -> list[dict]:
+    """The experiment's earlier looks from `ab_results` (those analysed before `as_of`), in
+    the shape `decision.settle` takes. `ab_results` holds a few rows per experiment and day,
+    so this reads them all; rows written before the method existed have no `final`."""
+    if not warehouse.exists("ab_results"):
+        return []
+    table = con.execute(
+        f"SELECT * FROM {warehouse.scan('ab_results')} WHERE experiment_id = $1",
+        [exp.experiment_id],
+    ).to_arrow_table()
+    looks: dict[str, dict] = {}
+    for r in table.to_pylist():
+        if parse_timestamp(r["analyzed_at"]) >= as_of:
+            continue
+        look = looks.setdefault(r["analyzed_at"], {
+            "analyzed_at": r["analyzed_at"],
+            "decision": r["decision"],
+            "decision_reason": r.get("decision_reason"),
+            "final": bool(r.get("final")),
+            "intervals": [],
+        })  # fmt: skip
+        if r.get("primary"):
+            look["intervals"].append({k: r.get(k) for k in INTERVAL_KEYS})
+    return sorted(looks.values(), key=lambda h: parse_timestamp(h["analyzed_at"]))
+
+
 def analyze(
     con: duckdb.DuckDBPyConnection,
     warehouse: Warehouse,
     exp: ExperimentConfig,
     as_of: datetime,
     pre_period_days: int = PRE_PERIOD_DAYS,
+    history: list[dict] | None = None,
 ) -> dict:
     """The A/B result of `exp` as of `as_of` in the contract's JSON shape (every variant vs
-    the control, for the primary and each secondary metric), plus the decision."""
+    the control, for every metric), plus the decision; with `history` (the earlier looks:
+    `load_history`), a final decision of an earlier look stands (`decision.settle`)."""
     counts = assignment_counts(con, warehouse, exp, as_of)
     by_metric = arm_moments(con, warehouse, exp, as_of, counts, pre_period_days)
-    return summarize(exp, counts, by_metric, as_of, pre_period_days)
+    result = summarize(exp, counts, by_metric, as_of, pre_period_days)
+    return result if history is None else settle(result, history)

@@ -9,6 +9,14 @@ The bucket depends on the experiment id, so two experiments split users independ
 naming the experiment and the field, and the others still load. Keys the contract does not
 name (an `owner`, a `description`) are ignored. Timestamps without an offset are UTC.
 
+The analysis method (models/experiments/decision.py; README "A/B experiments"): `method`
+`sequential` (the default: always-valid confidence sequences, a decision may come on any day
+after `min_runtime_days`, default 7; `sequential_tuning_n`, the users of all arms together
+where the sequence is tightest, defaults to `min_sample_size` times the number of variants)
+or `fixed_horizon` (one decision at the horizon: `end`, or the first day every variant has
+`horizon_users` users, if set; before it the decision is `running`). `guardrail_metrics`
+must not fall: one significantly down blocks a `ship`.
+
 An `experiment_id` names report files, so it is letters, digits, `_`, `-` and `.` (not
 first), at most 128: `../x`, `a/b` or a quote are refused. Variant and metric names are
 data (quoted where they reach SQL) but one line of printable text; an MLflow alias is
@@ -43,6 +51,8 @@ WEIGHT_TOLERANCE = 1e-9
 SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # fullmatch
 ALIAS = re.compile(r"[A-Za-z0-9_-]{1,255}")  # fullmatch
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+METHODS = ("sequential", "fixed_horizon")
+MIN_RUNTIME_DAYS = 7  # one weekly cycle
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,16 @@ class ExperimentConfig:
     confidence_level: float
     secondary_metrics: list[str] = field(default_factory=list)
     model_aliases: dict[str, str] = field(default_factory=dict)
+    method: str = "sequential"
+    min_runtime_days: int = MIN_RUNTIME_DAYS
+    guardrail_metrics: list[str] = field(default_factory=list)
+    sequential_tuning_n: int | None = None  # None: min_sample_size x variants
+    horizon_users: int | None = None  # fixed_horizon: users per variant that end it early
+
+    @property
+    def tuning_n(self) -> int:
+        """The users (all arms) where the confidence sequence is tightest."""
+        return self.sequential_tuning_n or self.min_sample_size * len(self.variants)
 
     @property
     def control(self) -> str:
@@ -68,7 +88,7 @@ class ExperimentConfig:
 
     @property
     def metrics(self) -> list[str]:
-        return [self.primary_metric, *self.secondary_metrics]
+        return [self.primary_metric, *self.secondary_metrics, *self.guardrail_metrics]
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], known_metrics: set[str] | None = None):
@@ -91,6 +111,11 @@ class ExperimentConfig:
             "secondary_metrics": list(self.secondary_metrics),
             "min_sample_size": self.min_sample_size,
             "confidence_level": self.confidence_level,
+            "method": self.method,
+            "min_runtime_days": self.min_runtime_days,
+            "guardrail_metrics": list(self.guardrail_metrics),
+            "sequential_tuning_n": self.sequential_tuning_n,
+            "horizon_users": self.horizon_users,
         }
 
 
@@ -180,7 +205,7 @@ def _parse(raw: Mapping, label, known_metrics, errors: list[ConfigError]):
     if conf is not None and not (_number(conf) and 0 < conf < 1):
         bad("confidence_level", "must be a number strictly between 0 and 1")
     mss = raw.get("min_sample_size")
-    if mss is not None and not (isinstance(mss, int) and not isinstance(mss, bool) and mss >= 1):
+    if mss is not None and not (_int(mss) and mss >= 1):
         bad("min_sample_size", "must be an integer >= 1 (users per variant)")
 
     secondary = raw.get("secondary_metrics") or []
@@ -189,13 +214,34 @@ def _parse(raw: Mapping, label, known_metrics, errors: list[ConfigError]):
         secondary = []
     elif len(set(secondary)) != len(secondary) or raw.get("primary_metric") in secondary:
         bad("secondary_metrics", "metrics must be distinct and differ from primary_metric")
+    guardrails = raw.get("guardrail_metrics") or []
+    if not (isinstance(guardrails, list) and all(_line(m) for m in guardrails)):
+        bad("guardrail_metrics", "must be a list of metric names")
+        guardrails = []
+    elif len(set(guardrails)) != len(guardrails) or set(guardrails) & {
+        raw.get("primary_metric"),
+        *secondary,
+    }:
+        bad("guardrail_metrics", "metrics must be distinct and not primary or secondary ones")
+    method = raw.get("method", "sequential")
+    if method not in METHODS:
+        bad("method", f"must be one of {list(METHODS)}, got {method!r}")
+    runtime = raw.get("min_runtime_days", MIN_RUNTIME_DAYS)
+    if not (_int(runtime) and runtime >= 0):
+        bad("min_runtime_days", "must be an integer >= 0 (days)")
+    for name in ("sequential_tuning_n", "horizon_users"):
+        if raw.get(name) is not None and not (_int(raw[name]) and raw[name] >= 1):
+            bad(name, "must be an integer >= 1 (users)")
+    if raw.get("horizon_users") is not None and method != "fixed_horizon":
+        bad("horizon_users", "only a fixed_horizon experiment has a horizon")
     if known_metrics is not None:
         pm = raw.get("primary_metric")
         if _text(pm) and pm not in known_metrics:
             bad("primary_metric", f"unknown metric {pm!r}; known: {sorted(known_metrics)}")
-        unknown = [m for m in secondary if m not in known_metrics]
-        if unknown:
-            bad("secondary_metrics", f"unknown metrics {unknown}; known: {sorted(known_metrics)}")
+        for name, listed in (("secondary_metrics", secondary), ("guardrail_metrics", guardrails)):
+            unknown = [m for m in listed if m not in known_metrics]
+            if unknown:
+                bad(name, f"unknown metrics {unknown}; known: {sorted(known_metrics)}")
 
     aliases = raw.get("model_aliases") or {}
     if not isinstance(aliases, dict) or not all(_text(v) for v in aliases.values()):
@@ -221,6 +267,11 @@ def _parse(raw: Mapping, label, known_metrics, errors: list[ConfigError]):
         confidence_level=float(conf),
         secondary_metrics=list(secondary),
         model_aliases=dict(aliases),
+        method=method,
+        min_runtime_days=int(runtime),
+        guardrail_metrics=list(guardrails),
+        sequential_tuning_n=raw.get("sequential_tuning_n"),
+        horizon_users=raw.get("horizon_users"),
     )
 
 
@@ -231,6 +282,10 @@ def _text(v) -> bool:
 def _line(v) -> bool:
     """A non-empty string of one line of printable text."""
     return _text(v) and not _CONTROL.search(v)
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _number(v) -> bool:

@@ -33,10 +33,12 @@ DECISIONS = ("ship", "no_ship", "inconclusive", "invalid_srm", INVALID_MODEL_CHA
 
 
 def shipped_variant(result: dict) -> str | None:
-    """The variant whose primary metric is significantly up, when the decision is `ship`."""
+    """The variant whose primary metric is significantly up (the largest lift, no guardrail
+    down), when the decision is `ship`."""
     if result.get("decision") != "ship":
         return None
-    ups = [m for m in result["metrics"] if m.get("primary") and m["significant"] and m["lift"] > 0]
+    ups = [m for m in result["metrics"] if m.get("primary") and m["significant"]
+           and m["lift"] > 0 and not m.get("guardrail_blocked")]  # fmt: skip
     return max(ups, key=lambda m: m["lift"])["variant"] if ups else None
 
 

@@ -4,8 +4,10 @@ self-contained `<experiment_id>.html` a product manager can read: the decision i
 words, the model versions that served each variant, the SRM check, and per metric an
 interval plot of the relative lift of each variant (PNG inline).
 
-Decisions: `ship`, `no_ship`, `inconclusive`, `invalid_srm` (stats.decide) and
-`invalid_model_change` (a variant's served model version changed mid-experiment)."""
+Decisions: `ship`, `no_ship`, `inconclusive`, `invalid_srm`, `running` (decision.decide)
+and `invalid_model_change` (a variant's served model version changed mid-experiment). The
+page also shows the method, why the decision is what it is, and the look history with a
+chart of the primary metric's interval narrowing over the looks."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from matplotlib.figure import Figure
 
 from models.core.html import GREEN, GREY, RED, base_style, img, num, page, png, write_json_and_html
 from models.experiments.config import ExperimentConfig
+from models.experiments.decision import REASONS
 
 
 def metric_label(metric: str) -> str:
@@ -73,6 +76,21 @@ def decision_text(result: dict, exp: ExperimentConfig) -> str:
             f"experiment, so its users saw two models ({why}). Nothing was promoted; restart "
             "the experiment with the aliases held fixed."
         )
+    reason = result.get("decision_reason")
+    if decision == "running":
+        return (
+            f"Keep the experiment running: it is analysed once, at its fixed horizon "
+            f"({_horizon(exp)}). The figures below are interim, not decision-grade: acting on "
+            "them would raise the error rate the confidence level promises."
+        )
+    if decision == "inconclusive" and reason in _WAITING:
+        return f"Keep the experiment running: {_WAITING[reason](result, exp)}."
+    if decision == "no_ship" and reason == "guardrail_down":
+        fell = [r for r in result["metrics"] if r.get("guardrail") and r["significant"]
+                and r["lift"] < 0]  # fmt: skip
+        parts = ", ".join(f"{metric_label(r['metric'])} {_pct(r['relative_lift'])} "
+                          f"({r['variant']})" for r in fell)  # fmt: skip
+        return f"Do not ship: {label} rose, but a guardrail metric fell ({parts})."
     if decision == "inconclusive":
         n = min(srm["observed"].values()) if srm["observed"] else 0
         now = "; ".join(f"{r['variant']} {_pct(r['relative_lift'])} so far" for r in primary)
@@ -103,6 +121,26 @@ def decision_text(result: dict, exp: ExperimentConfig) -> str:
         for r in primary
     )
     return f"Do not ship: no variant changed {label} per user significantly ({details})."
+
+
+def _horizon(exp: ExperimentConfig) -> str:
+    users = f", or {exp.horizon_users:,} users in every variant" if exp.horizon_users else ""
+    return f"{exp.end:%Y-%m-%d %H:%M} UTC{users}"
+
+
+_WAITING = {
+    "min_runtime": lambda res, exp: (
+        f"no decision before its minimum runtime of {exp.min_runtime_days} days "
+        f"(from {exp.start:%Y-%m-%d}), whatever the figures say"
+    ),
+    "no_outcome_data": lambda res, exp: (
+        "no outcome has been observed since assignment yet, so there is nothing to compare"
+    ),
+    "no_effect_yet": lambda res, exp: (
+        f"no significant change yet; the {exp.confidence_level:.0%} confidence sequence "
+        "stays valid however often it is looked at, so it may decide on any later day"
+    ),
+}
 
 
 def _secondary_text(result: dict) -> str:
@@ -157,10 +195,66 @@ def _metric_section(metric: str, rows: list[dict], conf: float) -> str:
         f"</td><td>{r['n_control']:,}</td><td>{r['n_variant']:,}</td></tr>"
         for r in rows
     )
-    kind = "primary" if rows and rows[0]["primary"] else "secondary, BH-corrected"
+    first = rows[0] if rows else {}
+    kind = ("primary" if first.get("primary") else "guardrail: must not fall"
+            if first.get("guardrail") else "secondary, BH-corrected")  # fmt: skip
     return (
         f"<h2>{html.escape(metric_label(metric))} per user <small>({kind})</small></h2>"
         f"{img(f'lift of {metric}', _plot(rows, metric, conf))}<table>{head}{body}</table>"
+    )
+
+
+def _history_plot(history: list[dict], metric: str, conf: float) -> str:
+    """A base64 PNG: per variant, the relative lift and its interval at each look."""
+    fig = Figure(figsize=(6.4, 2.6), dpi=100)
+    ax = fig.add_subplot()
+    days = [h["analyzed_at"][:10] for h in history]
+    variants = sorted({i["variant"] for h in history for i in h["intervals"]})
+    for variant in variants:
+        pts = [(k, i) for k, h in enumerate(history) for i in h["intervals"]
+               if i["variant"] == variant and None not in (i["relative_lift"],
+               i["relative_ci_low"], i["relative_ci_high"])]  # fmt: skip
+        if not pts:
+            continue
+        x = [k for k, _ in pts]
+        ax.fill_between(x, [100 * i["relative_ci_low"] for _, i in pts],
+                        [100 * i["relative_ci_high"] for _, i in pts], alpha=0.25)  # fmt: skip
+        ax.plot(x, [100 * i["relative_lift"] for _, i in pts], marker="o", label=variant)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(days)), days, rotation=45, fontsize=7)
+    ax.set_ylabel(f"{metric_label(metric)} lift (%)", fontsize=8)
+    ax.set_title(f"relative lift with its {conf:.0%} interval at each look", fontsize=9)
+    if variants:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return png(fig)
+
+
+def _history_section(result: dict, exp: ExperimentConfig) -> str:
+    """The method, why the decision is what it is, and the looks so far."""
+    history = result.get("history") or []
+    method = result.get("method", exp.method)
+    how = (
+        f"sequential: always-valid {exp.confidence_level:.0%} confidence sequences "
+        f"(tightest near {exp.tuning_n:,} users), a decision on any day after "
+        f"{exp.min_runtime_days} days"
+        if method == "sequential"
+        else f"fixed horizon: one decision at {_horizon(exp)}, Welch intervals"
+    )
+    decided = result.get("decided_on")
+    why = html.escape(REASONS.get(result.get("decision_reason"), "") or "")
+    rows = "".join(
+        f"<tr><td>{html.escape(h['analyzed_at'][:10])}</td><td>{html.escape(h['decision'])}"
+        f"{' (final)' if h.get('final') else ''}</td>"
+        f"<td>{html.escape(REASONS.get(h.get('decision_reason'), '') or '')}</td></tr>"
+        for h in history
+    )
+    plot = img("lift over time", _history_plot(history, exp.primary_metric,
+                                               exp.confidence_level)) if history else ""  # fmt: skip
+    return (
+        f"<h2>Method and decision history</h2><p>Method: {html.escape(how)}. Why: {why}"
+        + (f"; final since {html.escape(decided[:10])}" if decided else "")
+        + f".</p>{plot}<table><tr><th>look</th><th>decision</th><th>why</th></tr>{rows}</table>"
     )
 
 
@@ -225,8 +319,10 @@ def render_html(result: dict, exp: ExperimentConfig) -> str:
         f"{html.escape(exp.control)}.</p>"
         f"<p class='decision'><b>Decision: {html.escape(result['decision'])}.</b> "
         f"{html.escape(decision_text(result, exp))}</p>"
+        f"{_history_section(result, exp)}"
         f"{_versions_section(result)}{_srm_section(result['srm'])}{''.join(sections)}"
-        "<p><small>Welch t-tests on per-user totals since assignment; CUPED uses each "
+        "<p><small>Per-user totals since assignment, compared with the method's intervals "
+        "(confidence sequences, or Welch t-tests at a fixed horizon); CUPED uses each "
         "user's pre-assignment total, so with CUPED the means shown are adjusted (the raw "
         "ones are in the JSON). The primary metric is uncorrected; secondary metrics "
         "use Benjamini-Hochberg. Intervals are not corrected for multiple testing."
@@ -240,10 +336,14 @@ def write_report(result: dict, exp: ExperimentConfig, out_dir: str | Path) -> tu
     return write_json_and_html(result, render_html(result, exp), out_dir, exp.experiment_id)
 
 
+ROW_FIELDS = ("experiment_id", "analyzed_at", "decision", "decision_reason", "decision_grade",
+              "final", "decided_on", "method")  # fmt: skip
+
+
 def result_rows(result: dict) -> list[dict]:
     """The `ab_results` table rows (experiment x metric x variant) of one result."""
     srm = result["srm"]
-    keep = {k: v for k, v in result.items() if k in ("experiment_id", "analyzed_at", "decision")}
+    keep = {k: result.get(k) for k in ROW_FIELDS}
     return [
         {
             **keep,

@@ -11,9 +11,14 @@ Choices (also in the README):
   user has pre-period data; y_adj = y - theta (x - mean x). With CUPED, `control_mean` and
   `variant_mean` are the adjusted means (so `lift` is their difference); the raw ones are in
   `*_mean_raw`.
+- Method: `sequential` experiments (the default) get the confidence sequence of
+  models/experiments/sequential.py in place of Welch's interval (always-valid p-values, the
+  same CUPED); `fixed_horizon` ones get Welch. The decision rules, the minimum runtime and
+  the history are in models/experiments/decision.py.
 - Multiple testing: the primary metric is tested at alpha = 1 - confidence, uncorrected;
-  the secondary metrics (all of them, every variant) get Benjamini-Hochberg q-values and
-  `significant` means q < alpha. CIs stay marginal.
+  the secondary metrics (all of them, every variant) get Benjamini-Hochberg q-values (of
+  the method's p-values) and `significant` means q < alpha. Guardrail metrics are tested
+  marginally (stricter for a safety check). CIs stay marginal.
 - Power: `mde` is the absolute lift detectable with power 0.8 at two-sided alpha with the
   current standard error; `sample_reached` when every variant has `min_sample_size` users.
 """
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 from scipy import stats
@@ -31,7 +36,7 @@ from models.experiments.config import ExperimentConfig
 
 SRM_ALPHA = 0.001
 POWER = 0.8
-DECISIONS = ("ship", "no_ship", "inconclusive", "invalid_srm")
+DECISIONS = ("ship", "no_ship", "inconclusive", "invalid_srm", "running")
 
 
 @dataclass(frozen=True)
@@ -174,13 +179,28 @@ def welch(y_control, y_variant, confidence: float = 0.95) -> dict:
 
 
 def compare(
-    control: Moments, variant: Moments, confidence: float, theta=0.0, mean_x_all=0.0, cuped=False
+    control: Moments,
+    variant: Moments,
+    confidence: float,
+    theta=0.0,
+    mean_x_all=0.0,
+    cuped=False,
+    tuning_n: float | None = None,
 ) -> dict:
-    """Welch on raw or CUPED-adjusted moments, with the variance reduction CUPED brought."""
-    raw = welch_moments(control, variant, confidence)
+    """Welch (or, given `tuning_n`, the confidence sequence of models/experiments/sequential.py)
+    on raw or CUPED-adjusted moments, with the variance reduction CUPED brought."""
+    if tuning_n is None:
+        test = welch_moments
+    else:
+        from models.experiments.sequential import sequential_moments
+
+        def test(c, v, conf):
+            return sequential_moments(c, v, conf, tuning_n)
+
+    raw = test(control, variant, confidence)
     if not cuped:
         return {**raw, "cuped": False, "theta": None, "variance_reduction": 0.0}
-    adj = welch_moments(
+    adj = test(
         cuped_adjust(control, theta, mean_x_all),
         cuped_adjust(variant, theta, mean_x_all),
         confidence,
@@ -232,18 +252,6 @@ def benjamini_hochberg(p_values) -> np.ndarray:
     return q
 
 
-def decide(srm_detected: bool, sample_reached: bool, primary: list[dict]) -> str:
-    """`invalid_srm` > `inconclusive` (min sample not reached) > `ship` (some variant's primary
-    metric significantly up) > `no_ship` (significantly down, or no significant change)."""
-    if srm_detected:
-        return "invalid_srm"
-    if not sample_reached:
-        return "inconclusive"
-    if any(r["significant"] and (r["lift"] or 0) > 0 for r in primary):
-        return "ship"
-    return "no_ship"
-
-
 # -- the result -----------------------------------------------------------------------
 def summarize(
     exp: ExperimentConfig,
@@ -252,13 +260,20 @@ def summarize(
     as_of: datetime,
     pre_period_days: int,
 ) -> dict:
-    """The A/B result in the contract's JSON shape (every variant vs the control, for the
-    primary and each secondary metric) from the users per variant and {metric: {variant:
-    Moments}}, plus the decision."""
+    """The A/B result of one look in the contract's JSON shape (every variant vs the control,
+    for the primary, secondary and guardrail metrics) from the users per variant and
+    {metric: {variant: Moments}}, plus the decision under the experiment's method
+    (models/experiments/decision.py)."""
+    from models.experiments import decision as d
+
     check = srm(counts, exp.variants)
     sample_reached = all(counts.get(v, 0) >= exp.min_sample_size for v in exp.variants)
+    sequential = exp.method == d.SEQUENTIAL
+    ended = as_of >= exp.end - timedelta(microseconds=1)
+    horizon = ended or (exp.horizon_users is not None
+                        and all(counts.get(v, 0) >= exp.horizon_users for v in exp.variants))  # fmt: skip
 
-    rows = []
+    rows, informative = [], True
     for metric in exp.metrics:
         arms = by_metric[metric]
         everyone = pool(list(arms.values()))
@@ -272,24 +287,53 @@ def summarize(
                 theta,
                 float(everyone.mean_x) if use_cuped else 0.0,
                 use_cuped,
+                exp.tuning_n if sequential else None,
             )
             rows.append(_row(metric, variant, metric == exp.primary_metric, r, sample_reached))
+            rows[-1]["guardrail"] = metric in exp.guardrail_metrics
+            if metric == exp.primary_metric:
+                informative &= bool(np.isfinite(r["se"]) and r["se"] > 0)
 
     alpha = 1 - exp.confidence_level
-    secondary = [r for r in rows if not r["primary"]]
+    secondary = [r for r in rows if not r["primary"] and not r["guardrail"]]
     q = benjamini_hochberg([math.nan if r["p_value"] is None else r["p_value"] for r in secondary])
     for r, qi in zip(secondary, q, strict=True):
         r["p_value_adjusted"] = _clean(qi)
     for r in rows:
         r["significant"] = r["p_value_adjusted"] is not None and r["p_value_adjusted"] < alpha
-
+    fell = {r["variant"] for r in rows if r["guardrail"] and r["significant"] and _lift(r) < 0}
+    primary = [r for r in rows if r["primary"]]
+    for r in primary:
+        r["guardrail_blocked"] = r["variant"] in fell
+    up = [r for r in primary if r["significant"] and _lift(r) > 0]
+    decision, reason = d.decide(
+        exp.method,
+        srm_detected=check["detected"],
+        runtime_reached=d.runtime_reached(exp.start, as_of, exp.min_runtime_days),
+        horizon_reached=horizon,
+        ended=ended,
+        sample_reached=sample_reached,
+        informative=informative,
+        up=bool(up),
+        guardrail_down=all(r["guardrail_blocked"] for r in up),
+        all_down=bool(primary) and all(r["significant"] and _lift(r) < 0 for r in primary),
+    )
+    decision, reason = str(decision), str(reason)
     return {
         "experiment_id": exp.experiment_id,
         "analyzed_at": as_of.isoformat(),
         "srm": check,
         "metrics": rows,
-        "decision": decide(check["detected"], sample_reached, [r for r in rows if r["primary"]]),
+        "decision": decision,
+        "decision_reason": reason,
+        "decision_grade": decision != "running",
+        "final": d.is_final(exp.method, decision, horizon),
+        "method": exp.method,
+        "min_runtime_days": exp.min_runtime_days,
+        "sequential_tuning_n": exp.tuning_n if sequential else None,
+        "horizon_reached": horizon,
         "primary_metric": exp.primary_metric,
+        "guardrail_metrics": list(exp.guardrail_metrics),
         "control": exp.control,
         "confidence_level": exp.confidence_level,
         "min_sample_size": exp.min_sample_size,
@@ -321,7 +365,13 @@ def _row(metric: str, variant: str, primary: bool, r: dict, sample_reached: bool
         "variant_mean_raw": _clean(r.get("variant_mean_raw", r["variant_mean"])),
         **{k: _clean(r[k]) for k in extra},
         "sample_reached": sample_reached,
+        "guardrail": False,
+        "guardrail_blocked": False,
     }
+
+
+def _lift(row: dict) -> float:
+    return row["lift"] or 0.0  # None (no estimate) is no change
 
 
 def _clean(v) -> float | None:

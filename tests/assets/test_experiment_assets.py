@@ -8,6 +8,7 @@ from datetime import date
 import dagster as dg
 import duckdb
 import pytest
+import yaml
 from support import tiny_training_set
 
 from assets.experiments import ab_results
@@ -36,6 +37,11 @@ def test_ab_results_writes_reports_and_decides(tmp_path, home, lift, srm, decisi
         srm=srm,
         bad_row_rate=0.0,
     )
+    # the experiment runs from 06-03 to the end of 06-08: a 3-day minimum runtime (default 7)
+    spec_path = landing / "experiments" / "experiments.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["experiments"][0]["min_runtime_days"] = 3
+    spec_path.write_text(yaml.safe_dump(spec))
     resources = {
         "warehouse": WarehouseResource(),
         "mlflow": MlflowResource(),
@@ -63,6 +69,17 @@ def test_ab_results_writes_reports_and_decides(tmp_path, home, lift, srm, decisi
     assert report["decision"] == decision
     assert set(report) >= {"experiment_id", "analyzed_at", "srm", "metrics", "decision"}
     assert report["analyzed_at"].startswith("2026-06-08T23:59:59")
+    # one look a day from the start (06-03); none decides before 3 days (06-05 23:59:59)
+    looks = report["history"]
+    assert [h["analyzed_at"][:10] for h in looks] == [f"2026-06-0{d}" for d in range(3, 9)]
+    assert report["method"] == "sequential"
+    if decision == "invalid_srm":  # checked on every look, before the minimum runtime too
+        assert [h["decision_reason"] for h in looks] == ["srm"] * 6 and not report["final"]
+    else:
+        assert [h["decision_reason"] for h in looks[:2]] == ["min_runtime"] * 2
+        first = next(h for h in looks if h["final"])
+        assert first["decision"] == decision and report["decided_on"] == first["analyzed_at"]
+        assert all(h["decision"] == decision for h in looks[looks.index(first):])  # it stands
     html = (home / "reports" / "ab" / "exp_ranker_v2.html").read_text()
     assert "<img" in html
     rows = duckdb.sql(

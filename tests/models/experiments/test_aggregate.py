@@ -15,6 +15,7 @@ from models.core.contract import TABLES
 from models.core.warehouse import Warehouse, connect
 from models.experiments.aggregate import analyze, user_outcomes
 from models.experiments.config import ExperimentConfig, assign_variants, load_experiments
+from models.experiments.sequential import always_valid_p, best_rho2
 from models.experiments.stats import DECISIONS, cuped
 from models.ingest.day import ingest_day
 from models.synthetic.landing import generate_landing
@@ -125,8 +126,10 @@ CONTRACT_ROW = {"metric", "variant", "control_mean", "variant_mean", "lift", "re
                 "ci_low", "ci_high", "p_value", "significant", "cuped", "n_control", "n_variant"}  # fmt: skip
 
 
-def test_analyze_end_to_end_matches_per_user_data(ingested):
+@pytest.mark.parametrize("method", ["fixed_horizon", "sequential"])
+def test_analyze_end_to_end_matches_per_user_data(ingested, method):
     con, wh, exp = ingested["fair"]
+    exp = ExperimentConfig.from_dict({**exp.to_dict(), "method": method})
     as_of = exp.end
     res = analyze(con, wh, exp, as_of)
     assert {"experiment_id", "analyzed_at", "srm", "metrics", "decision"} <= set(res)
@@ -150,7 +153,12 @@ def test_analyze_end_to_end_matches_per_user_data(ingested):
         y_adj = cuped(users.y.to_numpy(), users.x_pre.to_numpy())
         ref = stats.ttest_ind(y_adj[users.variant == "treatment"],
                               y_adj[users.variant == "control"], equal_var=False)  # fmt: skip
-        assert abs(r["p_value"] - ref.pvalue) < 1e-9
+        if method == "fixed_horizon":
+            assert abs(r["p_value"] - ref.pvalue) < 1e-9
+        else:  # always valid: from the same z and users (test_sequential.py checks the formula)
+            rho2 = best_rho2(1 - exp.confidence_level, exp.tuning_n)
+            want = always_valid_p(ref.statistic, len(yc) + len(yt), rho2)
+            assert abs(r["p_value"] - want) < 1e-9 and r["p_value"] > ref.pvalue
     assert (
         sum(res["srm"]["observed"].values())
         == con.execute(f"SELECT count(*) FROM {wh.scan('assignments')}").fetchone()[0]

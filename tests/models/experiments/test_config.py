@@ -141,6 +141,17 @@ def test_generated_spec_loads(tmp_path):
         ({"secondary_metrics": ["watch_time_s"]}, "secondary_metrics"),
         ({"model_aliases": {"control": "champion", "treatmnet": "challenger"}}, "model_aliases"),
         ({"experiment_id": "../escape"}, "experiment_id"),
+        ({"method": "bayesian"}, "method"),
+        ({"min_runtime_days": -1}, "min_runtime_days"),
+        ({"min_runtime_days": 7.5}, "min_runtime_days"),
+        ({"min_runtime_days": True}, "min_runtime_days"),
+        ({"sequential_tuning_n": 0}, "sequential_tuning_n"),
+        ({"method": "fixed_horizon", "horizon_users": 0}, "horizon_users"),
+        ({"horizon_users": 500}, "horizon_users"),  # a sequential experiment has no horizon
+        ({"guardrail_metrics": ["sessions", "sessions"]}, "guardrail_metrics"),
+        ({"guardrail_metrics": ["watch_time_s"]}, "guardrail_metrics"),
+        ({"guardrail_metrics": ["revenue"]}, "guardrail_metrics"),
+        ({"guardrail_metrics": "sessions"}, "guardrail_metrics"),
     ],
 )
 def test_a_bad_field_is_named_and_the_others_load(tmp_path, override, field):
@@ -151,6 +162,24 @@ def test_a_bad_field_is_named_and_the_others_load(tmp_path, override, field):
     assert field in {e.field for e in errors}
     expected_label = "exp_bad" if field != "experiment_id" else "../escape"
     assert {e.experiment for e in errors} == {expected_label}
+
+
+def test_the_method_fields_and_their_defaults(tmp_path):
+    configs, errors = load_experiments(write(tmp_path, [
+        good(),
+        good(experiment_id="fixed", method="fixed_horizon", horizon_users=1,
+             min_runtime_days=0, sequential_tuning_n=9, guardrail_metrics=["clips_viewed"],
+             secondary_metrics=["sessions"]),
+    ]), METRICS)  # fmt: skip
+    assert errors == []
+    default, fixed = configs
+    assert (default.method, default.min_runtime_days, default.guardrail_metrics) == (
+        "sequential", 7, [])
+    assert default.tuning_n == default.min_sample_size * len(default.variants)
+    assert (fixed.method, fixed.horizon_users, fixed.min_runtime_days, fixed.tuning_n) == (
+        "fixed_horizon", 1, 0, 9)
+    assert fixed.metrics == ["watch_time_s", "sessions", "clips_viewed"]
+    assert type(fixed).from_dict(fixed.to_dict()) == fixed  # round trip
 
 
 def test_missing_id_is_named_by_index_and_duplicates_are_rejected(tmp_path):

@@ -31,6 +31,7 @@ EXP = ExperimentConfig.from_dict(
         "secondary_metrics": ["sessions"],
         "min_sample_size": 1000,
         "confidence_level": 0.95,
+        "min_runtime_days": 0,  # a one-day experiment: decided on its first look
     }
 )
 

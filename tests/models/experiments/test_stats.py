@@ -13,7 +13,6 @@ from models.experiments.stats import (
     compare,
     cuped,
     cuped_theta,
-    decide,
     moments,
     pool,
     srm,
@@ -183,19 +182,3 @@ def test_mde_has_the_promised_power():
     yt = rng.normal(mde, sd, (SIMS, n))
     p = welch_moments(moments(yc, axis=1), moments(yt, axis=1), 0.95)["p_value"]
     assert four_sigma(int((p < 0.05).sum()), SIMS, 0.8)
-
-
-@pytest.mark.parametrize(
-    ("srm_detected", "reached", "primary", "expected"),
-    [
-        (True, True, [{"significant": True, "lift": 1.0}], "invalid_srm"),
-        (False, False, [{"significant": True, "lift": 1.0}], "inconclusive"),
-        (False, True, [{"significant": True, "lift": 1.0}], "ship"),
-        (False, True, [{"significant": True, "lift": -1.0}], "no_ship"),
-        (False, True, [{"significant": False, "lift": 2.0}], "no_ship"),
-        (False, True, [{"significant": False, "lift": 2.0}, {"significant": True, "lift": 0.1}],
-         "ship"),
-    ],
-)  # fmt: skip
-def test_decide(srm_detected, reached, primary, expected):
-    assert decide(srm_detected, reached, primary) == expected

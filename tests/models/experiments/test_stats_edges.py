@@ -18,7 +18,6 @@ from models.experiments.stats import (
     cuped,
     cuped_adjust,
     cuped_theta,
-    decide,
     moments,
     pool,
     srm,
@@ -209,8 +208,3 @@ def test_benjamini_hochberg_edges():
     assert np.isnan(benjamini_hochberg([np.nan, 0.2])[0])
     q = benjamini_hochberg([0.02, None, 0.04])  # a missing p-value is NaN
     assert np.isnan(q[1]) and np.allclose(q[[0, 2]], [0.04, 0.04])
-
-
-@pytest.mark.parametrize("lift", [0.0, None])
-def test_a_significant_result_without_a_positive_lift_does_not_ship(lift):
-    assert decide(False, True, [{"significant": True, "lift": lift}]) == "no_ship"

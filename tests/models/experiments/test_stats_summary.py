@@ -23,6 +23,7 @@ ROW_KEYS = {
     "ci_high", "p_value", "significant", "cuped", "n_control", "n_variant", "primary",
     "p_value_adjusted", "control_mean_raw", "variant_mean_raw", "relative_ci_low",
     "relative_ci_high", "theta", "variance_reduction", "mde", "relative_mde", "sample_reached",
+    "guardrail", "guardrail_blocked",
 }  # fmt: skip
 
 
@@ -38,6 +39,7 @@ def config(min_sample_size: int = 300, confidence: float = 0.9, variants=VARIANT
             "secondary_metrics": ["likes", "shares"],
             "min_sample_size": min_sample_size,
             "confidence_level": confidence,
+            "method": "fixed_horizon",  # Welch at the horizon (AS_OF is after the end)
         }
     )
 
@@ -104,6 +106,7 @@ def expected_rows(data, confidence: float, reached: bool) -> list[dict]:
                     "theta": theta if use_cuped else None,
                     "variance_reduction": 1 - se**2 / raw_se2 if use_cuped else 0.0,
                     "mde": mde, "relative_mde": mde / abs(mc), "sample_reached": reached,
+                    "guardrail": False, "guardrail_blocked": False,
                 }
             )  # fmt: skip
     secondary = [r for r in rows if not r["primary"]]
@@ -147,6 +150,14 @@ def test_every_field_of_every_row_from_the_users_numbers():
         "experiment_id": "exp_sum",
         "analyzed_at": "2026-02-03T04:05:06+00:00",
         "decision": "ship",
+        "decision_reason": "primary_up",
+        "decision_grade": True,
+        "final": True,  # at the horizon
+        "method": "fixed_horizon",
+        "min_runtime_days": 7,
+        "sequential_tuning_n": None,
+        "horizon_reached": True,
+        "guardrail_metrics": [],
         "primary_metric": "watch",
         "control": "control",
         "confidence_level": 0.9,
