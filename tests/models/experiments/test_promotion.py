@@ -297,3 +297,10 @@ def test_shipped_variant_is_the_biggest_significant_primary_win():
     ]
     assert pr.shipped_variant({"decision": "ship", "metrics": others}) is None
     assert pr.shipped_variant({"decision": "ship", "metrics": [*others, _metric("b", 0.1)]}) == "b"
+
+
+def test_a_variant_a_guardrail_blocks_is_never_the_shipped_one():
+    blocked = {**_metric("c", 0.5), "guardrail_blocked": True}
+    got = pr.shipped_variant({"decision": "ship", "metrics": [_metric("b", 0.2), blocked]})
+    assert got == "b"  # c's lift is larger, but a guardrail fell for it
+    assert pr.shipped_variant({"decision": "ship", "metrics": [blocked]}) is None

@@ -16,6 +16,7 @@ import pytest
 from models.core.warehouse import Warehouse, connect
 from models.experiments.aggregate import analyze
 from models.experiments.config import ExperimentConfig, assign_variants
+from models.experiments.decision import INTERVAL_KEYS, settle
 from models.experiments.report import decision_text, metric_label, result_rows, write_report
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -161,3 +162,53 @@ def test_a_model_change_is_said_in_words_and_the_served_versions_are_shown(shipp
     # a result without model aliases has no such section
     _, plain = write_report(shipped, EXP, tmp_path / "plain")
     assert "Model versions served" not in plain.read_text()
+
+
+def test_the_method_the_history_and_its_chart(shipped, tmp_path):
+    earlier = {"analyzed_at": "2026-02-28T23:59:59.999999+00:00", "decision": "inconclusive",
+               "decision_reason": "min_runtime", "final": False,
+               "intervals": [{k: r[k] for k in INTERVAL_KEYS} for r in shipped["metrics"]
+                             if r["primary"]]}  # fmt: skip
+    result = settle(shipped, [earlier])
+    assert result["decided_on"] == shipped["analyzed_at"] and len(result["history"]) == 2
+    json_path, html_path = write_report(result, EXP, tmp_path)
+    assert json.loads(json_path.read_text())["history"] == result["history"]
+    page = html_path.read_text()
+    assert len(re.findall(r'<img alt="[^"]+" src="data:image/png;base64,', page)) == 3
+    assert "Method and decision history" in page
+    assert "sequential: always-valid 95% confidence sequences" in page
+    assert "<td>2026-02-28</td><td>inconclusive</td><td>before the minimum runtime</td>" in page
+    assert "<td>2026-03-02</td><td>ship (final)</td>" in page
+    assert "final since 2026-03-02" in page
+
+
+def test_decision_text_under_each_method(shipped):
+    fixed = replace(EXP, method="fixed_horizon")
+    running = {**shipped, "decision": "running", "decision_reason": "before_horizon"}
+    assert decision_text(running, fixed).startswith(
+        "Keep the experiment running: it is analysed once, at its fixed horizon (2026-03-02"
+    )
+    assert "not decision-grade" in decision_text(running, fixed)
+    week = replace(EXP, min_runtime_days=7)
+    early = {**shipped, "decision": "inconclusive", "decision_reason": "min_runtime"}
+    assert decision_text(early, week) == (
+        "Keep the experiment running: no decision before its minimum runtime of 7 days (from "
+        "2026-03-01), whatever the figures say."
+    )
+    empty = {**shipped, "decision": "inconclusive", "decision_reason": "no_outcome_data"}
+    assert "no outcome has been observed since assignment yet" in decision_text(empty, EXP)
+    guard = {
+        "metric": "sessions",
+        "variant": "treatment",
+        "guardrail": True,
+        "significant": True,
+        "lift": -0.5,
+        "relative_lift": -0.08,
+        "primary": False,
+    }
+    blocked = {**shipped, "decision": "no_ship", "decision_reason": "guardrail_down",
+               "metrics": [*shipped["metrics"], guard]}  # fmt: skip
+    assert decision_text(blocked, EXP) == (
+        "Do not ship: watch time (s) rose, but a guardrail metric fell (sessions -8.0% "
+        "(treatment))."
+    )
