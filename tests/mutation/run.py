@@ -40,6 +40,15 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
         ["models/training/aliases.py", "models/experiments/promotion.py"],
         ["tests/models/training/test_registry.py", "tests/models/experiments/test_promotion.py"],
     ),
+    # the A/B decision under each method and the confidence sequence (#18)
+    "abdecision": (
+        ["models/experiments/decision.py", "models/experiments/sequential.py"],
+        [
+            "tests/models/experiments/test_decision.py",
+            "tests/models/experiments/test_sequential.py",
+            "tests/models/experiments/test_stats_methods.py",
+        ],
+    ),
     "contract": (
         ["models/core/contract.py"],
         [
