@@ -215,13 +215,14 @@ def load_history(
     con: duckdb.DuckDBPyConnection, warehouse: Warehouse, exp: ExperimentConfig, as_of: datetime
 ) -> list[dict]:
     """The experiment's earlier looks from `ab_results` (those analysed before `as_of`), in
-    the shape `decision.settle` takes. `ab_results` holds a few rows per experiment and day,
-    so this reads them all; rows written before the method existed have no `final`."""
+    the shape `decision.settle` takes: the partitions of the experiment's days only (a few
+    rows each); rows written before the method existed have no `final`."""
     if not warehouse.exists("ab_results"):
         return []
     table = con.execute(
-        f"SELECT * FROM {warehouse.scan('ab_results')} WHERE experiment_id = $1",
-        [exp.experiment_id],
+        f"SELECT * FROM {warehouse.scan('ab_results')} "
+        "WHERE experiment_id = $1 AND ds BETWEEN $2 AND $3",
+        [exp.experiment_id, exp.start.date(), as_of.date()],
     ).to_arrow_table()
     looks: dict[str, dict] = {}
     for r in table.to_pylist():

@@ -96,10 +96,10 @@ def decide(
         up_,
         down,
         np.full(srm.shape, not fixed) & ~ended_,
-        np.ones(srm.shape, dtype=bool),
-    ]
-    reasons = np.select(conditions, [r for r, _ in _RULES], default="")
-    decisions = np.select(conditions, [d for _, d in _RULES], default="")
+    ]  # and otherwise the last rule
+    (*rules, (last_reason, last_decision)) = _RULES
+    reasons = np.select(conditions, [r for r, _ in rules], default=last_reason)
+    decisions = np.select(conditions, [d for _, d in rules], default=last_decision)
     return decisions, reasons
 
 

@@ -30,7 +30,7 @@ numpy arrays (many experiments, or many simulated runs, at once).
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
+from scipy import special, stats
 
 from models.experiments.stats import POWER, Moments
 
@@ -47,14 +47,14 @@ def margin(t, rho2: float, alpha: float):
     """The unit-variance margin at time t (multiply by sqrt(s2) for the half-width)."""
     t = np.asarray(t, dtype=float)
     u = t * rho2 + 1.0
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore"):  # t = 0: an infinite margin
         return np.sqrt(2.0 * u / (t**2 * rho2) * np.log(np.sqrt(u) / alpha))
 
 
 def always_valid_p(z, t, rho2: float):
     """The always-valid p-value of a z statistic at time t (see the module doc)."""
     u = np.asarray(t, dtype=float) * rho2 + 1.0
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore"):  # z infinite at t = 0: NaN
         return np.minimum(1.0, np.sqrt(u) * np.exp(-(np.asarray(z) ** 2) * (u - 1) / (2 * u)))
 
 
@@ -77,8 +77,6 @@ def sequential_moments(
         rel = mt / mc - 1
         se_rel = np.sqrt(qt / mc**2 + mt**2 * qc / mc**4)
         # the lift this sequence would detect now with power POWER (normal approximation)
-        from scipy import stats
-
         mde = (m + stats.norm.ppf(POWER)) * se
         return {
             "control_mean": mc,

@@ -301,11 +301,12 @@ def summarize(
         r["p_value_adjusted"] = _clean(qi)
     for r in rows:
         r["significant"] = r["p_value_adjusted"] is not None and r["p_value_adjusted"] < alpha
-    fell = {r["variant"] for r in rows if r["guardrail"] and r["significant"] and _lift(r) < 0}
+    # a significant row has a finite, non-zero lift (p is NaN without one, 1 at zero)
+    fell = {r["variant"] for r in rows if r["guardrail"] and r["significant"] and r["lift"] < 0}
     primary = [r for r in rows if r["primary"]]
     for r in primary:
         r["guardrail_blocked"] = r["variant"] in fell
-    up = [r for r in primary if r["significant"] and _lift(r) > 0]
+    up = [r for r in primary if r["significant"] and r["lift"] > 0]
     decision, reason = d.decide(
         exp.method,
         srm_detected=check["detected"],
@@ -316,7 +317,7 @@ def summarize(
         informative=informative,
         up=bool(up),
         guardrail_down=all(r["guardrail_blocked"] for r in up),
-        all_down=bool(primary) and all(r["significant"] and _lift(r) < 0 for r in primary),
+        all_down=bool(primary) and all(r["significant"] and r["lift"] < 0 for r in primary),
     )
     decision, reason = str(decision), str(reason)
     return {
@@ -368,10 +369,6 @@ def _row(metric: str, variant: str, primary: bool, r: dict, sample_reached: bool
         "guardrail": False,
         "guardrail_blocked": False,
     }
-
-
-def _lift(row: dict) -> float:
-    return row["lift"] or 0.0  # None (no estimate) is no change
 
 
 def _clean(v) -> float | None:

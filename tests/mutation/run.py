@@ -98,6 +98,8 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
             "tests/models/experiments/test_stats.py",
             "tests/models/experiments/test_stats_edges.py",
             "tests/models/experiments/test_stats_summary.py",
+            "tests/models/experiments/test_stats_methods.py",
+            "tests/models/experiments/test_sequential.py",
         ],
     ),
     "scorer": (

@@ -52,6 +52,14 @@ def test_arrays_decide_every_run_at_once():
     assert r.tolist() == ["primary_up", "primary_down", "no_effect_yet"]
 
 
+def test_flags_given_as_0_and_1_are_booleans():
+    ints = {k: int(v) for k, v in GO.items()}
+    d, r = decide("sequential", **{**ints, "up": 1, "runtime_reached": 1})
+    assert (str(d), str(r)) == ("ship", "primary_up")
+    d, r = decide("sequential", **{**ints, "up": 1, "runtime_reached": 0})
+    assert (str(d), str(r)) == ("inconclusive", "min_runtime")
+
+
 def test_the_minimum_runtime_at_its_boundary():
     start = datetime(2026, 1, 1, tzinfo=UTC)
     day7_end = start + timedelta(days=7) - timedelta(microseconds=1)  # the 7th day's end
@@ -65,7 +73,8 @@ def test_the_minimum_runtime_at_its_boundary():
     [("sequential", "ship", False, True), ("sequential", "no_ship", False, True),
      ("sequential", "inconclusive", True, False), ("sequential", "invalid_srm", False, False),
      ("fixed_horizon", "no_ship", True, True), ("fixed_horizon", "inconclusive", True, True),
-     ("fixed_horizon", "running", False, False), ("fixed_horizon", "invalid_srm", True, False)],
+     ("fixed_horizon", "running", False, False), ("fixed_horizon", "invalid_srm", True, False),
+     ("fixed_horizon", "running", True, False)],  # the horizon, before the minimum runtime
 )  # fmt: skip
 def test_what_is_final(method, decision, horizon, final):
     assert is_final(method, decision, horizon) is final
@@ -73,7 +82,7 @@ def test_what_is_final(method, decision, horizon, final):
 
 def _look(day: int, decision: str, final: bool) -> dict:
     return {"analyzed_at": f"2026-01-{day:02d}T23:59:59.999999+00:00", "decision": decision,
-            "decision_reason": "x", "final": final, "metrics": [], "intervals": []}  # fmt: skip
+            "decision_reason": f"why {day}", "final": final, "metrics": [], "intervals": []}  # fmt: skip
 
 
 def test_the_first_final_decision_stands_and_the_history_grows():
@@ -83,7 +92,9 @@ def test_the_first_final_decision_stands_and_the_history_grows():
         {"primary": False, "metric": "s", "variant": "t", "lift": 2.0}]}  # fmt: skip
     got = settle(today, earlier)
     assert (got["decision"], got["final"], got["look_decision"]) == ("ship", True, "inconclusive")
-    assert got["decided_on"].startswith("2026-01-09")
+    assert got["decided_on"].startswith("2026-01-09") and got["decision_reason"] == "why 9"
+    assert {k: got["history"][-1][k] for k in ("decision", "decision_reason", "final")} == {
+        "decision": "inconclusive", "decision_reason": "why 11", "final": False}  # fmt: skip
     assert [h["analyzed_at"][:10] for h in got["history"]] == [
         "2026-01-08", "2026-01-09", "2026-01-10", "2026-01-11"]  # fmt: skip
     assert got["history"][-1]["intervals"] == [{"metric": "m", "variant": "t", "lift": 1.0,

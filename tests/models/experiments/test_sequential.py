@@ -88,3 +88,63 @@ def test_arrays_of_experiments_and_bad_tuning():
         best_rho2(0.05, 0)
     with pytest.raises(ValueError, match="0 < alpha < 1"):
         best_rho2(1.0, 100)
+
+
+def test_every_field_on_fixed_moments():
+    from scipy import stats
+
+    c, v = Moments(1200, 10.0, 16.0), Moments(800, 10.5, 25.0)  # int counts, as in arrays
+    r = sequential_moments(c, v, 0.95, 5000)
+    t, se = 2000.0, math.sqrt(16 / 1200 + 25 / 800)
+    m = math.sqrt(t) * float(margin(t, best_rho2(0.05, 5000), 0.05))
+    se_rel = math.sqrt(25 / 800 / 100 + 10.5**2 * 16 / 1200 / 10**4)
+    mde = (m + stats.norm.ppf(0.8)) * se
+    want = {"control_mean": 10.0, "variant_mean": 10.5, "lift": 0.5, "relative_lift": 0.05,
+            "ci_low": 0.5 - m * se, "ci_high": 0.5 + m * se,
+            "relative_ci_low": 0.05 - m * se_rel, "relative_ci_high": 0.05 + m * se_rel,
+            "se": se, "df": math.inf, "t": 0.5 / se, "mde": mde, "relative_mde": mde / 10.0,
+            "n_control": 1200.0, "n_variant": 800.0,
+            "p_value": float(always_valid_p(0.5 / se, t, best_rho2(0.05, 5000)))}  # fmt: skip
+    assert set(r) == set(want)
+    for k, x in want.items():
+        assert float(r[k]) == pytest.approx(x, rel=1e-12), k
+
+
+def test_degenerate_inputs_answer_nan_or_inf_without_warnings():
+    import warnings
+
+    rho2 = best_rho2(0.05, 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        empty = sequential_moments(Moments(0, np.nan, np.nan), Moments(0, np.nan, np.nan),
+                                   0.95, 100)  # fmt: skip
+        assert np.isnan(empty["lift"]) and np.isnan(empty["ci_low"])
+        one = sequential_moments(Moments(1, 2.0, np.nan), Moments(0, 0.0, 0.0), 0.95, 100)
+        assert np.isnan(one["se"])
+        assert np.isinf(margin(0.0, rho2, 0.05))
+        assert np.isnan(always_valid_p(np.inf, 0.0, rho2))
+
+
+def test_the_tuning_and_level_bounds():
+    assert best_rho2(0.05, 1) > best_rho2(0.05, 2) > 0  # t_opt = 1 is a size
+    assert best_rho2(0.05, 0.5) > 0
+    with pytest.raises(ValueError):
+        best_rho2(0.0, 100)
+    with pytest.raises(ValueError):
+        best_rho2(0.05, -1)
+
+
+def test_counts_past_int64_squares_and_a_zero_control_mean():
+    import warnings
+
+    rho2 = best_rho2(0.05, 100)
+    assert float(margin(4_000_000_000, rho2, 0.05)) == float(margin(4e9, rho2, 0.05))
+    r = sequential_moments(Moments(np.array([10, 10]), np.zeros(2), np.ones(2)),
+                           Moments(np.array([10, 10]), np.ones(2), np.ones(2)), 0.95, 100)  # fmt: skip
+    assert r["df"].shape == (2,) and np.isinf(r["df"]).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        zero = sequential_moments(Moments(10, 0.0, 1.0), Moments(10, 1.0, 1.0), 0.95, 100)
+        assert np.isinf(zero["relative_lift"]) and np.isfinite(zero["lift"])
+        none = sequential_moments(Moments(0, 1.0, 1.0), Moments(10, 1.0, 1.0), 0.95, 100)
+        assert np.isinf(none["se"])  # a finite variance over no users

@@ -56,7 +56,7 @@ def test_a_guardrail_that_falls_blocks_the_ship(guard, decision):
     g = next(r for r in out["metrics"] if r["metric"] == "quality")
     assert g["guardrail"] and g["p_value_adjusted"] == g["p_value"]  # marginal, no BH
     assert g["significant"] == (g["p_value"] < 0.05) == (decision == "no_ship")
-    assert out["decision"] == decision
+    assert out["decision"] == decision and out["final"]
     primary = next(r for r in out["metrics"] if r["primary"])
     assert primary["significant"] and primary["guardrail_blocked"] == (decision == "no_ship")
     if decision == "no_ship":
@@ -85,3 +85,70 @@ def test_a_fixed_horizon_in_users_at_its_boundary(users, decision):
     out = summarize(exp, COUNTS, data(), DAY10, 14)
     assert out["decision"] == decision and out["horizon_reached"] == (decision == "ship")
     assert out["decision_grade"] == (decision != "running") == out["final"]
+
+
+END = START + timedelta(days=14)
+
+
+@pytest.mark.parametrize(
+    ("as_of", "watch", "want"),
+    [
+        (DAY10, 0.0, ("inconclusive", "no_effect_yet")),  # running, nothing yet
+        (END - timedelta(microseconds=2), 0.0, ("inconclusive", "no_effect_yet")),
+        (END - timedelta(microseconds=1), 0.0, ("no_ship", "no_effect")),  # the end's last µs
+        (END, 0.0, ("no_ship", "no_effect")),
+        (DAY10, -0.05, ("inconclusive", "no_effect_yet")),  # down, but not significantly
+        (DAY10, -2.0, ("no_ship", "primary_down")),  # significantly down: stop
+        (DAY10, 2.0, ("ship", "primary_up")),
+    ],
+)  # fmt: skip
+def test_sequential_looks_until_the_end(as_of, watch, want):
+    exp = config()
+    out = summarize(exp, COUNTS, data(watch=watch), as_of, 14)
+    assert (out["decision"], out["decision_reason"]) == want
+    assert out["final"] == (want[0] in ("ship", "no_ship"))
+    assert out["sequential_tuning_n"] == exp.tuning_n == 2000
+
+
+def test_outcome_data_is_judged_on_the_primary_metric_of_every_variant():
+    rng = np.random.default_rng(3)
+    zero = moments(np.zeros(N))
+    live = {"control": moments(rng.gamma(2.0, 3.0, N)), "b": moments(rng.gamma(2.0, 3.0, N)),
+            "c": moments(rng.gamma(2.0, 3.0, N))}  # fmt: skip
+    exp = config(variants={"control": 0.4, "b": 0.3, "c": 0.3}, min_sample_size=10)
+    counts = {"control": 4 * N, "b": 3 * N, "c": 3 * N}  # the weights' split: no SRM
+    # the primary without data in control and b (c has data): not decision-grade
+    by = {"watch": {"control": zero, "b": zero, "c": live["c"]}, "likes": live, "shares": live}
+    out = summarize(exp, counts, by, END, 14)
+    assert (out["decision"], out["decision_reason"]) == ("inconclusive", "no_outcome_data")
+    # data everywhere but in the primary: the same
+    by = {"watch": {v: zero for v in live}, "likes": live, "shares": live}
+    assert summarize(exp, counts, by, END, 14)["decision_reason"] == "no_outcome_data"
+
+
+def test_a_guardrail_that_rises_never_blocks():
+    out = summarize(config(guardrail_metrics=["quality"]), COUNTS, data(guard=0.5), DAY10, 14)
+    g = next(r for r in out["metrics"] if r["metric"] == "quality")
+    assert g["significant"] and 0 < g["lift"] < 1
+    assert out["decision"] == "ship"
+
+
+@pytest.mark.parametrize(
+    ("counts", "srm", "want"),
+    [({"control": 1}, False, ("running", "before_horizon")),  # no treatment user yet
+     ({"control": N, "treatment": 10}, True, ("invalid_srm", "srm")),
+     ({"control": N, "treatment": N}, False, ("ship", "primary_up"))],
+)  # fmt: skip
+def test_a_fixed_horizon_of_users_counts_every_variant(counts, srm, want):
+    exp = config(method="fixed_horizon", horizon_users=1)
+    out = summarize(exp, counts, data(), DAY10, 14)
+    assert (out["decision"], out["decision_reason"]) == want and out["srm"]["detected"] == srm
+    assert out["final"] == (want[0] == "ship")
+
+
+def test_fixed_horizon_at_the_end_is_final_even_when_inconclusive():
+    exp = config(method="fixed_horizon", min_sample_size=N + 1)
+    out = summarize(exp, COUNTS, data(), END, 14)
+    assert (out["decision"], out["decision_reason"], out["final"]) == (
+        "inconclusive", "min_sample", True)  # fmt: skip
+    assert out["sequential_tuning_n"] is None
