@@ -103,11 +103,17 @@ def decide(
     return decisions, reasons
 
 
-def is_final(method: str, decision: str, horizon_reached: bool) -> bool:
-    """Whether a look's decision ends the experiment (see the module doc)."""
+def is_final(method: str, decision, horizon_reached):
+    """Whether a look's decision ends the experiment (see the module doc): a bool, or an
+    array of them for arrays of decisions."""
+    decision = np.asarray(decision)
     if method == FIXED_HORIZON:
-        return bool(horizon_reached) and decision != "invalid_srm" and decision != "running"
-    return decision in FINAL
+        out = np.asarray(horizon_reached, dtype=bool) & ~np.isin(
+            decision, ("invalid_srm", "running")
+        )
+    else:
+        out = np.isin(decision, FINAL)
+    return bool(out) if out.ndim == 0 else out
 
 
 def runtime_reached(start: datetime, as_of: datetime, min_runtime_days: int) -> bool:

@@ -81,12 +81,7 @@ def simulate(method: str, *, runs: int = 2000, days: int = 14, users_per_day: in
             informative=np.isfinite(r["se"]) & (r["se"] > 0), up=sig & (r["lift"] > 0),
             guardrail_down=False, all_down=sig & (r["lift"] < 0),
         )  # fmt: skip
-        is_final = (
-            (decision != "running") & ended
-            if method == d.FIXED_HORIZON
-            else np.isin(decision, d.FINAL)
-        )
-        new = is_final & (decided_day == 0)
+        new = d.is_final(method, decision, ended) & (decided_day == 0)
         decided_day[new], final[new] = day, decision[new]
         first_ship = new & (decision == "ship")
         shipped |= first_ship

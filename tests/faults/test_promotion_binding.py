@@ -51,7 +51,9 @@ def world(tmp_path, monkeypatch, redis_server):
     yaml = landing / "experiments" / "experiments.yaml"
     text = yaml.read_text()
     assert "min_sample_size: 200\n" in text
-    yaml.write_text(text.replace("min_sample_size: 200\n", "min_sample_size: 1500\n"))
+    # and no minimum runtime (#18's default is 7 days): the ship comes on that day
+    yaml.write_text(text.replace("min_sample_size: 200\n",
+                                 "min_sample_size: 1500\n  min_runtime_days: 0\n"))  # fmt: skip
     resources = {
         "warehouse": WarehouseResource(),
         "mlflow": MlflowResource(),

@@ -107,3 +107,12 @@ def test_without_a_final_look_today_decides():
     assert got["decision"] == "ship" and got["decided_on"].startswith("2026-01-09")
     got = settle(_look(9, "inconclusive", False), [_look(8, "invalid_srm", False)])
     assert got["decision"] == "inconclusive" and "decided_on" not in got
+
+
+def test_what_is_final_for_arrays_of_runs():
+    looks = np.array(["ship", "no_ship", "inconclusive", "running", "invalid_srm"])
+    assert is_final("sequential", looks, False).tolist() == [True, True, False, False, False]
+    assert is_final("fixed_horizon", looks, True).tolist() == [True, True, True, False, False]
+    assert is_final("fixed_horizon", looks, np.zeros(5, dtype=bool)).tolist() == [False] * 5
+    flags = is_final("fixed_horizon", looks[:2], np.array([0, 1]))  # 0/1 flags are booleans
+    assert flags.dtype == bool and flags.tolist() == [False, True]
