@@ -219,13 +219,14 @@ def load_history(
     rows each); rows written before the method existed have no `final`."""
     if not warehouse.exists("ab_results"):
         return []
-    table = con.execute(
+    cur = con.execute(
         f"SELECT * FROM {warehouse.scan('ab_results')} "
         "WHERE experiment_id = $1 AND ds BETWEEN $2 AND $3",
         [exp.experiment_id, exp.start.date(), as_of.date()],
-    ).to_arrow_table()
+    )
+    names = [d[0] for d in cur.description]
     looks: dict[str, dict] = {}
-    for r in table.to_pylist():
+    for r in (dict(zip(names, row, strict=True)) for row in cur.fetchall()):
         if parse_timestamp(r["analyzed_at"]) >= as_of:
             continue
         look = looks.setdefault(r["analyzed_at"], {
