@@ -205,6 +205,9 @@ def _load(tmp: Path, env: dict, ids: list[str], auth: bool, seconds: float, n_ba
                 raise RuntimeError(f"clipflow serve did not start: {server_log()}")
             time.sleep(0.5)
         try:
+            # the first score loads the model from the registry: on a busy machine that can
+            # take longer than httpx's default 5 s, so one request waits for it alone
+            httpx.get(f"{base}/v1/clips/{ids[0]}/score", headers=headers, timeout=120)
             asyncio.run(_single(base, ids, RATE, 1.0, headers))  # warm-up
             single = asyncio.run(_single(base, ids, RATE, seconds, headers))
             batch = asyncio.run(_batch(base, ids, n_batch, headers))
