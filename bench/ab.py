@@ -17,21 +17,25 @@ treatment user's `watch_time_s` after assignment is 2% higher. as_of is the last
 Measured in one process with the pipeline warehouse resource's DuckDB settings (2 threads,
 4GB), best of 2, interleaved with the floor (best of 2), each on a fresh connection:
 
-* clipflow: `analyze(con, warehouse, exp, as_of)` (assignment counts, the per-user
-  aggregation and per-arm moments in DuckDB, SRM, Welch, CUPED, BH, decision). Its parts (`assignment_counts`, `arm_moments`, the rest) come as breakdown
-  records, as does `write_report` (JSON + HTML with its plots) of the result.
+* clipflow: `analyze(con, warehouse, exp, as_of)` (assignment counts, the join of users and
+  events in DuckDB streamed as Arrow batches into per-user numpy arrays, the per-arm exact
+  sums in DuckDB, SRM, Welch, CUPED, BH, decision). Its parts (`assignment_counts`,
+  `arm_moments`, the rest) come as breakdown records, as does `write_report` (JSON + HTML
+  with its plots) of the result.
 * floor: one plain DuckDB query over the same files (no partition pruning, no Python):
   assignments LEFT JOIN the events of [pre-period start, as_of] on user_id (timestamps as
   epoch microseconds); per user and metric `sum(CASE ...)` of the values in [assigned_at,
   as_of] and in the 14 days before assigned_at; per variant the count and the sums, sums
   of squares and of cross products of those. `analyze`'s n and raw means must equal the
-  floor's for every metric and arm, or the benchmark fails. (`analyze`'s SQL folds metric
-  and window into one small-integer slot per joined event before the sums, which the
-  plain query does not: a ratio below 1 means it beats the hand-written query.)
+  floor's for every metric and arm, or the benchmark fails. (The floor's per-user step is
+  a DuckDB hash aggregate on the string `user_id`, which spills at this size; `analyze`
+  numbers the users densely and adds per user in numpy arrays: a ratio below 1 means it
+  beats the hand-written query.)
 
-Target (absolute): under 30 s and under 4 GB peak RSS. The peak RSS is this process's,
-which includes the floor's runs; each repetition runs `analyze` first, so the peak after
-the first `analyze` (logged, and named in the target text when the peak is over) is its own.
+Target (absolute, #19): under 15 s and under 3 GB peak RSS of `analyze` itself. The first
+repetition runs `analyze` before any floor run, so the process's peak RSS right after it
+is `analyze`'s own (the `ab_analyze_*` records carry that figure; the others, and the log,
+the whole process's, which the floor's 3 GB DuckDB limit raises).
 """
 
 from __future__ import annotations
@@ -54,8 +58,8 @@ THREADS, MEMORY_LIMIT = 2, "4GB"  # WarehouseResource defaults (the data generat
 # analyze and the floor: ab_stats.ANALYSIS_MEMORY_LIMIT, the ab_results asset's connection
 USERS, EVENTS_PER_USER, MIN_USERS = 10_000_000, 5, 10_000
 IN_PROCESS_BELOW = 100_000  # users: smaller data is made in this process
-MAX_SECONDS, MAX_PEAK_MB = 30.0, 4096.0
-TARGET = f"< {MAX_SECONDS:g} s and < {MAX_PEAK_MB / 1024:g} GB peak"
+MAX_SECONDS, MAX_PEAK_MB = 15.0, 3072.0
+TARGET = f"< {MAX_SECONDS:g} s and < {MAX_PEAK_MB / 1024:g} GB peak (analyze alone)"
 NO_TARGET = "breakdown, no target"
 REPEATS = 2
 EXPERIMENT = "bench_ab"
@@ -260,26 +264,24 @@ def run(scale: float, tmp: Path) -> list[Record]:
     )
 
     peak = peak_rss_mb()
-    met = best.seconds < MAX_SECONDS and peak < MAX_PEAK_MB
-    over = f"peak {peak:,.0f} MB: over; analyze alone {own_peak:,.0f} MB"
-    target = TARGET if peak < MAX_PEAK_MB else f"{TARGET} ({over})"
+    met = best.seconds < MAX_SECONDS and own_peak < MAX_PEAK_MB
 
     rows = users + made["user_metrics"]
 
-    def record(metric, value, floor_metric, floor, target=NO_TARGET, met=True, n=rows):
+    def record(metric, value, floor_metric, floor, target=NO_TARGET, met=True, n=rows, mb=peak):
         value, floor = max(value, 1e-6), max(floor, 1e-6)
         return floor_record(metric, value, "s", floor_metric, floor, target=target,
-                            also_met=met, benchmark="ab", rows=n, peak_rss_mb=peak,
+                            also_met=met, benchmark="ab", rows=n, peak_rss_mb=mb,
                             scale=scale)  # fmt: skip
 
     def breakdown(metric, value, n=rows):  # no floor: the floor is itself
         return record(metric, value, metric, value, n=n)
 
     return [
-        record("ab_analyze_seconds", best.seconds, "raw_duckdb_seconds", bare.seconds, target,
-               met),
+        record("ab_analyze_seconds", best.seconds, "raw_duckdb_seconds", bare.seconds, TARGET,
+               met, mb=own_peak),
         record("ab_analyze_cpu_seconds", best.cpu, "raw_duckdb_cpu_seconds",
-               min(f[0].cpu for f in floors)),
+               min(f[0].cpu for f in floors), mb=own_peak),
         record("ab_arm_moments_seconds", parts["arm_moments"], "raw_duckdb_seconds",
                bare.seconds),
         breakdown("ab_assignment_counts_seconds", parts["assignment_counts"]),

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from models.core.warehouse import Warehouse, connect
+from models.experiments import aggregate
 from models.experiments.aggregate import _exact_moments, arm_moments
 from models.experiments.config import ExperimentConfig
 
@@ -161,5 +162,54 @@ def test_sums_past_the_exact_range_fail_naming_the_experiment(tmp_path):
     assert (got["control"].mean_y, got["treatment"].mean_y) == (0.0, 1.0)
     with pytest.raises(ValueError, match=r"experiment 'exact'.*\['m'\].*\|value\| is 9\.0072"):
         arm_moments(connect(), _one_user_each(tmp_path, "big", 4.5036e9), EXP, as_of)
-    with pytest.raises(ValueError, match=r"experiment 'exact'.*too large.*Conversion"):
+    with pytest.raises(ValueError, match=r"experiment 'exact'.*too large.*\|value\| is nan"):
         arm_moments(connect(), _one_user_each(tmp_path, "nan", math.nan), EXP, as_of)
+
+
+def test_passes_split_the_users_at_the_accumulator_budget(monkeypatch):
+    # 8 bytes per user and slot, plus |value| (8) and the variant code (1): 6 slots = 57 B
+    monkeypatch.setattr(aggregate, "ACCUMULATOR_BYTES", 57 * 1000)
+    assert aggregate._passes(1000, 6) == 1 and aggregate._passes(1001, 6) == 2
+    assert aggregate._passes(3000, 6) == 3 and aggregate._passes(3001, 6) == 4
+    assert aggregate._passes(0, 6) == 1
+
+
+def test_several_passes_give_the_same_bits_as_one(tmp_path, monkeypatch):
+    assigned, events = _events(seed=5)
+    as_of = START + timedelta(days=3)
+    wh = _write(tmp_path / "h", assigned, events, 2, 1)
+    one = _figures(wh, 2, as_of)
+    monkeypatch.setattr(aggregate, "ACCUMULATOR_BYTES", 25 * 90)  # 2 slots, 400 users: 5
+    seen = []
+    arrays = aggregate._per_user_arrays
+    monkeypatch.setattr(aggregate, "_per_user_arrays", lambda *a: seen.append(a[-1]) or arrays(*a))
+    assert _figures(wh, 2, as_of) == one
+    assert seen == [f"hash(user_id) % 5 = {p}" for p in range(5)]
+    want = _expected(assigned, events, as_of)
+    assert one["control"] == (float(want["control"][0]), *want["control"][1:])
+
+
+class _CountsLess:
+    """A connection whose user count comes out one short, as if assignments were written
+    between the count and the join."""
+
+    def __init__(self, con):
+        self.con = con
+
+    def execute(self, sql, *args):
+        if sql.lstrip().startswith("SELECT count(*) FROM ("):
+            ((n,),) = self.con.execute(sql, *args).fetchall()
+            return self.con.execute(f"SELECT {n - 1}")
+        return self.con.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.con, name)
+
+
+def test_assignments_changed_mid_analysis_fail_rather_than_misplace_sums(tmp_path):
+    assigned, events = _events(seed=6, users=50)
+    wh = _write(tmp_path / "h", assigned, events, 1, 0)
+    con = _CountsLess(connect())
+    counts = {"control": 25, "treatment": 25}
+    with pytest.raises(RuntimeError, match=r"experiment 'exact': its assignments changed"):
+        arm_moments(con, wh, EXP, START + timedelta(days=3), counts)
