@@ -7,13 +7,14 @@ duplicate rows or misses a clip of the day.
 """
 
 import warnings
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 
 from assets.constants import DAILY_PARTITIONS, FEATURES, OWNERS
 from assets.markdown import md_table
 from assets.resources import WarehouseResource
+from models.features import creator_state
 from models.features.checks import non_finite_counts, sanity_counts, summary
 from models.features.clip_features import (
     FEATURE_COLUMNS,
@@ -42,13 +43,20 @@ PREVIEW_COLUMNS = [
     description="Point-in-time clip features, one row per (clip_id, event_timestamp): a "
     "creation row per clip created on the day and a day-end row per clip in its first 7 "
     "days. Clip attributes, derived attributes, 1/3/7-day engagement and creator history "
-    "known strictly before event_timestamp.",
+    "known strictly before event_timestamp (from the per-creator running state of the day "
+    "before, table `creator_state`, rebuilt from the first day whose inputs changed).",
 )
 def clip_features(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     ds = date.fromisoformat(context.partition_key)
     wh = warehouse.get()
+    rebuilt = creator_state.ensure(wh.con, wh, ds - timedelta(days=1))
+    if rebuilt:
+        context.log.info(
+            f"creator_state rebuilt for {len(rebuilt)} day(s), {rebuilt[0]} to {rebuilt[-1]} "
+            "(missing, or their inputs changed since)"
+        )
     rows = build_clip_features(wh.con, wh, ds)
     s = summary(wh, ds, PREVIEW_COLUMNS)
     context.log.info(f"clip_features {ds}: {rows} rows over {s['clips']} clips")
@@ -60,6 +68,7 @@ def clip_features(
             "clips": s["clips"],
             "share_with_views": round(s["rows_with_views"] / rows, 4) if rows else 0.0,
             "features": len(FEATURE_COLUMNS),
+            "creator_state_rebuilt_days": len(rebuilt),
             "path": dg.MetadataValue.path(wh.location(TABLE, ds)),
             "preview": dg.MetadataValue.md(md_table(PREVIEW_COLUMNS, s["head"])),
         }

@@ -28,10 +28,13 @@ ds 23:59:59.999999), so a clip is described at birth and after each of its first
 created; a label or label revision as a delta on the sum of newest labels; a clip's first
 24 h closing) matched with a strict ASOF JOIN, so nothing known only later leaks in.
 
-Reads: clips, labels and engagement up to ds once each, whole (history: the creator
-streams need every earlier clip's label and first-24h views); the clips and engagement
-partitions of ds-6 .. ds again for the rows' attributes and windows. Only partitions up to
-ds are read, so re-running a day later gives the same rows.
+Reads: the creator state of ds - 1 plus the day's creator events
+(`models.features.creator_state`, which also writes the state of ds for the next day), and
+the clips and engagement partitions of ds-6 .. ds for the rows' attributes and windows: a
+day's cost follows the day, not the history. `full=True` recomputes the creator streams
+from every partition up to ds instead (the reference the state is tested against: both give
+the same rows). Only partitions up to ds are read, so re-running a day later gives the same
+rows.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import duckdb
 from models.core import names
 from models.core.contract import TABLES
 from models.core.warehouse import Warehouse
+from models.features import creator_state
 
 TABLE = names.FEATURES_VIEW  # the warehouse table and the Feast view share the name
 WINDOW_DAYS = names.WINDOW_DAYS
@@ -68,7 +72,7 @@ RESOLUTIONS = {
 }
 VERTICAL_ASPECTS = ("9:16", "4:5")
 
-_TEMP = ("_cf_clips", "_cf_rows", "_cf_hist")
+_TEMP = ("_cf_clips", "_cf_rows", "_cf_hist", "_cs_events")
 
 
 def _tstz(d: date, time: str = "00:00:00") -> str:
@@ -100,12 +104,8 @@ def _case(column: str, values: dict[str, object]) -> str:
 
 
 def _stage_rows(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, ds: date) -> None:
-    """`_cf_clips`: every clip up to ds (history); `_cf_rows`: the day's rows with attributes."""
+    """`_cf_rows`: the day's rows with attributes."""
     first = ds - timedelta(days=HISTORY_DAYS - 1)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _cf_clips AS
-        SELECT * FROM {_read(warehouse, "clips", ["clip_id", "creator_id", "created_at"], None, ds)}
-    """)
     cols = ["clip_id", "creator_id", "created_at", *ATTRIBUTE_FEATURES]
     end = day_end(ds)
     con.execute(f"""
@@ -120,10 +120,36 @@ def _stage_rows(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, ds: date) 
     """)
 
 
+_RUNNING = """
+        SELECT creator_id, ts,
+               sum(coalesce(sum(d_clips), 0)) OVER w AS n_clips,
+               sum(coalesce(sum(d_label_sum), 0)) OVER w AS label_sum,
+               sum(coalesce(sum(d_labels), 0)) OVER w AS n_labels,
+               sum(coalesce(sum(d_early_sum), 0)) OVER w AS early_sum,
+               sum(coalesce(sum(d_early), 0)) OVER w AS n_early
+        FROM ({events})
+        GROUP BY creator_id, ts
+        WINDOW w AS (PARTITION BY creator_id ORDER BY ts ROWS UNBOUNDED PRECEDING)"""
+
+
 def _stage_history(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, ds: date) -> None:
     """`_cf_hist`: per creator and moment, running totals of clips created, newest-label
-    sums and counts, and first-24h views and counts of clips whose first day closed."""
+    sums and counts, and first-24h views and counts of clips whose first day closed: the
+    state of ds - 1 (made fresh first) plus the day's events; writes the state of ds."""
+    creator_state.ensure(con, warehouse, ds - timedelta(days=1))
+    creator_state.stage_day_events(con, warehouse, ds)
+    creator_state.write_state(con, warehouse, ds)
+    events = creator_state.deltas_sql(warehouse, ds)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _cf_hist AS {_RUNNING.format(events=events)}")
+
+
+def _stage_history_full(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, ds: date) -> None:
+    """`_cf_hist` as `_stage_history` makes it, recomputed from every partition up to ds."""
     end = day_end(ds)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _cf_clips AS
+        SELECT * FROM {_read(warehouse, "clips", ["clip_id", "creator_id", "created_at"], None, ds)}
+    """)
     labels = _read(warehouse, "labels", ["clip_id", "labeled_at", "quality_score"], None, ds)
     views = _read(warehouse, "engagement", ["clip_id", "event_timestamp", "views"], None, ds)
     con.execute(f"""
@@ -155,15 +181,7 @@ def _stage_history(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, ds: dat
             UNION ALL BY NAME
             SELECT creator_id, ts, early_views AS d_early_sum, 1 AS d_early FROM early
         )
-        SELECT creator_id, ts,
-               sum(coalesce(sum(d_clips), 0)) OVER w AS n_clips,
-               sum(coalesce(sum(d_label_sum), 0)) OVER w AS label_sum,
-               sum(coalesce(sum(d_labels), 0)) OVER w AS n_labels,
-               sum(coalesce(sum(d_early_sum), 0)) OVER w AS early_sum,
-               sum(coalesce(sum(d_early), 0)) OVER w AS n_early
-        FROM events
-        GROUP BY creator_id, ts
-        WINDOW w AS (PARTITION BY creator_id ORDER BY ts ROWS UNBOUNDED PRECEDING)
+        {_RUNNING.format(events="SELECT * FROM events")}
     """)
 
 
@@ -238,11 +256,14 @@ def _feature_sql(warehouse: Warehouse, ds: date) -> str:
     """
 
 
-def build_clip_features(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, ds: date) -> int:
-    """Write partition ds of `clip_features` (replacing it); returns its row count."""
+def build_clip_features(
+    con: duckdb.DuckDBPyConnection, warehouse: Warehouse, ds: date, *, full: bool = False
+) -> int:
+    """Write partition ds of `clip_features` (replacing it); returns its row count. `full`
+    recomputes creator history from all partitions instead of the creator state."""
     try:
         _stage_rows(con, warehouse, ds)
-        _stage_history(con, warehouse, ds)
+        (_stage_history_full if full else _stage_history)(con, warehouse, ds)
         return warehouse.write_partition(
             con, TABLE, ds, _feature_sql(warehouse, ds), keys=("clip_id", "event_timestamp")
         )

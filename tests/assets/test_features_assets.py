@@ -69,6 +69,28 @@ def test_clip_features_materialize_day_by_day_and_pass_their_check(generated, tm
             assert meta["clips"].value == clips_so_far
             assert 0 < meta["share_with_views"].value < 1
             assert "preview" in meta and "path" in meta
+            assert meta["creator_state_rebuilt_days"].value == 0  # the day before wrote it
+
+        # day 1 ingested again (its files rewritten): day 3's run rebuilds the state of
+        # days 1 and 2 and writes the same rows
+        third = con.execute(
+            f"SELECT * FROM {wh.scan('clip_features')} WHERE ds = '{DAYS[2]}' ORDER BY ALL"
+        ).fetchall()
+        again = dg.materialize(
+            [*ingest_assets], partition_key=DAYS[0], resources=resources, instance=instance
+        )
+        assert again.success
+        rerun = dg.materialize(
+            [clip_features], partition_key=DAYS[2], resources=resources, instance=instance
+        )
+        (mat,) = rerun.get_asset_materialization_events()
+        assert mat.materialization.metadata["creator_state_rebuilt_days"].value == 2
+        assert (
+            con.execute(
+                f"SELECT * FROM {wh.scan('clip_features')} WHERE ds = '{DAYS[2]}' ORDER BY ALL"
+            ).fetchall()
+            == third
+        )
 
     per_day = con.execute(
         f"SELECT ds::VARCHAR, count(*), count(*) FILTER (creator_label_count > 0) "

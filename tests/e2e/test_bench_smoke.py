@@ -106,6 +106,14 @@ def test_bench_feature_store_smoke(tmp_path, name, metrics, redis):
         ),
         ("score", {"score_rows_per_s", "score_seconds", "model_load_seconds"}),
         ("ab", {"ab_analyze_seconds", "ab_write_report_seconds"}),
+        (
+            "clip_features",
+            {
+                "clip_features_seconds",
+                "clip_features_history_growth",
+                "clip_features_full_recompute_seconds",
+            },
+        ),
     ],
 )
 def test_bench_model_smoke(tmp_path, name, metrics):

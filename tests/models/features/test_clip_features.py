@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import date
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from support import GOOD_CLIP, GOOD_ENGAGEMENT, ts
+from feature_support import END, clip, label, put, window
+from support import ts
 
-from models.core.contract import TABLES
 from models.core.warehouse import Warehouse, connect
 from models.features.clip_features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, build_clip_features
 
-ARROW = {
-    "string": pa.string(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-    "float": pa.float64(),
-    "int": pa.int64(),
-    "bool": pa.bool_(),
-}
-END = "23:59:59.999999"
 # The names other modules code against: a rename here is a breaking change.
 CONTRACT_FEATURES = [
     *("duration_s", "resolution", "bitrate_kbps", "fps", "aspect_ratio", "has_captions"),
@@ -45,39 +36,6 @@ def wh(tmp_path):
 @pytest.fixture
 def con():
     return connect()
-
-
-def put(wh, table: str, rows: list[dict]) -> None:
-    """Write `rows` as the warehouse partitions of `table` (one per day of its timestamp)."""
-    spec = TABLES[table]
-    schema = pa.schema([pa.field(f.name, ARROW[f.type]) for f in spec.fields])
-    days = defaultdict(list)
-    for r in rows:
-        days[r[spec.partition_by].date()].append(r)
-    for day, rs in days.items():
-        with connect() as writer:
-            writer.register("_rows", pa.Table.from_pylist(rs, schema=schema))
-            wh.write_partition(writer, table, day, "SELECT * FROM _rows")
-
-
-def clip(cid: str, at: str, creator: str = "k1", **kw) -> dict:
-    return {**GOOD_CLIP, "clip_id": cid, "creator_id": creator, "created_at": ts(at), **kw}
-
-
-def window(cid: str, at: str, views: int, **kw) -> dict:
-    counts = {"likes": 0, "shares": 0, "comments": 0, "completions": 0, "watch_time_s": 0.0}
-    return {
-        **GOOD_ENGAGEMENT,
-        **counts,
-        "clip_id": cid,
-        "event_timestamp": ts(at),
-        "views": views,
-        **kw,
-    }
-
-
-def label(cid: str, at: str, score: float) -> dict:
-    return {"clip_id": cid, "labeled_at": ts(at), "quality_score": score}
 
 
 def features(con, wh, ds: date) -> dict[tuple[str, str], dict]:
