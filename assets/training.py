@@ -14,7 +14,7 @@ candidate becomes a new version of `clip_quality` with the `challenger` alias, o
 import re
 
 import dagster as dg
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from assets.constants import DAILY_PARTITIONS, OWNERS, TRAINING, day_end
 from assets.markdown import md_table
@@ -54,6 +54,8 @@ class ModelConfig(dg.Config):
     min_labeled_clips: int = Policy.min_labeled_clips
     gate_tolerance_rmse: float = Policy.gate_tolerance_rmse
     gate_bootstrap_samples: int = Policy.gate_bootstrap_samples
+    train_window_days: int = Field(default=Policy.train_window_days, ge=1)
+    train_row_budget: int = Field(default=Policy.train_row_budget, ge=1)
 
     @field_validator("device", mode="before")
     @classmethod
@@ -112,9 +114,19 @@ def clip_quality_model(
     ds, wh = context.partition_key, warehouse.get()
     fields = {k: getattr(config, k) for k in TrainParams.__dataclass_fields__}
     policy = Policy(**{k: getattr(config, k) for k in Policy.__dataclass_fields__})
+
+    def rows():  # read only when the policy says train: the window, sampled to the budget
+        if not wh.has("training_set", ds):
+            return None, {}
+        from models.features.training_set import read_window
+
+        return read_window(
+            wh.con, wh, ds, day_end(ds), policy.train_window_days, policy.train_row_budget
+        )
+
     try:
         out = run_day(
-            wh.read("training_set", ds) if wh.has("training_set", ds) else None,
+            rows,
             TrainParams(**fields),
             policy,
             cutoff=day_end(ds),
@@ -193,6 +205,7 @@ def _metadata(out: Outcome) -> dict:
             md_table(["", "candidate", "champion", "baseline"], table)
         ),
         "data_fingerprint": out.data_fingerprint,
+        **out.window,  # the window and sample read (#19), as in the version's tags
         "champion_version_before": out.champion_before or "none",
         **{f"plot_{k}": dg.MetadataValue.path(str(v)) for k, v in out.plots.items()},
     }

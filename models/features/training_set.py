@@ -11,7 +11,7 @@ service `clip_quality_v1`, and a DuckDB `ASOF JOIN` on the warehouse (faster at 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -57,6 +57,54 @@ def entity_rows(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, cutoff: da
         """,
         params={"cutoff": cutoff},
     ).to_arrow_table()
+
+
+def read_window(
+    con: duckdb.DuckDBPyConnection,
+    warehouse: Warehouse,
+    ds: str,
+    cutoff: datetime,
+    window_days: int,
+    row_budget: int,
+) -> tuple[pa.Table, dict[str, str]]:
+    """What training reads of partition `ds` of `training_set`: the rows of clips created in
+    the `window_days` days before `cutoff` (created_at >= cutoff - window_days), and when
+    they are more than `row_budget`, whole clips in the order of the MD5 of their clip_id
+    (a uniform sample, the same on every run and DuckDB version) while the rows fit. DuckDB
+    reads and filters the partition, so only the kept rows reach Arrow.
+
+    Returns the rows (sorted by clip_id, event_timestamp) and the tags that say what was
+    read: window days and start, rows in the window, rows used, the sample."""
+    start = _utc(cutoff) - timedelta(days=window_days)
+    part = warehouse.partition_scan("training_set", ds)
+    in_window = f"SELECT * FROM {part} WHERE created_at >= $start"
+    ((available,),) = con.execute(
+        f"SELECT count(*) FROM ({in_window})", {"start": start}
+    ).fetchall()
+    sampled = available > row_budget
+    if sampled:
+        query = f"""
+            WITH per_clip AS (SELECT clip_id, count(*) AS n FROM ({in_window}) GROUP BY clip_id),
+            kept AS (
+                SELECT clip_id FROM per_clip
+                QUALIFY sum(n) OVER (ORDER BY md5(clip_id), clip_id
+                                     ROWS UNBOUNDED PRECEDING) <= $budget
+            )
+            SELECT * FROM ({in_window}) WHERE clip_id IN (SELECT clip_id FROM kept)"""
+    else:
+        query = in_window
+    params = {"start": start, **({"budget": row_budget} if sampled else {})}
+    rows = con.sql(f"{query} ORDER BY clip_id, event_timestamp", params=params).to_arrow_table()
+    tags = {
+        "train_window_days": str(window_days),
+        "train_window_start": start.isoformat(),
+        "train_rows_in_window": str(available),
+        "train_rows_used": str(rows.num_rows),
+        "train_sample": (
+            f"whole clips by md5(clip_id) up to {row_budget} rows" if sampled else "none"
+        ),
+    }
+    return rows, tags
 
 
 def training_set_feast(

@@ -11,6 +11,7 @@ better (or when there is none) else `challenger`, by checked alias moves (regist
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,6 +38,10 @@ class Policy:
     min_labeled_clips: int = 200
     gate_tolerance_rmse: float = 0.5
     gate_bootstrap_samples: int = 1000
+    # what a training reads (#19): clips created in the last `train_window_days` days before
+    # the cutoff, sampled by whole clips to `train_row_budget` rows when more
+    train_window_days: int = 90
+    train_row_budget: int = 2_000_000
 
 
 @dataclass
@@ -60,6 +65,7 @@ class Outcome:
     best_iteration: int | None = None
     data_fingerprint: str | None = None
     plots: dict[str, Path] = field(default_factory=dict)
+    window: dict[str, str] = field(default_factory=dict)  # what was read (version tags)
 
     @property
     def promoted(self) -> bool:
@@ -84,8 +90,11 @@ def retrain_reason(champion_tags: dict | None, cutoff: datetime, policy: Policy)
     return None
 
 
+TrainingRows = pa.Table | Callable[[], tuple[pa.Table | None, dict[str, str]]] | None
+
+
 def run_day(
-    training_set: pa.Table | None,
+    training_set: TrainingRows,
     params: TrainParams,
     policy: Policy,
     *,
@@ -95,7 +104,9 @@ def run_day(
     run_id: str,
     plots_dir: Path,
 ) -> Outcome:
-    """The day's lifecycle on `training_set` (None: the day has none)."""
+    """The day's lifecycle on `training_set` (None: the day has none), or on what a function
+    returns when called (rows or None, and tags saying what was read: the window and
+    sample), called only when training is due, so a day without training reads nothing."""
     from mlflow import MlflowClient
 
     from models.training import registry
@@ -106,6 +117,9 @@ def run_day(
     reason = retrain_reason(champ_tags, cutoff, policy)
     if reason is None:
         return Outcome("kept champion: not due under the retraining policy", False, champ_version)
+    window: dict[str, str] = {}
+    if callable(training_set):
+        training_set, window = training_set()
     if training_set is None:
         return Outcome("kept champion: no training set for the day", False, champ_version)
     n_clips = len(pc.unique(training_set.column("clip_id")))
@@ -113,7 +127,7 @@ def run_day(
         why = f"{n_clips} labelled clips < min_labeled_clips {policy.min_labeled_clips}"
         return Outcome(f"kept champion: {why}", False, champ_version)
     out, verdict, trained = _train_and_gate(training_set, params, policy, tracking_uri, plots_dir)
-    out.decision, out.champion_before = reason, champ_version
+    out.decision, out.champion_before, out.window = reason, champ_version, dict(window)
     if verdict.passed:
         out.version = _register(out, trained, training_set, run_id, tracking_uri, artifact_location)
         out.alias = registry.apply_gate(
@@ -192,7 +206,7 @@ def _register(
     return registry.log_and_register(
         trained,
         logged,
-        {"dagster_run_id": run_id},
+        {"dagster_run_id": run_id, **out.window},
         out.plots,
         tracking_uri,
         documents={

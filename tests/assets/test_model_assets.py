@@ -97,6 +97,9 @@ def test_first_model_becomes_champion_and_days_score(pipeline_home):
     ]:
         assert mv.tags.get(tag), tag
     assert mv.tags["feature_service"] == "clip_quality_v1"
+    # #19: what the training read, in the version's tags: the default 90-day window, no sample
+    assert (mv.tags["train_window_days"], mv.tags["train_sample"]) == ("90", "none")
+    assert mv.tags["train_rows_used"] == mv.tags["train_rows_in_window"] != "0"
     run = _client().get_run(mv.run_id)
     assert {"rmse", "mae", "r2"} <= set(run.data.metrics)
     # The first model here learns from ~150 labelled clips with 60 trees, so the bar is modest:

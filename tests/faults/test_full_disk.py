@@ -54,13 +54,13 @@ def small_disk(tmp_path):
 
 
 def fill(disk: Path) -> Path:
-    """Write a ballast file until the file system is full; returns it."""
+    """Write a ballast file until the file system is full; returns it. Unbuffered: a
+    buffered file keeps the bytes a full disk refused and fails again on close."""
     ballast = disk / "ballast"
-    with ballast.open("wb") as f:
+    with ballast.open("wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError as e:
             assert e.errno == errno.ENOSPC
     return ballast
