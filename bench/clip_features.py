@@ -137,6 +137,7 @@ def state(home: str, last: date) -> tuple[float, int]:
     """Build the creator state up to `last` the pipeline's way: seconds, days built."""
     wh = Warehouse(home)
     con = connect(threads=THREADS, memory_limit=MEMORY_LIMIT)
+    con.execute("SET enable_progress_bar = false")
     with Timer() as t:
         built = creator_state.ensure(con, wh, last)
     return t.seconds, len(built)
@@ -147,6 +148,7 @@ def features(home: str, ds: date, full: bool = False) -> tuple[float, float, int
     SHA-256 of the partition's files (the same rows make the same bytes)."""
     wh = Warehouse(home)
     con = connect(threads=THREADS, memory_limit=MEMORY_LIMIT)
+    con.execute("SET enable_progress_bar = false")
     with Timer() as t:
         rows = build_clip_features(con, wh, ds, full=full)
     digest = hashlib.sha256()
@@ -160,6 +162,7 @@ def floor(home: str, ds: date, out: str) -> float:
     """The bare read of the day's 7-day window of clips and engagement, written once."""
     wh, lo = Warehouse(home), ds - timedelta(days=HISTORY_DAYS - 1)
     con = connect(threads=THREADS, memory_limit=MEMORY_LIMIT)
+    con.execute("SET enable_progress_bar = false")
     window = f"ds BETWEEN DATE '{lo}' AND DATE '{ds}'"
     with Timer() as t:
         con.execute(f"""

@@ -53,6 +53,7 @@ def connect(
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")  # no terminal bars in run logs
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
