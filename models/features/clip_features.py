@@ -44,7 +44,6 @@ from datetime import date, timedelta
 import duckdb
 
 from models.core import names
-from models.core.contract import TABLES
 from models.core.warehouse import Warehouse
 from models.features import creator_state
 
@@ -84,18 +83,7 @@ def day_end(ds: date) -> str:
     return _tstz(ds, "23:59:59.999999")
 
 
-def _read(warehouse: Warehouse, table: str, cols: list[str], first: date | None, ds: date) -> str:
-    """Columns of `table` from partitions [first, ds] (all up to ds when first is None);
-    an empty relation of the right types when the table has no data yet."""
-    if not warehouse.exists(table):
-        spec = TABLES[table]
-        typed = ", ".join(f"NULL::{spec.field(c).sql_type} AS {c}" for c in cols)
-        return f"(SELECT {typed} WHERE FALSE)"
-    lo = f"ds >= DATE '{first.isoformat()}' AND " if first else ""
-    return (
-        f"(SELECT {', '.join(cols)} FROM {warehouse.scan(table, ', '.join([*cols, 'ds']))} "
-        f"WHERE {lo}ds <= DATE '{ds.isoformat()}')"
-    )
+_read = creator_state.read_days
 
 
 def _case(column: str, values: dict[str, object]) -> str:

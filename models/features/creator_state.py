@@ -32,6 +32,7 @@ from datetime import date, timedelta
 
 import duckdb
 
+from models.core.contract import TABLES
 from models.core.warehouse import Warehouse
 
 STATE = "creator_state"
@@ -44,21 +45,24 @@ def _day(d: date, time: str = "00:00:00") -> str:
     return f"TIMESTAMPTZ '{d.isoformat()} {time}+00'"
 
 
-def _part(warehouse: Warehouse, table: str, cols: str, lo: date | None, hi: date) -> str:
-    """`cols` of `table`'s partitions [lo, hi] (all up to hi when lo is None); empty when
-    the table has no data yet (the caller's columns typed by the contract)."""
+def read_days(
+    warehouse: Warehouse, table: str, cols: list[str], first: date | None, last: date
+) -> str:
+    """Columns of `table` from partitions [first, last] (all up to last when first is None);
+    an empty relation of the contract's types when the table has no data yet."""
     if not warehouse.exists(table):
-        from models.core.contract import TABLES  # noqa: PLC0415 (only for empty tables)
-
         spec = TABLES[table]
-        names = [c.strip() for c in cols.split(",")]
-        typed = ", ".join(f"NULL::{spec.field(c).sql_type} AS {c}" for c in names)
+        typed = ", ".join(f"NULL::{spec.field(c).sql_type} AS {c}" for c in cols)
         return f"(SELECT {typed} WHERE FALSE)"
-    low = f"ds >= DATE '{lo.isoformat()}' AND " if lo else ""
+    lo = f"ds >= DATE '{first.isoformat()}' AND " if first else ""
     return (
-        f"(SELECT {cols} FROM {warehouse.scan(table, cols + ', ds')} "
-        f"WHERE {low}ds <= DATE '{hi.isoformat()}')"
+        f"(SELECT {', '.join(cols)} FROM {warehouse.scan(table, ', '.join([*cols, 'ds']))} "
+        f"WHERE {lo}ds <= DATE '{last.isoformat()}')"
     )
+
+
+def _part(warehouse: Warehouse, table: str, cols: str, lo: date | None, hi: date) -> str:
+    return read_days(warehouse, table, [c.strip() for c in cols.split(",")], lo, hi)
 
 
 def stage_day_events(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, d: date) -> None:
