@@ -5,25 +5,18 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pyarrow as pa
-from support import GOOD_CLIP, GOOD_ENGAGEMENT, ts
+from support import ARROW_TYPES, GOOD_CLIP, GOOD_ENGAGEMENT, ts
 
 from models.core.contract import TABLES
 from models.core.warehouse import connect
 
-ARROW = {
-    "string": pa.string(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-    "float": pa.float64(),
-    "int": pa.int64(),
-    "bool": pa.bool_(),
-}
 END = "23:59:59.999999"
 
 
 def put(wh, table: str, rows: list[dict]) -> None:
     """Write `rows` as the warehouse partitions of `table` (one per day of its timestamp)."""
     spec = TABLES[table]
-    schema = pa.schema([pa.field(f.name, ARROW[f.type]) for f in spec.fields])
+    schema = pa.schema([pa.field(f.name, ARROW_TYPES[f.type]) for f in spec.fields])
     days = defaultdict(list)
     for r in rows:
         days[r[spec.partition_by].date()].append(r)

@@ -14,6 +14,15 @@ import pyarrow.parquet as pq
 from models.core.contract import ASPECT_RATIOS, RESOLUTIONS, TABLES
 from models.features.clip_features import CATEGORICAL_FEATURES, FEATURE_COLUMNS
 
+# Arrow type of each contract field type (for hand-made warehouse and landing rows)
+ARROW_TYPES = {
+    "string": pa.string(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "float": pa.float64(),
+    "int": pa.int64(),
+    "bool": pa.bool_(),
+}
+
 
 def ts(s: str) -> datetime:
     return datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(UTC)

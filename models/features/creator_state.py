@@ -12,7 +12,7 @@ that day's end (event_timestamp <= ds 23:59:59.999999):
 | early_sum | BIGINT | first-24h views of clips whose first 24 h closed |
 | n_early | BIGINT | those clips |
 
-The events of day d (`day_events_sql`) come from bounded reads: clips created on d (one
+The events of day d (`stage_day_events`) come from bounded reads: clips created on d (one
 clip each), labels of d (their clip's creator and earlier label from the clips and labels
 partitions since the oldest such clip's creation day; `OWNER_LOOKBACK_DAYS` first, all
 earlier clip partitions only for clips not found there), and clips created on d - 1 with
@@ -39,10 +39,12 @@ STATE = "creator_state"
 OWNER_LOOKBACK_DAYS = 14  # a label's clip is looked up in these clip partitions first
 COLUMNS = ("n_clips", "label_sum", "n_labels", "early_sum", "n_early")
 _TYPES = ("BIGINT", "DECIMAL(38, 6)", "BIGINT", "BIGINT", "BIGINT")
+_LABELS = ["clip_id", "labeled_at", "quality_score"]
+_OWNERS = ["clip_id", "creator_id", "created_at"]  # a clip's creator and creation time
 
 
-def _day(d: date, time: str = "00:00:00") -> str:
-    return f"TIMESTAMPTZ '{d.isoformat()} {time}+00'"
+def _day(d: date) -> str:
+    return f"TIMESTAMPTZ '{d.isoformat()} 00:00:00+00'"
 
 
 def read_days(
@@ -61,21 +63,16 @@ def read_days(
     )
 
 
-def _part(warehouse: Warehouse, table: str, cols: str, lo: date | None, hi: date) -> str:
-    return read_days(warehouse, table, [c.strip() for c in cols.split(",")], lo, hi)
-
-
 def stage_day_events(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, d: date) -> None:
     """Temp table `_cs_events`: per creator and moment of day d, the deltas d_clips,
     d_label_sum, d_labels, d_early_sum, d_early (NULL where the event has none)."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _cs_labels AS
         SELECT clip_id, labeled_at, quality_score::DECIMAL(18, 6) AS score
-        FROM {_part(warehouse, "labels", "clip_id, labeled_at, quality_score", d, d)}""")
-    owners = "clip_id, creator_id, created_at"
+        FROM {read_days(warehouse, "labels", _LABELS, d, d)}""")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _cs_owners AS
-        SELECT {owners} FROM {_part(warehouse, "clips", owners, d - timedelta(OWNER_LOOKBACK_DAYS), d)}
+        SELECT * FROM {read_days(warehouse, "clips", _OWNERS, d - timedelta(OWNER_LOOKBACK_DAYS), d)}
         WHERE clip_id IN (SELECT clip_id FROM _cs_labels)""")  # fmt: skip
     ((missing,),) = con.execute(
         "SELECT count(DISTINCT clip_id) FROM _cs_labels "
@@ -84,18 +81,17 @@ def stage_day_events(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, d: da
     if missing:  # labels of older clips: the earlier partitions too
         con.execute(f"""
             INSERT INTO _cs_owners
-            SELECT {owners} FROM {_part(warehouse, "clips", owners, None, d - timedelta(OWNER_LOOKBACK_DAYS + 1))}
+            SELECT * FROM {read_days(warehouse, "clips", _OWNERS, None, d - timedelta(OWNER_LOOKBACK_DAYS + 1))}
             WHERE clip_id IN (SELECT clip_id FROM _cs_labels)""")  # fmt: skip
     ((oldest,),) = con.execute("SELECT min(created_at)::DATE FROM _cs_owners").fetchall()
     prior = "(SELECT NULL::VARCHAR AS clip_id, NULL::DECIMAL(18, 6) AS newest WHERE FALSE)"
     if oldest is not None and oldest < d:  # a clip's labels come after its creation
         prior = f"""(
             SELECT clip_id, arg_max(quality_score::DECIMAL(18, 6), labeled_at) AS newest
-            FROM {_part(warehouse, "labels", "clip_id, labeled_at, quality_score", oldest, d - timedelta(1))}
+            FROM {read_days(warehouse, "labels", _LABELS, oldest, d - timedelta(1))}
             WHERE clip_id IN (SELECT clip_id FROM _cs_labels)
             GROUP BY clip_id)"""  # fmt: skip
-    cols = "clip_id, creator_id, created_at"
-    views = "clip_id, event_timestamp, views"
+    views = ["clip_id", "event_timestamp", "views"]
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _cs_events AS
         WITH label_events AS (
@@ -109,13 +105,13 @@ def stage_day_events(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, d: da
         early AS (
             SELECT c.creator_id, c.created_at + INTERVAL 24 HOUR AS ts,
                    coalesce(sum(e.views), 0) AS early_views
-            FROM {_part(warehouse, "clips", cols, d - timedelta(1), d - timedelta(1))} c
-            LEFT JOIN {_part(warehouse, "engagement", views, d - timedelta(1), d)} e
+            FROM {read_days(warehouse, "clips", _OWNERS, d - timedelta(1), d - timedelta(1))} c
+            LEFT JOIN {read_days(warehouse, "engagement", views, d - timedelta(1), d)} e
               ON e.clip_id = c.clip_id AND e.event_timestamp <= c.created_at + INTERVAL 24 HOUR
             GROUP BY c.clip_id, c.creator_id, c.created_at
         )
         SELECT creator_id, created_at AS ts, 1 AS d_clips
-        FROM {_part(warehouse, "clips", cols, d, d)}
+        FROM {read_days(warehouse, "clips", _OWNERS, d, d)}
         UNION ALL BY NAME
         SELECT creator_id, ts, score - coalesce(prev, 0) AS d_label_sum,
                CASE WHEN prev IS NULL THEN 1 ELSE 0 END AS d_labels

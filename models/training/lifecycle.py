@@ -90,11 +90,8 @@ def retrain_reason(champion_tags: dict | None, cutoff: datetime, policy: Policy)
     return None
 
 
-TrainingRows = pa.Table | Callable[[], tuple[pa.Table | None, dict[str, str]]] | None
-
-
 def run_day(
-    training_set: TrainingRows,
+    training_set: Callable[[], tuple[pa.Table | None, dict[str, str]]],
     params: TrainParams,
     policy: Policy,
     *,
@@ -104,9 +101,9 @@ def run_day(
     run_id: str,
     plots_dir: Path,
 ) -> Outcome:
-    """The day's lifecycle on `training_set` (None: the day has none), or on what a function
-    returns when called (rows or None, and tags saying what was read: the window and
-    sample), called only when training is due, so a day without training reads nothing."""
+    """The day's lifecycle on the rows `training_set()` returns (None: the day has none),
+    with the tags saying what was read (the window and sample). It is called only when
+    training is due, so a day without training reads nothing."""
     from mlflow import MlflowClient
 
     from models.training import registry
@@ -117,19 +114,17 @@ def run_day(
     reason = retrain_reason(champ_tags, cutoff, policy)
     if reason is None:
         return Outcome("kept champion: not due under the retraining policy", False, champ_version)
-    window: dict[str, str] = {}
-    if callable(training_set):
-        training_set, window = training_set()
-    if training_set is None:
+    rows, window = training_set()
+    if rows is None:
         return Outcome("kept champion: no training set for the day", False, champ_version)
-    n_clips = len(pc.unique(training_set.column("clip_id")))
+    n_clips = len(pc.unique(rows.column("clip_id")))
     if n_clips < policy.min_labeled_clips:
         why = f"{n_clips} labelled clips < min_labeled_clips {policy.min_labeled_clips}"
         return Outcome(f"kept champion: {why}", False, champ_version)
-    out, verdict, trained = _train_and_gate(training_set, params, policy, tracking_uri, plots_dir)
+    out, verdict, trained = _train_and_gate(rows, params, policy, tracking_uri, plots_dir)
     out.decision, out.champion_before, out.window = reason, champ_version, dict(window)
     if verdict.passed:
-        out.version = _register(out, trained, training_set, run_id, tracking_uri, artifact_location)
+        out.version = _register(out, trained, rows, run_id, tracking_uri, artifact_location)
         out.alias = registry.apply_gate(
             client, out.version, verdict, champ_version, tracking_uri=tracking_uri
         )

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from support import GOOD_CLIP, Landing
+from support import ARROW_TYPES, GOOD_CLIP, Landing
 
 from models.core.contract import (
     ASSIGNMENTS,
@@ -40,13 +40,6 @@ from models.ingest.expectations import build_suite
 DAY = date(2026, 1, 1)
 NOW = datetime(2026, 1, 2, tzinfo=UTC)
 CLIP = {**GOOD_CLIP, "created_at": datetime.combine(DAY, time(), UTC)}
-ARROW_TYPES = {
-    "string": pa.string(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-    "float": pa.float64(),
-    "int": pa.int64(),
-    "bool": pa.bool_(),
-}
 # blank to DuckDB's trim (Unicode space separators), and not blank to it (tab, newline)
 BLANK = ["", " ", "  ", "\u00a0", "\u3000", "\u2003 "]
 EDGES = [*BLANK, "\t", "\n", " x "]
