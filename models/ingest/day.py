@@ -13,7 +13,7 @@ among new rows, the earliest by the table's order (`created_at`), then by file n
 key, so DuckDB skips the row groups outside the day's key range (Parquet min/max statistics).
 
 Foreign keys (`clip_id must exist in clips`): the clips of the last `KEY_LOOKBACK_DAYS` days
-first, the older partitions only for the ids not found there (`_older_clips`).
+first, the older partitions only for the ids not found there (`keys.older_clips`).
 
 Future timestamps (`contract.NotAfter`): a timestamp beyond the time of ingestion plus a
 skew (`CLIPFLOW_FUTURE_SKEW_S`, default 300 s = 5 minutes) breaks the rule
@@ -36,12 +36,10 @@ import duckdb
 from models.core import settings
 from models.core.contract import DEFAULT_FUTURE_SKEW, Field, NotAfter, Table
 from models.core.warehouse import Warehouse, sql_str
+from models.ingest.keys import KEY_LOOKBACK_DAYS, clips_join, needs_clips, older_clips
 from models.ingest.landing import INT_TYPES, LandingFile, Manifest, raw_scan
 
 QUARANTINE = "quarantine"
-# the clips lookup reads these days before the day (and any after) first; older partitions
-# only for the ids not found there (`_older_clips`)
-KEY_LOOKBACK_DAYS = 14
 
 
 @dataclass
@@ -289,55 +287,11 @@ def _stage(
     cut = ds - timedelta(days=KEY_LOOKBACK_DAYS)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _checked AS
-        SELECT s.*, {"k.clip_created_at, " if _needs_clips(table) else ""}{reason} AS _reason
-        FROM ({staged}) s {_clips_join(warehouse, table, f"ds >= DATE '{cut}'")}
+        SELECT s.*, {"k.clip_created_at, " if needs_clips(table) else ""}{reason} AS _reason
+        FROM ({staged}) s {clips_join(warehouse, table, f"ds >= DATE '{cut}'")}
     """)
-    if _needs_clips(table) and warehouse.exists("clips"):
-        _older_clips(con, warehouse, cut, reason)
-
-
-def _needs_clips(table: Table) -> bool:
-    return any(tr.needs_clips for tr in table.table_rules)
-
-
-def _clips_join(warehouse: Warehouse, table: Table, where: str = "TRUE") -> str:
-    """The LEFT JOIN giving each row `clip_created_at` from the clips partitions `where` says
-    (clip_id is unique in the warehouse: duplicates are quarantined); '' when the table's
-    rules do not need the clips."""
-    if not _needs_clips(table):
-        return ""
-    clips = (
-        warehouse.scan("clips", "clip_id, created_at, ds")
-        if warehouse.exists("clips")
-        else "(SELECT NULL::VARCHAR AS clip_id, NULL::TIMESTAMPTZ AS created_at, "
-        "NULL::DATE AS ds WHERE FALSE)"
-    )
-    return (
-        f"LEFT JOIN (SELECT clip_id AS _cid, created_at AS clip_created_at "
-        f"FROM {clips} WHERE {where}) k ON k._cid = s.clip_id"
-    )
-
-
-def _older_clips(con, warehouse: Warehouse, cut: date, reason: str) -> None:
-    """The second step of the clips lookup (#19): `_stage` joined the partitions from `cut`
-    on (the `KEY_LOOKBACK_DAYS` before the day, and any after); the ids not found there
-    (unknown ids, late rows of old clips: few) are looked up in the older partitions, whose
-    row groups DuckDB skips by their clip_id min/max statistics (partitions are sorted by
-    clip_id), and the rows of those found get their created_at and rules again. The result
-    is the one join with every partition gives; its cost follows the day, not the history
-    (one join over 31M clips cost 0.38 s more than over 8M, this step 0.01 s)."""
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _older AS
-        SELECT clip_id, created_at FROM {warehouse.scan("clips", "clip_id, created_at, ds")}
-        WHERE ds < DATE '{cut}'
-          AND clip_id IN (SELECT clip_id FROM _checked WHERE clip_created_at IS NULL)""")
-    con.execute("""
-        UPDATE _checked SET clip_created_at = o.created_at FROM _older o
-        WHERE _checked.clip_id = o.clip_id""")
-    con.execute(
-        f"UPDATE _checked SET _reason = {reason} WHERE clip_id IN (SELECT clip_id FROM _older)"
-    )
-    con.execute("DROP TABLE _older")
+    if needs_clips(table) and warehouse.exists("clips"):
+        older_clips(con, warehouse, cut, reason)
 
 
 def valid_rows_sql(
@@ -368,7 +322,7 @@ def valid_rows_sql(
     staged = "\nUNION ALL BY NAME\n".join(_selects(con, table, records, None, not_after))
     cols = ", ".join(f"s.{_q(c)}" for c in table.columns)
     return (
-        f"SELECT {cols} FROM ({staged}) s {_clips_join(warehouse, table)} "
+        f"SELECT {cols} FROM ({staged}) s {clips_join(warehouse, table)} "
         f"WHERE {_valid_expr(table, not_after)}"
     )
 

@@ -11,7 +11,8 @@ from support import GOOD_CLIP, GOOD_ENGAGEMENT
 
 from models.core.contract import CLIPS, ENGAGEMENT, NotAfter
 from models.core.warehouse import Warehouse, connect
-from models.ingest.day import KEY_LOOKBACK_DAYS, ingest_day, valid_rows_sql
+from models.ingest.day import ingest_day, valid_rows_sql
+from models.ingest.keys import KEY_LOOKBACK_DAYS
 from models.ingest.landing import list_files
 
 REF = date(2026, 3, 1)
