@@ -5,22 +5,26 @@ import time
 from typing import Literal
 
 import dagster as dg
-import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import Field
 
 from assets.constants import DAILY_PARTITIONS, FEATURES, OWNERS, TRAINING, day_end
 from assets.features import PREVIEW_COLUMNS
-from assets.markdown import head_md, md_table
-from assets.resources import FeastResource, WarehouseResource
+from assets.markdown import PREVIEW_ROWS, head_md, md_table
+from assets.resources import FeastResource, MlflowResource, WarehouseResource
 from models.core.names import FEATURE_SERVICE
 from models.features.clip_features import FEATURE_COLUMNS
 from models.features.training_set import (
+    ENTITY_COLUMNS,
+    KEYS,
+    build_window,
     compare,
-    entity_rows,
+    stage_window,
     training_set_duckdb,
     training_set_feast,
+    window_sql,
 )
+
+MODEL_OP = "clip_quality_model"  # whose config (ModelConfig) holds the window and policy
 
 
 @dg.asset(
@@ -107,74 +111,109 @@ class TrainingSetConfig(dg.Config):
     partitions_def=DAILY_PARTITIONS,
     deps=["clip_features", "labels", "feast_registry"],
     kinds={"duckdb", "feast"},
-    description="Every labelled clip's scoring moments up to the end of the day, features "
-    "as of each moment (point in time), target = newest label known at the cutoff.",
+    description="The labelled clips of the training window (sampled to the row budget): "
+    "their scoring moments up to the end of the day, features as of each moment (point in "
+    "time), target = newest label known at the cutoff. Built when the model trains today.",
 )
 def training_set(
     context: dg.AssetExecutionContext,
     config: TrainingSetConfig,
     warehouse: WarehouseResource,
     feast: FeastResource,
+    mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
     wh = warehouse.get()
     con = wh.con
-    cutoff = day_end(context.partition_key)
-    entities = entity_rows(con, wh, cutoff) if wh.exists("labels") else None
-    if entities is None or entities.num_rows == 0:
-        context.log.info("no labelled clips yet: empty training set")
-        entities = None
+    ds, cutoff = context.partition_key, day_end(context.partition_key)
+    window_days, budget, why = _plan(context, mlflow, cutoff)
+    if why is None:
+        context.log.info("the model does not train today: no training set built")
+        return dg.MaterializeResult(
+            metadata={"built": False, "reason": "the model does not train today (its policy)"}
+        )
     t0 = time.perf_counter()
     store = feast.store() if (config.method == "feast" or config.verify_sample_clips) else None
-    if entities is None:
-        table = pa.table({})
-    elif config.method == "feast":
-        table = training_set_feast(store, entities, FEATURE_SERVICE)
+    if config.method == "feast":
+        meta = stage_window(con, wh, cutoff, window_days, budget)
+        if meta is not None:
+            entities = con.sql(window_sql(wh, cutoff, window_days, None)).to_arrow_table()
+            table = training_set_feast(store, entities, FEATURE_SERVICE)
+            meta["train_rows_built"] = str(
+                wh.write("training_set", ds, table, keys=KEYS, metadata=meta)
+            )
     else:
-        table = training_set_duckdb(con, wh, entities, FEATURE_COLUMNS)
+        meta = build_window(con, wh, ds, cutoff, window_days, budget, FEATURE_COLUMNS)
     build_s = time.perf_counter() - t0
-    meta = {
-        "cutoff": cutoff.isoformat(),
-        "method": config.method,
-        "build_seconds": round(build_s, 3),
-    }
-    if entities is not None:
-        meta.update(_verify(con, wh, store, entities, table, config))
-        n = wh.write(
-            "training_set", context.partition_key, table, keys=("clip_id", "event_timestamp")
-        )
-        meta.update(
-            {
-                "dagster/row_count": n,
-                "clips": len(set(entities.column("clip_id").to_pylist())),
-                "label_mean": round(float(pc.mean(entities.column("quality_score")).as_py()), 3),
-                "preview": dg.MetadataValue.md(
-                    head_md(
-                        table, ["clip_id", "event_timestamp", "quality_score", *PREVIEW_COLUMNS[2:]]
-                    )
-                ),
-                "path": dg.MetadataValue.path(wh.location("training_set", context.partition_key)),
-            }
-        )
-    else:
-        meta.update(
-            {"dagster/row_count": 0, "preview": dg.MetadataValue.md("no labelled clips yet")}
-        )
-    return dg.MaterializeResult(metadata=meta)
+    out = {"built": True, "why": why, "cutoff": cutoff.isoformat(), "method": config.method}
+    if meta is None:
+        context.log.info("no labelled clips yet: empty training set")
+        out.update({"dagster/row_count": 0, "preview": dg.MetadataValue.md("no labels yet")})
+        return dg.MaterializeResult(metadata={**out, "build_seconds": round(build_s, 3)})
+    if meta["train_rows_built"] != "0":
+        out.update(_verify(con, wh, store, ds, config))
+    table = wh.read("training_set", ds, limit=PREVIEW_ROWS)
+    stats = con.execute(
+        f"SELECT count(DISTINCT clip_id), avg(quality_score) FROM {wh.partition_scan('training_set', ds)}"
+    ).fetchall()[0]
+    out.update(
+        {
+            **meta,
+            "build_seconds": round(build_s, 3),
+            "dagster/row_count": int(meta["train_rows_built"]),
+            "clips": int(stats[0]),
+            "label_mean": round(float(stats[1]), 3) if stats[1] is not None else None,
+            "preview": dg.MetadataValue.md(
+                head_md(
+                    table, ["clip_id", "event_timestamp", "quality_score", *PREVIEW_COLUMNS[2:]]
+                )
+            ),
+            "path": dg.MetadataValue.path(wh.location("training_set", ds)),
+        }
+    )
+    return dg.MaterializeResult(metadata={k: v for k, v in out.items() if v is not None})
 
 
-def _verify(con, wh, store, entities, table, config: TrainingSetConfig) -> dict:
-    """Re-build a sample of clips the other way and require row-for-row agreement."""
+def _plan(context: dg.AssetExecutionContext, mlflow: MlflowResource, cutoff) -> tuple:
+    """(window days, row budget, why the set is built or None): the window and budget are
+    `clip_quality_model`'s config in this run (`ModelConfig`, one place for them), and the
+    set is built when that model trains today under its policy, or when this run does not
+    materialize the model (the set was asked for alone). When the registry cannot say
+    whether the model trains, the set is built (the model then reports the registry)."""
+    from models.training.lifecycle import Policy, champion, retrain_reason
+
+    raw = (context.run_config.get("ops", {}).get(MODEL_OP, {}) or {}).get("config", {}) or {}
+    policy = Policy(
+        **{k: raw[k] for k in ("retrain_every_days", "force_retrain", "retrain_trigger",
+                               "train_window_days", "train_row_budget") if k in raw}
+    )  # fmt: skip
+    window = (policy.train_window_days, policy.train_row_budget)
+    if dg.AssetKey(MODEL_OP) not in context.job_def.asset_layer.selected_asset_keys:
+        return (*window, "asked for without the model")
+    try:
+        _, tags = champion(mlflow.client())
+    except Exception as e:  # noqa: BLE001 - unknown: build, the model reports the registry
+        context.log.warning(f"registry unreadable ({type(e).__name__}): training set built")
+        return (*window, f"the registry could not say ({type(e).__name__})")
+    return (*window, retrain_reason(tags, cutoff, policy))
+
+
+def _verify(con, wh, store, ds: str, config: TrainingSetConfig) -> dict:
+    """Re-build a sample of the partition's clips (the first by clip_id) the other way and
+    require row-for-row agreement."""
     if not config.verify_sample_clips or store is None:
         return {}
-    clips = sorted(set(entities.column("clip_id").to_pylist()))[: config.verify_sample_clips]
-    mask = pc.is_in(entities.column("clip_id"), pa.array(clips))
-    sample = entities.filter(mask)
+    part = wh.partition_scan("training_set", ds)
+    mine = con.sql(
+        f"SELECT * FROM {part} WHERE clip_id IN (SELECT DISTINCT clip_id FROM {part} "
+        "ORDER BY clip_id LIMIT $n)",
+        params={"n": config.verify_sample_clips},
+    ).to_arrow_table()
+    sample = mine.select(ENTITY_COLUMNS)
     other = (
         training_set_duckdb(con, wh, sample, FEATURE_COLUMNS)
         if config.method == "feast"
         else training_set_feast(store, sample, FEATURE_SERVICE)
     )
-    mine = table.filter(pc.is_in(table.column("clip_id"), pa.array(clips)))
     diffs = compare(mine.select(other.column_names), other)
     if diffs:
         raise dg.Failure(

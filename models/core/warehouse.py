@@ -31,7 +31,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
 from glob import escape as glob_escape
@@ -187,6 +187,14 @@ class Warehouse:
             f"hive_partitioning = {self.hive}, union_by_name = true))"
         )
 
+    def kv_metadata(self, table: str, ds: str | date) -> dict[str, str]:
+        """The key-value metadata of partition `ds`'s files (see `write_partition`)."""
+        files = sql_str(glob_literal(self.partition_dir(table, ds), "*.parquet"))
+        rows = self.con.execute(
+            f"SELECT decode(key), decode(value) FROM parquet_kv_metadata({files})"
+        ).fetchall()
+        return {k: v for k, v in rows if not k.startswith(("ARROW:", "duckdb"))}
+
     def read(
         self,
         table: str,
@@ -219,17 +227,19 @@ class Warehouse:
         *,
         name: str | None = None,
         keys: Sequence[str] = (),
+        metadata: Mapping[str, str] | None = None,
     ) -> int:
         """Replace partition `ds` of `table` with the Arrow `rows` (atomically); row count.
         With `name`, replace only that writer's file of the partition (see `write_file`);
-        `keys` sets the rows' order in the file (see `_sorted`)."""
+        `keys` sets the rows' order in the file (see `_sorted`), `metadata` its key-value
+        metadata (whole partitions only)."""
         view = f"_rows_{uuid.uuid4().hex}"
         self.con.register(view, rows)
         try:
             query = f"SELECT * FROM {view}"
             if name is not None:
                 return self.write_file(self.con, table, ds, name, query, keys=keys)
-            return self.write_partition(self.con, table, ds, query, keys=keys)
+            return self.write_partition(self.con, table, ds, query, keys=keys, metadata=metadata)
         finally:
             self.con.unregister(view)
 
@@ -257,18 +267,21 @@ class Warehouse:
         *,
         filename: str = "part-0.parquet",
         keys: Sequence[str] = (),
+        metadata: Mapping[str, str] | None = None,
     ) -> int:
         """Replace partition `ds` of `table` with the rows of `query`; returns the row count.
 
         `query` is a SELECT; the file holds its columns plus `ds` (DATE), sorted by `keys`
-        (then by a hash of the row: see `_sorted`). Written to a scratch folder, then
+        (then by a hash of the row: see `_sorted`), and `metadata` as the Parquet file's
+        key-value metadata (`kv_metadata` reads it back). Written to a scratch folder, then
         swapped in with renames (atomic for readers of the folder).
         """
+        kv = ", ".join(f"{ident(k)}: {sql_str(v)}" for k, v in (metadata or {}).items())
         with self._writing(table, ds) as scratch:
             out = scratch / filename
             con.execute(
                 f"COPY ({_sorted(query, ds, keys)}) TO {sql_str(out)} "
-                "(FORMAT parquet, ROW_GROUP_SIZE 122880)"
+                f"(FORMAT parquet, ROW_GROUP_SIZE 122880{f', KV_METADATA {{{kv}}}' if kv else ''})"
             )
             n = _count(con, out)
             self._swap_in(scratch, self.partition_dir(table, ds))

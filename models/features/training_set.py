@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from models.core.warehouse import Warehouse
 
 KEYS = ["clip_id", "event_timestamp"]
+ENTITY_COLUMNS = ["clip_id", "event_timestamp", "created_at", "creator_id", "quality_score"]
 
 
 def entity_rows(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, cutoff: datetime) -> pa.Table:
@@ -59,6 +60,112 @@ def entity_rows(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, cutoff: da
     ).to_arrow_table()
 
 
+def build_window(
+    con: duckdb.DuckDBPyConnection,
+    warehouse: Warehouse,
+    ds: str,
+    cutoff: datetime,
+    window_days: int,
+    row_budget: int,
+    features: Sequence[str],
+) -> dict[str, str] | None:
+    """Write partition `ds` of `training_set` within the training window and row budget
+    (#19), by DuckDB alone: `stage_window` picks the clips, `window_sql` joins their
+    features, and DuckDB writes the file within its memory limit (nothing passes through
+    Python). The window and sample are the file's key-value metadata (`read_window` puts
+    them in the model's tags) and the return value, with the rows written; None (nothing
+    written) while there are no labels or features yet."""
+    meta = stage_window(con, warehouse, cutoff, window_days, row_budget)
+    if meta is None:
+        return None
+    query = window_sql(warehouse, cutoff, window_days, features)
+    n = warehouse.write_partition(con, "training_set", ds, query, keys=KEYS, metadata=meta)
+    return {**meta, "train_rows_built": str(n)}
+
+
+def stage_window(
+    con: duckdb.DuckDBPyConnection,
+    warehouse: Warehouse,
+    cutoff: datetime,
+    window_days: int,
+    row_budget: int,
+) -> dict[str, str] | None:
+    """Temp table `_ts_kept` (clip_id, quality_score, n): the clips created in the
+    `window_days` days before `cutoff` with a label known at `cutoff` (the newest is the
+    target). When their scoring moments are more than `row_budget`, whole clips are kept in
+    the order of the MD5 of their clip_id while their moments fit (`read_window`'s rule).
+    A clip's moments `n` are counted by its age: its creation and the day-ends it has had
+    up to the cutoff (at most 7), an upper bound of its rows, known without reading the
+    features. Only the window's partitions of clips and labels are read. Returns the
+    window and sample (the model's version tags); None while there are no labels or
+    features yet."""
+    from models.features.creator_state import read_days
+
+    if not (warehouse.exists("labels") and warehouse.exists("clip_features")):
+        return None
+    cutoff = _utc(cutoff)
+    start = cutoff - timedelta(days=window_days)
+    lo, hi = start.date(), cutoff.date()
+    labels = read_days(warehouse, "labels", ["clip_id", "labeled_at", "quality_score"], lo, hi)
+    clips = read_days(warehouse, "clips", ["clip_id", "created_at"], lo, hi)
+    age = f"date_diff('day', (c.created_at AT TIME ZONE 'UTC')::DATE, DATE '{hi}') + 1"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _ts_clips AS
+        WITH label AS (
+            SELECT clip_id, quality_score FROM {labels} WHERE labeled_at <= {_at(cutoff)}
+            QUALIFY row_number() OVER (
+                PARTITION BY clip_id ORDER BY labeled_at DESC, quality_score DESC) = 1)
+        SELECT c.clip_id, l.quality_score, 1 + least(7, greatest(0, {age})) AS n
+        FROM {clips} c JOIN label l USING (clip_id)
+        WHERE c.created_at >= {_at(start)} AND c.created_at <= {_at(cutoff)}""")
+    ((available,),) = con.execute("SELECT coalesce(sum(n), 0) FROM _ts_clips").fetchall()
+    sampled = available > row_budget
+    order = "ORDER BY md5(clip_id), clip_id ROWS UNBOUNDED PRECEDING"
+    keep = f"QUALIFY sum(n) OVER ({order}) <= {int(row_budget)}" if sampled else ""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _ts_kept AS SELECT * FROM _ts_clips {keep};
+        DROP TABLE _ts_clips""")
+    return {
+        "train_window_days": str(window_days),
+        "train_window_start": start.isoformat(),
+        "train_rows_in_window": str(available),
+        "train_sample": (
+            f"whole clips by md5(clip_id) up to {row_budget} rows" if sampled else "none"
+        ),
+    }
+
+
+def window_sql(
+    warehouse: Warehouse,
+    cutoff: datetime,
+    window_days: int,
+    features: Sequence[str] | None,
+) -> str:
+    """The rows of the clips in `_ts_kept` (`stage_window`): their scoring moments (<=
+    `cutoff`, from their clip_features rows) with the target and `features` as of each
+    moment (`ASOF JOIN`, as `training_set_duckdb`); the entity rows alone when `features`
+    is None. Only the window's clip_features partitions are read."""
+    cutoff = _utc(cutoff)
+    lo, hi = (cutoff - timedelta(days=window_days)).date(), cutoff.date()
+    feats = (
+        f"(SELECT * FROM {warehouse.scan('clip_features')} "
+        f"WHERE ds BETWEEN DATE '{lo}' AND DATE '{hi}' "
+        "AND clip_id IN (SELECT clip_id FROM _ts_kept))"
+    )
+    entity = f"""
+        SELECT m.*, k.quality_score FROM (
+            SELECT DISTINCT clip_id, event_timestamp, created_at, creator_id
+            FROM {feats} WHERE event_timestamp <= {_at(cutoff)}) m
+        JOIN _ts_kept k USING (clip_id)"""
+    if features is None:
+        return entity
+    cols = ", ".join(f"f.{_ident(c)}" for c in features)
+    return f"""
+        SELECT e.*, {cols}
+        FROM ({entity}) e ASOF LEFT JOIN {feats} f
+          ON e.clip_id = f.clip_id AND e.event_timestamp >= f.event_timestamp"""
+
+
 def read_window(
     con: duckdb.DuckDBPyConnection,
     warehouse: Warehouse,
@@ -74,7 +181,9 @@ def read_window(
     reads and filters the partition, so only the kept rows reach Arrow.
 
     Returns the rows (sorted by clip_id, event_timestamp) and the tags that say what was
-    read: window days and start, rows in the window, rows used, the sample."""
+    read: window days and start, rows in the window, rows used, the sample. A partition
+    that `build_window` already sampled for the same window says so in its metadata: the
+    tags then give its count of the window's rows and its sample."""
     start = _utc(cutoff) - timedelta(days=window_days)
     part = warehouse.partition_scan("training_set", ds)
     in_window = f"SELECT * FROM {part} WHERE created_at >= $start"
@@ -104,6 +213,14 @@ def read_window(
             f"whole clips by md5(clip_id) up to {row_budget} rows" if sampled else "none"
         ),
     }
+    built = warehouse.kv_metadata("training_set", ds)
+    if (
+        built.get("train_window_start") == tags["train_window_start"]
+        and built.get("train_sample", "none") != "none"
+    ):
+        tags["train_rows_in_window"] = built["train_rows_in_window"]
+        if not sampled:
+            tags["train_sample"] = built["train_sample"]
     return rows, tags
 
 
@@ -210,6 +327,11 @@ def _as_utc_micros(col: pa.ChunkedArray) -> pa.ChunkedArray:
     if pa.types.is_timestamp(col.type) and col.type.tz is None:
         col = pc.assume_timezone(col, "UTC")
     return col.cast(pa.timestamp("us", tz="UTC"), safe=False)
+
+
+def _at(ts: datetime) -> str:
+    """A UTC timestamp literal (for times this code computes, never for input)."""
+    return f"TIMESTAMPTZ '{_utc(ts).isoformat()}'"
 
 
 def _utc(ts: datetime) -> datetime:

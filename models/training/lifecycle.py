@@ -90,6 +90,14 @@ def retrain_reason(champion_tags: dict | None, cutoff: datetime, policy: Policy)
     return None
 
 
+def champion(client) -> tuple[str | None, dict | None]:
+    """The champion's version and tags in the registry (None, None when there is none)."""
+    from models.training import registry
+
+    version = (registry.aliases(client) or {}).get(CHAMPION)
+    return version, (client.get_model_version(MODEL_NAME, version).tags if version else None)
+
+
 def run_day(
     training_set: Callable[[], tuple[pa.Table | None, dict[str, str]]],
     params: TrainParams,
@@ -109,8 +117,7 @@ def run_day(
     from models.training import registry
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    champ_version = (registry.aliases(client) or {}).get(CHAMPION)
-    champ_tags = client.get_model_version(MODEL_NAME, champ_version).tags if champ_version else None
+    champ_version, champ_tags = champion(client)
     reason = retrain_reason(champ_tags, cutoff, policy)
     if reason is None:
         return Outcome("kept champion: not due under the retraining policy", False, champ_version)

@@ -100,6 +100,21 @@ def test_first_model_becomes_champion_and_days_score(pipeline_home):
     # #19: what the training read, in the version's tags: the default 90-day window, no sample
     assert (mv.tags["train_window_days"], mv.tags["train_sample"]) == ("90", "none")
     assert mv.tags["train_rows_used"] == mv.tags["train_rows_in_window"] != "0"
+    # the training set is built only while the model trains (#19/#20): up to the day of the
+    # first champion ("no champion yet"), then not while the champion is fresh
+    trained_on = mv.tags["training_end"][:10]
+    assert trained_on in DAYS[:-1]
+    for day, r in results.items():
+        (ts,) = [
+            e.materialization.metadata
+            for e in r.get_asset_materialization_events()
+            if e.materialization.asset_key == dg.AssetKey("training_set")
+        ]
+        built = day <= trained_on
+        assert ts["built"].value is built, day
+        assert (home / "warehouse" / "training_set" / f"ds={day}").is_dir() is built, day
+        if built:
+            assert ts["why"].value == "no champion yet"
     run = _client().get_run(mv.run_id)
     assert {"rmse", "mae", "r2"} <= set(run.data.metrics)
     # The first model here learns from ~150 labelled clips with 60 trees, so the bar is modest:
@@ -228,6 +243,25 @@ def test_rescoring_a_day_replaces_it(pipeline_home):
     assert len(changed) > len(first) / 2  # the old scores differ: their staying would show
 
 
+def _training_set_alone(pipeline_home, day: str) -> dict:
+    """Materialize `training_set` alone for `day`: its metadata."""
+    from assets.feature_store import training_set
+
+    _, resources, _, _, instance = pipeline_home
+    r = dg.materialize([training_set], partition_key=day, instance=instance, resources=resources)
+    (meta,) = [e.materialization.metadata for e in r.get_asset_materialization_events()]
+    return meta
+
+
+def test_the_training_set_asked_for_alone_is_built_whatever_the_policy(pipeline_home):
+    home = pipeline_home[0]
+    part = home / "warehouse" / "training_set" / f"ds={DAYS[-1]}"
+    meta = _training_set_alone(pipeline_home, DAYS[-1])
+    assert meta["built"].value is True and meta["why"].value == "asked for without the model"
+    assert meta["dagster/row_count"].value > 0 and part.is_dir()
+    assert meta["train_window_days"].value == "90" and meta["train_sample"].value == "none"
+
+
 def test_a_failed_training_keeps_the_champion_and_the_day_is_still_scored(pipeline_home):
     """One non-finite cell in the day's training set crashes XGBoost (#16, case 10): the
     champion keeps serving, the day is scored with it, the `training_ran` check fails with
@@ -243,6 +277,7 @@ def test_a_failed_training_keeps_the_champion_and_the_day_is_still_scored(pipeli
 
     home, resources, _, _, instance = pipeline_home
     wh = WarehouseResource().get()
+    _training_set_alone(pipeline_home, DAYS[-1])
     original = wh.read("training_set", DAYS[-1])
     col = original.column_names.index("views_1d")
     values = pc.cast(original.column(col), pa.float64()).to_pylist()
