@@ -136,7 +136,7 @@ def training_set(
     if config.method == "feast":
         meta = stage_window(con, wh, cutoff, window_days, budget)
         if meta is not None:
-            entities = con.sql(window_sql(wh, cutoff, window_days, None)).to_arrow_table()
+            entities = con.sql(window_sql(con, wh, cutoff, window_days, None)).to_arrow_table()
             table = training_set_feast(store, entities, FEATURE_SERVICE)
             meta["train_rows_built"] = str(
                 wh.write("training_set", ds, table, keys=KEYS, metadata=meta)

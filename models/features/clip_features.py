@@ -23,6 +23,8 @@ ds 23:59:59.999999), so a clip is described at birth and after each of its first
 | creator_label_mean | DOUBLE | mean of those clips' newest known labels (NULL when none) |
 | creator_mean_early_views | DOUBLE | mean first-24h views of the creator's clips whose first 24 h |
 | | | ended strictly before event_timestamp (NULL when none) |
+| sample_key | UBIGINT | not a feature: the training sample's key, the first 64 bits of md5(clip_id); |
+| | | files are sorted by it (`SORT_KEYS`) so a sample reads few row groups (#19) |
 
 (k in 1, 3, 7.) Creator history comes from cumulative per-creator event streams (a clip
 created; a label or label revision as a delta on the sum of newest labels; a clip's first
@@ -50,6 +52,17 @@ from models.features import creator_state
 TABLE = names.FEATURES_VIEW  # the warehouse table and the Feast view share the name
 WINDOW_DAYS = names.WINDOW_DAYS
 HISTORY_DAYS = 7  # day-end rows cover a clip's first 7 days
+# files are sorted by the training sample's key first (#19): the training set's sample is
+# whole clips in the order of md5(clip_id), so the rows of a sample of any size lie in the
+# first row groups of every partition, and DuckDB skips the others by their min/max
+SORT_KEYS = ("sample_key", "clip_id", "event_timestamp")
+
+
+def sample_key_sql(column: str) -> str:
+    """SQL of the training sample's key of clip ids in `column`: the first 64 bits of their
+    MD5 (so ordering by it is ordering by md5 hex text, up to ties broken by clip_id)."""
+    return f"('0x' || left(md5({column}), 16))::UBIGINT"
+
 
 ATTRIBUTE_FEATURES = list(names.ATTRIBUTE_FEATURES)
 DERIVED_FEATURES = list(names.DERIVED_FEATURES)
@@ -233,7 +246,8 @@ def _feature_sql(warehouse: Warehouse, ds: date) -> str:
                CASE WHEN h.n_labels > 0 THEN h.label_sum::DOUBLE / h.n_labels END
                    AS creator_label_mean,
                CASE WHEN h.n_early > 0 THEN h.early_sum::DOUBLE / h.n_early END
-                   AS creator_mean_early_views
+                   AS creator_mean_early_views,
+               {sample_key_sql("r.clip_id")} AS sample_key
         FROM _cf_rows r
         LEFT JOIN ({_engagement_sql(warehouse, ds)}) w USING (clip_id, event_timestamp)
         LEFT JOIN (  -- the ASOF join on the keys only: a narrow sort
@@ -253,7 +267,7 @@ def build_clip_features(
         _stage_rows(con, warehouse, ds)
         (_stage_history_full if full else _stage_history)(con, warehouse, ds)
         return warehouse.write_partition(
-            con, TABLE, ds, _feature_sql(warehouse, ds), keys=("clip_id", "event_timestamp")
+            con, TABLE, ds, _feature_sql(warehouse, ds), keys=SORT_KEYS
         )
     finally:
         for t in _TEMP:

@@ -11,7 +11,7 @@ service `clip_quality_v1`, and a DuckDB `ASOF JOIN` on the warehouse (faster at 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from models.core.names import FEATURE_SERVICE
+from models.core.warehouse import sql_str
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -78,7 +79,7 @@ def build_window(
     meta = stage_window(con, warehouse, cutoff, window_days, row_budget)
     if meta is None:
         return None
-    query = window_sql(warehouse, cutoff, window_days, features)
+    query = window_sql(con, warehouse, cutoff, window_days, features)
     n = warehouse.write_partition(con, "training_set", ds, query, keys=KEYS, metadata=meta)
     return {**meta, "train_rows_built": str(n)}
 
@@ -136,6 +137,7 @@ def stage_window(
 
 
 def window_sql(
+    con: duckdb.DuckDBPyConnection,
     warehouse: Warehouse,
     cutoff: datetime,
     window_days: int,
@@ -144,12 +146,13 @@ def window_sql(
     """The rows of the clips in `_ts_kept` (`stage_window`): their scoring moments (<=
     `cutoff`, from their clip_features rows) with the target and `features` as of each
     moment (`ASOF JOIN`, as `training_set_duckdb`); the entity rows alone when `features`
-    is None. Only the window's clip_features partitions are read."""
+    is None. Only the window's clip_features partitions are read, and in them only the row
+    groups whose `sample_key`s reach the sample's (`_key_bound`)."""
     cutoff = _utc(cutoff)
     lo, hi = (cutoff - timedelta(days=window_days)).date(), cutoff.date()
     feats = (
         f"(SELECT * FROM {warehouse.scan('clip_features')} "
-        f"WHERE ds BETWEEN DATE '{lo}' AND DATE '{hi}' "
+        f"WHERE ds BETWEEN DATE '{lo}' AND DATE '{hi}'{_key_bound(con, warehouse, lo, hi)} "
         "AND clip_id IN (SELECT clip_id FROM _ts_kept))"
     )
     entity = f"""
@@ -164,6 +167,30 @@ def window_sql(
         SELECT e.*, {cols}
         FROM ({entity}) e ASOF LEFT JOIN {feats} f
           ON e.clip_id = f.clip_id AND e.event_timestamp >= f.event_timestamp"""
+
+
+def _key_bound(con, warehouse: Warehouse, lo, hi) -> str:
+    """` AND sample_key <= <the largest key in _ts_kept>`, which lets DuckDB skip the row
+    groups past the sample (files are sorted by sample_key), when every clip_features file
+    of days lo..hi has the column; '' otherwise (files written before #19: all read)."""
+    from models.features.clip_features import sample_key_sql
+
+    files = [
+        sql_str(f)
+        for d in warehouse.partitions("clip_features")
+        if lo <= date.fromisoformat(d) <= hi
+        for f in warehouse.partition_dir("clip_features", d).glob("*.parquet")
+    ]
+    if not files:
+        return ""
+    ((keyed,),) = con.execute(
+        f"SELECT count(DISTINCT file_name) FROM parquet_schema([{', '.join(files)}]) "
+        "WHERE name = 'sample_key'"
+    ).fetchall()
+    ((bound,),) = con.execute(f"SELECT max({sample_key_sql('clip_id')}) FROM _ts_kept").fetchall()
+    if keyed < len(files) or bound is None:
+        return ""
+    return f" AND sample_key <= {int(bound)}"
 
 
 def read_window(

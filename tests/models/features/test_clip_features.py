@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date
 
 import pyarrow as pa
@@ -72,7 +73,10 @@ def test_schema_and_derived_values_of_a_known_clip(wh, con):
     assert len(rows) == 4  # a creation and a day-end row per clip
     first = next(iter(rows.values()))
     keys = ["clip_id", "creator_id", "created_at", "event_timestamp"]
-    assert list(first) == [*keys, *FEATURE_COLUMNS, "ds"]
+    assert list(first) == [*keys, *FEATURE_COLUMNS, "sample_key", "ds"]
+    for cid in ("c1", "c2"):  # the training sample's key: md5's first 64 bits (#19)
+        want = int(hashlib.md5(cid.encode()).hexdigest()[:16], 16)
+        assert {r["sample_key"] for r in rows.values() if r["clip_id"] == cid} == {want}
     assert FEATURE_COLUMNS == CONTRACT_FEATURES
     assert set(CATEGORICAL_FEATURES) == {"resolution", "aspect_ratio", "language", "topic"}
 

@@ -137,3 +137,44 @@ def test_over_the_budget_whole_clips_in_md5_order_while_their_moments_fit(home, 
     total = sum(_moments(created[c]) for c in in_window)
     assert tags["train_rows_in_window"] == meta["train_rows_in_window"] == str(total)
     assert tags["train_rows_used"] == str(built.num_rows)
+
+
+def _key(cid: str) -> int:
+    return int(hashlib.md5(cid.encode()).hexdigest()[:16], 16)
+
+
+def test_the_sample_reads_only_row_groups_up_to_its_largest_key(home):
+    from models.features.training_set import _key_bound, stage_window
+
+    wh, created = home
+    con = connect()
+    stage_window(con, wh, CUTOFF, WINDOW, 20)
+    kept = [r[0] for r in con.execute("SELECT clip_id FROM _ts_kept").fetchall()]
+    assert 0 < len(kept) < len(created)
+    lo, hi = (CUTOFF - timedelta(days=WINDOW)).date(), LAST
+    assert _key_bound(con, wh, lo, hi) == f" AND sample_key <= {max(map(_key, kept))}"
+
+
+def test_files_written_before_the_sample_key_are_read_whole(home, tmp_path):
+    """A partition without `sample_key` (written before #19): no bound, the same rows."""
+    import shutil
+
+    wh0, created = home
+    wh = Warehouse(tmp_path / "home")
+    shutil.copytree(wh0.root, wh.root)
+    con = connect()
+    old = LAST - timedelta(days=2)
+    con.execute(
+        f"CREATE TABLE _old AS SELECT * EXCLUDE (sample_key, ds) "
+        f"FROM {wh.partition_scan('clip_features', old, with_ds=True)}"
+    )
+    wh.write_partition(con, "clip_features", old, "SELECT * FROM _old", keys=("clip_id",))
+    in_window = sorted(
+        (c for c in _labelled(wh) if created[c] >= START),
+        key=lambda c: (hashlib.md5(c.encode()).hexdigest(), c),
+    )
+    budget = sum(_moments(created[c]) for c in in_window[:5])
+    build_window(con, wh, str(LAST), CUTOFF, WINDOW, budget, FEATURE_COLUMNS)
+    built = _built(wh)
+    assert set(built.column("clip_id").to_pylist()) == set(in_window[:5])
+    assert compare(built, _reference(wh, set(in_window[:5]))) == []
