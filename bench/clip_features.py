@@ -114,7 +114,7 @@ def make_data(home: str, clips_per_day: int, days: int) -> dict[str, int]:
     return counts
 
 
-def _spawn(fn, *args, small: bool = False):
+def spawn(fn, *args, small: bool = False):
     """`fn(*args)` in a fresh spawned process (its own peak RSS), or here when `small`."""
     if small:
         return fn(*args)
@@ -122,9 +122,14 @@ def _spawn(fn, *args, small: bool = False):
         return pool.submit(fn, *args).result()
 
 
-def _short_home(long: Path, short: Path, first: date) -> None:
-    """`short`: the partitions of `long` from `first` on, as hard links (same files)."""
-    for table in ("clips", "engagement", "labels"):
+def short_home(
+    long: Path,
+    short: Path,
+    first: date,
+    tables: tuple[str, ...] = ("clips", "engagement", "labels"),
+) -> None:
+    """`short`: the partitions of `tables` in `long` from `first` on, as hard links."""
+    for table in tables:
         for part in sorted((long / "warehouse" / table).iterdir()):
             if date.fromisoformat(part.name[3:]) >= first:
                 target = short / "warehouse" / table / part.name
@@ -180,26 +185,24 @@ def run(scale: float, tmp: Path) -> list[Record]:
     last = FIRST + timedelta(days=DAYS - 1)
     log(f"clip_features: making {DAYS} days of {per_day:,} clips a day ...")
     with Timer() as t_make:
-        made = _spawn(make_data, str(long), per_day, DAYS, small=small)
+        made = spawn(make_data, str(long), per_day, DAYS, small=small)
     log(f"clip_features: data written in {t_make.seconds:.1f} s ({made})")
-    _short_home(long, short, last - timedelta(days=SHORT_HISTORY))
+    short_home(long, short, last - timedelta(days=SHORT_HISTORY))
     builds = {}
     for name, home in (("long", long), ("short", short)):
-        builds[name] = _spawn(state, str(home), last - timedelta(days=1), small=small)
+        builds[name] = spawn(state, str(home), last - timedelta(days=1), small=small)
         log(f"clip_features: {name}: creator state of {builds[name][1]} days in "
             f"{builds[name][0]:.1f} s")  # fmt: skip
     runs: dict[str, list] = {"long": [], "short": []}
     floors = []
     for rep in range(REPEATS):
         for name, home in (("long", long), ("short", short)):
-            runs[name].append(_spawn(features, str(home), last, small=small))
-        floors.append(
-            _spawn(floor, str(long), last, str(tmp / f"floor-{rep}.parquet"), small=small)
-        )
+            runs[name].append(spawn(features, str(home), last, small=small))
+        floors.append(spawn(floor, str(long), last, str(tmp / f"floor-{rep}.parquet"), small=small))
         log(f"clip_features: rep {rep + 1}: 30 days of history {runs['long'][-1][0]:.2f} s "
             f"({runs['long'][-1][1]:,.0f} MB), 7 days {runs['short'][-1][0]:.2f} s "
             f"({runs['short'][-1][1]:,.0f} MB); floor {floors[-1]:.2f} s")  # fmt: skip
-    full = _spawn(features, str(short), last, True, small=small)
+    full = spawn(features, str(short), last, True, small=small)
     log(
         f"clip_features: full recomputation (7 days of history) {full[0]:.2f} s ({full[1]:,.0f} MB)"
     )

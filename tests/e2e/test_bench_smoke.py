@@ -82,6 +82,11 @@ def _needs_redis() -> None:
         ),
         ("training_set", {"duckdb_training_set_seconds", "feast_training_set_seconds"}, False),
         (
+            "nightly",
+            {"nightly_seconds", "nightly_history_growth", "night_step_training_set_seconds"},
+            True,
+        ),
+        (
             "api",
             {"single_score_p99_ms", "batch100_server_p99_ms", "saturation_requests_per_s"},
             True,
