@@ -130,9 +130,7 @@ def stage_window(
         "train_window_days": str(window_days),
         "train_window_start": start.isoformat(),
         "train_rows_in_window": str(available),
-        "train_sample": (
-            f"whole clips by md5(clip_id) up to {row_budget} rows" if sampled else "none"
-        ),
+        "train_sample": (_sample(row_budget) if sampled else "none"),
     }
 
 
@@ -236,9 +234,7 @@ def read_window(
         "train_window_start": start.isoformat(),
         "train_rows_in_window": str(available),
         "train_rows_used": str(rows.num_rows),
-        "train_sample": (
-            f"whole clips by md5(clip_id) up to {row_budget} rows" if sampled else "none"
-        ),
+        "train_sample": (_sample(row_budget) if sampled else "none"),
     }
     built = warehouse.kv_metadata("training_set", ds)
     if (
@@ -354,6 +350,11 @@ def _as_utc_micros(col: pa.ChunkedArray) -> pa.ChunkedArray:
     if pa.types.is_timestamp(col.type) and col.type.tz is None:
         col = pc.assume_timezone(col, "UTC")
     return col.cast(pa.timestamp("us", tz="UTC"), safe=False)
+
+
+def _sample(budget: int) -> str:
+    """The `train_sample` tag of a window sampled to `budget` rows."""
+    return f"whole clips by md5(clip_id) up to {budget} rows"
 
 
 def _at(ts: datetime) -> str:
