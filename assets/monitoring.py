@@ -129,8 +129,7 @@ def drift_report(
             "drift_share": round(result["drift_share"], 4),
             "drifted_features": dg.MetadataValue.md(
                 "\n".join(
-                    f"- {c['feature']} since {c['since']}"
-                    for c in result.get("changes", [])
+                    f"- {c['feature']} since {c['since']}" for c in result.get("changes", [])
                     if c["feature"] != "prediction"
                 )
                 or "none"
@@ -177,9 +176,8 @@ def _table(features: dict) -> str:
          f.get("since") or ""]
         for name, f in ranked[:15]
     ]  # fmt: skip
-    return md_table(
-        ["feature", "method", "statistic", "threshold", "judged on", "drifted", "since"], rows
-    )
+    return md_table(["feature", "method", "statistic", "threshold", "judged on", "drifted",
+                     "since"], rows)
 
 
 def _skipped(why: str, perf: dict | None) -> dg.MaterializeResult:

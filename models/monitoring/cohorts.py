@@ -53,17 +53,13 @@ def cohort_profiles(
     `prediction_ages`, the rows' own ages when not given)}."""
     on_arrival = [n for n, how in monitoring.items() if how == ARRIVAL]
     by_age = [n for n, how in monitoring.items() if how == BY_AGE]
-    out = {
-        ARRIVAL: profile(
-            rows.filter(pa.array(np.asarray(arrival, bool))), on_arrival, threads=threads
-        )
-    }
+    out = {ARRIVAL: profile(rows.filter(pa.array(np.asarray(arrival, bool))), on_arrival,
+                            threads=threads)}
     which = bucket_index(rows.column("clip_age_hours").to_numpy(zero_copy_only=False))
     aged = np.asarray(aged, bool)
     if predictions is not None:
-        preds = (
-            pa.chunked_array([predictions]) if isinstance(predictions, pa.Array) else predictions
-        )
+        preds = (pa.chunked_array([predictions]) if isinstance(predictions, pa.Array)
+                 else predictions)
         if not isinstance(preds, pa.ChunkedArray):
             preds = pa.chunked_array([pa.array(np.asarray(preds, np.float64))])
         pred_which = which if prediction_ages is None else bucket_index(prediction_ages)
@@ -93,28 +89,11 @@ def _cohort_entry(parts: list[dict]) -> dict:
     drifted when any bucket drifted, and every bucket's figures under `cohorts`."""
     judged = [p for p in parts if p["statistic"] is not None]
     worst = max(judged, key=_over) if judged else parts[0]
-    keys = (
-        "cohort",
-        "statistic",
-        "threshold",
-        "noise_bound",
-        "n_reference",
-        "n_current",
-        "drifted",
-    )
+    keys = ("cohort", "statistic", "threshold", "noise_bound", "n_reference", "n_current",
+            "drifted")
     return {
-        **{
-            k: worst[k]
-            for k in (
-                "method",
-                "statistic",
-                "threshold",
-                "noise_bound",
-                "n_reference",
-                "n_current",
-                "cohort",
-            )
-        },
+        **{k: worst[k] for k in ("method", "statistic", "threshold", "noise_bound",
+                                 "n_reference", "n_current", "cohort")},
         "drifted": any(p["drifted"] for p in parts),
         "cohorts": [{k: p[k] for k in keys} for p in parts],
     }
@@ -138,16 +117,10 @@ def compare_cohorts(
         base = _shares(compare_column(ref, cur, t))
         if how == GROWTH:
             features[name] = base | {
-                "method": "not_compared",
-                "statistic": None,
-                "threshold": None,
-                "noise_bound": None,
-                "n_reference": ref["n"],
-                "n_current": cur["n"],
-                "drifted": False,
-                "population": f"not compared: {GROWTH_FEATURES[name]}",
-                "cohort": None,
-                "cohorts": [],
+                "method": "not_compared", "statistic": None, "threshold": None,
+                "noise_bound": None, "n_reference": ref["n"], "n_current": cur["n"],
+                "drifted": False, "population": f"not compared: {GROWTH_FEATURES[name]}",
+                "cohort": None, "cohorts": [],
             }
             continue
         cohorts = [ARRIVAL] if how == ARRIVAL else ages
@@ -161,14 +134,11 @@ def compare_cohorts(
         features[name] = entry
     prediction = None
     if all(rc[a].get("prediction") and cc[a].get("prediction") for a in ages):
-        parts = [
-            {**compare_column(rc[a]["prediction"], cc[a]["prediction"], t), "cohort": a}
-            for a in ages
-        ]
+        parts = [{**compare_column(rc[a]["prediction"], cc[a]["prediction"], t), "cohort": a}
+                 for a in ages]
         base = {}
         if reference.get("prediction") and current.get("prediction"):
             base = _shares(compare_column(reference["prediction"], current["prediction"], t))
-        prediction = (
-            {"kind": NUMERICAL} | base | _cohort_entry(parts) | {"population": POPULATIONS[BY_AGE]}
-        )
+        prediction = {"kind": NUMERICAL} | base | _cohort_entry(parts) | {
+            "population": POPULATIONS[BY_AGE]}
     return summarise(features, prediction, t)

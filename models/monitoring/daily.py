@@ -82,11 +82,8 @@ def monitor_day(
         entry = result["features"].get(name) or result["prediction"]
         entry["since"] = first
     result["changes"] = [
-        {
-            "feature": name,
-            "since": first,
-            "population": (result["features"].get(name) or result["prediction"]).get("population"),
-        }
+        {"feature": name, "since": first, "population": (
+            result["features"].get(name) or result["prediction"]).get("population")}
         for name, first in sorted(since.items(), key=lambda kv: (kv[1], kv[0]))
     ]
     history_rows = [{**r, "scored_ds": r["scored_ds"].isoformat()} for r in hist]
@@ -191,20 +188,18 @@ def _float(x) -> float | None:
     return None if x is None else float(x)
 
 
-METRICS_SCHEMA = pa.schema(
-    [
-        ("feature", pa.string()),
-        ("kind", pa.string()),
-        ("method", pa.string()),
-        ("statistic", pa.float64()),
-        ("threshold", pa.float64()),
-        ("drifted", pa.bool_()),
-        ("missing_reference", pa.float64()),
-        ("missing_current", pa.float64()),
-        ("population", pa.string()),  # the rows compared (like with like, #17)
-        ("cohort", pa.string()),  # the cohort of `statistic`: arrival or an age bucket
-        ("n_reference", pa.int64()),
-        ("n_current", pa.int64()),
-        ("model_version", pa.string()),
-    ]
-)
+METRICS_SCHEMA = pa.schema([
+    ("feature", pa.string()),
+    ("kind", pa.string()),
+    ("method", pa.string()),
+    ("statistic", pa.float64()),
+    ("threshold", pa.float64()),
+    ("drifted", pa.bool_()),
+    ("missing_reference", pa.float64()),
+    ("missing_current", pa.float64()),
+    ("population", pa.string()),  # the rows compared (like with like, #17)
+    ("cohort", pa.string()),  # the cohort of `statistic`: arrival or an age bucket
+    ("n_reference", pa.int64()),
+    ("n_current", pa.int64()),
+    ("model_version", pa.string()),
+])

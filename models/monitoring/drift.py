@@ -219,14 +219,8 @@ def noise_bound(ref: dict, cur: dict, method: str, t: DriftThresholds) -> float 
         return W1_NOISE_FACTOR * spread / (ref["std"] * math.sqrt(n))
     if method == "psi":
         q = np.asarray(ref["quantiles"])
-        bins = (
-            len(
-                np.unique(
-                    np.quantile(q, np.arange(1, t.psi_bins) / t.psi_bins, method="inverted_cdf")
-                )
-            )
-            + 1
-        )
+        bins = len(np.unique(np.quantile(q, np.arange(1, t.psi_bins) / t.psi_bins,
+                                         method="inverted_cdf"))) + 1
         chi = _chi2_quantile(bins - 1, t.noise_alpha)
         return CHI2_MARGIN * chi * (1 / ref["n"] + 1 / cur["n"])
     k = len(set(ref["counts"]) | set(cur["counts"]))

@@ -208,7 +208,8 @@ def verdict_text(report: dict) -> str:
     growth = [n for n, f in feats.items() if f.get("method") == "not_compared"]
     if growth:
         parts.append(
-            f"{len(growth)} feature(s) not compared, growing by construction: {', '.join(growth)}."
+            f"{len(growth)} feature(s) not compared, growing by construction: "
+            f"{', '.join(growth)}."
         )
     empty = len(feats) - len(judged) - len(growth)
     if empty:
