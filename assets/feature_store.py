@@ -173,6 +173,15 @@ def training_set(
     return dg.MaterializeResult(metadata={k: v for k, v in out.items() if v is not None})
 
 
+def _model_config(context: dg.AssetExecutionContext) -> dict:
+    """`clip_quality_model`'s config in this run as that op receives it: the run config
+    resolved against the job (a job's own default config, such as `training_job`'s
+    `force_retrain`, and the fields' defaults included); {} when the job has no such op."""
+    resolved = context.op_execution_context.get_step_execution_context().resolved_run_config
+    op = resolved.ops.get(MODEL_OP)
+    return dict(op.config or {}) if op is not None else {}
+
+
 def _plan(context: dg.AssetExecutionContext, mlflow: MlflowResource, cutoff) -> tuple:
     """(window days, row budget, why the set is built or None): the window and budget are
     `clip_quality_model`'s config in this run (`ModelConfig`, one place for them), and the
@@ -181,7 +190,7 @@ def _plan(context: dg.AssetExecutionContext, mlflow: MlflowResource, cutoff) -> 
     whether the model trains, the set is built (the model then reports the registry)."""
     from models.training.lifecycle import Policy, champion, retrain_reason
 
-    raw = (context.run_config.get("ops", {}).get(MODEL_OP, {}) or {}).get("config", {}) or {}
+    raw = _model_config(context)
     policy = Policy(
         **{k: raw[k] for k in ("retrain_every_days", "force_retrain", "retrain_trigger",
                                "train_window_days", "train_row_budget") if k in raw}

@@ -262,6 +262,22 @@ def test_the_training_set_asked_for_alone_is_built_whatever_the_policy(pipeline_
     assert meta["train_window_days"].value == "90" and meta["train_sample"].value == "none"
 
 
+def test_training_job_builds_the_training_set_though_the_champion_is_fresh(pipeline_home):
+    """`training_job`'s own config (`force_retrain`) reaches the training set's decision:
+    run without a run config, as `clipflow run --job training_job` runs it."""
+    _, resources, _, _, instance = pipeline_home
+    job = defs.resolve_job_def("training_job")
+    r = job.execute_in_process(partition_key=DAYS[-2], instance=instance, resources=resources)
+    assert r.success
+    (meta,) = [
+        e.materialization.metadata
+        for e in r.get_asset_materialization_events()
+        if e.materialization.asset_key == dg.AssetKey("training_set")
+    ]
+    assert meta["built"].value is True and meta["why"].value == "on demand (force_retrain)"
+    assert meta["dagster/row_count"].value > 0
+
+
 def test_a_failed_training_keeps_the_champion_and_the_day_is_still_scored(pipeline_home):
     """One non-finite cell in the day's training set crashes XGBoost (#16, case 10): the
     champion keeps serving, the day is scored with it, the `training_ran` check fails with

@@ -20,9 +20,12 @@ def _context(model_config: dict | None, with_model: bool = True):
     keys = {dg.AssetKey("training_set")} | (
         {dg.AssetKey("clip_quality_model")} if with_model else set()
     )
-    ops = {} if model_config is None else {"clip_quality_model": {"config": model_config}}
+    ops = (
+        {} if model_config is None else {"clip_quality_model": SimpleNamespace(config=model_config)}
+    )
+    step = SimpleNamespace(resolved_run_config=SimpleNamespace(ops=ops))
     return SimpleNamespace(
-        run_config={"ops": ops},
+        op_execution_context=SimpleNamespace(get_step_execution_context=lambda: step),
         job_def=SimpleNamespace(asset_layer=SimpleNamespace(selected_asset_keys=keys)),
         log=logging.getLogger("test"),
     )
