@@ -49,6 +49,11 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
             "tests/models/experiments/test_stats_methods.py",
         ],
     ),
+    # ingestion's two-step clips lookup (#19)
+    "keys": (
+        ["models/ingest/keys.py"],
+        ["tests/models/ingest/test_key_lookup.py", "tests/models/ingest/test_day.py"],
+    ),
     "contract": (
         ["models/core/contract.py"],
         [

@@ -95,3 +95,14 @@ def test_the_online_push_finds_the_same_clips(landing, tmp_path):
         pushed = {(c, t.astimezone(UTC)) for c, t in con.execute(
             f"SELECT clip_id, event_timestamp FROM ({sql})").fetchall()}  # fmt: skip
         assert pushed == {k for k, v in expected.items() if v is None}
+
+
+def test_engagement_before_any_clip_is_quarantined_row_by_row(landing, tmp_path):
+    """No clips table yet: every row breaks the foreign key, and only that rule."""
+    rows = [{**GOOD_ENGAGEMENT, "clip_id": c, "event_timestamp": _at(REF, 12)} for c in "ab"]
+    landing.write("engagement", rows)
+    wh, con = Warehouse(tmp_path / "h"), connect()
+    res = ingest_day(con, wh, ENGAGEMENT, landing.root, REF, NOW)
+    assert (res.rows_valid, res.rows_quarantined, res.reasons) == (0, 2, {EXISTS: 2})
+    sql = valid_rows_sql(con, wh, ENGAGEMENT, list_files(landing.root, ENGAGEMENT), NotAfter(NOW))
+    assert con.execute(f"SELECT count(*) FROM ({sql})").fetchall() == [(0,)]
