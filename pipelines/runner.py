@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 from typing import TextIO
 
 from models.core.errors import root_cause
@@ -30,6 +31,7 @@ class DayOutcome:
     run_id: str
     steps: list[dict] = field(default_factory=list)
     job: str = "nightly_job"
+    peak_rss_mb: float | None = None  # the day's own peak (None: this OS cannot say)
 
 
 @dataclass
@@ -140,7 +142,7 @@ def run_days(
                 summary.days.append(outcome)
                 say(
                     f"{day}  {'ok' if outcome.success else 'FAILED'}  ({outcome.seconds:.1f}s, "
-                    f"run {outcome.run_id[:8]})"
+                    f"peak RSS {_mb(outcome.peak_rss_mb)}, run {outcome.run_id[:8]})"
                 )
                 _say_steps(say, outcome)
                 if job_name == "nightly_job":
@@ -240,6 +242,7 @@ def _execute(
     """One in-process run of `job_name` for partition `day`, with its steps."""
     from pipelines.definitions import defs
 
+    reset = reset_peak_rss()
     t0 = time.perf_counter()
     result = defs.resolve_job_def(job_name).execute_in_process(
         partition_key=day,
@@ -253,10 +256,36 @@ def _execute(
             HOST: socket.gethostname(),
         },
     )
+    seconds, peak = time.perf_counter() - t0, peak_rss_mb() if reset else None
     steps = _steps(instance, result.run_id)
     return DayOutcome(
-        day, result.success, time.perf_counter() - t0, result.run_id, steps, job=job_name
+        day, result.success, seconds, result.run_id, steps, job=job_name, peak_rss_mb=peak
     )
+
+
+def reset_peak_rss() -> bool:
+    """Start this process's peak RSS afresh (Linux: `5` to /proc/self/clear_refs resets
+    VmHWM), so that a day's peak is its own; False where the OS does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak RSS since the last reset (VmHWM), in MB; None when unknown."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _mb(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:,.0f} MB"
 
 
 def _say_steps(say, outcome: DayOutcome) -> None:

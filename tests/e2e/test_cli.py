@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,7 +81,11 @@ def test_generate_then_run_end_to_end(one_run):
     assert "3 day(s) 2026-02-01..2026-02-03" in r.stdout
     assert "3/3 days succeeded" in r.stdout
     for day in ["2026-02-01", "2026-02-02", "2026-02-03"]:
-        assert f"{day}  ok" in r.stdout
+        # #20: each day's line says its wall time and its own peak RSS
+        line = re.search(rf"^{day}  ok  \((\d+\.\d)s, peak RSS ([\d,]+) MB, run \w{{8}}\)$",
+                         r.stdout, re.MULTILINE)  # fmt: skip
+        assert line, r.stdout
+        assert 100 < int(line.group(2).replace(",", "")) < 16_000
     snap = snapshot(home)
     assert len(snap["clips"]) > 500 and len(snap["engagement"]) > 500
     reasons = {row[2] for row in snap["quarantine"]}
