@@ -95,6 +95,15 @@ def test_kill_9_at_a_random_step_then_a_rerun_writes_the_same_warehouse(
         kill9(proc)
     assert started, (tmp_path / "killed.log").read_text()[-3000:]
     assert proc.returncode == -9  # killed, not ended on its own
+    # the last steps are short: the kill can land after the run's end (the process was
+    # printing its summary); then there is no interrupted run to mark failed
+    instance = dg.DagsterInstance.from_config(str(home / "dagster"))
+    try:
+        (killed,) = [run.status for run in instance.get_runs()]
+    finally:
+        instance.dispose()
+    interrupted = killed == dg.DagsterRunStatus.STARTED
+    assert interrupted or killed == dg.DagsterRunStatus.SUCCESS, killed
 
     r = clipflow("run", "--landing", str(landing), env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -102,11 +111,12 @@ def test_kill_9_at_a_random_step_then_a_rerun_writes_the_same_warehouse(
     assert leftovers(home) == []
     _same_partitions(home, uninterrupted)
     # the killed run no longer reads STARTED: the re-run marked it failed, saying why
-    assert "ended before this run did (killed?)" in r.stdout
+    assert ("ended before this run did (killed?)" in r.stdout) is interrupted
     instance = dg.DagsterInstance.from_config(str(home / "dagster"))
     try:
         statuses = [run.status for run in instance.get_runs()]
     finally:
         instance.dispose()
-    assert statuses.count(dg.DagsterRunStatus.FAILURE) == 1
-    assert statuses.count(dg.DagsterRunStatus.SUCCESS) == len(statuses) - 1 >= len(DAYS)
+    assert statuses.count(dg.DagsterRunStatus.FAILURE) == int(interrupted)
+    assert statuses.count(dg.DagsterRunStatus.SUCCESS) == len(statuses) - int(interrupted)
+    assert len(statuses) - int(interrupted) >= len(DAYS)
