@@ -40,12 +40,25 @@ import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
-from bench.clip_features import FIRST, MEMORY_LIMIT, THREADS, make_data, short_home, spawn
+from bench.clip_features import (
+    FIRST,
+    MEMORY_LIMIT,
+    THREADS,
+    make_data,
+    short_home,
+    spawn,
+    state,
+)
 from bench.clip_features import floor as window_floor
 from bench.common import Record, Timer, floor_record, log
 from bench.feast_env import redis_server
 from models.core.warehouse import Warehouse, connect, sql_str
-from models.features.clip_features import FEATURE_COLUMNS, SORT_KEYS, sample_key_sql
+from models.features.clip_features import (
+    ATTRIBUTE_FEATURES,
+    FEATURE_COLUMNS,
+    SORT_KEYS,
+    sample_key_sql,
+)
 
 CLIPS_PER_DAY, MIN_CLIPS, DAYS = 1_000_000, 500, 31
 HOMES = {"long": 30, "week": 7, "short": 3}  # home -> days of history before the night
@@ -70,16 +83,10 @@ def land_last_day(home: str, landing: str, last: date) -> None:
 def feature_history(home: str, first: date, last: date) -> float:
     """Write clip_features of days first..last in the pipeline's layout; seconds."""
     wh, con = Warehouse(home), connect(threads=THREADS, memory_limit=MEMORY_LIMIT)
-    attrs = ", ".join(
-        c
-        for c in FEATURE_COLUMNS
-        if c in ("duration_s", "resolution", "bitrate_kbps", "fps", "aspect_ratio",
-                 "has_captions", "speech_ratio", "scene_cuts_per_min", "hook_strength",
-                 "language", "topic")
-    )  # fmt: skip
+    attrs = ", ".join(ATTRIBUTE_FEATURES)  # from the clip row
     drawn = []
     for c in FEATURE_COLUMNS:
-        if c in attrs.split(", "):
+        if c in ATTRIBUTE_FEATURES:
             continue
         kind = "BIGINT" if c.startswith(("views_", "creator_clip", "creator_label_count",
                                          "resolution_rank", "is_vertical")) else "DOUBLE"  # fmt: skip
@@ -100,15 +107,6 @@ def feature_history(home: str, first: date, last: date) -> float:
                       UNION ALL
                       SELECT *, {end} AS ts FROM {clips})"""
             wh.write_partition(con, "clip_features", d, query, keys=SORT_KEYS)
-    return t.seconds
-
-
-def state(home: str, last: date) -> float:
-    from models.features import creator_state
-
-    wh, con = Warehouse(home), connect(threads=THREADS, memory_limit=MEMORY_LIMIT)
-    with Timer() as t:
-        creator_state.ensure(con, wh, last)
     return t.seconds
 
 
@@ -169,7 +167,7 @@ def run(scale: float, tmp: Path) -> list[Record]:
         if name != "long":
             first = last - timedelta(days=days)
             short_home(long, tmp / name, first, (*LANDED, "clip_features"))
-        secs = spawn(state, str(tmp / name), last - timedelta(1))
+        secs, _ = spawn(state, str(tmp / name), last - timedelta(1))
         log(f"nightly: {name}: creator state {secs:.1f} s")
     nights = {}
     with redis_server(tmp) as redis:
