@@ -26,23 +26,18 @@ at the store's precision, whole seconds (Feast's SQLite store upserts unconditio
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from feature_repo.online_values import bulk_timestamps, bulk_values
-from feature_repo.redis_layout import (
-    UPSERT_LUA,
-    UPSERT_SHA,
-    ViewFields,
-    bulk,
-    command_head,
-    send_packed,
-    string_keys,
-)
+from feature_repo import online_batch
+from feature_repo.online_batch import Encoder, ViewPlan
+from feature_repo.online_values import bulk_values
+from feature_repo.redis_layout import UPSERT_LUA, ViewFields, send_packed
 from models.core.redis_url import redis_client
 
 if TYPE_CHECKING:
@@ -50,7 +45,7 @@ if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
 
 FEATURE_VIEW = "clip_features"
-DEFAULT_CHUNK = 5_000
+DEFAULT_CHUNK = 50_000  # rows encoded and sent as one write
 
 
 @dataclass(frozen=True)
@@ -126,21 +121,70 @@ def write_fast(
     start = time.perf_counter()
     if not _plain_redis(store):
         raise ValueError("write_fast needs a Redis online store (redis_type: redis)")
-    plan = _Plan.of(store, store.get_feature_view(feature_view))
-    table = latest_per_entity(_to_arrow(data), plan.key_col, plan.ts_col)
-    missing = sorted(set(plan.fields.features) - set(table.column_names))
-    if missing:
-        raise ValueError(f"{feature_view}: columns missing from the rows: {missing}")
-    ttl = store.config.online_store.key_ttl_seconds
-    counts = np.zeros(3, dtype=np.int64)  # skipped, written, corrected
+    fv = store.get_feature_view(feature_view)
+    table = latest_per_entity(_to_arrow(data), _join_key(fv), fv.batch_source.timestamp_field)
+    batches = (table.slice(o, chunk_size) for o in range(0, table.num_rows, chunk_size))
+    (result,) = write_views_fast(store, batches, [(feature_view, {})]).values()
+    return WriteResult(result.rows, result.written, result.skipped,
+                       time.perf_counter() - start, "fast", result.corrected)  # fmt: skip
+
+
+def write_views_fast(
+    store: FeatureStore,
+    batches: Iterable[pa.Table | pa.RecordBatch],
+    views: list[tuple[str, Mapping[str, str]]],
+) -> dict[str, WriteResult]:
+    """Write batches of rows holding several views of the same entities, each row's views
+    in one call per key (`online_batch`), to the Redis online store of `store`.
+
+    `views`: (view name, {feature or "event_timestamp": the batch's column}) where a
+    column's name differs from the feature's; a view's time column null: the row has none
+    of that view. Rows must hold one row per entity across the batches (the caller keeps
+    the latest); should one come twice, the older is skipped or overwritten (never wins)."""
+    start = time.perf_counter()
+    if not _plain_redis(store):
+        raise ValueError("write_fast needs a Redis online store (redis_type: redis)")
+    plans, key_col = [], None
+    for name, rename in views:
+        fv = store.get_feature_view(name)
+        key_col = key_col or _join_key(fv)
+        plans.append(_view_plan(store, fv, rename))
+    encoder = Encoder(key_col, plans, store.config, store.config.online_store.key_ttl_seconds)
     with _client(store) as client:
-        if table.num_rows:
-            client.script_load(UPSERT_LUA)  # EVALSHA finds it (a restart forgets scripts)
-        for offset in range(0, table.num_rows, chunk_size):
-            counts += _write_chunk(client, plan, table.slice(offset, chunk_size), ttl)
-    skipped, written, corrected = counts.tolist()
+        loaded = []
+
+        def send(c, payload: bytes, n: int) -> list:
+            if not loaded:  # EVALSHA finds it (a restart forgets scripts)
+                loaded.append(c.script_load(UPSERT_LUA))
+            return _send_packed(c, payload, n)
+
+        counts = online_batch.write_batches(client, encoder, _checked(batches, plans), send)
     seconds = time.perf_counter() - start
-    return WriteResult(table.num_rows, written + corrected, skipped, seconds, "fast", corrected)
+    out = {}
+    for (name, _), rows, (skipped, written, corrected) in zip(
+        views, counts.rows.tolist(), counts.status.tolist(), strict=True
+    ):
+        out[name] = WriteResult(rows, written + corrected, skipped, seconds, "fast", corrected)
+    return out
+
+
+def _view_plan(store: FeatureStore, fv, rename: Mapping[str, str]) -> ViewPlan:
+    return ViewPlan(
+        fields=ViewFields.of(fv, store.config),
+        columns=tuple(rename.get(f.name, f.name) for f in fv.features),
+        value_types=tuple(f.dtype.to_value_type() for f in fv.features),
+        ts_col=rename.get("event_timestamp", fv.batch_source.timestamp_field),
+    )
+
+
+def _checked(batches, plans: list[ViewPlan]):
+    """The batches, each refused with the missing columns named when it lacks any."""
+    for batch in batches:
+        for plan in plans:
+            missing = sorted((set(plan.columns) | {plan.ts_col}) - set(batch.schema.names))
+            if missing:
+                raise ValueError(f"{plan.fields.view}: columns missing from the rows: {missing}")
+        yield batch
 
 
 def _changed_online(
@@ -164,67 +208,11 @@ def _changed_online(
     tied = np.flatnonzero(~newer & (micros * 1000 == stored))
     differs = np.zeros(len(ids), dtype=bool)
     for f, result in zip(fv.features, results, strict=True):
-        ours = bulk_values(chunk.column(f.name).take(tied), f.dtype.to_value_type())
+        ours = bulk_values(chunk.column(f.name).take(tied), f.dtype.to_value_type()).to_pylist()
         for i, raw in zip(tied.tolist(), ours, strict=True):
             held = result.values[i].SerializeToString()
             differs[i] |= raw[raw.index(b"\r\n") + 2 : -2] != held
     return newer | differs, int(differs.sum())
-
-
-# -- Feast's storage format (feature_repo.redis_layout) ------------------------------------
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """What a write of a view's rows needs, built once: where the values go (the layout's
-    keys and hash fields) and how they are encoded (the features' value types)."""
-
-    config: Any  # the store's RepoConfig: project, key serialization
-    fields: ViewFields
-    value_types: list[Any]
-    key_col: str
-    ts_col: str
-
-    @staticmethod
-    def of(store: FeatureStore, fv: FeatureView) -> _Plan:
-        return _Plan(
-            config=store.config,
-            fields=ViewFields.of(fv, store.config),
-            value_types=[f.dtype.to_value_type() for f in fv.features],
-            key_col=_join_key(fv),
-            ts_col=fv.batch_source.timestamp_field,
-        )
-
-    def upsert_parts(self, ttl) -> list[bytes]:
-        """`EVALSHA <upsert> 1 key ts_field ts ttl (field value)*` (redis_layout.UPSERT_LUA)
-        with the key, ts and values left empty."""
-        fields = self.fields.fields
-        parts: list[bytes] = [b""] * (7 + 2 * len(fields))
-        parts[0] = command_head(b"EVALSHA", 6 + 2 * len(fields))
-        parts[1], parts[2] = bulk(UPSERT_SHA), bulk(b"1")
-        parts[4] = bulk(self.fields.ts_field)
-        parts[6] = bulk(str(int(ttl)).encode() if ttl else b"")
-        parts[7::2] = [bulk(f) for f in fields]
-        return parts
-
-
-def _write_chunk(client, plan: _Plan, chunk: pa.Table, ttl) -> np.ndarray:
-    """Upsert a chunk's rows (at least one), one atomic script call per key in one write;
-    returns how many were skipped, written and corrected (redis_layout.UPSERT_LUA's replies)."""
-    ids = chunk.column(plan.key_col).combine_chunks().cast(pa.string()).to_pylist()
-    keys = string_keys(plan.key_col, ids, plan.config)
-    columns = [
-        bulk_values(chunk.column(name), vt)
-        for name, vt in zip(plan.fields.features, plan.value_types, strict=True)
-    ]
-    stamps = bulk_timestamps(_micros(chunk.column(plan.ts_col)))
-    parts = plan.upsert_parts(ttl)
-    commands = []
-    for key, ts, *values in zip(keys, stamps, *columns, strict=True):
-        parts[3], parts[5], parts[8::2] = bulk(key), ts, values
-        commands.append(b"".join(parts))
-    replies = _send_packed(client, commands)
-    return np.bincount(np.asarray(replies, dtype=np.int64), minlength=3)
 
 
 def _newer(micros: np.ndarray, stored_nanos: np.ndarray) -> np.ndarray:
@@ -233,17 +221,13 @@ def _newer(micros: np.ndarray, stored_nanos: np.ndarray) -> np.ndarray:
 
 
 def _micros(column: pa.ChunkedArray) -> np.ndarray:
-    col = column.combine_chunks()
-    if pa.types.is_timestamp(col.type) and col.type.tz is None:
-        col = pc.assume_timezone(col, "UTC")
-    col = col.cast(pa.timestamp("us", tz="UTC"), safe=False)
-    return col.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    return online_batch.micros(column).to_numpy(zero_copy_only=False)
 
 
-def _send_packed(client, commands: list[bytes]) -> list:
+def _send_packed(client, payload: bytes, n: int) -> list:
     """Send RESP-encoded commands in one write and return one reply per command (an error
     reply raises and drops the connection)."""
-    return send_packed(client.connection_pool, b"".join(commands), len(commands))
+    return send_packed(client.connection_pool, payload, n)
 
 
 # -- plumbing ----------------------------------------------------------------------------

@@ -13,7 +13,8 @@ The layout, as Feast 0.67 (`feast/infra/online_stores/redis.py`) reads and write
   (Feast's `compute_versioned_name`).
 
 The writer's content-aware upsert (`UPSERT_LUA`: newer, or the same time with other values,
-overwrites; older or equal is skipped; atomic per key) is a Lua script on that layout.
+overwrites; older or equal is skipped; atomic per key and view, many keys and views a call)
+is a Lua script on that layout.
 
 It also packs Redis commands in RESP, as redis-py would send them, so that a chunk of
 commands goes out in one write (`send_packed`). Feast and redis-py are imported inside the
@@ -86,7 +87,7 @@ def string_keys(join_key: str, ids: Sequence[str], config) -> list[bytes]:
             for i in ids
         ]
         return proto_keys(protos, config)
-    prefix, project, pack = _string_key_prefix(join_key), config.project.encode(), _UINT32.pack
+    prefix, project, pack = string_key_prefix(join_key), config.project.encode(), _UINT32.pack
     out = []
     for value in ids:
         b = value.encode()
@@ -106,7 +107,7 @@ def proto_keys(entity_keys: Sequence[EntityKeyProto], config) -> list[bytes]:
 
 
 @functools.lru_cache(maxsize=256)
-def _string_key_prefix(join_key: str) -> bytes:
+def string_key_prefix(join_key: str) -> bytes:
     """A key up to the value's length: one key, STRING, the join key, STRING."""
     name = join_key.encode()
     return struct.pack("<III", 1, _STRING, len(name)) + name + _UINT32.pack(_STRING)
@@ -162,12 +163,17 @@ def send_packed(pool, payload: bytes, n: int, *, retry: bool = False) -> list:
 
 # -- the content-aware upsert ----------------------------------------------------------------
 
-# KEYS[1]: the entity's key. ARGV: the view's `_ts:<view>` field, the row's serialized
-# Timestamp, the key TTL in seconds ('' for none), then field, value pairs. Returns 0 when
-# skipped (the stored time is newer, or equal with the same values), 1 when written as new
-# or newer, 2 when written over an equal time with changed values. A Timestamp is read as
-# (seconds, nanos) from its varints (fields 1 and 2); a stored (0, 0) counts as none (as in
-# `online_write`); seconds before 1970 (ten-byte varints) compare approximately.
+# One call upserts the rows of several entities into several views (the same entity's
+# hash holds every view's fields, so a clip's features and its score go in one HSET).
+# KEYS: the entities' keys. ARGV: the key TTL in seconds ('' for none), the number of
+# views V, then per view its `_ts:<view>` field, its number of features F and their F hash
+# fields; then per key, per view: the row's serialized Timestamp ('-' when the key has no
+# row of that view: the epoch's Timestamp is '') and its F serialized values. Returns per
+# key the sum over views v (0-based) of status * 3^v, a view's status being 0 when skipped
+# (no row; or the stored time is newer, or equal with the same values), 1 when written as
+# new or newer, 2 when written over an equal time with changed values. A Timestamp is read
+# as (seconds, nanos) from its varints (fields 1 and 2); a stored (0, 0) counts as none (as
+# in `online_write`); seconds before 1970 (ten-byte varints) compare approximately.
 UPSERT_LUA = b"""
 local function varint(s, i)
   local v, m = 0, 1
@@ -191,26 +197,53 @@ local function stamp(s)
   if sec >= 9223372036854775808 then sec = sec - 18446744073709551616 end
   return sec, nanos
 end
-local key, n = KEYS[1], #ARGV
-local old_s, old_n = stamp(redis.call('HGET', key, ARGV[1]))
-local new_s, new_n = stamp(ARGV[2])
-local status = 1
-if old_s ~= 0 or old_n ~= 0 then
+local function decide(key, ts_field, ts, fields, first)
+  local old_s, old_n = stamp(redis.call('HGET', key, ts_field))
+  if old_s == 0 and old_n == 0 then return 1 end
+  local new_s, new_n = stamp(ts)
   if new_s < old_s or (new_s == old_s and new_n < old_n) then return 0 end
-  if new_s == old_s and new_n == old_n then
-    local fields = {}
-    for i = 4, n, 2 do fields[#fields + 1] = ARGV[i] end
-    local held = redis.call('HMGET', key, unpack(fields))
-    local same = true
-    for j = 1, #fields do
-      if held[j] ~= ARGV[3 + 2 * j] then same = false break end
-    end
-    if same then return 0 end
-    status = 2
+  if new_s > old_s or new_n > old_n then return 1 end
+  local held = redis.call('HMGET', key, unpack(fields))
+  for j = 1, #fields do
+    if held[j] ~= ARGV[first + j] then return 2 end
   end
+  return 0
 end
-redis.call('HSET', key, ARGV[1], ARGV[2], unpack(ARGV, 4, n))
-if ARGV[3] ~= '' then redis.call('EXPIRE', key, ARGV[3]) end
-return status
+local ttl, nviews, at = ARGV[1], tonumber(ARGV[2]), 3
+local views = {}
+for v = 1, nviews do
+  local nf, fields = tonumber(ARGV[at + 1]), {}
+  for j = 1, nf do fields[j] = ARGV[at + 1 + j] end
+  views[v] = {ARGV[at], fields}
+  at = at + 2 + nf
+end
+local out = {}
+for k = 1, #KEYS do
+  local key, code, weight, args = KEYS[k], 0, 1, {}
+  for v = 1, nviews do
+    local ts_field, fields = views[v][1], views[v][2]
+    local ts = ARGV[at]
+    if ts ~= '-' then
+      local status = decide(key, ts_field, ts, fields, at)
+      if status > 0 then
+        args[#args + 1] = ts_field
+        args[#args + 1] = ts
+        for j = 1, #fields do
+          args[#args + 1] = fields[j]
+          args[#args + 1] = ARGV[at + j]
+        end
+        code = code + status * weight
+      end
+    end
+    weight = weight * 3
+    at = at + 1 + #fields
+  end
+  if #args > 0 then
+    redis.call('HSET', key, unpack(args))
+    if ttl ~= '' then redis.call('EXPIRE', key, ttl) end
+  end
+  out[k] = code
+end
+return out
 """
 UPSERT_SHA = hashlib.sha1(UPSERT_LUA).hexdigest().encode()  # noqa: S324 (Redis's script id)

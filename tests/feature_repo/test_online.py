@@ -168,11 +168,11 @@ def test_value_encoding_matches_feast_for_edge_values():
         (pa.array([True, False, None]), ValueType.BOOL),
     ]
     for arr, value_type in cases:
-        got = online_values.bulk_values(pa.chunked_array([arr]), value_type)
+        got = online_values.bulk_values(pa.chunked_array([arr]), value_type).to_pylist()
         assert got == feast_bytes(arr, value_type), (arr, value_type)
     # an integer feature that went through a float column (NaN for null)
     floats = pa.chunked_array([pa.array([2.0, float("nan"), None])])
-    assert online_values.bulk_values(floats, ValueType.INT64) == feast_bytes(
+    assert online_values.bulk_values(floats, ValueType.INT64).to_pylist() == feast_bytes(
         pa.array([2, None, None]), ValueType.INT64
     )
 
@@ -230,16 +230,19 @@ def test_stock_write_checks_every_chunk(sqlite_store, prefix):
 
 
 def test_write_online_passes_the_chunk_size_on(redis_store, prefix, monkeypatch):
+    from feature_repo import online_batch
+
     sizes = []
-    real = online_write._write_chunk
+    real = online_batch.Encoder.encode
 
-    def spy(client, plan, chunk, ttl):
-        sizes.append(chunk.num_rows)
-        return real(client, plan, chunk, ttl)
+    def spy(self, batch):
+        sizes.append(batch.num_rows)
+        return real(self, batch)
 
-    monkeypatch.setattr(online_write, "_write_chunk", spy)
-    online_write.write_online(redis_store, clip_feature_rows(5, prefix), chunk_size=2)
+    monkeypatch.setattr(online_batch.Encoder, "encode", spy)
+    result = online_write.write_online(redis_store, clip_feature_rows(5, prefix), chunk_size=2)
     assert sizes == [2, 2, 1]
+    assert (result.rows, result.written) == (5, 5)
 
 
 def test_write_online_writes_the_view_it_is_given(redis_store, prefix):
