@@ -20,8 +20,10 @@ encoder outpaces it (bench `online_night`).
 from __future__ import annotations
 
 import collections
+import dataclasses
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +33,9 @@ import pyarrow.compute as pc
 
 from feature_repo.online_values import BIN, bulk_strings, bulk_timestamps, bulk_values, join_cells
 from feature_repo.redis_layout import (
+    DECIDE_SHA,
     UPSERT_SHA,
+    WRITER_LEASE,
     ViewFields,
     bulk,
     command_head,
@@ -41,7 +45,9 @@ from feature_repo.redis_layout import (
 )
 
 KEYS_PER_CALL = 50
-IN_FLIGHT = 2  # batches encoded ahead of the one Redis is applying
+IN_FLIGHT = 2  # writes queued behind the one Redis is applying
+LEASE_S = 60  # the writer lease's life without a batch (extended at every batch's check)
+LEASE_WAIT_S = 600  # how long a writer waits for another's lease
 _NO_ROW = pa.scalar(bulk(b"-"), BIN)  # the script's "no row of this view" (the epoch is b"")
 
 
@@ -82,16 +88,19 @@ def micros(column: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 
 class Encoder:
-    """Encodes batches of rows as calls of the upsert script, for fixed views and TTL."""
+    """Encodes batches of rows as the writer's commands, for fixed views and TTL."""
 
     def __init__(self, key_col: str, views: list[ViewPlan], config, ttl) -> None:
         self.key_col, self.views, self.config = key_col, views, config
-        header = [str(int(ttl)).encode() if ttl else b"", b"%d" % len(views)]
+        self.ttl = b"%d" % int(ttl) if ttl else b""
+        upsert = [self.ttl, b"%d" % len(views)]
         for view in views:
-            header += view.header()
-        self.header = b"".join(bulk(a) for a in header)
-        self.n_header = len(header)
+            upsert += view.header()
+        self.upsert_header = (b"".join(bulk(a) for a in upsert), len(upsert))
+        decide = [b"%d" % len(views), *(v.fields.ts_field for v in views)]
+        self.decide_header = (b"".join(bulk(a) for a in decide), len(decide))
         self.per_key = sum(1 + len(v.fields.fields) for v in views)
+        self.names = [pa.scalar(bulk(v.fields.ts_field), BIN) for v in views]
 
     def keys(self, ids: pa.Array) -> pa.BinaryArray:
         """The RESP bulk strings of the entities' Redis keys (redis_layout's layout)."""
@@ -105,78 +114,167 @@ class Encoder:
         project = pa.scalar(self.config.project.encode(), BIN)
         return bulk_strings(join_cells([prefix, le32.cast(BIN), raw, project]))
 
-    def rows(self, batch: pa.Table) -> pa.BinaryArray:
-        """Per row: for each view, its timestamp ('-' when null) and values' bulk strings."""
-        cells = []
-        for view in self.views:
-            ts = micros(batch.column(view.ts_col))
-            stamps = bulk_timestamps(ts.fill_null(0).to_numpy(zero_copy_only=False))
-            if ts.null_count:
-                stamps = pc.if_else(ts.is_null(), _NO_ROW, stamps)
-            cells.append(stamps)
-            cells += [bulk_values(batch.column(c), vt)
-                      for c, vt in zip(view.columns, view.value_types, strict=True)]  # fmt: skip
-        return join_cells(cells)
-
-    def encode(self, batch: pa.Table) -> tuple[bytes, int]:
-        """(the RESP bytes of the batch's script calls, how many calls)."""
+    def prepare(self, batch: pa.Table) -> Prepared:
+        """A batch's keys, times and values encoded, and the check of its times."""
         ids = batch.column(self.key_col).combine_chunks()
         if ids.null_count:
             raise ValueError(f"{ids.null_count} row(s) without a {self.key_col}")
-        keys, rows = self.keys(ids.cast(pa.string())), self.rows(batch)
-        kbuf, koff = _parts(keys)
-        rbuf, roff = _parts(rows)
-        n, parts, heads = len(keys), [], {}
-        for lo in range(0, n, KEYS_PER_CALL):
-            hi = min(n, lo + KEYS_PER_CALL)
-            m = hi - lo
-            if m not in heads:
-                heads[m] = (command_head(b"EVALSHA", 2 + m + self.n_header + m * self.per_key)
-                            + bulk(UPSERT_SHA) + bulk(b"%d" % m))  # fmt: skip
-            parts += [heads[m], kbuf[koff[lo] : koff[hi]], self.header, rbuf[roff[lo] : roff[hi]]]
-        return b"".join(parts), -(-n // KEYS_PER_CALL)
+        stamps, values = [], []
+        for view in self.views:
+            ts = micros(batch.column(view.ts_col))
+            cell = bulk_timestamps(ts.fill_null(0).to_numpy(zero_copy_only=False))
+            stamps.append(pc.if_else(ts.is_null(), _NO_ROW, cell) if ts.null_count else cell)
+            values.append([bulk_values(batch.column(c), vt)
+                           for c, vt in zip(view.columns, view.value_types, strict=True)])  # fmt: skip
+        keys = self.keys(ids.cast(pa.string()))
+        check = _calls(DECIDE_SHA, keys, self.decide_header, join_cells(stamps), len(self.views))
+        offered = np.array([len(batch) - batch.column(v.ts_col).null_count for v in self.views])
+        prep = Prepared(keys, stamps, values, check, offered, None)
+        # the commands of the common case, every view newer: built while Redis works
+        return dataclasses.replace(prep, hsets=self.hsets(prep, range(len(self.views))))
 
-    def count(self, replies: list, views_rows: np.ndarray) -> Counts:
-        codes = np.concatenate([np.asarray(r, dtype=np.int64) for r in replies])
-        status = np.stack([np.bincount((codes // 3**v) % 3, minlength=3)[:3]
-                           for v in range(len(self.views))])  # fmt: skip
+    def hsets(self, prep: Prepared, views, sel: pa.Array | None = None) -> pa.BinaryArray:
+        """Per row (of `sel`, a mask), `HSET key (ts_field ts (field value)*)*` of `views`
+        (indices), then `EXPIRE key ttl` under a TTL: the bytes Feast's own write stores."""
+
+        def rows(arr: pa.Array) -> pa.Array:
+            return arr if sel is None else arr.filter(sel)
+
+        n_args = 1 + sum(2 * (1 + len(self.views[v].fields.fields)) for v in views)
+        cells = [pa.scalar(command_head(b"HSET", n_args), BIN), rows(prep.keys)]
+        for v in views:
+            cells += [self.names[v], rows(prep.stamps[v])]
+            for field, value in zip(self.views[v].fields.fields, prep.values[v], strict=True):
+                cells += [pa.scalar(bulk(field), BIN), rows(value)]
+        if self.ttl:
+            cells += [pa.scalar(command_head(b"EXPIRE", 2), BIN), rows(prep.keys),
+                      pa.scalar(bulk(self.ttl), BIN)]  # fmt: skip
+        return join_cells(cells)
+
+    def writes(
+        self, prep: Prepared, status: np.ndarray
+    ) -> tuple[bytes | memoryview, int, np.ndarray]:
+        """(the commands writing a checked batch, how many replies, the rows sent to the
+        upsert script). `status` (rows x views): the check's digits. A row with a view of
+        the stored time goes whole through `UPSERT_LUA` (its values decide); any other row
+        is one plain `HSET` of its views to write (and an `EXPIRE` under a TTL)."""
+        per_row = 2 if self.ttl else 1
+        if (status == 1).all():  # every row newer in every view: the prepared commands
+            return _buffer(prep.hsets), len(status) * per_row, np.zeros(0, dtype=np.int64)
+        by_script = np.flatnonzero((status == 2).any(axis=1))
+        plain = (status == 1) & ~(status == 2).any(axis=1, keepdims=True)
+        parts, replies = [], 0
+        for pattern in np.unique(plain[plain.any(axis=1)], axis=0):
+            sel = (plain == pattern).all(axis=1)
+            if pattern.all():  # every view written: the prepared commands (most rows)
+                parts.append(_buffer(prep.hsets if sel.all() else prep.hsets.filter(sel)))
+            else:
+                parts.append(_buffer(self.hsets(prep, np.flatnonzero(pattern), pa.array(sel))))
+            replies += int(sel.sum()) * per_row
+        if len(by_script):
+            rows = pa.array(by_script)
+            cells = []
+            for v in range(len(self.views)):
+                cells += [prep.stamps[v].take(rows), *(c.take(rows) for c in prep.values[v])]
+            keys = prep.keys.take(rows)
+            calls, _ = _calls(UPSERT_SHA, keys, self.upsert_header, join_cells(cells),
+                              self.per_key)  # fmt: skip
+            parts.append(calls)
+            replies += -(-len(by_script) // KEYS_PER_CALL)
+        return b"".join(parts), replies, by_script
+
+    def count(self, offered: np.ndarray, status: np.ndarray, by_script: np.ndarray,
+              replies: list) -> Counts:  # fmt: skip
+        """Per view: rows offered; skipped, written, corrected (the check's digits for the
+        plain rows, the upsert script's replies, the last of `replies`, for its rows)."""
+        out = np.zeros((len(self.views), 3), dtype=np.int64)
+        plain = np.ones(len(status), dtype=bool)
+        plain[by_script] = False
+        calls = -(-len(by_script) // KEYS_PER_CALL)
+        if calls:
+            codes = np.concatenate([np.asarray(r, dtype=np.int64) for r in replies[-calls:]])
+            for v in range(len(self.views)):
+                out[v] += np.bincount((codes // 3**v) % 3, minlength=3)[:3]
+        for v in range(len(self.views)):
+            out[v, 1] += int((status[plain, v] == 1).sum())
+            out[v, 0] += int((status[plain, v] == 0).sum())
         # a view's rows without a row of it (null time) count as neither offered nor skipped
-        status[:, 0] -= len(codes) - views_rows
-        return Counts(views_rows, status)
+        out[:, 0] -= len(status) - offered
+        return Counts(offered, out)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    keys: pa.BinaryArray  # the rows' Redis keys as bulk strings
+    stamps: list[pa.BinaryArray]  # per view, the rows' times ('-': no row of the view)
+    values: list[list[pa.BinaryArray]]  # per view, per feature, the rows' values
+    check: tuple[bytes, int]  # the `DECIDE_LUA` calls of the rows, how many
+    offered: np.ndarray  # per view, the rows that have a row of it
+    hsets: pa.BinaryArray | None  # per row, its plain write of every view (`Encoder.hsets`)
+
+
+def _calls(sha: bytes, keys: pa.BinaryArray, header: tuple[bytes, int],
+           rows: pa.BinaryArray, per_key: int) -> tuple[bytes, int]:  # fmt: skip
+    """`EVALSHA sha m key.. header.. row..` per `KEYS_PER_CALL` rows: (bytes, calls)."""
+    kbuf, koff = _parts(keys)
+    rbuf, roff = _parts(rows)
+    n, parts, heads = len(keys), [], {}
+    for lo in range(0, n, KEYS_PER_CALL):
+        hi = min(n, lo + KEYS_PER_CALL)
+        m = hi - lo
+        if m not in heads:
+            heads[m] = (command_head(b"EVALSHA", 2 + m + header[1] + m * per_key)
+                        + bulk(sha) + bulk(b"%d" % m))  # fmt: skip
+        parts += [heads[m], kbuf[koff[lo] : koff[hi]], header[0], rbuf[roff[lo] : roff[hi]]]
+    return b"".join(parts), -(-n // KEYS_PER_CALL)
 
 
 def _parts(arr: pa.BinaryArray) -> tuple[memoryview, np.ndarray]:
     """(the data buffer, the n+1 offsets into it) of a binary array."""
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[
-        arr.offset : arr.offset + len(arr) + 1
-    ]
-    return memoryview(arr.buffers()[2]), offsets
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)
+    return memoryview(arr.buffers()[2]), offsets[arr.offset : arr.offset + len(arr) + 1]
+
+
+def _buffer(arr: pa.BinaryArray) -> memoryview:
+    """The bytes of all of a binary array's values, in order."""
+    buf, offsets = _parts(arr)
+    return buf[offsets[0] : offsets[-1]]
 
 
 def write_batches(client, encoder: Encoder, batches: Iterable[pa.Table], send=None) -> Counts:
-    """Encode and send every batch (a background thread sends while the next is encoded);
-    the counts of the script's replies. `send(client, payload, n_calls)` defaults to one
+    """Check and write every batch under the store's writer lease; the counts.
+
+    One background thread talks to Redis, in order: batch i's check, then its write; the
+    next batch is encoded meanwhile. `send(client, payload, n_replies)` defaults to one
     write on one connection of the client's pool (`redis_layout.send_packed`)."""
     send = send or (lambda c, payload, n: send_packed(c.connection_pool, payload, n))
     total = Counts.zero(len(encoder.views))
-    pending: collections.deque[tuple[Future, np.ndarray]] = collections.deque()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="online-write") as pool:
+    with (
+        writer_lease(client, encoder.config.project) as lease,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="online-write") as pool,
+    ):
+        pending: collections.deque[tuple] = collections.deque()
+
+        def settle(write: Future, offered, status, by_script) -> Counts:
+            return encoder.count(offered, status, by_script, write.result())
+
         try:
             for batch in _non_empty(batches):
-                payload, n_calls = encoder.encode(batch)
-                offered = np.array([len(batch) - batch.column(v.ts_col).null_count
-                                    for v in encoder.views], dtype=np.int64)  # fmt: skip
-                pending.append((pool.submit(send, client, payload, n_calls), offered))
-                del payload
+                prep = encoder.prepare(batch)
+                check = pool.submit(_checked, lease, send, client, *prep.check)
+                status = np.frombuffer(b"".join(check.result()), dtype=np.uint8) - ord("0")
+                status = status.reshape(batch.num_rows, len(encoder.views))
+                payload, n_replies, by_script = encoder.writes(prep, status)
+                write = pool.submit(send, client, payload, n_replies)
+                pending.append((write, prep.offered, status, by_script))
+                del payload, prep
                 while len(pending) > IN_FLIGHT:
-                    fut, offered = pending.popleft()
-                    total = total + encoder.count(fut.result(), offered)
+                    total = total + settle(*pending.popleft())
             while pending:
-                fut, offered = pending.popleft()
-                total = total + encoder.count(fut.result(), offered)
+                total = total + settle(*pending.popleft())
         except BaseException:
-            for fut, _ in pending:
-                fut.cancel()
+            for write, *_ in pending:
+                write.cancel()
             raise
     return total
 
@@ -185,3 +283,30 @@ def _non_empty(batches: Iterable[pa.Table | pa.RecordBatch]) -> Iterator[pa.Tabl
     for batch in batches:
         if batch.num_rows:
             yield batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+
+
+def _checked(lease, send, client, payload: bytes, n: int) -> list:
+    """The check's replies, the writer lease extended first (it must still be ours)."""
+    lease.reacquire()
+    return send(client, payload, n)
+
+
+@contextmanager
+def writer_lease(client, project: str):
+    """The online store's writer lease (`redis_layout.WRITER_LEASE`, a redis-py `Lock`):
+    held from a batch's check to its write, so that no other clipflow writer lands in
+    between. Waits up to `LEASE_WAIT_S` for another writer; a lease that expired under us
+    (`LEASE_S` without a batch) fails the write (`LockNotOwnedError`)."""
+    import redis
+
+    name = WRITER_LEASE.format(project=project)
+    lease = client.lock(name, timeout=LEASE_S, blocking_timeout=LEASE_WAIT_S, thread_local=False)
+    if not lease.acquire():
+        raise redis.exceptions.LockError(
+            f"another clipflow writer held the online store's writer lease {name!r} for "
+            f"more than {LEASE_WAIT_S} s; nothing was written"
+        )
+    try:
+        yield lease
+    finally:
+        lease.release()

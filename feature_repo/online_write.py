@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 from feature_repo import online_batch
 from feature_repo.online_batch import Encoder, ViewPlan
 from feature_repo.online_values import bulk_values
-from feature_repo.redis_layout import UPSERT_LUA, ViewFields, send_packed
+from feature_repo.redis_layout import DECIDE_LUA, UPSERT_LUA, ViewFields, send_packed
 from models.core.redis_url import redis_client
 
 if TYPE_CHECKING:
@@ -148,14 +148,14 @@ def write_views_fast(
     for name, rename in views:
         fv = store.get_feature_view(name)
         key_col = key_col or _join_key(fv)
-        plans.append(_view_plan(store, fv, rename))
+        plans.append(view_plan(store, fv, rename))
     encoder = Encoder(key_col, plans, store.config, store.config.online_store.key_ttl_seconds)
     with _client(store) as client:
         loaded = []
 
         def send(c, payload: bytes, n: int) -> list:
-            if not loaded:  # EVALSHA finds it (a restart forgets scripts)
-                loaded.append(c.script_load(UPSERT_LUA))
+            if not loaded:  # EVALSHA finds them (a restart forgets scripts)
+                loaded.extend([c.script_load(UPSERT_LUA), c.script_load(DECIDE_LUA)])
             return _send_packed(c, payload, n)
 
         counts = online_batch.write_batches(client, encoder, _checked(batches, plans), send)
@@ -168,7 +168,7 @@ def write_views_fast(
     return out
 
 
-def _view_plan(store: FeatureStore, fv, rename: Mapping[str, str]) -> ViewPlan:
+def view_plan(store: FeatureStore, fv, rename: Mapping[str, str]) -> ViewPlan:
     return ViewPlan(
         fields=ViewFields.of(fv, store.config),
         columns=tuple(rename.get(f.name, f.name) for f in fv.features),

@@ -163,18 +163,8 @@ def send_packed(pool, payload: bytes, n: int, *, retry: bool = False) -> list:
 
 # -- the content-aware upsert ----------------------------------------------------------------
 
-# One call upserts the rows of several entities into several views (the same entity's
-# hash holds every view's fields, so a clip's features and its score go in one HSET).
-# KEYS: the entities' keys. ARGV: the key TTL in seconds ('' for none), the number of
-# views V, then per view its `_ts:<view>` field, its number of features F and their F hash
-# fields; then per key, per view: the row's serialized Timestamp ('-' when the key has no
-# row of that view: the epoch's Timestamp is '') and its F serialized values. Returns per
-# key the sum over views v (0-based) of status * 3^v, a view's status being 0 when skipped
-# (no row; or the stored time is newer, or equal with the same values), 1 when written as
-# new or newer, 2 when written over an equal time with changed values. A Timestamp is read
-# as (seconds, nanos) from its varints (fields 1 and 2); a stored (0, 0) counts as none (as
-# in `online_write`); seconds before 1970 (ten-byte varints) compare approximately.
-UPSERT_LUA = b"""
+# A Timestamp read as (seconds, nanos) from its varints (fields 1 and 2); nil gives (0, 0).
+_STAMP_LUA = b"""
 local function varint(s, i)
   local v, m = 0, 1
   while i <= #s do
@@ -197,6 +187,20 @@ local function stamp(s)
   if sec >= 9223372036854775808 then sec = sec - 18446744073709551616 end
   return sec, nanos
 end
+"""
+
+# One call upserts the rows of several entities into several views (the same entity's
+# hash holds every view's fields, so a clip's features and its score go in one HSET).
+# KEYS: the entities' keys. ARGV: the key TTL in seconds ('' for none), the number of
+# views V, then per view its `_ts:<view>` field, its number of features F and their F hash
+# fields; then per key, per view: the row's serialized Timestamp ('-' when the key has no
+# row of that view: the epoch's Timestamp is '') and its F serialized values. Returns per
+# key the sum over views v (0-based) of status * 3^v, a view's status being 0 when skipped
+# (no row; or the stored time is newer, or equal with the same values), 1 when written as
+# new or newer, 2 when written over an equal time with changed values. A Timestamp is read
+# as (seconds, nanos) from its varints (fields 1 and 2); a stored (0, 0) counts as none (as
+# in `online_write`); seconds before 1970 (ten-byte varints) compare approximately.
+UPSERT_LUA = _STAMP_LUA + b"""
 local function decide(key, ts_field, ts, fields, first)
   local old_s, old_n = stamp(redis.call('HGET', key, ts_field))
   if old_s == 0 and old_n == 0 then return 1 end
@@ -247,3 +251,41 @@ end
 return out
 """
 UPSERT_SHA = hashlib.sha1(UPSERT_LUA).hexdigest().encode()  # noqa: S324 (Redis's script id)
+
+# The check before a plain write (`online_batch`): KEYS: the entities' keys; ARGV: the
+# number of views V, their V `_ts:<view>` fields, then per key, per view, the row's
+# serialized Timestamp ('-' for no row). Returns one string of a digit per key and view:
+# 0 skip (no row, or the stored time is newer), 1 write (none stored, or the row is
+# strictly newer), 2 the same time (the values decide: `UPSERT_LUA` writes those rows).
+# Only reads; the writer holds the online store's writer lease (`WRITER_LEASE`) from this
+# check to its write, so no other clipflow writer lands in between.
+DECIDE_LUA = _STAMP_LUA + b"""
+local nviews = tonumber(ARGV[1])
+local fields = {}
+for v = 1, nviews do fields[v] = ARGV[1 + v] end
+local at, out = 2 + nviews, {}
+for k = 1, #KEYS do
+  local held = redis.call('HMGET', KEYS[k], unpack(fields))
+  for v = 1, nviews do
+    local ts, status = ARGV[at], '0'
+    if ts ~= '-' then
+      local old_s, old_n = stamp(held[v] or nil)
+      if old_s == 0 and old_n == 0 then
+        status = '1'
+      else
+        local new_s, new_n = stamp(ts)
+        if new_s > old_s or (new_s == old_s and new_n > old_n) then
+          status = '1'
+        elseif new_s == old_s and new_n == old_n then
+          status = '2'
+        end
+      end
+    end
+    out[#out + 1] = status
+    at = at + 1
+  end
+end
+return table.concat(out)
+"""
+DECIDE_SHA = hashlib.sha1(DECIDE_LUA).hexdigest().encode()  # noqa: S324 (Redis's script id)
+WRITER_LEASE = "clipflow:online-writer:{project}"  # a redis-py Lock's name, per Feast project

@@ -233,13 +233,13 @@ def test_write_online_passes_the_chunk_size_on(redis_store, prefix, monkeypatch)
     from feature_repo import online_batch
 
     sizes = []
-    real = online_batch.Encoder.encode
+    real = online_batch.Encoder.prepare
 
     def spy(self, batch):
         sizes.append(batch.num_rows)
         return real(self, batch)
 
-    monkeypatch.setattr(online_batch.Encoder, "encode", spy)
+    monkeypatch.setattr(online_batch.Encoder, "prepare", spy)
     result = online_write.write_online(redis_store, clip_feature_rows(5, prefix), chunk_size=2)
     assert sizes == [2, 2, 1]
     assert (result.rows, result.written) == (5, 5)

@@ -85,23 +85,59 @@ def test_a_stored_hash_missing_a_field_is_rewritten(redis_store, redis_server, p
 def test_a_newer_row_written_while_ours_is_in_flight_wins(
     redis_store, redis_server, prefix, monkeypatch
 ):
-    """The check and the write are one step in Redis: another writer's newer row, landing
-    after our first round trip, is never overwritten by our older one."""
+    """Between our check of the stored times and our write, another clipflow writer's newer
+    row cannot land: it waits for the writer lease, then wins over our older row."""
+    import threading
+
+    from feature_repo.redis_layout import DECIDE_SHA
+
     base = online_write.latest_per_entity(clip_feature_rows(2, prefix, seed=6))
     ids = base.column("clip_id").to_pylist()
-    real, calls = online_write._send_packed, []
+    real, other, seen = online_write._send_packed, [], threading.Event()
 
-    def other_writer_between_round_trips(client, payload, n):
+    def other_writer_after_our_check(client, payload, n):
         replies = real(client, payload, n)
-        if not calls:
-            calls.append(n)
-            online_write.write_fast(redis_store, with_time(base, T, fps=99.0, topic="newer"))
+        if DECIDE_SHA in payload[:100] and not other:  # our check: stored times read
+            newer = with_time(base, T, fps=99.0, topic="newer")
+            other.append(
+                threading.Thread(target=online_write.write_fast, args=(redis_store, newer))
+            )
+            other[0].start()
+            seen.wait(timeout=2.0)  # gives the other writer time to land, were it able to
         return replies
 
-    monkeypatch.setattr(online_write, "_send_packed", other_writer_between_round_trips)
-    online_write.write_fast(redis_store, with_time(base, T - timedelta(hours=1), topic="older"))
-    assert calls == [1]  # one script call for the two keys
+    monkeypatch.setattr(online_write, "_send_packed", other_writer_after_our_check)
+    ours = online_write.write_fast(
+        redis_store, with_time(base, T - timedelta(hours=1), topic="older")
+    )
+    waited = bool(other) and other[0].is_alive()  # still waiting for our lease at our end
+    monkeypatch.setattr(online_write, "_send_packed", real)
+    other[0].join(timeout=30)
+    assert not other[0].is_alive()
+    assert ours.written == 2
     assert [(r["fps"], r["topic"]) for r in read_online(redis_store, ids)] == [(99.0, "newer")] * 2
+    assert waited
+
+
+def test_a_writer_that_cannot_get_the_lease_writes_nothing(
+    redis_store, redis_server, prefix, monkeypatch
+):
+    from feature_repo import online_batch
+
+    monkeypatch.setattr(online_batch, "LEASE_WAIT_S", 0.3)
+    rows = online_write.latest_per_entity(clip_feature_rows(2, prefix, seed=4))
+    name = f"clipflow:online-writer:{redis_store.config.project}"
+    with _client(redis_server) as client:
+        held = client.lock(name, timeout=30)
+        assert held.acquire(blocking=False)
+        try:
+            message = f"another clipflow writer held the online store's writer lease '{name}'"
+            with pytest.raises(redis.exceptions.LockError, match=message):
+                online_write.write_fast(redis_store, rows)
+            assert not list(client.scan_iter(match=f"*{prefix}*".encode()))
+        finally:
+            held.release()
+    assert online_write.write_fast(redis_store, rows).written == 2
 
 
 def test_the_upsert_is_loaded_again_after_a_script_flush(redis_store, redis_server, prefix):
