@@ -73,10 +73,16 @@ def feast_registry(context: dg.AssetExecutionContext, feast: FeastResource) -> d
 def online_features(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, feast: FeastResource
 ) -> dg.MaterializeResult:
-    from feature_repo.online_write import write_online
+    from feature_repo.online_write import write_stream
+    from models.core.stream import latest
 
-    rows = warehouse.get().read("clip_features", context.partition_key)
-    res = write_online(feast.store(), rows, "clip_features")
+    wh, ds = warehouse.get(), context.partition_key
+    rows = latest(wh, "clip_features", ds, key="clip_id", ts="event_timestamp",
+                  columns=["clip_id", "event_timestamp", *FEATURE_COLUMNS])  # fmt: skip
+    res = write_stream(feast.store(), rows, "clip_features")
+    source_rows = wh.con.execute(
+        f"SELECT count(*) FROM {wh.partition_scan('clip_features', ds)}"
+    ).fetchall()[0][0]
     keys_per_s = res.written / res.seconds if res.seconds else 0.0
     context.log.info(
         f"online: {res.written} keys written, {res.skipped} not newer, "
@@ -85,14 +91,16 @@ def online_features(
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": res.written,
-            "source_rows": rows.num_rows,
+            "source_rows": int(source_rows),
             "clips": res.rows,
             "skipped_not_newer": res.skipped,
             "seconds": round(res.seconds, 3),
             "keys_per_s": round(keys_per_s),
             "writer": res.method,
             "online_store": feast.online_kind(),
-            "preview": dg.MetadataValue.md(head_md(rows, PREVIEW_COLUMNS)),
+            "preview": dg.MetadataValue.md(
+                head_md(wh.read("clip_features", ds, limit=PREVIEW_ROWS), PREVIEW_COLUMNS)
+            ),
         }
     )
 

@@ -25,6 +25,7 @@ at the store's precision, whole seconds (Feast's SQLite store upserts unconditio
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -99,6 +100,25 @@ def write_online(
     seconds = time.perf_counter() - start
     skipped, corrected = table.num_rows - changed.num_rows, sum(d[1] for d in decided)
     return WriteResult(table.num_rows, changed.num_rows, skipped, seconds, "stock", corrected)
+
+
+def write_stream(
+    store: FeatureStore,
+    batches: Iterable[pa.Table | pa.RecordBatch],
+    feature_view: str = FEATURE_VIEW,
+) -> WriteResult:
+    """`write_online` of rows that come in batches, one row per entity across them (a
+    streamed read: `models.core.stream.latest`): memory follows the batch."""
+    start = time.perf_counter()
+    if _plain_redis(store):
+        (res,) = write_views_fast(store, batches, [(feature_view, {})]).values()
+    else:
+        parts = [write_online(store, b if isinstance(b, pa.Table) else pa.Table.from_batches([b]),
+                              feature_view) for b in batches if b.num_rows]  # fmt: skip
+        res = WriteResult(sum(p.rows for p in parts), sum(p.written for p in parts),
+                          sum(p.skipped for p in parts), 0.0, "stock",
+                          sum(p.corrected for p in parts))  # fmt: skip
+    return dataclasses.replace(res, seconds=time.perf_counter() - start)
 
 
 def write_stock(

@@ -1,0 +1,45 @@
+"""Streamed reads of the warehouse: a partition's rows handed over in Arrow batches, so a
+step's memory follows the batch (and DuckDB's own memory limit), not the day's rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import date
+
+import pyarrow as pa
+
+from models.core.warehouse import Warehouse, ident
+
+BATCH_ROWS = 50_000  # rows a streamed read hands over at a time
+
+
+def latest(
+    wh: Warehouse,
+    table: str,
+    ds: str | date,
+    *,
+    key: str,
+    ts: str,
+    columns: Sequence[str] | None = None,
+    where: str | None = None,
+    params: Sequence | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[pa.RecordBatch]:
+    """The newest row (by `ts`; one of them when tied) of each `key` in partition `ds` of
+    `table`, in batches of up to `batch_rows`: DuckDB holds the window under the
+    warehouse's memory limit, the caller one batch. `where` is SQL written by clipflow's
+    code with `?` placeholders, every value in `params` (as `Warehouse.read`). An absent
+    partition gives FileNotFoundError."""
+    if not wh.has(table, ds):
+        raise FileNotFoundError(f"no partition ds={ds} of table {table}")
+    cols = ", ".join(ident(c) for c in columns) if columns else "*"
+    sql = (
+        f"SELECT {cols} FROM {wh.partition_scan(table, ds)}"
+        f"{f' WHERE {where}' if where else ''} QUALIFY row_number() OVER "
+        f"(PARTITION BY {ident(key)} ORDER BY {ident(ts)} DESC) = 1"
+    )
+    con = wh.connect()  # its own: the stream outlives other queries on `wh.con`
+    try:
+        yield from con.execute(sql, list(params or [])).to_arrow_reader(batch_rows)
+    finally:
+        con.close()
