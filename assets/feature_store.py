@@ -60,51 +60,6 @@ def feast_registry(context: dg.AssetExecutionContext, feast: FeastResource) -> d
     )
 
 
-@dg.asset(
-    group_name=FEATURES,
-    owners=OWNERS[FEATURES],
-    partitions_def=DAILY_PARTITIONS,
-    deps=["clip_features", "feast_registry"],
-    kinds={"feast", "redis"},
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=5),
-    description="The day's newest clip_features row per clip, written to the online store "
-    "(Redis or SQLite). Idempotent; an older row never overwrites a newer one.",
-)
-def online_features(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, feast: FeastResource
-) -> dg.MaterializeResult:
-    from feature_repo.online_write import write_stream
-    from models.core.stream import latest
-
-    wh, ds = warehouse.get(), context.partition_key
-    rows = latest(wh, "clip_features", ds, key="clip_id", ts="event_timestamp",
-                  columns=["clip_id", "event_timestamp", *FEATURE_COLUMNS])  # fmt: skip
-    res = write_stream(feast.store(), rows, "clip_features")
-    source_rows = wh.con.execute(
-        f"SELECT count(*) FROM {wh.partition_scan('clip_features', ds)}"
-    ).fetchall()[0][0]
-    keys_per_s = res.written / res.seconds if res.seconds else 0.0
-    context.log.info(
-        f"online: {res.written} keys written, {res.skipped} not newer, "
-        f"{res.seconds:.2f}s ({res.method})"
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": res.written,
-            "source_rows": int(source_rows),
-            "clips": res.rows,
-            "skipped_not_newer": res.skipped,
-            "seconds": round(res.seconds, 3),
-            "keys_per_s": round(keys_per_s),
-            "writer": res.method,
-            "online_store": feast.online_kind(),
-            "preview": dg.MetadataValue.md(
-                head_md(wh.read("clip_features", ds, limit=PREVIEW_ROWS), PREVIEW_COLUMNS)
-            ),
-        }
-    )
-
-
 class TrainingSetConfig(dg.Config):
     """How the point-in-time training set is built (see models/features/training_set.py)."""
 
@@ -243,4 +198,4 @@ def _verify(con, wh, store, ds: str, config: TrainingSetConfig) -> dict:
     }
 
 
-feature_store_assets = [feast_registry, online_features, training_set]
+feature_store_assets = [feast_registry, training_set]

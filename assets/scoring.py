@@ -2,12 +2,11 @@
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from assets.constants import DAILY_PARTITIONS, OWNERS, SCORING, day_end
-from assets.markdown import PREVIEW_ROWS, head_md
-from assets.resources import EventsResource, FeastResource, MlflowResource, WarehouseResource
-from models.core.names import ALIASES, CHAMPION
+from assets.markdown import head_md
+from assets.resources import MlflowResource, WarehouseResource
+from models.core.names import ALIASES
 
 
 @dg.asset(
@@ -82,58 +81,4 @@ def clip_scores(
     return dg.MaterializeResult(metadata=meta)
 
 
-@dg.asset(
-    group_name=SCORING,
-    owners=OWNERS[SCORING],
-    partitions_def=DAILY_PARTITIONS,
-    deps=["clip_scores", "feast_registry"],
-    kinds={"feast", "redis"},
-    description="The day's champion scores in the `clip_scores` feature view, so that an app "
-    "reads a clip's score with one Feast lookup.",
-)
-def online_scores(
-    context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
-    feast: FeastResource,
-    events: EventsResource,
-) -> dg.MaterializeResult:
-    from feature_repo.online_write import write_stream
-    from models.core.stream import latest
-
-    wh, ds = warehouse.get(), context.partition_key
-    if not wh.has("clip_scores", ds):
-        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "note": "no scores"})
-    head = wh.read("clip_scores", ds, where="model_alias = ?", params=[CHAMPION],
-                   limit=PREVIEW_ROWS)  # fmt: skip
-    # a partition scored before intervals existed has none of their columns: null
-    missing = [c for c in INTERVAL_COLUMNS if c not in head.column_names]
-    columns = ["clip_id", "event_timestamp", "score", "model_version",
-               *(c for c in INTERVAL_COLUMNS if c not in missing)]  # fmt: skip
-    versions: set[str] = set()
-
-    def batches():
-        for batch in latest(wh, "clip_scores", ds, key="clip_id", ts="event_timestamp",
-                            columns=columns, where="model_alias = ?", params=[CHAMPION]):  # fmt: skip
-            for name in missing:
-                batch = batch.append_column(name, pa.nulls(batch.num_rows, pa.float64()))
-            versions.update(pc.unique(batch.column("model_version")).to_pylist())
-            yield batch
-
-    res = write_stream(feast.store(), batches(), "clip_scores")
-    events.publish(
-        "scores_published",
-        {"ds": context.partition_key, "rows": res.written, "model_versions": sorted(versions)},
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": res.written,
-            "skipped_not_newer": res.skipped,
-            "seconds": round(res.seconds, 3),
-            "writer": res.method,
-            "preview": dg.MetadataValue.md(head_md(head.select(columns))),
-        }
-    )
-
-
-INTERVAL_COLUMNS = ("score_low", "score_high", "interval_level")
-scoring_assets = [clip_scores, online_scores]
+scoring_assets = [clip_scores]

@@ -1,20 +1,25 @@
-"""The fast Redis write's engine: a batch of rows encoded as whole RESP commands at once
-(Arrow kernels over columns, no Python loop over rows or values), sent while the next batch
-is encoded.
+"""The fast Redis write's engine, near Redis's own mass-insertion speed: a batch of rows
+encoded as whole RESP commands at once (Arrow kernels over columns, no Python loop over
+rows or values), a batch's check and write sent while the next batch is encoded.
 
-Each call of the upsert script (`redis_layout.UPSERT_LUA`) carries `KEYS_PER_CALL` entities
-and every view of the write: a clip's features and its score go into its one Feast hash in
-one `HSET`, and Redis parses one script call per 50 keys instead of one command per key
-(measured here: 50 keys a call cost Redis about what plain `HSET`s of the same bytes cost;
-one call a key, twice that). A batch's bytes are built row-wise by
-`online_values.join_cells`: per row, the key's bulk string, and the row's timestamps and
-values of each view; a call is then four slices (its header, its keys, the views' fields,
-its rows).
+Per batch: (1) the check, a read-only script (`redis_layout.DECIDE_LUA`, 50 keys a call)
+answering one digit per key and view (skip, write, same time); (2) the write: rows newer in
+every view as one plain `HSET` each of exactly the bytes Feast writes (every view of the
+write in one command: a clip's features and its score in its one Feast hash), prepared with
+the batch while Redis applies the previous one; rows newer in some views only, `HSET`s of
+those views; rows of the stored time in any view go whole through the content-aware upsert
+script (`redis_layout.UPSERT_LUA`, 50 keys a call), which compares the values in Redis.
+Plain `HSET`s, because a Lua call writing the same bytes costs Redis about 1.5-2x (measured
+here with `redis-cli --pipe`). A check by pipelined `HMGET`s costs Redis less but its
+replies cost this process more, and the write then waited on it: slower overall (1.44x
+against 1.12x of the floor at 490k clips).
 
-Both cores work: this process encodes batch i+1 while Redis (a process of its own) applies
-batch i, sent by one background thread on one connection with at most `IN_FLIGHT` batches
-queued. A second connection would not help: Redis applies commands on one thread, and the
-encoder outpaces it (bench `online_night`).
+Between a batch's check and its write, the writer holds the online store's writer lease
+(`writer_lease`): no other clipflow writer can land a newer row that our older one would
+overwrite. Both cores work: this process encodes batch i+1 while Redis (a process of its
+own) applies batch i, sent by one background thread on one connection. A second
+connection would not help: Redis applies commands on one thread, and the encoder keeps
+ahead of it (bench `online_night`).
 """
 
 from __future__ import annotations

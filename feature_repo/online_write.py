@@ -83,7 +83,7 @@ def write_online(
     """Write the latest row per entity of `data`: `write_fast` on a plain Redis online
     store, else Feast's own write (SQLite, Redis cluster or sentinel) of the rows newer
     than what the store holds (Feast's SQLite store would let an older row win)."""
-    if _plain_redis(store):
+    if plain_redis(store):
         return write_fast(store, data, feature_view, chunk_size=chunk_size)
     start = time.perf_counter()
     fv = store.get_feature_view(feature_view)
@@ -110,7 +110,7 @@ def write_stream(
     """`write_online` of rows that come in batches, one row per entity across them (a
     streamed read: `models.core.stream.latest`): memory follows the batch."""
     start = time.perf_counter()
-    if _plain_redis(store):
+    if plain_redis(store):
         (res,) = write_views_fast(store, batches, [(feature_view, {})]).values()
     else:
         parts = [write_online(store, b if isinstance(b, pa.Table) else pa.Table.from_batches([b]),
@@ -139,7 +139,7 @@ def write_fast(
 ) -> WriteResult:
     """Write the latest row per entity of `data` to the Redis online store of `store`."""
     start = time.perf_counter()
-    if not _plain_redis(store):
+    if not plain_redis(store):
         raise ValueError("write_fast needs a Redis online store (redis_type: redis)")
     fv = store.get_feature_view(feature_view)
     table = latest_per_entity(_to_arrow(data), _join_key(fv), fv.batch_source.timestamp_field)
@@ -162,7 +162,7 @@ def write_views_fast(
     of that view. Rows must hold one row per entity across the batches (the caller keeps
     the latest); should one come twice, the older is skipped or overwritten (never wins)."""
     start = time.perf_counter()
-    if not _plain_redis(store):
+    if not plain_redis(store):
         raise ValueError("write_fast needs a Redis online store (redis_type: redis)")
     plans, key_col = [], None
     for name, rename in views:
@@ -253,7 +253,7 @@ def _send_packed(client, payload: bytes, n: int) -> list:
 # -- plumbing ----------------------------------------------------------------------------
 
 
-def _plain_redis(store: FeatureStore) -> bool:
+def plain_redis(store: FeatureStore) -> bool:
     """A single Redis server (Feast's store or clipflow's faster-reading subclass)."""
     from feast.infra.online_stores.redis import RedisOnlineStoreConfig
 

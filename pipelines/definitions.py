@@ -8,6 +8,7 @@ from assets.feature_store import feature_store_assets
 from assets.features import feature_assets, feature_checks
 from assets.ingest import ingest_assets, ingest_checks
 from assets.monitoring import monitoring_assets
+from assets.online_store import online_store_assets
 from assets.resources import clipflow_resources
 from assets.scoring import scoring_assets
 from assets.training import training_assets
@@ -25,6 +26,7 @@ defs = dg.Definitions(
         *feature_store_assets,
         *training_assets,
         *scoring_assets,
+        *online_store_assets,
         *experiment_assets,
         *monitoring_assets,
     ],

@@ -13,6 +13,43 @@ from models.core.warehouse import Warehouse, ident
 BATCH_ROWS = 50_000  # rows a streamed read hands over at a time
 
 
+def latest_sql(
+    wh: Warehouse,
+    table: str,
+    ds: str | date,
+    *,
+    key: str,
+    ts: str,
+    columns: Sequence[str] | None = None,
+    where: str | None = None,
+) -> str:
+    """SQL of the newest row (by `ts`; one of them when tied) of each `key` in partition
+    `ds` of `table`. `where` is SQL written by clipflow's code with `?` placeholders (every
+    value bound by the caller, as `Warehouse.read`). An absent partition gives
+    FileNotFoundError."""
+    if not wh.has(table, ds):
+        raise FileNotFoundError(f"no partition ds={ds} of table {table}")
+    cols = ", ".join(ident(c) for c in columns) if columns else "*"
+    return (
+        f"SELECT {cols} FROM {wh.partition_scan(table, ds)}"
+        f"{f' WHERE {where}' if where else ''} QUALIFY row_number() OVER "
+        f"(PARTITION BY {ident(key)} ORDER BY {ident(ts)} DESC) = 1"
+    )
+
+
+def stream(
+    wh: Warehouse, sql: str, params: Sequence | None = None, batch_rows: int = BATCH_ROWS
+) -> Iterator[pa.RecordBatch]:
+    """The rows of `sql` (values bound from `params`) in batches of up to `batch_rows`, on a
+    connection of their own (the stream outlives other queries on `wh.con`), under the
+    warehouse's memory limit."""
+    con = wh.connect()
+    try:
+        yield from con.execute(sql, list(params or [])).to_arrow_reader(batch_rows)
+    finally:
+        con.close()
+
+
 def latest(
     wh: Warehouse,
     table: str,
@@ -25,21 +62,6 @@ def latest(
     params: Sequence | None = None,
     batch_rows: int = BATCH_ROWS,
 ) -> Iterator[pa.RecordBatch]:
-    """The newest row (by `ts`; one of them when tied) of each `key` in partition `ds` of
-    `table`, in batches of up to `batch_rows`: DuckDB holds the window under the
-    warehouse's memory limit, the caller one batch. `where` is SQL written by clipflow's
-    code with `?` placeholders, every value in `params` (as `Warehouse.read`). An absent
-    partition gives FileNotFoundError."""
-    if not wh.has(table, ds):
-        raise FileNotFoundError(f"no partition ds={ds} of table {table}")
-    cols = ", ".join(ident(c) for c in columns) if columns else "*"
-    sql = (
-        f"SELECT {cols} FROM {wh.partition_scan(table, ds)}"
-        f"{f' WHERE {where}' if where else ''} QUALIFY row_number() OVER "
-        f"(PARTITION BY {ident(key)} ORDER BY {ident(ts)} DESC) = 1"
-    )
-    con = wh.connect()  # its own: the stream outlives other queries on `wh.con`
-    try:
-        yield from con.execute(sql, list(params or [])).to_arrow_reader(batch_rows)
-    finally:
-        con.close()
+    """`latest_sql`'s rows, streamed (`stream`)."""
+    sql = latest_sql(wh, table, ds, key=key, ts=ts, columns=columns, where=where)
+    return stream(wh, sql, params, batch_rows)

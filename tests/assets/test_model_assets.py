@@ -180,6 +180,47 @@ def test_online_score_equals_the_table(pipeline_home):
     assert got["score"] == [pytest.approx(score)] and got["model_version"] == [version]
 
 
+def test_the_night_publishes_every_clips_newest_features_and_score_in_one_step(pipeline_home):
+    """The `online_store` step writes both views; what Feast serves for every clip of the
+    last day equals the warehouse (its newest features row, its champion score)."""
+    home, _, results, _, _ = pipeline_home
+    from feature_repo.config import feature_store
+    from feature_repo.feature_views import CLIP_FEATURE_NAMES
+
+    wh = f"{home}/warehouse"
+    feats = duckdb.sql(
+        f"SELECT * FROM read_parquet('{wh}/clip_features/ds={DAYS[-1]}/*.parquet') "
+        "QUALIFY row_number() OVER (PARTITION BY clip_id ORDER BY event_timestamp DESC) = 1 "
+        "ORDER BY clip_id"
+    ).to_arrow_table()
+    scores = dict(duckdb.sql(
+        f"SELECT clip_id, score FROM read_parquet('{wh}/clip_scores/ds={DAYS[-1]}/*.parquet') "
+        "WHERE model_alias = 'champion'"
+    ).fetchall())  # fmt: skip
+    ids = feats.column("clip_id").to_pylist()
+    assert len(ids) > 1000 and set(scores) == set(ids)
+    store = feature_store()
+    got = store.get_online_features(
+        features=[*(f"clip_features:{f}" for f in CLIP_FEATURE_NAMES), "clip_scores:score"],
+        entity_rows=[{"clip_id": c} for c in ids],
+    ).to_dict()
+    for name in CLIP_FEATURE_NAMES:
+        want = feats.column(name).to_pylist()
+        if feats.schema.field(name).type == "double":
+            assert got[name] == [pytest.approx(v, nan_ok=True) if v is not None else None
+                                 for v in want], name  # fmt: skip
+        else:
+            assert got[name] == want, name
+    assert got["score"] == [pytest.approx(scores[c]) for c in ids]
+    mats = {
+        m.asset_key.to_user_string(): m.metadata
+        for m in results[DAYS[-1]].asset_materializations_for_node("online_store")
+    }
+    assert set(mats) == {"online_features", "online_scores"}
+    assert mats["online_features"]["clips"].value == len(ids)
+    assert mats["online_scores"]["clips"].value == len(ids)
+
+
 def test_gate_rejects_a_worse_model_and_keeps_the_champion(pipeline_home):
     _, resources, _, job, instance = pipeline_home
     before = _aliases()

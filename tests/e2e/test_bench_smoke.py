@@ -76,6 +76,11 @@ def _needs_redis() -> None:
             True,
         ),
         (
+            "online_night",
+            {"online_night_seconds", "online_night_keys_per_s", "online_night_two_writes_seconds"},
+            True,
+        ),
+        (
             "online_read",
             {f"feast_p{p}_ms_{k}" for p in (50, 99) for k in (1, 10, 100)},
             True,

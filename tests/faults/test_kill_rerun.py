@@ -44,8 +44,8 @@ pytestmark = SLOW
 DAYS = ["2026-01-01"]  # one day keeps it fast; the kill and the re-run are what count
 # the nightly graph's steps that read and write (checks run inside their asset's step)
 STEPS = ["clips", "engagement", "labels", "assignments", "user_metrics", "feast_registry",
-         "clip_features", "online_features", "training_set", "clip_quality_model",
-         "clip_scores", "online_scores", "drift_report", "ab_results"]  # fmt: skip
+         "clip_features", "training_set", "clip_quality_model", "clip_scores",
+         "online_store", "drift_report", "ab_results"]  # fmt: skip
 WALL_TIMES = {"quarantine": "detected_at", "video_metadata": "fetched_at"}
 
 

@@ -1,5 +1,6 @@
 """Redis killed mid-materialization (#16): `clipflow run` with Redis as the online store, and
-`redis-server` killed (-9) once the run log shows the day's `online_features` step started.
+`redis-server` killed (-9) once the run log shows the day's `online_store` step (the
+`online_features` and `online_scores` write) started.
 
 The day fails with an error that names Redis, no online step of that day claims a
 materialization (nothing stale is shown as fresh), and once Redis is back (a restart with no
@@ -92,7 +93,7 @@ def test_redis_killed_during_the_online_write_fails_the_day_then_a_rerun_fills_i
     env = clipflow_env(home, CLIPFLOW_REDIS=redis.url)
     try:
         proc = start_clipflow("run", "--landing", str(landing), env=env, log=tmp_path / "run.log")
-        assert wait_for_step(home, DAYS[-1], "online_features", proc, timeout=RUN_S), (
+        assert wait_for_step(home, DAYS[-1], "online_store", proc, timeout=RUN_S), (
             tmp_path / "run.log"
         ).read_text()[-3000:]
         redis.kill()  # mid-materialization: the day's online write is under way
@@ -104,7 +105,7 @@ def test_redis_killed_during_the_online_write_fails_the_day_then_a_rerun_fills_i
             for line in out.splitlines()
             if " FAILED " in line and "s  " in line
         }
-        why = failed.get("online_features", "")  # the error names Redis: host, port, refused
+        why = failed.get("online_store", "")  # the error names Redis: host, port, refused
         assert "onnect" in why and redis.url in why, out[-3000:]
         assert not materialized(home, "online_features", DAYS[-1])  # nothing claimed fresh
 

@@ -26,10 +26,11 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from assets.feature_store import feast_registry, online_features
+from assets.feature_store import feast_registry
 from assets.features import clip_features
 from assets.ingest import ingest_assets
-from assets.resources import FeastResource, LandingResource, WarehouseResource
+from assets.online_store import online_store
+from assets.resources import EventsResource, FeastResource, LandingResource, WarehouseResource
 from models.synthetic.landing import generate_landing
 from pipelines.jobs import online_push_job
 from pipelines.sensors.late_data import late_data_sensor
@@ -37,7 +38,7 @@ from pipelines.sensors.online_push import online_push_sensor
 
 pytestmark = pytest.mark.slow
 D1, D2 = "2026-04-01", "2026-04-02"
-DAY_ASSETS = [*ingest_assets, clip_features, feast_registry, online_features]
+DAY_ASSETS = [*ingest_assets, clip_features, feast_registry, online_store]
 
 
 @pytest.fixture
@@ -56,6 +57,7 @@ def ingested(tmp_path, home, monkeypatch, redis_server):
         "warehouse": WarehouseResource(),
         "landing": LandingResource(landing_dir=str(landing)),
         "feast": FeastResource(),
+        "events": EventsResource(),
     }
     with dg.DagsterInstance.get() as instance:
         for day in (D1, D2):

@@ -16,10 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from assets.feature_store import feast_registry, online_features
+from assets.feature_store import feast_registry
 from assets.features import clip_features, feature_checks
 from assets.ingest import ingest_assets, ingest_checks
-from assets.resources import FeastResource, LandingResource, WarehouseResource
+from assets.online_store import online_store
+from assets.resources import EventsResource, FeastResource, LandingResource, WarehouseResource
 from models.core.warehouse import Warehouse, connect
 from models.experiments.config import load_experiments
 from models.synthetic.landing import generate_landing
@@ -102,11 +103,12 @@ def test_ingest_and_the_feature_assets_run_on_a_hostile_home(hostile, monkeypatc
         )
         assert result.success
         online = dg.materialize(
-            [feast_registry, online_features],
+            [feast_registry, online_store],
             partition_key=DAY,
             resources={
                 "warehouse": WarehouseResource(home=home),
                 "feast": FeastResource(home=home),
+                "events": EventsResource(home=home),
             },
             instance=instance,
         )

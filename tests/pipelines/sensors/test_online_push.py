@@ -13,10 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from assets.feature_store import feast_registry, online_features
+from assets.feature_store import feast_registry
 from assets.features import clip_features
 from assets.ingest import ingest_assets
-from assets.resources import FeastResource, LandingResource, WarehouseResource
+from assets.online_store import online_store
+from assets.resources import EventsResource, FeastResource, LandingResource, WarehouseResource
 from models.synthetic.landing import generate_landing
 from pipelines.jobs import online_push_job
 from pipelines.sensors.online_push import online_push_sensor
@@ -48,11 +49,12 @@ def pushed_home(tmp_path, home, monkeypatch, redis_server):
         "warehouse": WarehouseResource(),
         "landing": LandingResource(landing_dir=str(landing)),
         "feast": FeastResource(),
+        "events": EventsResource(),
     }
     with dg.instance_for_test() as instance:
         for day in DAYS:
             r = dg.materialize(
-                [*ingest_assets, clip_features, feast_registry, online_features],
+                [*ingest_assets, clip_features, feast_registry, online_store],
                 partition_key=day,
                 resources=resources,
                 instance=instance,
