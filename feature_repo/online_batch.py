@@ -124,6 +124,11 @@ class Encoder:
         ids = batch.column(self.key_col).combine_chunks()
         if ids.null_count:
             raise ValueError(f"{ids.null_count} row(s) without a {self.key_col}")
+        if pc.count_distinct(ids).as_py() < len(ids):  # its rows would race in one HSET batch
+            counts = pc.value_counts(ids)
+            twice = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"]
+            raise ValueError(f"a batch holds {self.key_col} {twice} more than once: keep "
+                             "the newest row per entity (online_write.latest_per_entity)")  # fmt: skip
         stamps, values = [], []
         for view in self.views:
             ts = micros(batch.column(view.ts_col))

@@ -10,14 +10,15 @@ back, but it encodes a column at a time (numpy, or protobuf once per distinct va
 sends a chunk of keys as one pre-encoded RESP pipeline, on a client built from the store's
 connection string by `models.core.redis_url` (database, password and TLS kept).
 
-The write is content-aware and atomic per key: each key's row goes out as one `EVALSHA` of
-`UPSERT_LUA` (all of a chunk's in one pipelined write), which in Redis compares the stored
-`_ts:<view>` with the row's event time at full precision (as Feast 0.67 does) and writes
-the row when there is none, when the row is strictly newer, or when the time is equal but
-a value differs (a re-run day's corrected row); an older row, or an equal one, is skipped.
-So re-running a day makes the store hold the warehouse's rows of that day, an older row
-never overwrites a newer one, and two writers racing on one clip cannot let the older win
-(Feast's own write skips equal times, and checks and writes in two round trips).
+The write is content-aware (`feature_repo.online_batch`): a batch's stored `_ts:<view>`
+times are checked first in Redis at full precision (as Feast 0.67 compares), and a row is
+written when there is none, when the row is strictly newer (plain `HSET`s of Feast's bytes),
+or when the time is equal but a value differs (a re-run day's corrected row, through the
+`UPSERT_LUA` script, which compares the values in Redis); an older row, or an equal one, is
+skipped. So re-running a day makes the store hold the warehouse's rows of that day, and an
+older row never overwrites a newer one: between a batch's check and its write the writer
+holds the store's writer lease, so another clipflow writer cannot land in between (Feast's
+own write skips equal times, and checks and writes in two round trips, unguarded).
 
 Other online stores (SQLite) use Feast's own write, after the same decision made in Python
 at the store's precision, whole seconds (Feast's SQLite store upserts unconditionally).
@@ -154,13 +155,14 @@ def write_views_fast(
     batches: Iterable[pa.Table | pa.RecordBatch],
     views: list[tuple[str, Mapping[str, str]]],
 ) -> dict[str, WriteResult]:
-    """Write batches of rows holding several views of the same entities, each row's views
-    in one call per key (`online_batch`), to the Redis online store of `store`.
+    """Write batches of rows holding several views of the same entities to the Redis online
+    store of `store`, each row's views in one `HSET` (`online_batch`).
 
     `views`: (view name, {feature or "event_timestamp": the batch's column}) where a
     column's name differs from the feature's; a view's time column null: the row has none
-    of that view. Rows must hold one row per entity across the batches (the caller keeps
-    the latest); should one come twice, the older is skipped or overwritten (never wins)."""
+    of that view. A batch holds an entity once (ValueError otherwise: keep the newest, as
+    `latest_per_entity`); across batches an entity may come again (the later batch is
+    checked against what the earlier wrote: the older row never wins)."""
     start = time.perf_counter()
     if not plain_redis(store):
         raise ValueError("write_fast needs a Redis online store (redis_type: redis)")
@@ -174,7 +176,7 @@ def write_views_fast(
         loaded = []
 
         def send(c, payload: bytes, n: int) -> list:
-            if not loaded:  # EVALSHA finds them (a restart forgets scripts)
+            if not loaded:  # EVALSHA finds the scripts (a restart forgets them)
                 loaded.extend([c.script_load(UPSERT_LUA), c.script_load(DECIDE_LUA)])
             return _send_packed(c, payload, n)
 

@@ -137,3 +137,18 @@ def test_a_streamed_write_equals_a_whole_one(store_kind, request, prefix):
     assert got == [{k: r[k] for k in CLIP_FEATURE_NAMES} for r in rows.to_pylist()]
     again = online_write.write_stream(store, [rows])
     assert (again.rows, again.written, again.skipped) == (9, 0, 9)
+
+
+def test_an_entity_twice_in_a_batch_is_refused_and_across_batches_the_newer_wins(
+    redis_store, prefix
+):
+    rows = night(prefix, 3, seed=12, when=T, scored=[True] * 3)
+    twice = pa.concat_tables([rows, rows.slice(1, 1)])
+    with pytest.raises(ValueError, match=rf"holds clip_id {prefix}\S* more than once"):
+        online_write.write_views_fast(redis_store, [twice], VIEWS)
+    older = night(prefix, 3, seed=13, when=T - timedelta(hours=3), scored=[True] * 3)
+    newer = night(prefix, 3, seed=14, when=T + timedelta(hours=3), scored=[True] * 3)
+    res = online_write.write_views_fast(redis_store, [newer, older], VIEWS)
+    assert (res["clip_features"].written, res["clip_features"].skipped) == (3, 3)
+    got_f, got_s = served(redis_store, newer.column("clip_id").to_pylist())
+    assert (got_f, got_s) == expected(newer)
