@@ -106,7 +106,7 @@ def _scores_sql(wh, ds: str) -> tuple[str, list] | None:
                        where="model_alias = ?")  # fmt: skip
     cols = ", ".join(ident(c) if c in have else f"CAST(NULL AS DOUBLE) AS {ident(c)}"
                      for c in ("clip_id", "event_timestamp", *SCORE_COLUMNS))  # fmt: skip
-    return f"SELECT {cols} FROM ({inner})", [CHAMPION]
+    return f"SELECT {cols} FROM ({inner})", [CHAMPION, CHAMPION]
 
 
 def _joined(feats: tuple[str, list], scores: tuple[str, list]) -> tuple[str, list]:

@@ -72,3 +72,13 @@ def test_columns_and_a_bound_where(wh):
 def test_an_absent_partition_is_refused(wh):
     with pytest.raises(FileNotFoundError, match=f"no partition ds={DS} of table t"):
         next(latest(wh, "t", DS, key="clip_id", ts="event_timestamp"))
+
+
+def test_a_tie_on_the_newest_time_gives_both_rows(wh):
+    """(key, time) is unique in the warehouse's keyed tables; were it not, nothing is
+    dropped silently: both rows come (and the online writer refuses a key twice)."""
+    table = _rows(3, 2)
+    tie = table.slice(0, 1).set_column(2, "v", pa.array([-1], pa.int64()))
+    wh.write("t", DS, pa.concat_tables([table, tie]))
+    got = pa.Table.from_batches(list(latest(wh, "t", DS, key="clip_id", ts="event_timestamp")))
+    assert sorted(got.column("v").to_pylist()) == [-1, 1, 101, 201]
