@@ -152,6 +152,17 @@ def clip_feature_rows(n_clips: int, prefix: str, seed: int = 0) -> pa.Table:
     return pa.table(cols).take(rng.permutation(n))
 
 
+def newest_per_clip(rows: pa.Table) -> dict[str, dict]:
+    """The newest row (by event_timestamp) of each clip_id, computed independently of the
+    code under test (a plain loop over the rows)."""
+    out: dict[str, dict] = {}
+    for row in rows.to_pylist():
+        held = out.get(row["clip_id"])
+        if held is None or row["event_timestamp"] > held["event_timestamp"]:
+            out[row["clip_id"]] = row
+    return out
+
+
 def free_port() -> int:
     """A loopback TCP port nobody listens on right now."""
     with socket.socket() as s:

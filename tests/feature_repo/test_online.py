@@ -9,21 +9,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import redis
-from support import clip_feature_rows
+from support import clip_feature_rows, newest_per_clip
 
 from feature_repo import online_values, online_write
 
 SERVICE = "clip_quality_v1"
-
-
-def newest_per_clip(rows: pa.Table) -> dict[str, dict]:
-    """The newest row of each clip, computed independently of the code under test."""
-    out: dict[str, dict] = {}
-    for row in rows.to_pylist():
-        held = out.get(row["clip_id"])
-        if held is None or row["event_timestamp"] > held["event_timestamp"]:
-            out[row["clip_id"]] = row
-    return out
 
 
 def read_online(store, clip_ids: list[str]) -> list[dict]:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pyarrow as pa
 import pytest
-from support import clip_feature_rows
+from support import clip_feature_rows, newest_per_clip
 
 from assets.online_store import online_store
 from assets.resources import EventsResource, FeastResource, WarehouseResource
@@ -43,15 +43,6 @@ def _day(home, prefix: str, *, intervals: bool) -> tuple[pa.Table, dict]:
     return feats, {r["clip_id"]: r for r in rows if r["model_alias"] == "champion"}
 
 
-def _newest(feats: pa.Table) -> dict[str, dict]:
-    out: dict[str, dict] = {}
-    for row in feats.to_pylist():
-        held = out.get(row["clip_id"])
-        if held is None or row["event_timestamp"] > held["event_timestamp"]:
-            out[row["clip_id"]] = row
-    return out
-
-
 def _materialize(selection: list[str]):
     resources = {"warehouse": WarehouseResource(), "feast": FeastResource(),
                  "events": EventsResource()}  # fmt: skip
@@ -77,7 +68,7 @@ def test_both_views_are_published_from_the_warehouse(store_kind, request, home, 
     feats, champion = _day(home, prefix, intervals=True)
     meta = _materialize(["online_features", "online_scores"])
     ids = sorted(champion)
-    newest = _newest(feats)
+    newest = newest_per_clip(feats)
     got = _served(store, ids)
     for name in CLIP_FEATURE_NAMES:
         assert got[name] == [newest[c][name] for c in ids], name
@@ -112,4 +103,4 @@ def test_features_alone_leave_the_scores(redis_store, home, prefix):
     ids = sorted(champion)
     got = _served(redis_store, ids)
     assert got["score"] == [None] * len(ids)
-    assert got["fps"] == [_newest(feats)[c]["fps"] for c in ids]
+    assert got["fps"] == [newest_per_clip(feats)[c]["fps"] for c in ids]

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
+from support import newest_per_clip
 
 from models.core.stream import latest
 from models.core.warehouse import Warehouse
@@ -29,16 +30,6 @@ def _rows(n_clips: int, per_clip: int) -> pa.Table:
     return pa.Table.from_pylist(rows)
 
 
-def _newest(table: pa.Table) -> dict[str, dict]:
-    """The newest row per clip, computed independently."""
-    out: dict[str, dict] = {}
-    for row in table.to_pylist():
-        held = out.get(row["clip_id"])
-        if held is None or row["event_timestamp"] > held["event_timestamp"]:
-            out[row["clip_id"]] = row
-    return out
-
-
 def test_the_newest_row_of_each_key_in_batches_of_at_most_the_size(wh):
     table = _rows(230, 3)
     wh.write("t", DS, table)
@@ -46,7 +37,7 @@ def test_the_newest_row_of_each_key_in_batches_of_at_most_the_size(wh):
     assert batches and all(b.num_rows <= 50 for b in batches)
     got = pa.Table.from_batches(batches)
     assert got.num_rows == 230
-    want = _newest(table)
+    want = newest_per_clip(table)
     assert {r["clip_id"]: r["v"] for r in got.to_pylist()} == {k: r["v"] for k, r in want.items()}
     assert {r["v"] % 100 for r in got.to_pylist()} == {2}
 
