@@ -25,6 +25,7 @@ ahead of it (bench `online_night`).
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -318,5 +319,8 @@ def writer_lease(client, project: str):
         )
     try:
         yield lease
-    finally:
-        lease.release()
+    except BaseException:
+        with contextlib.suppress(redis.RedisError, OSError):  # the first error is the news
+            lease.release()
+        raise
+    lease.release()  # LockNotOwnedError: it expired while we wrote, the write is not sure

@@ -160,3 +160,27 @@ def test_a_corrected_row_gets_the_key_ttl_again(redis_store, redis_server, prefi
     with _client(redis_server) as client:
         ttls = [client.ttl(k) for k in client.scan_iter(match=f"*{prefix}*".encode())]
     assert len(ttls) == 1 and 3500 < ttls[0] <= 3600, ttls
+
+
+def test_a_failed_write_reports_its_own_error_not_the_leases(
+    redis_store, redis_server, prefix, monkeypatch
+):
+    """Redis gone mid-write: the error is the write's, though releasing the lease fails too."""
+    import redis.lock
+
+    def down(client, payload, n):
+        raise redis.ConnectionError("the write's own error")
+
+    def release_fails(self):
+        raise redis.ConnectionError("the lease's release")
+
+    monkeypatch.setattr(online_write, "_send_packed", down)
+    monkeypatch.setattr(redis.lock.Lock, "release", release_fails)
+    rows = online_write.latest_per_entity(clip_feature_rows(2, prefix, seed=5))
+    try:
+        with pytest.raises(redis.ConnectionError, match="the write's own error"):
+            online_write.write_fast(redis_store, rows)
+    finally:  # the lease this test could not release: other tests share the Redis
+        monkeypatch.undo()
+        with _client(redis_server) as client:
+            client.delete(f"clipflow:online-writer:{redis_store.config.project}")

@@ -54,6 +54,8 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
         ["models/ingest/keys.py"],
         ["tests/models/ingest/test_key_lookup.py", "tests/models/ingest/test_day.py"],
     ),
+    # the online publish's streamed newest rows per key (#20)
+    "stream": (["models/core/stream.py"], ["tests/models/core/test_stream.py"]),
     "contract": (
         ["models/core/contract.py"],
         [
