@@ -21,6 +21,8 @@ from assets.features import PREVIEW_COLUMNS
 from assets.markdown import PREVIEW_ROWS, head_md
 from assets.resources import EventsResource, FeastResource, WarehouseResource
 from models.core.names import CHAMPION, FEATURES_VIEW, SCORES_VIEW
+from models.core.stream import latest_sql, stream
+from models.core.warehouse import ident
 from models.features.clip_features import FEATURE_COLUMNS
 
 FEATURES_KEY, SCORES_KEY = dg.AssetKey("online_features"), dg.AssetKey("online_scores")
@@ -61,7 +63,6 @@ def online_store(
     events: EventsResource,
 ):
     from feature_repo.online_write import plain_redis, write_stream, write_views_fast
-    from models.core.stream import stream
 
     wh, ds, store = warehouse.get(), context.partition_key, feast.store()
     selected = context.selected_asset_keys
@@ -86,8 +87,6 @@ def online_store(
 
 
 def _features_sql(wh, ds: str) -> tuple[str, list]:
-    from models.core.stream import latest_sql
-
     cols = ["clip_id", "event_timestamp", *FEATURE_COLUMNS]
     return latest_sql(wh, "clip_features", ds, key="clip_id", ts="event_timestamp",
                       columns=cols), []  # fmt: skip
@@ -96,9 +95,6 @@ def _features_sql(wh, ds: str) -> tuple[str, list]:
 def _scores_sql(wh, ds: str) -> tuple[str, list] | None:
     """The champion's newest score per clip; None without a scores partition. A partition
     scored before prediction intervals existed has no interval columns: null."""
-    from models.core.stream import latest_sql
-    from models.core.warehouse import ident
-
     if not wh.has("clip_scores", ds):
         return None
     have = set(wh.read("clip_scores", ds, limit=0).column_names)

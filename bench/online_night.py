@@ -57,28 +57,16 @@ def night_rows(features: pa.Table, seed: int = 1) -> pa.Table:
 
 
 def hset_commands(store, rows: pa.Table) -> bytes:
-    """One `HSET key (ts_field ts (field value)*)*` per row, both views, Feast's bytes."""
-    from feature_repo.online_batch import Encoder, micros
-    from feature_repo.online_values import BIN, bulk_timestamps, bulk_values, join_cells
+    """One `HSET key (ts_field ts (field value)*)*` per row, both views, Feast's bytes: the
+    writer's own prepared commands (`Encoder.hsets`), whose bytes the writes read back
+    through Feast check."""
+    from feature_repo.online_batch import Encoder
     from feature_repo.online_write import view_plan
-    from feature_repo.redis_layout import bulk, command_head
 
     plans = [view_plan(store, store.get_feature_view(v), r) for v, r in VIEWS]
-    ids = rows.column("clip_id").combine_chunks()
-    keys = Encoder("clip_id", plans, store.config, None).keys(ids)
-    n_args = 1 + sum(2 * (1 + len(p.fields.fields)) for p in plans)
-    cells = [pa.scalar(command_head(b"HSET", n_args), BIN), keys]
-    for plan in plans:
-        ts = bulk_timestamps(micros(rows.column(plan.ts_col)).to_numpy(zero_copy_only=False))
-        cells += [pa.scalar(bulk(plan.fields.ts_field), BIN), ts]
-        for field, col, vt in zip(plan.fields.fields, plan.columns, plan.value_types, strict=True):
-            cells += [pa.scalar(bulk(field), BIN), bulk_values(rows.column(col), vt)]
-    joined = join_cells(cells)
-    return joined.buffers()[2].to_pybytes()[: _end(joined)]
-
-
-def _end(arr: pa.BinaryArray) -> int:
-    return int(np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset + len(arr)])
+    hsets = Encoder("clip_id", plans, store.config, None).prepare(rows).hsets
+    start, end = np.frombuffer(hsets.buffers()[1], dtype=np.int32)[[0, len(hsets)]]
+    return hsets.buffers()[2].to_pybytes()[start:end]
 
 
 def _pipe(server, path: Path) -> Timer:
