@@ -259,27 +259,30 @@ UPSERT_SHA = hashlib.sha1(UPSERT_LUA).hexdigest().encode()  # noqa: S324 (Redis'
 # strictly newer), 2 the same time (the values decide: `UPSERT_LUA` writes those rows).
 # Only reads; the writer holds the online store's writer lease (`WRITER_LEASE`) from this
 # check to its write, so no other clipflow writer lands in between.
+# A call parses each distinct (stored, offered) pair of times once (a night's rows share both).
 DECIDE_LUA = _STAMP_LUA + b"""
 local nviews = tonumber(ARGV[1])
 local fields = {}
 for v = 1, nviews do fields[v] = ARGV[1 + v] end
-local at, out = 2 + nviews, {}
+local at, out, memo = 2 + nviews, {}, {}
+local function decide(old, ts)
+  local old_s, old_n = stamp(old)
+  if old_s == 0 and old_n == 0 then return '1' end
+  local new_s, new_n = stamp(ts)
+  if new_s > old_s or (new_s == old_s and new_n > old_n) then return '1' end
+  if new_s == old_s and new_n == old_n then return '2' end
+  return '0'
+end
 for k = 1, #KEYS do
   local held = redis.call('HMGET', KEYS[k], unpack(fields))
   for v = 1, nviews do
     local ts, status = ARGV[at], '0'
     if ts ~= '-' then
-      local old_s, old_n = stamp(held[v] or nil)
-      if old_s == 0 and old_n == 0 then
-        status = '1'
-      else
-        local new_s, new_n = stamp(ts)
-        if new_s > old_s or (new_s == old_s and new_n > old_n) then
-          status = '1'
-        elseif new_s == old_s and new_n == old_n then
-          status = '2'
-        end
-      end
+      local old = held[v] or ''
+      local seen = memo[ts]
+      if seen == nil then seen = {}; memo[ts] = seen end
+      status = seen[old]
+      if status == nil then status = decide(old, ts); seen[old] = status end
     end
     out[#out + 1] = status
     at = at + 1
