@@ -77,7 +77,12 @@ def _needs_redis() -> None:
         ),
         (
             "online_night",
-            {"online_night_seconds", "online_night_keys_per_s", "online_night_two_writes_seconds"},
+            {
+                "online_night_seconds",
+                "online_night_keys_per_s",
+                "online_night_two_writes_seconds",
+                "online_next_night_seconds",
+            },
             True,
         ),
         (
