@@ -28,6 +28,7 @@ import dagster as dg
 from assets.constants import DAILY_PARTITIONS, INGEST
 from assets.online import push_fresh_features
 from models.core import settings
+from pipelines.step_memory import PEAK_LOG, peak_rss_mb, reset_peak_rss
 
 NIGHTLY_AT_ENV = "CLIPFLOW_NIGHTLY_AT"
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -43,8 +44,29 @@ def nightly_time(value: str | None = None) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def _log_and_reset(context: dg.HookContext) -> None:
+    """Log the step's peak RSS (pipelines.step_memory), then start the next step's afresh."""
+    peak = peak_rss_mb()
+    if peak is not None and reset_peak_rss():
+        context.log.info(PEAK_LOG.format(mb=peak))
+
+
+@dg.success_hook(name="step_peak_rss_ok")
+def _after_success(context: dg.HookContext) -> None:
+    _log_and_reset(context)
+
+
+@dg.failure_hook(name="step_peak_rss_failed")
+def _after_failure(context: dg.HookContext) -> None:
+    _log_and_reset(context)
+
+
+STEP_PEAK_HOOKS = {_after_success, _after_failure}
+
+
 nightly_job = dg.define_asset_job(
     "nightly_job",
+    hooks=STEP_PEAK_HOOKS,
     selection=dg.AssetSelection.all(),
     partitions_def=DAILY_PARTITIONS,
     description="Everything for one day: ingest, features, Feast materialization, training "
@@ -53,6 +75,7 @@ nightly_job = dg.define_asset_job(
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
+    hooks=STEP_PEAK_HOOKS,
     selection=dg.AssetSelection.groups(INGEST),
     partitions_def=DAILY_PARTITIONS,
     description="Landing files of one day into the warehouse, with quarantine.",
@@ -62,6 +85,7 @@ ingest_job = dg.define_asset_job(
 # policy cover the rest). Pick the day whose training set to use as the partition.
 training_job = dg.define_asset_job(
     "training_job",
+    hooks=STEP_PEAK_HOOKS,
     selection=dg.AssetSelection.assets("training_set", "clip_quality_model"),
     partitions_def=DAILY_PARTITIONS,
     config={"ops": {"clip_quality_model": {"config": {"force_retrain": True}}}},

@@ -14,10 +14,10 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from pathlib import Path
 from typing import TextIO
 
 from models.core.errors import root_cause
+from pipelines.step_memory import logged_peak, peak_rss_mb, reset_peak_rss
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 LAUNCHED_BY, PID, HOST = "clipflow/launched_by", "clipflow/pid", "clipflow/host"
@@ -49,11 +49,14 @@ def days_between(start: date, end: date) -> list[str]:
 
 def _steps(instance, run_id: str) -> list[dict]:
     """One line per asset or check of the run, with what a person wants to know."""
-    starts, out = {}, []
+    starts, out, peaks = {}, [], {}
     meta = defaultdict(dict)
     for entry in instance.all_logs(run_id):
         ev = entry.dagster_event
         if ev is None:
+            peak = logged_peak(entry.user_message)  # pipelines.step_memory's hooks
+            if peak is not None and entry.step_key:
+                peaks[entry.step_key] = peak
             continue
         ev.timestamp = entry.timestamp
         et = ev.event_type_value
@@ -94,6 +97,8 @@ def _steps(instance, run_id: str) -> list[dict]:
                     "error": err,
                 }
             )
+    for step in out:  # a step's hook logs after the step's own events
+        step["peak_rss_mb"] = peaks.get(step["step"])
     return out
 
 
@@ -258,30 +263,11 @@ def _execute(
     )
     seconds, peak = time.perf_counter() - t0, peak_rss_mb() if reset else None
     steps = _steps(instance, result.run_id)
+    if peak is not None:  # the hooks start the peak afresh after each step: the day's is
+        peak = max([peak, *(s["peak_rss_mb"] for s in steps if s["peak_rss_mb"])])  # the max
     return DayOutcome(
         day, result.success, seconds, result.run_id, steps, job=job_name, peak_rss_mb=peak
     )
-
-
-def reset_peak_rss() -> bool:
-    """Start this process's peak RSS afresh (Linux: `5` to /proc/self/clear_refs resets
-    VmHWM), so that a day's peak is its own; False where the OS does not allow it."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def peak_rss_mb() -> float | None:
-    """This process's peak RSS since the last reset (VmHWM), in MB; None when unknown."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def _mb(value: float | None) -> str:
@@ -290,7 +276,10 @@ def _mb(value: float | None) -> str:
 
 def _say_steps(say, outcome: DayOutcome) -> None:
     for s in outcome.steps:
-        say(f"    {s['step']:<32} {s['status']:<12} {s['seconds']:6.2f}s  {_describe(s)}")
+        peak = "" if s.get("peak_rss_mb") is None else f"{s['peak_rss_mb']:7,.0f} MB"
+        say(
+            f"    {s['step']:<32} {s['status']:<12} {s['seconds']:6.2f}s {peak:>10}  {_describe(s)}"
+        )
 
 
 def print_summary(summary: RunSummary, out: TextIO) -> None:
