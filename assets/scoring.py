@@ -44,19 +44,20 @@ def clip_scores(
         if cal is not None:
             lo, hi = intervals.bounds(cal, rows.column("clip_age_hours"), preds, level)
             low, high = pa.array(lo), pa.array(hi)
+        at = pa.scalar(end, pa.timestamp("us", tz="UTC"))
         outs.append(
             pa.table(
-                {
+                {  # the same value on every row: `pa.repeat`, not a Python list of n values
                     "clip_id": rows.column("clip_id"),
                     "score": pa.array(preds.astype("float64")),
                     "score_low": low,
                     "score_high": high,
-                    "interval_level": pa.array([level] * n, pa.float64()),
-                    "model_name": pa.array([MODEL_NAME] * n),
-                    "model_version": pa.array([str(model.version)] * n),
-                    "model_alias": pa.array([alias] * n),
-                    "scored_at": pa.array([end] * n, pa.timestamp("us", tz="UTC")),
-                    "event_timestamp": pa.array([end] * n, pa.timestamp("us", tz="UTC")),
+                    "interval_level": pa.repeat(pa.scalar(level, pa.float64()), n),
+                    "model_name": pa.repeat(pa.scalar(MODEL_NAME, pa.string()), n),
+                    "model_version": pa.repeat(pa.scalar(str(model.version), pa.string()), n),
+                    "model_alias": pa.repeat(pa.scalar(alias, pa.string()), n),
+                    "scored_at": pa.repeat(at, n),
+                    "event_timestamp": pa.repeat(at, n),
                 }
             )
         )
