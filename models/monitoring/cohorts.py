@@ -53,8 +53,8 @@ def cohort_profiles(
     `prediction_ages`, the rows' own ages when not given)}."""
     on_arrival = [n for n, how in monitoring.items() if how == ARRIVAL]
     by_age = [n for n, how in monitoring.items() if how == BY_AGE]
-    out = {ARRIVAL: profile(rows.filter(pa.array(np.asarray(arrival, bool))), on_arrival,
-                            threads=threads)}
+    arrivals = pa.array(np.flatnonzero(np.asarray(arrival, bool)))
+    out = {ARRIVAL: profile(rows, on_arrival, threads=threads, rows=arrivals)}
     which = bucket_index(rows.column("clip_age_hours").to_numpy(zero_copy_only=False))
     aged = np.asarray(aged, bool)
     if predictions is not None:
@@ -68,7 +68,7 @@ def cohort_profiles(
         pred = None
         if predictions is not None:
             pred = preds.take(pa.array(np.flatnonzero(pred_which == i)))
-        out[name] = profile(rows.take(take), by_age, predictions=pred, threads=threads)
+        out[name] = profile(rows, by_age, predictions=pred, threads=threads, rows=take)
     return out
 
 
