@@ -28,7 +28,7 @@ import dagster as dg
 from assets.constants import DAILY_PARTITIONS, INGEST
 from assets.online import push_fresh_features
 from models.core import settings
-from pipelines.step_memory import PEAK_LOG, peak_rss_mb, reset_peak_rss
+from pipelines.step_memory import PEAK_LOG, peak_rss_mb, release_memory, reset_peak_rss
 
 NIGHTLY_AT_ENV = "CLIPFLOW_NIGHTLY_AT"
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -45,8 +45,10 @@ def nightly_time(value: str | None = None) -> tuple[int, int]:
 
 
 def _log_and_reset(context: dg.HookContext) -> None:
-    """Log the step's peak RSS (pipelines.step_memory), then start the next step's afresh."""
+    """Log the step's peak RSS (pipelines.step_memory), hand what it freed back to the OS,
+    then start the next step's peak afresh."""
     peak = peak_rss_mb()
+    release_memory()  # what the step freed goes back to the OS before the next starts
     if peak is not None and reset_peak_rss():
         context.log.info(PEAK_LOG.format(mb=peak))
 

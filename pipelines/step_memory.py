@@ -11,6 +11,9 @@ process's. Where the OS cannot say, the hooks log nothing: a peak is never made 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import re
 from pathlib import Path
 
@@ -43,3 +46,16 @@ def logged_peak(message: str | None) -> float | None:
     """The MB of a `PEAK_LOG` line; None for any other message."""
     m = _PEAK.match(message or "")
     return float(m.group(1)) if m else None
+
+
+def release_memory() -> None:
+    """Hand memory a finished step freed back to the OS: Python's cycles collected, then
+    Arrow's pool (mimalloc keeps freed pages for reuse) and glibc's heap trimmed. In one
+    process the next step would otherwise start above what it needs (measured at 1M
+    clips a day: 2.6 GB held after the engagement contract, 1.5 GB after this)."""
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

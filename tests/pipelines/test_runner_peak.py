@@ -30,13 +30,19 @@ def test_an_unknown_peak_says_so():
     assert _mb(None) == "unknown" and _mb(1234.4) == "1,234 MB"
 
 
-def test_each_step_reports_its_own_peak():
+def test_each_step_reports_its_own_peak(monkeypatch):
     """The jobs' hooks log each step's own peak (the previous step's 300 MB do not carry
-    over) and `clipflow run`'s step lines read it back from the run's logs."""
+    over), after handing what the step freed back to the OS, and `clipflow run`'s step
+    lines read it back from the run's logs."""
     import dagster as dg
 
+    import pipelines.jobs
     from pipelines.jobs import STEP_PEAK_HOOKS
     from pipelines.runner import _steps
+    from pipelines.step_memory import release_memory
+
+    released = []
+    monkeypatch.setattr(pipelines.jobs, "release_memory", lambda: released.append(release_memory()))
 
     @dg.asset
     def big() -> None:
@@ -66,3 +72,4 @@ def test_each_step_reports_its_own_peak():
     assert all(isinstance(p, float) and p > 0 for p in peaks.values()), peaks
     assert peaks["big"] >= peaks["small"] + 280, peaks  # each step's own, not the run's
     assert peaks["fails"] < peaks["big"] - 250, peaks  # a failed step reports its peak too
+    assert released == [None] * 3  # once after each step, failed or not
