@@ -99,7 +99,9 @@ def build_contract_check(table: Table) -> dg.AssetChecksDefinition:
 
         wh, ds = warehouse.get(), context.partition_key
         expected, why = rows_expected(table.warehouse, ds, wh.partitions("clips"))
-        df = wh.read(table.warehouse, ds, with_ds=True).to_pandas()
+        # `ds` (a date) as datetime64, not 7M Python date objects: the suite checks only
+        # that the column is there (5.5 s to 2.3 s converting 7M engagement rows)
+        df = wh.read(table.warehouse, ds, with_ds=True).to_pandas(date_as_object=False)
         not_after = NotAfter(datetime.now(UTC), warehouse.settings().future_skew)
         res = validate(df, table, require_rows=expected, not_after=not_after)
         failed = [[o.expectation, o.column or "", o.unexpected, o.detail] for o in res.failed]
