@@ -94,6 +94,20 @@ def _pipe(server, path: Path) -> Timer:
     return t
 
 
+def _timed_write(store, rows: pa.Table, rng) -> Timer:
+    """`write_views_fast` of `rows` in `CHUNK`s, timed; every clip must be written in both
+    views, and a sample must read back through Feast."""
+    from feature_repo.online_write import write_views_fast
+
+    n = rows.num_rows
+    with Timer() as t:
+        res = write_views_fast(store, (rows.slice(o, CHUNK) for o in range(0, n, CHUNK)), VIEWS)
+    if [r.written for r in res.values()] != [n, n]:
+        raise RuntimeError(f"write_views_fast wrote {res}, expected {n} clips")
+    check_served(store, rows.take(sample_rows(rng, n, 200)))
+    return t
+
+
 def online_night(scale: float, tmp: Path) -> list[Record]:
     from feature_repo.online_write import write_views_fast
 
@@ -122,20 +136,8 @@ def online_night(scale: float, tmp: Path) -> list[Record]:
                 used = client.info("memory")["used_memory"] / 1e6
                 next_floors.append(_pipe(server, next_file))
                 client.flushall()
-                batches = (rows.slice(o, CHUNK) for o in range(0, n, CHUNK))
-                with Timer() as t:
-                    res = write_views_fast(store, batches, VIEWS)
-                ours.append(t)
-                if [r.written for r in res.values()] != [n, n]:
-                    raise RuntimeError(f"write_views_fast wrote {res}, expected {n} clips")
-                check_served(store, rows.take(sample_rows(rng, n, 200)))
-                batches = (later.slice(o, CHUNK) for o in range(0, n, CHUNK))
-                with Timer() as t3:
-                    res = write_views_fast(store, batches, VIEWS)
-                nexts.append(t3)
-                if [r.written for r in res.values()] != [n, n]:
-                    raise RuntimeError(f"the next night wrote {res}, expected {n} clips")
-                check_served(store, later.take(sample_rows(rng, n, 200)))
+                ours.append(t := _timed_write(store, rows, rng))
+                nexts.append(t3 := _timed_write(store, later, rng))  # over the first's store
                 client.flushall()
                 with Timer() as t2:
                     for view in VIEWS:
