@@ -4,6 +4,7 @@ through the Feast SDK; and streamed writes (`write_stream`) on Redis and SQLite.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
@@ -64,8 +65,11 @@ def test_features_and_scores_in_one_write_read_back_through_feast(redis_store, p
     scored = [True, True, False, True, True, False, True]
     rows = night(prefix, 7, seed=3, when=T, scored=scored)
     batches = [rows.slice(0, 3), rows.slice(3)]
+    t0 = time.perf_counter()
     res = online_write.write_views_fast(redis_store, batches, VIEWS)
+    elapsed = time.perf_counter() - t0
     f, s = res["clip_features"], res["clip_scores"]
+    assert 0 < f.seconds == s.seconds <= elapsed  # the one write's own time, both views
     assert (f.rows, f.written, f.skipped, f.corrected) == (7, 7, 0, 0)
     assert (s.rows, s.written, s.skipped, s.corrected) == (5, 5, 0, 0)
     want_f, want_s = expected(rows)
@@ -130,13 +134,21 @@ def test_a_streamed_write_equals_a_whole_one(store_kind, request, prefix):
 
     store = request.getfixturevalue(store_kind)
     rows = online_write.latest_per_entity(clip_feature_rows(9, prefix, seed=11))
+    t0 = time.perf_counter()
     res = online_write.write_stream(store, [rows.slice(0, 4).to_batches()[0], rows.slice(4)])
-    assert (res.rows, res.written, res.skipped) == (9, 9, 0)
+    assert 0 < res.seconds <= time.perf_counter() - t0  # the whole stream's own time
+    assert (res.rows, res.written, res.skipped, res.corrected) == (9, 9, 0, 0)
     assert res.method == ("fast" if store_kind == "redis_store" else "stock")
     got, _ = served(store, rows.column("clip_id").to_pylist())
     assert got == [{k: r[k] for k in CLIP_FEATURE_NAMES} for r in rows.to_pylist()]
     again = online_write.write_stream(store, [rows])
     assert (again.rows, again.written, again.skipped) == (9, 0, 9)
+
+
+def test_the_one_command_write_needs_a_redis_store(sqlite_store, prefix):
+    rows = night(prefix, 2, seed=13, when=T, scored=[True, True])
+    with pytest.raises(ValueError, match=r"^write_fast needs a Redis online store \(redis_type"):
+        online_write.write_views_fast(sqlite_store, [rows], VIEWS)
 
 
 def test_an_entity_twice_in_a_batch_is_refused_and_across_batches_the_newer_wins(

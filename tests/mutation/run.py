@@ -115,7 +115,12 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     ),
     "online_write": (
         ["feature_repo/online_write.py"],
-        ["tests/feature_repo/test_online.py", "tests/feature_repo/test_online_rerun.py"],
+        [
+            "tests/feature_repo/test_online.py",
+            "tests/feature_repo/test_online_rerun.py",
+            "tests/feature_repo/test_online_views.py",  # write_views_fast, write_stream (#20)
+            "tests/feature_repo/test_write_properties.py",
+        ],
     ),
 }
 
