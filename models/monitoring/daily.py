@@ -153,8 +153,8 @@ def scored_rows(warehouse: Warehouse, ds: str | date, end: datetime) -> pa.Table
           USING (clip_id)
         WHERE f.event_timestamp = ?
         """
-    # streamed into Arrow on a connection closed after (`stream`): `to_arrow_table` on the
-    # warehouse's connection left DuckDB's copy of the result beside Arrow's until the
+    # read in Arrow batches on a connection of its own, closed after: `to_arrow_table` on
+    # the warehouse's connection left DuckDB's copy of the result beside Arrow's until that
     # connection closed (7M rows: 4.7 GB held for 1.8 GB of rows)
     con = warehouse.connect()
     try:
