@@ -62,7 +62,7 @@ def online_store(
     feast: FeastResource,
     events: EventsResource,
 ):
-    from feature_repo.online_write import plain_redis, write_stream, write_views_fast
+    from feature_repo.online_write import fast_redis, write_stream, write_views_fast
 
     wh, ds, store = warehouse.get(), context.partition_key, feast.store()
     selected = context.selected_asset_keys
@@ -71,7 +71,7 @@ def online_store(
     if scores is None and SCORES_KEY in selected:
         context.log.info(f"no clip_scores partition {ds}: no scores to publish")
     results = {}
-    if feats is not None and scores is not None and plain_redis(store):
+    if feats is not None and scores is not None and fast_redis(store):
         sql, params = _joined(feats, scores)
         views = [(FEATURES_VIEW, {}), (SCORES_VIEW, {"event_timestamp": SCORE_TS})]
         results = write_views_fast(store, stream(wh, sql, params), views)

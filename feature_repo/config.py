@@ -5,6 +5,9 @@ none is given, as for the `feast` CLI): the registry and the SQLite online store
 `<home>/feast/`; the online store is Redis when `CLIPFLOW_REDIS` is set. `feast` is imported
 inside the functions (it takes seconds to import), so importing this module is cheap.
 
+A Redis Cluster (`CLIPFLOW_REDIS=redis-cluster://host:port,host:port`) sets Feast's
+`redis_type: redis_cluster`; clipflow's store reads and writes it grouped by node.
+
 `CLIPFLOW_REDIS` is checked here by `models.core.redis_url` (a bad one fails now, naming the
 wrong part), and clipflow's store builds its clients with it, so either of its forms works,
 TLS included (`rediss://...?ssl_ca_certs=...` or `host:port,ssl=true,ssl_ca_certs=...`).
@@ -55,6 +58,8 @@ def _config_dict(settings: Settings, *, redis_placeholder: bool = False) -> dict
             if redis_placeholder
             else _connection_string(settings.redis, stock=settings.feast_stock_read),
         }
+        if parse_redis(settings.redis).cluster:  # redis-cluster://: Feast's cluster type
+            online["redis_type"] = "redis_cluster"
     else:
         online = {"type": "sqlite", "path": str(home / "online.db")}
     return {

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from feature_repo.online_values import BIN, bulk_strings, bulk_timestamps, bulk_values, join_cells
+from feature_repo.redis_cluster import ClusterRoutes, is_cluster
 from feature_repo.redis_layout import (
     DECIDE_SHA,
     UPSERT_SHA,
@@ -110,18 +111,23 @@ class Encoder:
 
     def keys(self, ids: pa.Array) -> pa.BinaryArray:
         """The RESP bulk strings of the entities' Redis keys (redis_layout's layout)."""
+        return bulk_strings(self.raw_keys(ids))
+
+    def raw_keys(self, ids: pa.Array) -> pa.BinaryArray:
+        """The entities' Redis keys (redis_layout's layout)."""
         if self.config.entity_key_serialization_version != 3:
-            return bulk_strings(pa.array(string_keys(self.key_col, ids.to_pylist(),
-                                                     self.config), BIN))  # fmt: skip
+            return pa.array(string_keys(self.key_col, ids.to_pylist(), self.config), BIN)
         raw = ids.cast(BIN)
         lengths = pc.binary_length(raw).to_numpy(zero_copy_only=False).astype("<u4")
         le32 = pa.Array.from_buffers(pa.binary(4), len(raw), [None, pa.py_buffer(lengths)])
         prefix = pa.scalar(string_key_prefix(self.key_col), BIN)
         project = pa.scalar(self.config.project.encode(), BIN)
-        return bulk_strings(join_cells([prefix, le32.cast(BIN), raw, project]))
+        return join_cells([prefix, le32.cast(BIN), raw, project])
 
-    def prepare(self, batch: pa.Table) -> Prepared:
-        """A batch's keys, times and values encoded, and the check of its times."""
+    def prepare(self, batch: pa.Table, slots: np.ndarray | None = None) -> Prepared:
+        """A batch's keys, times and values encoded, and the check of its times. `slots`:
+        on a Redis Cluster, the rows' key slots, the rows sorted by them (a script call
+        holds keys of one slot)."""
         ids = batch.column(self.key_col).combine_chunks()
         if ids.null_count:
             raise ValueError(f"{ids.null_count} row(s) without a {self.key_col}")
@@ -138,9 +144,10 @@ class Encoder:
             values.append([bulk_values(batch.column(c), vt)
                            for c, vt in zip(view.columns, view.value_types, strict=True)])  # fmt: skip
         keys = self.keys(ids.cast(pa.string()))
-        check = _calls(DECIDE_SHA, keys, self.decide_header, join_cells(stamps), len(self.views))
+        check = _calls(DECIDE_SHA, keys, self.decide_header, join_cells(stamps),
+                       len(self.views), slots)  # fmt: skip
         offered = np.array([len(batch) - batch.column(v.ts_col).null_count for v in self.views])
-        prep = Prepared(keys, stamps, values, check, offered, None)
+        prep = Prepared(keys, stamps, values, check, offered, None, slots)
         # the commands of the common case, every view newer: built while Redis works
         return dataclasses.replace(prep, hsets=self.hsets(prep, range(len(self.views))))
 
@@ -164,14 +171,14 @@ class Encoder:
 
     def writes(
         self, prep: Prepared, status: np.ndarray
-    ) -> tuple[bytes | memoryview, int, np.ndarray]:
+    ) -> tuple[bytes | memoryview, int, np.ndarray, int]:
         """(the commands writing a checked batch, how many replies, the rows sent to the
-        upsert script). `status` (rows x views): the check's digits. A row with a view of
+        upsert script, how many calls of it). `status` (rows x views): the check's digits. A row with a view of
         the stored time goes whole through `UPSERT_LUA` (its values decide); any other row
         is one plain `HSET` of its views to write (and an `EXPIRE` under a TTL)."""
         per_row = 2 if self.ttl else 1
         if (status == 1).all():  # every row newer in every view: the prepared commands
-            return _buffer(prep.hsets), len(status) * per_row, np.zeros(0, dtype=np.int64)
+            return _buffer(prep.hsets), len(status) * per_row, np.zeros(0, dtype=np.int64), 0
         by_script = np.flatnonzero((status == 2).any(axis=1))
         plain = (status == 1) & ~(status == 2).any(axis=1, keepdims=True)
         parts, replies = [], 0
@@ -188,20 +195,23 @@ class Encoder:
             for v in range(len(self.views)):
                 cells += [prep.stamps[v].take(rows), *(c.take(rows) for c in prep.values[v])]
             keys = prep.keys.take(rows)
-            calls, _ = _calls(UPSERT_SHA, keys, self.upsert_header, join_cells(cells),
-                              self.per_key)  # fmt: skip
-            parts.append(calls)
-            replies += -(-len(by_script) // KEYS_PER_CALL)
-        return b"".join(parts), replies, by_script
+            slots = None if prep.slots is None else prep.slots[by_script]
+            script, calls = _calls(UPSERT_SHA, keys, self.upsert_header, join_cells(cells),
+                                   self.per_key, slots)  # fmt: skip
+            parts.append(script)
+            replies += calls
+        else:
+            calls = 0
+        return b"".join(parts), replies, by_script, calls
 
     def count(self, offered: np.ndarray, status: np.ndarray, by_script: np.ndarray,
-              replies: list) -> Counts:  # fmt: skip
+              calls: int, replies: list) -> Counts:  # fmt: skip
         """Per view: rows offered; skipped, written, corrected (the check's digits for the
-        plain rows, the upsert script's replies, the last of `replies`, for its rows)."""
+        plain rows, the upsert script's replies, the last `calls` of `replies`, for its
+        rows)."""
         out = np.zeros((len(self.views), 3), dtype=np.int64)
         plain = np.ones(len(status), dtype=bool)
         plain[by_script] = False
-        calls = -(-len(by_script) // KEYS_PER_CALL)
         if calls:
             codes = np.concatenate([np.asarray(r, dtype=np.int64) for r in replies[-calls:]])
             for v in range(len(self.views)):
@@ -222,22 +232,37 @@ class Prepared:
     check: tuple[bytes, int]  # the `DECIDE_LUA` calls of the rows, how many
     offered: np.ndarray  # per view, the rows that have a row of it
     hsets: pa.BinaryArray | None  # per row, its plain write of every view (`Encoder.hsets`)
+    slots: np.ndarray | None = None  # on a cluster, the rows' key slots (sorted)
 
 
 def _calls(sha: bytes, keys: pa.BinaryArray, header: tuple[bytes, int],
-           rows: pa.BinaryArray, per_key: int) -> tuple[bytes, int]:  # fmt: skip
-    """`EVALSHA sha m key.. header.. row..` per `KEYS_PER_CALL` rows: (bytes, calls)."""
+           rows: pa.BinaryArray, per_key: int,
+           slots: np.ndarray | None = None) -> tuple[bytes, int]:  # fmt: skip
+    """`EVALSHA sha m key.. header.. row..` per `KEYS_PER_CALL` rows, a call's keys all of
+    one slot when `slots` (sorted) are given: (bytes, calls)."""
     kbuf, koff = _parts(keys)
     rbuf, roff = _parts(rows)
     n, parts, heads = len(keys), [], {}
-    for lo in range(0, n, KEYS_PER_CALL):
-        hi = min(n, lo + KEYS_PER_CALL)
+    bounds = _call_bounds(n, slots)
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
         m = hi - lo
         if m not in heads:
             heads[m] = (command_head(b"EVALSHA", 2 + m + header[1] + m * per_key)
                         + bulk(sha) + bulk(b"%d" % m))  # fmt: skip
         parts += [heads[m], kbuf[koff[lo] : koff[hi]], header[0], rbuf[roff[lo] : roff[hi]]]
-    return b"".join(parts), -(-n // KEYS_PER_CALL)
+    return b"".join(parts), len(bounds) - 1
+
+
+def _call_bounds(n: int, slots: np.ndarray | None) -> np.ndarray:
+    """Where each script call's rows start, and `n`: every `KEYS_PER_CALL` rows, and at each
+    change of slot (then counted afresh) when `slots` are given."""
+    pos = np.arange(n)
+    if slots is None:
+        return np.append(pos[::KEYS_PER_CALL], n)
+    new_run = np.ones(n, dtype=bool)
+    new_run[1:] = slots[1:] != slots[:-1]
+    run_start = np.maximum.accumulate(np.where(new_run, pos, 0))
+    return np.append(pos[(pos - run_start) % KEYS_PER_CALL == 0], n)
 
 
 def _parts(arr: pa.BinaryArray) -> tuple[memoryview, np.ndarray]:
@@ -255,31 +280,43 @@ def _buffer(arr: pa.BinaryArray) -> memoryview:
 def write_batches(client, encoder: Encoder, batches: Iterable[pa.Table], send=None) -> Counts:
     """Check and write every batch under the store's writer lease; the counts.
 
-    One background thread talks to Redis, in order: batch i's check, then its write; the
-    next batch is encoded meanwhile. `send(client, payload, n_replies)` defaults to one
-    write on one connection of the client's pool (`redis_layout.send_packed`)."""
+    One background thread per Redis server talks to it, in order: batch i's check, then its
+    write; the next batch is encoded meanwhile. On a Redis Cluster (`RedisCluster`) a batch
+    is split by the node serving each row's key slot (`ClusterRoutes`), so every node gets
+    its rows' check and write as one pipelined write each, all nodes at once.
+    `send(client, payload, n_replies)` defaults to one write on one connection of the
+    (node's) client's pool (`redis_layout.send_packed`)."""
     send = send or (lambda c, payload, n: send_packed(c.connection_pool, payload, n))
     total = Counts.zero(len(encoder.views))
-    with (
-        writer_lease(client, encoder.config.project) as lease,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="online-write") as pool,
-    ):
+    routes = ClusterRoutes(client, encoder.key_col, encoder.raw_keys) if is_cluster(client) else None
+    with writer_lease(client, encoder.config.project) as lease, contextlib.ExitStack() as stack:
+        pools: dict[int, ThreadPoolExecutor] = {}
+
+        def pool_of(c) -> ThreadPoolExecutor:
+            if id(c) not in pools:
+                pools[id(c)] = stack.enter_context(
+                    ThreadPoolExecutor(max_workers=1, thread_name_prefix="online-write"))  # fmt: skip
+            return pools[id(c)]
+
         pending: collections.deque[tuple] = collections.deque()
 
-        def settle(write: Future, offered, status, by_script) -> Counts:
-            return encoder.count(offered, status, by_script, write.result())
+        def settle(write: Future, offered, status, by_script, calls) -> Counts:
+            return encoder.count(offered, status, by_script, calls, write.result())
 
         try:
             for batch in _non_empty(batches):
-                prep = encoder.prepare(batch)
-                check = pool.submit(_checked, lease, send, client, *prep.check)
-                status = np.frombuffer(b"".join(check.result()), dtype=np.uint8) - ord("0")
-                status = status.reshape(batch.num_rows, len(encoder.views))
-                payload, n_replies, by_script = encoder.writes(prep, status)
-                write = pool.submit(send, client, payload, n_replies)
-                pending.append((write, prep.offered, status, by_script))
-                del payload, prep
-                while len(pending) > IN_FLIGHT:
+                parts = routes.split(batch) if routes else [(client, batch, None)]
+                preps = [(c, encoder.prepare(b, slots)) for c, b, slots in parts]
+                checks = [pool_of(c).submit(_checked, lease, send, c, *prep.check)
+                          for c, prep in preps]  # fmt: skip
+                for (c, prep), check in zip(preps, checks, strict=True):
+                    status = np.frombuffer(b"".join(check.result()), dtype=np.uint8) - ord("0")
+                    status = status.reshape(len(prep.keys), len(encoder.views))
+                    payload, n_replies, by_script, calls = encoder.writes(prep, status)
+                    write = pool_of(c).submit(send, c, payload, n_replies)
+                    pending.append((write, prep.offered, status, by_script, calls))
+                del payload, preps, parts
+                while len(pending) > IN_FLIGHT * max(1, len(pools)):
                     total = total + settle(*pending.popleft())
             while pending:
                 total = total + settle(*pending.popleft())

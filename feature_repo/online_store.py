@@ -32,10 +32,12 @@ The response framing and `FastOnlineResponse` live in `feature_repo.online_respo
 The response proto is byte for byte the one the stock store builds (tests/feature_repo/
 test_fast_read.py compares them on real Redis).
 
-Writes, deletes and everything else are inherited unchanged. Redis Cluster, Sentinel and the
+Writes, deletes and everything else are inherited unchanged. On a Redis Cluster
+(`redis_type: redis_cluster`) the HMGETs are grouped by the node that serves each key's
+slot, one write per node, all nodes sent to before any reply is read. Sentinel and the
 GLIDE client keep Feast's own read path.
 
-On a single Redis its redis-py clients (reads, and Feast's own writes and deletes) are built
+On a single Redis or a cluster its redis-py clients (reads, and Feast's own writes and deletes) are built
 by `models.core.redis_url`, the one parser of the connection string, rather than by Feast's:
 both of its forms (`rediss://...` too), its TLS options and checks, and values taken as
 written (Feast JSON-decodes them: a password `123` would become an integer).
@@ -69,12 +71,15 @@ from feature_repo.online_response import (
     names_metadata,
     online_read_rows,
 )
-from feature_repo.redis_layout import ViewFields, bulk, command_head, send_packed
+from feature_repo.redis_cluster import send_routed
+from feature_repo.redis_layout import ViewFields, bulk, command_head
 from models.core.redis_url import async_redis_client, redis_client
 
 STORE_TYPE = "feature_repo.online_store.FastRedisOnlineStore"
 
 _MAX_PLANS = 4096  # read plans kept per store (one per view x requested features)
+
+_OURS = (RedisType.redis, RedisType.redis_cluster)  # the types this store's clients serve
 
 SOCKET_TIMEOUT_S = 5.0
 _TIMEOUTS = {"socket_timeout": SOCKET_TIMEOUT_S, "socket_connect_timeout": SOCKET_TIMEOUT_S}
@@ -164,10 +169,10 @@ class FastRedisOnlineStore(RedisOnlineStore):
                 online_features_response, full_feature_names,
                 include_feature_view_version_metadata,
             )  # fmt: skip
-        payload = b"".join(
-            r.plan.hmget_head + bulk(key) + r.plan.hmget_tail for r in reads for key in r.keys
-        )
-        replies = self._hmget_packed(config, payload, sum(len(r.keys) for r in reads))
+        keys = [key for r in reads for key in r.keys]
+        commands = [r.plan.hmget_head + bulk(key) + r.plan.hmget_tail
+                    for r in reads for key in r.keys]  # fmt: skip
+        replies = self._hmget_packed(config, keys, commands)
         fill_response(online_features_response, reads, replies,
                       include_feature_view_version_metadata)  # fmt: skip
 
@@ -229,8 +234,8 @@ class FastRedisOnlineStore(RedisOnlineStore):
             return super().online_read(config, table, entity_keys, requested_features)
         plan = self._plan(config, table, requested_features, False)
         keys = redis_layout.proto_keys(entity_keys, config)
-        payload = b"".join(plan.hmget_head + bulk(key) + plan.hmget_tail for key in keys)
-        return online_read_rows(plan.features, self._hmget_packed(config, payload, len(keys)))
+        commands = [plan.hmget_head + bulk(key) + plan.hmget_tail for key in keys]
+        return online_read_rows(plan.features, self._hmget_packed(config, keys, commands))
 
     async def online_read_async(
         self,
@@ -256,14 +261,17 @@ class FastRedisOnlineStore(RedisOnlineStore):
     # command of a pipeline as it runs it, so a big write never waits this long on a live one.
 
     def _get_client(self, online_store_config):
-        if self._client is None and online_store_config.redis_type == RedisType.redis:
-            self._client = redis_client(online_store_config.connection_string, **_TIMEOUTS)
+        if self._client is None and online_store_config.redis_type in _OURS:
+            self._client = redis_client(online_store_config.connection_string,
+                                        cluster=_cluster(online_store_config), **_TIMEOUTS)  # fmt: skip
         return super()._get_client(online_store_config)
 
     async def _get_client_async(self, online_store_config):
-        if self._client_async is None and online_store_config.redis_type == RedisType.redis:
+        if self._client_async is None and online_store_config.redis_type in _OURS:
             self._client_async = async_redis_client(
-                online_store_config.connection_string, **_TIMEOUTS
+                online_store_config.connection_string,
+                cluster=_cluster(online_store_config),
+                **_TIMEOUTS,
             )
         return await super()._get_client_async(online_store_config)
 
@@ -274,7 +282,7 @@ class FastRedisOnlineStore(RedisOnlineStore):
         online = config.online_store
         return (
             isinstance(online, RedisOnlineStoreConfig)
-            and online.redis_type == RedisType.redis
+            and online.redis_type in _OURS
             and online.client == RedisClient.redis
         )
 
@@ -334,8 +342,13 @@ class FastRedisOnlineStore(RedisOnlineStore):
                 return redis_layout.string_keys(join_key, ids, config)
         return redis_layout.proto_keys(utils._get_entity_key_protos(entities), config)
 
-    def _hmget_packed(self, config, payload: bytes, n: int) -> list:
-        """Send the pre-encoded HMGETs in one write, read `n` replies (one try more on a
-        dropped connection: the reads are idempotent)."""
-        pool = self._get_client(config.online_store).connection_pool
-        return send_packed(pool, payload, n, retry=True)
+    def _hmget_packed(self, config, keys: list[bytes], commands: list[bytes]) -> list:
+        """Send the pre-encoded HMGETs (`commands`, one per key of `keys`) in one write per
+        Redis server, read their replies in the keys' order (one try more on a dropped
+        connection: the reads are idempotent)."""
+        client = self._get_client(config.online_store)
+        return send_routed(client, keys, commands, retry=True)
+
+
+def _cluster(online_store_config) -> bool:
+    return online_store_config.redis_type == RedisType.redis_cluster

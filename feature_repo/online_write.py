@@ -81,10 +81,10 @@ def write_online(
     *,
     chunk_size: int = DEFAULT_CHUNK,
 ) -> WriteResult:
-    """Write the latest row per entity of `data`: `write_fast` on a plain Redis online
-    store, else Feast's own write (SQLite, Redis cluster or sentinel) of the rows newer
+    """Write the latest row per entity of `data`: `write_fast` on a Redis online store
+    (one server or a cluster), else Feast's own write (SQLite, Redis Sentinel) of the rows newer
     than what the store holds (Feast's SQLite store would let an older row win)."""
-    if plain_redis(store):
+    if fast_redis(store):
         return write_fast(store, data, feature_view, chunk_size=chunk_size)
     start = time.perf_counter()
     fv = store.get_feature_view(feature_view)
@@ -111,7 +111,7 @@ def write_stream(
     """`write_online` of rows that come in batches, one row per entity across them (a
     streamed read: `models.core.stream.latest`): memory follows the batch."""
     start = time.perf_counter()
-    if plain_redis(store):
+    if fast_redis(store):
         (res,) = write_views_fast(store, batches, [(feature_view, {})]).values()
     else:
         parts = [write_online(store, b if isinstance(b, pa.Table) else pa.Table.from_batches([b]),
@@ -140,8 +140,9 @@ def write_fast(
 ) -> WriteResult:
     """Write the latest row per entity of `data` to the Redis online store of `store`."""
     start = time.perf_counter()
-    if not plain_redis(store):
-        raise ValueError("write_fast needs a Redis online store (redis_type: redis)")
+    if not fast_redis(store):
+        raise ValueError("write_fast needs a Redis online store (redis_type: redis or "
+                         "redis_cluster)")  # fmt: skip
     fv = store.get_feature_view(feature_view)
     table = latest_per_entity(_to_arrow(data), _join_key(fv), fv.batch_source.timestamp_field)
     batches = (table.slice(o, chunk_size) for o in range(0, table.num_rows, chunk_size))
@@ -164,8 +165,9 @@ def write_views_fast(
     `latest_per_entity`); across batches an entity may come again (the later batch is
     checked against what the earlier wrote: the older row never wins)."""
     start = time.perf_counter()
-    if not plain_redis(store):
-        raise ValueError("write_fast needs a Redis online store (redis_type: redis)")
+    if not fast_redis(store):
+        raise ValueError("write_fast needs a Redis online store (redis_type: redis or "
+                         "redis_cluster)")  # fmt: skip
     plans, key_col = [], None
     for name, rename in views:
         fv = store.get_feature_view(name)
@@ -173,11 +175,13 @@ def write_views_fast(
         plans.append(view_plan(store, fv, rename))
     encoder = Encoder(key_col, plans, store.config, store.config.online_store.key_ttl_seconds)
     with _client(store) as client:
-        loaded = []
+        loaded: set[int] = set()
 
         def send(c, payload: bytes, n: int) -> list:
-            if not loaded:  # EVALSHA finds the scripts (a restart forgets them)
-                loaded.extend([c.script_load(UPSERT_LUA), c.script_load(DECIDE_LUA)])
+            if id(c) not in loaded:  # EVALSHA finds the scripts (a restart forgets them)
+                c.script_load(UPSERT_LUA)
+                c.script_load(DECIDE_LUA)
+                loaded.add(id(c))  # per server: each node of a cluster has its own cache
             return _send_packed(c, payload, n)
 
         counts = online_batch.write_batches(client, encoder, _checked(batches, plans), send)
@@ -255,17 +259,23 @@ def _send_packed(client, payload: bytes, n: int) -> list:
 # -- plumbing ----------------------------------------------------------------------------
 
 
-def plain_redis(store: FeatureStore) -> bool:
-    """A single Redis server (Feast's store or clipflow's faster-reading subclass)."""
+def fast_redis(store: FeatureStore) -> bool:
+    """A single Redis server or a Redis Cluster (Feast's store or clipflow's
+    faster-reading subclass), not Sentinel."""
     from feast.infra.online_stores.redis import RedisOnlineStoreConfig
 
     online = store.config.online_store
-    return isinstance(online, RedisOnlineStoreConfig) and online.redis_type == "redis"
+    return isinstance(online, RedisOnlineStoreConfig) and online.redis_type in (
+        "redis",
+        "redis_cluster",
+    )
 
 
 def _client(store: FeatureStore):
-    """A redis-py client on the online store's Redis (its database, password and TLS kept)."""
-    return redis_client(store.config.online_store.connection_string)
+    """A redis-py client on the online store's Redis (its database, password and TLS kept;
+    `RedisCluster` on a cluster)."""
+    online = store.config.online_store
+    return redis_client(online.connection_string, cluster=online.redis_type == "redis_cluster")
 
 
 def _join_key(fv: FeatureView) -> str:

@@ -4,7 +4,10 @@
     redis://[[username]:password@]host[:port][/db]                              (plaintext)
     host[:port][,password=...][,username=...][,db=N][,ssl=true][,ssl_ca_certs=PATH]...
 
-The second is Feast's own form (a comma cannot be part of a value there: a password with a
+    redis-cluster://[[username]:password@]host:port,host:port,...[?ssl_ca_certs=...]  (Redis
+    Cluster: some of its nodes to start from; rediss-cluster:// with TLS)
+
+The third is Feast's own form (a comma cannot be part of a value there: a password with a
 comma needs the URL form, percent-encoded as `%2C`). TLS options, in the URL's query or as
 `,name=value`:
 
@@ -19,6 +22,10 @@ A TLS option without TLS (`ssl=true` or `rediss://`) is an error, never silently
 Error messages name the part or option that is wrong, never a value: the string may hold a
 password, which `repr` leaves out too.
 
+A cluster has database 0 only (a `/db` path is refused). Its clients are redis-py's
+`RedisCluster`, which finds every node and slot from the startup nodes; Feast's stock store
+gets `redis_type: redis_cluster` and the nodes in its form (`feature_repo/config.py`).
+
 Every Redis client of clipflow (the online writer and reader, the event stream, the live hub,
 health checks) is built from it; `RedisTarget.feast_string` renders the target for Feast's
 stock Redis store. redis-py is imported inside the functions.
@@ -26,6 +33,7 @@ stock Redis store. redis-py is imported inside the functions.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -41,6 +49,7 @@ _TLS_OPTIONS = {*_FILES, "ssl_cert_reqs", "ssl_check_hostname"}
 _OPTIONS = {"password", "username", "db", "ssl", *_TLS_OPTIONS}
 _CERT_REQS = ("required", "none")
 _BOOLS = {"true": True, "false": False}
+_URL_SCHEMES = {"redis": False, "rediss": True, "redis-cluster": False, "rediss-cluster": True}
 
 
 @dataclass(frozen=True)
@@ -56,9 +65,17 @@ class RedisTarget:
     ssl_keyfile: str | None = None
     ssl_cert_reqs: str = "required"
     ssl_check_hostname: bool = True
+    # a Redis Cluster's startup nodes, (host, port) each, the first being host:port; () for
+    # a single server
+    nodes: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def cluster(self) -> bool:
+        return bool(self.nodes)
 
     def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of `redis.Redis` (and `redis.asyncio.Redis`)."""
+        """Keyword arguments of `redis.Redis` (and `redis.asyncio.Redis`); of a cluster,
+        those of its nodes' connections, with `host`/`port`/`db` left to the client."""
         kw: dict[str, Any] = {
             "host": self.host.strip("[]"),
             "port": self.port,
@@ -68,12 +85,17 @@ class RedisTarget:
         }
         if self.ssl:  # verification spelled out, whatever redis-py's defaults
             kw |= {"ssl": True, **self._tls_options()}
+        if self.cluster:
+            del kw["host"], kw["port"], kw["db"]
         return kw
 
     def feast_string(self) -> str:
         """The target in Feast's form, as Feast's stock store reads it (it JSON-decodes each
         value: a value it would read as another one is refused, as is one with a comma)."""
-        parts = [f"{self.host}:{self.port}", f"db={self.db}"]
+        if self.cluster:  # Feast reads every entry without '=' as a startup node
+            parts = [f"{host}:{port}" for host, port in self.nodes]
+        else:
+            parts = [f"{self.host}:{self.port}", f"db={self.db}"]
         named = {"username": self.username, "password": self.password}
         if self.ssl:
             named |= {"ssl": True, **self._tls_options()}
@@ -97,18 +119,31 @@ class RedisTarget:
         return opts | {k: getattr(self, k) for k in _FILES if getattr(self, k)}
 
     def __repr__(self) -> str:  # never print the password
+        if self.cluster:
+            nodes = ",".join(f"{h}:{p}" for h, p in self.nodes)
+            return f"RedisTarget(cluster {nodes}, ssl={self.ssl})"
         return f"RedisTarget({self.host}:{self.port}, db={self.db}, ssl={self.ssl})"
 
 
-def parse(connection: str) -> RedisTarget:
-    """The target of a connection string; ValueError naming the part that is wrong."""
+def parse(connection: str, *, cluster: bool = False) -> RedisTarget:
+    """The target of a connection string; ValueError naming the part that is wrong.
+
+    `cluster`: the string names a Redis Cluster whatever its form (Feast's `redis_type:
+    redis_cluster`): in Feast's form every leading `host:port` is a startup node."""
     text = connection.strip()
     scheme = _SCHEME.match(text)
-    if scheme:
-        host, port, options = _url_parts(text, scheme.group(1).lower())
-    else:
-        host, port, options = _feast_parts(text)
-    return _target(host, port, options)
+    name = scheme.group(1).lower() if scheme else ""
+    cluster = cluster or name.endswith("-cluster")
+    nodes, options = _url_parts(text, name, cluster) if scheme else _feast_parts(text, cluster)
+    targets = [_target(host, port, options) for host, port in nodes]
+    if not cluster:
+        return targets[0]
+    if targets[0].db:
+        raise ValueError(f"{_NAME}: a Redis Cluster has database 0 only")
+    nodes_ = tuple((t.host, t.port) for t in targets)
+    if len(set(nodes_)) < len(nodes_):
+        raise ValueError(f"{_NAME}: a cluster node is named twice")
+    return dataclasses.replace(targets[0], nodes=nodes_)
 
 
 def is_url(connection: str) -> bool:
@@ -116,28 +151,45 @@ def is_url(connection: str) -> bool:
     return bool(_SCHEME.match(connection.strip()))
 
 
-def redis_client(connection: str, **kwargs):
-    """A redis-py client for `connection`; `kwargs` add timeouts, retries and the like."""
+def redis_client(connection: str, *, cluster: bool = False, **kwargs):
+    """A redis-py client for `connection` (`RedisCluster` for a cluster, see `parse`);
+    `kwargs` add timeouts, retries and the like."""
     import redis
+    from redis.cluster import ClusterNode, RedisCluster
 
-    return redis.Redis(**parse(connection).kwargs(), **kwargs)
+    target = parse(connection, cluster=cluster)
+    if target.cluster:
+        nodes = [ClusterNode(host.strip("[]"), port) for host, port in target.nodes]
+        return RedisCluster(startup_nodes=nodes, **target.kwargs(), **kwargs)
+    return redis.Redis(**target.kwargs(), **kwargs)
 
 
-def async_redis_client(connection: str, **kwargs):
+def async_redis_client(connection: str, *, cluster: bool = False, **kwargs):
     """The same target as `redis_client`, for asyncio code (the API's live hub)."""
     from redis import asyncio as aioredis
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
 
-    return aioredis.Redis(**parse(connection).kwargs(), **kwargs)
+    target = parse(connection, cluster=cluster)
+    if target.cluster:
+        nodes = [ClusterNode(host.strip("[]"), port) for host, port in target.nodes]
+        return RedisCluster(startup_nodes=nodes, **target.kwargs(), **kwargs)
+    return aioredis.Redis(**target.kwargs(), **kwargs)
 
 
 # -- the two forms -------------------------------------------------------------------------
 
 
-def _feast_parts(text: str) -> tuple[str, str, dict[str, str]]:
-    host_port, *opts = [p.strip() for p in text.split(",")]
-    host, sep, port = host_port.rpartition(":")
-    if not sep:
-        host, port = host_port, ""
+def _feast_parts(text: str, cluster: bool) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    entries = [p.strip() for p in text.split(",")]
+    n_nodes = 1
+    if cluster:  # every leading entry without '=' is a node, as Feast reads a cluster's
+        while n_nodes < len(entries) and "=" not in entries[n_nodes]:
+            n_nodes += 1
+    nodes = []
+    for host_port in entries[:n_nodes]:
+        host, sep, port = host_port.rpartition(":")
+        nodes.append((host, port) if sep else (host_port, ""))
+    opts = entries[n_nodes:]
     options: dict[str, str] = {}
     for i, opt in enumerate(filter(None, opts), start=1):
         key, eq, value = opt.partition("=")
@@ -147,28 +199,29 @@ def _feast_parts(text: str) -> tuple[str, str, dict[str, str]]:
                 "rediss:// form with %2C)"
             )
         _add(options, key, value)
-    return host, port, options
+    return nodes, options
 
 
-def _url_parts(text: str, scheme: str) -> tuple[str, str, dict[str, str]]:
-    if scheme not in ("redis", "rediss"):
-        raise ValueError(f"{_NAME}: scheme {scheme!r} is not redis:// or rediss://")
+def _url_parts(
+    text: str, scheme: str, cluster: bool
+) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    if scheme not in _URL_SCHEMES:
+        raise ValueError(f"{_NAME}: scheme {scheme!r} is not one of "
+                         f"{', '.join(s + '://' for s in _URL_SCHEMES)}")  # fmt: skip
     url = urlsplit(text)
     if url.fragment:
         raise ValueError(f"{_NAME}: a URL fragment ('#...') is not allowed")
     userinfo, at, host_port = url.netloc.rpartition("@")
-    options: dict[str, str] = {"ssl": "true" if scheme == "rediss" else "false"}
+    options: dict[str, str] = {"ssl": "true" if _URL_SCHEMES[scheme] else "false"}
     if at:
         user, colon, password = userinfo.partition(":")
         if user:
             options["username"] = unquote(user)
         if colon and password:
             options["password"] = unquote(password)
-    if host_port.startswith("["):
-        host, _, port = host_port[1:].partition("]")
-        host, port = f"[{host}]", port.removeprefix(":")
-    else:
-        host, _, port = host_port.partition(":")
+    nodes = [_host_port(part) for part in host_port.split(",")]
+    if len(nodes) > 1 and not cluster:
+        raise ValueError(f"{_NAME}: several hosts need redis-cluster:// (or rediss-cluster://)")
     db = url.path.removeprefix("/")
     if db:
         options["db"] = db
@@ -180,7 +233,15 @@ def _url_parts(text: str, scheme: str) -> tuple[str, str, dict[str, str]]:
         if key in ("password", "username", "db", "ssl"):
             raise ValueError(f"{_NAME}: option {key!r} belongs in the URL, not its query")
         _add(options, key, value)
-    return host, port, options
+    return nodes, options
+
+
+def _host_port(text: str) -> tuple[str, str]:
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]")
+        return f"[{host}]", port.removeprefix(":")
+    host, _, port = text.partition(":")
+    return host, port
 
 
 def _add(options: dict[str, str], key: str, value: str) -> None:

@@ -26,7 +26,8 @@ from datetime import UTC, datetime
 
 STREAM = "clipflow:events"
 MAXLEN = 100_000
-DEDUP_KEY = "clipflow:events:id:"  # + event id: the stream id of its entry, for DEDUP_TTL_S
+DEDUP_KEY = "{clipflow:events}:id:"  # + event id: its entry's stream id, for DEDUP_TTL_S; the
+# hash tag puts it in the stream's slot (a Redis Cluster runs a script on one slot's keys)
 DEDUP_TTL_S = 7 * 86_400
 EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # no '.': it is also a webhook-id
 STREAM_ID = re.compile(r"^[0-9]{1,20}(-[0-9]{1,20})?$")

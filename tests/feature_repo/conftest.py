@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -24,22 +25,47 @@ def sqlite_store(home, monkeypatch):
     return store
 
 
-@pytest.fixture
-def redis_store(home, monkeypatch, redis_server, prefix):
-    """The Feast store of a fresh home on the test Redis, applied; the keys of the test's
-    clips are removed afterwards (the Redis may be shared)."""
-    import redis
+def pytest_collection_modifyitems(config, items) -> None:
+    """A test of this folder parametrized by store and taking the SQLite store runs once,
+    not once per Redis kind: its `redis_cluster` twin is deselected."""
+    here = Path(__file__).parent
+    drop = [
+        item for item in items
+        if item.path.parent == here and hasattr(item, "callspec")
+        and item.callspec.params.get("online_redis") == "redis_cluster"
+        and any("sqlite" in str(v) or v == "online-stock"
+                for k, v in item.callspec.params.items() if k != "online_redis")
+    ]  # fmt: skip
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [item for item in items if item not in drop]
 
+
+@pytest.fixture(params=["redis", "redis_cluster"])
+def online_redis(request):
+    """The online store's Redis, each test run twice: on one Redis server and on a 3-node
+    Redis Cluster (`redis-cluster://...`). A dict: `connection_string`, `cluster`, and
+    `client(**kwargs)`, a redis-py client of it (`RedisCluster` on the cluster)."""
+    return request.getfixturevalue("redis_cluster" if request.param == "redis_cluster"
+                                   else "redis_server")  # fmt: skip
+
+
+@pytest.fixture
+def redis_store(home, monkeypatch, online_redis, prefix):
+    """The Feast store of a fresh home on the test Redis (one server, then a cluster),
+    applied; the keys of the test's clips are removed afterwards (the Redis may be
+    shared)."""
     from feature_repo import config
 
-    monkeypatch.setenv("CLIPFLOW_REDIS", redis_server["connection_string"])
+    monkeypatch.setenv("CLIPFLOW_REDIS", online_redis["connection_string"])
     store = config.feature_store()
     config.apply(store)
+    assert (store.config.online_store.redis_type == "redis_cluster") == online_redis["cluster"]
     yield store
-    with redis.Redis(host=redis_server["host"], port=redis_server["port"]) as client:
+    with online_redis["client"]() as client:
         keys = list(client.scan_iter(match=f"*{prefix}*".encode(), count=1000))
-        if keys:
-            client.delete(*keys)
+        for key in keys:  # one by one: a cluster's keys are in many slots
+            client.delete(key)
 
 
 @pytest.fixture

@@ -83,16 +83,16 @@ def test_the_redis_config_selects_the_fast_store(redis_store, monkeypatch):
     assert config.repo_config().online_store.type == "redis"
 
 
-def test_yaml_for_the_cli_names_the_fast_store(redis_store, redis_server, monkeypatch):
+def test_yaml_for_the_cli_names_the_fast_store(redis_store, online_redis, monkeypatch):
     from feast.repo_config import load_repo_config
 
     from feature_repo.online_store import FastRedisOnlineStoreConfig
 
     path = config.write_feature_store_yaml()
-    monkeypatch.setenv("CLIPFLOW_REDIS", redis_server["connection_string"])
+    monkeypatch.setenv("CLIPFLOW_REDIS", online_redis["connection_string"])
     cfg = load_repo_config(config.REPO_DIR, path)
     assert isinstance(cfg.online_store, FastRedisOnlineStoreConfig)
-    assert cfg.online_store.connection_string == redis_server["connection_string"]
+    assert cfg.online_store.connection_string == online_redis["connection_string"]
 
 
 def test_reads_equal_stock_for_both_writers_and_edge_values(stores, prefix):
@@ -173,7 +173,7 @@ def stored_key(store, clip_id: str) -> bytes:
     return serialize_entity_key(key, entity_key_serialization_version=3) + b"clipflow"
 
 
-def test_any_stored_value_kind_and_timestamp_reads_as_stock(stores, redis_server, prefix):
+def test_any_stored_value_kind_and_timestamp_reads_as_stock(stores, online_redis, prefix):
     """Values of other kinds than the view declares (lists, timestamps, JSON, null_val),
     and stored timestamps with nanoseconds, before 1970, at rounding edges."""
     from feast.infra.online_stores.helpers import _mmh3
@@ -217,7 +217,7 @@ def test_any_stored_value_kind_and_timestamp_reads_as_stock(stores, redis_server
     from feature_repo.feature_views import CLIP_FEATURE_NAMES
 
     ids = [f"{prefix}k{i}" for i in range(len(kinds))]
-    with redis.Redis(host=redis_server["host"], port=redis_server["port"]) as client:
+    with online_redis["client"]() as client:
         for i, clip_id in enumerate(ids):
             fields = {
                 _mmh3(f"clip_features:{name}"): kinds[(i + j) % len(kinds)].SerializeToString()
@@ -279,17 +279,21 @@ def test_to_dict_can_be_feasts_own(stores, prefix, monkeypatch):
     assert type(fast.get_online_features(features=service, entity_rows=rows)) is OnlineResponse
 
 
-def test_reads_survive_a_dropped_connection(stores, prefix):
+def test_reads_survive_a_dropped_connection(stores, online_redis, prefix):
     fast, stock = stores
     rows = online_write.latest_per_entity(clip_feature_rows(3, prefix, seed=1))
     online_write.write_online(stock, rows)
     entity_rows = [{"clip_id": c} for c in rows.column("clip_id").to_pylist()]
     assert_same_reads(fast, stock, entity_rows)
-    pool = fast._get_provider().online_store._get_client(fast.config.online_store).connection_pool
-    conn = pool.get_connection()
-    conn.send_command("CLIENT", "ID")
-    client_id = conn.read_response()
-    pool.release(conn)
-    with redis.Redis(host=conn.host, port=conn.port) as admin:
-        assert admin.client_kill_filter(_id=client_id) == 1
+    client = fast._get_provider().online_store._get_client(fast.config.online_store)
+    # one server's pool, or on a cluster every node's
+    nodes = client.get_primaries() if online_redis["cluster"] else []
+    pools = [n.redis_connection.connection_pool for n in nodes] or [client.connection_pool]
+    for pool in pools:
+        conn = pool.get_connection()
+        conn.send_command("CLIENT", "ID")
+        client_id = conn.read_response()
+        pool.release(conn)
+        with redis.Redis(host=conn.host, port=conn.port) as admin:
+            assert admin.client_kill_filter(_id=client_id) == 1
     assert_same_reads(fast, stock, entity_rows)  # one more try on a fresh connection

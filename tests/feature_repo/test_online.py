@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pyarrow as pa
 import pytest
-import redis
 from support import clip_feature_rows, newest_per_clip
 
 from feature_repo import online_values, online_write
@@ -49,8 +48,8 @@ def with_time(rows: pa.Table, when: datetime, **values) -> pa.Table:
     return rows
 
 
-def stored_hashes(redis_server, prefix: str) -> dict[bytes, dict[bytes, bytes]]:
-    with redis.Redis(host=redis_server["host"], port=redis_server["port"]) as client:
+def stored_hashes(online_redis, prefix: str) -> dict[bytes, dict[bytes, bytes]]:
+    with online_redis["client"]() as client:
         return {k: client.hgetall(k) for k in client.scan_iter(match=f"*{prefix}*".encode())}
 
 
@@ -67,15 +66,15 @@ def test_write_online_picks_the_fast_writer_on_redis(redis_store, prefix):
     assert_serves(redis_store, newest_per_clip(rows))
 
 
-def test_fast_and_stock_writers_store_identical_hashes(redis_store, redis_server, prefix):
+def test_fast_and_stock_writers_store_identical_hashes(redis_store, online_redis, prefix):
     rows = clip_feature_rows(40, prefix, seed=3)
     latest = online_write.latest_per_entity(rows)
     online_write.write_stock(redis_store, latest.to_pandas())
-    stock = stored_hashes(redis_server, prefix)
-    with redis.Redis(host=redis_server["host"], port=redis_server["port"]) as client:
+    stock = stored_hashes(online_redis, prefix)
+    with online_redis["client"]() as client:
         client.delete(*stock)
     online_write.write_fast(redis_store, rows)
-    fast = stored_hashes(redis_server, prefix)
+    fast = stored_hashes(online_redis, prefix)
     assert len(stock) == 40
     assert fast == stock
 
@@ -88,7 +87,7 @@ def test_sqlite_store_serves_latest_values_through_feasts_write(sqlite_store, pr
 
 
 @pytest.mark.parametrize("store_kind", ["redis-fast", "redis-stock", "sqlite"])
-def test_an_older_row_never_overwrites_a_newer_one(store_kind, request, prefix):
+def test_an_older_row_never_overwrites_a_newer_one(store_kind, online_redis, request, prefix):
     store = request.getfixturevalue("sqlite_store" if store_kind == "sqlite" else "redis_store")
 
     def write(rows):
@@ -203,7 +202,7 @@ def test_latest_per_entity_keeps_each_row_without_a_clip_id(prefix):
 
 
 @pytest.mark.parametrize("store_kind", ["redis_store", "sqlite_store"])
-def test_no_rows_write_nothing(store_kind, request, prefix):
+def test_no_rows_write_nothing(store_kind, online_redis, request, prefix):
     store = request.getfixturevalue(store_kind)
     result = online_write.write_online(store, clip_feature_rows(2, prefix).slice(0, 0))
     method = "fast" if store_kind == "redis_store" else "stock"
@@ -223,13 +222,14 @@ def test_write_online_passes_the_chunk_size_on(redis_store, prefix, monkeypatch)
     from feature_repo import online_batch
 
     sizes = []
-    real = online_batch.Encoder.prepare
+    real = online_batch._non_empty
 
-    def spy(self, batch):
-        sizes.append(batch.num_rows)
-        return real(self, batch)
+    def spy(batches):
+        for batch in real(batches):
+            sizes.append(batch.num_rows)
+            yield batch
 
-    monkeypatch.setattr(online_batch.Encoder, "prepare", spy)
+    monkeypatch.setattr(online_batch, "_non_empty", spy)
     result = online_write.write_online(redis_store, clip_feature_rows(5, prefix), chunk_size=2)
     assert sizes == [2, 2, 1]
     assert (result.rows, result.written) == (5, 5)
@@ -259,7 +259,7 @@ def test_write_online_writes_the_view_it_is_given(redis_store, prefix):
 
 
 @pytest.mark.parametrize("writer", ["fast", "online-stock", "stock"])
-def test_result_counts_and_seconds(writer, request, prefix):
+def test_result_counts_and_seconds(writer, online_redis, request, prefix):
     store = request.getfixturevalue("sqlite_store" if writer == "online-stock" else "redis_store")
     rows = online_write.latest_per_entity(clip_feature_rows(4, prefix, seed=2))
     if writer == "fast":
@@ -273,26 +273,26 @@ def test_result_counts_and_seconds(writer, request, prefix):
     assert 0 < result.seconds <= took
 
 
-def test_write_fast_refuses_a_store_that_is_not_plain_redis(sqlite_store, prefix):
-    message = r"^write_fast needs a Redis online store \(redis_type: redis\)$"
+def test_write_fast_refuses_a_store_that_is_not_fast_redis(sqlite_store, prefix):
+    message = r"^write_fast needs a Redis online store \(redis_type: redis or redis_cluster\)$"
     with pytest.raises(ValueError, match=message):
         online_write.write_fast(sqlite_store, clip_feature_rows(1, prefix))
 
 
-def test_key_ttl_expires_every_written_key(redis_store, redis_server, prefix):
+def test_key_ttl_expires_every_written_key(redis_store, online_redis, prefix):
     redis_store.config.online_store.key_ttl_seconds = 3600
     assert online_write.write_fast(redis_store, clip_feature_rows(3, prefix)).written == 3
-    with redis.Redis(host=redis_server["host"], port=redis_server["port"]) as client:
+    with online_redis["client"]() as client:
         keys = list(client.scan_iter(match=f"*{prefix}*".encode()))
         ttls = [client.ttl(k) for k in keys]
     assert len(keys) == 3
     assert all(3500 < t <= 3600 for t in ttls), ttls
 
 
-def test_no_key_ttl_no_expiry(redis_store, redis_server, prefix):
+def test_no_key_ttl_no_expiry(redis_store, online_redis, prefix):
     assert redis_store.config.online_store.key_ttl_seconds is None
     online_write.write_fast(redis_store, clip_feature_rows(2, prefix))
-    with redis.Redis(host=redis_server["host"], port=redis_server["port"]) as client:
+    with online_redis["client"]() as client:
         ttls = [client.ttl(k) for k in client.scan_iter(match=f"*{prefix}*".encode())]
     assert ttls == [-1, -1]
 
@@ -342,7 +342,7 @@ def test_nanosecond_event_times_are_cut_to_microseconds(redis_store, prefix):
 
 
 @pytest.mark.parametrize("store_kind", ["redis_store", "sqlite_store"])
-def test_a_first_write_at_the_epoch_is_written(store_kind, request, prefix):
+def test_a_first_write_at_the_epoch_is_written(store_kind, online_redis, request, prefix):
     store = request.getfixturevalue(store_kind)
     rows = online_write.latest_per_entity(clip_feature_rows(2, prefix, seed=6))
     epoch = with_time(rows, datetime(1970, 1, 1, tzinfo=UTC))

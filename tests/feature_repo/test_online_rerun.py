@@ -35,8 +35,8 @@ def read_online(store, ids: list[str]) -> list[dict]:
     return [{k: v[i] for k, v in got.items()} for i in range(len(ids))]
 
 
-def _client(redis_server) -> redis.Redis:
-    return redis.Redis(host=redis_server["host"], port=redis_server["port"])
+def _client(online_redis) -> redis.Redis:
+    return online_redis["client"]()
 
 
 def _served(store, ids: list[str]) -> list[tuple]:
@@ -45,7 +45,7 @@ def _served(store, ids: list[str]) -> list[tuple]:
 
 @pytest.mark.parametrize("store_kind", ["redis_store", "sqlite_store"])
 def test_a_rerun_overwrites_changed_rows_of_the_same_time_and_skips_equal_ones(
-    store_kind, request, prefix
+    store_kind, online_redis, request, prefix
 ):
     store = request.getfixturevalue(store_kind)
     base = with_time(online_write.latest_per_entity(clip_feature_rows(4, prefix, seed=2)), T)
@@ -65,7 +65,7 @@ def test_a_rerun_overwrites_changed_rows_of_the_same_time_and_skips_equal_ones(
     assert _served(store, ids) == want
 
 
-def test_a_stored_hash_missing_a_field_is_rewritten(redis_store, redis_server, prefix):
+def test_a_stored_hash_missing_a_field_is_rewritten(redis_store, online_redis, prefix):
     """A field the stored hash lacks (a feature added since) counts as a changed value."""
     from feature_repo.redis_layout import ViewFields, string_keys
 
@@ -74,16 +74,16 @@ def test_a_stored_hash_missing_a_field_is_rewritten(redis_store, redis_server, p
     fv = redis_store.get_feature_view("clip_features")
     fields = ViewFields.of(fv, redis_store.config)
     key = string_keys("clip_id", rows.column("clip_id").to_pylist()[:1], redis_store.config)[0]
-    with _client(redis_server) as client:
+    with _client(online_redis) as client:
         assert client.hdel(key, fields.fields[-1]) == 1
     result = online_write.write_fast(redis_store, rows)
     assert (result.written, result.skipped, result.corrected) == (1, 1, 1)
-    with _client(redis_server) as client:
+    with _client(online_redis) as client:
         assert client.hexists(key, fields.fields[-1])
 
 
 def test_a_newer_row_written_while_ours_is_in_flight_wins(
-    redis_store, redis_server, prefix, monkeypatch
+    redis_store, online_redis, prefix, monkeypatch
 ):
     """Between our check of the stored times and our write, another clipflow writer's newer
     row cannot land: it waits for the writer lease, then wins over our older row."""
@@ -120,14 +120,14 @@ def test_a_newer_row_written_while_ours_is_in_flight_wins(
 
 
 def test_a_writer_that_cannot_get_the_lease_writes_nothing(
-    redis_store, redis_server, prefix, monkeypatch
+    redis_store, online_redis, prefix, monkeypatch
 ):
     from feature_repo import online_batch
 
     monkeypatch.setattr(online_batch, "LEASE_WAIT_S", 0.3)
     rows = online_write.latest_per_entity(clip_feature_rows(2, prefix, seed=4))
     name = f"clipflow:online-writer:{redis_store.config.project}"
-    with _client(redis_server) as client:
+    with _client(online_redis) as client:
         held = client.lock(name, timeout=30)
         assert held.acquire(blocking=False)
         try:
@@ -140,11 +140,11 @@ def test_a_writer_that_cannot_get_the_lease_writes_nothing(
     assert online_write.write_fast(redis_store, rows).written == 2
 
 
-def test_the_upsert_is_loaded_again_after_a_script_flush(redis_store, redis_server, prefix):
+def test_the_upsert_is_loaded_again_after_a_script_flush(redis_store, online_redis, prefix):
     """Redis forgets scripts on a restart or SCRIPT FLUSH: each write loads it again."""
     rows = online_write.latest_per_entity(clip_feature_rows(3, prefix, seed=8))
     online_write.write_fast(redis_store, with_time(rows, T, topic="first"))
-    with _client(redis_server) as client:
+    with _client(online_redis) as client:
         client.script_flush()
     result = online_write.write_fast(redis_store, with_time(rows, T, topic="second"))
     assert (result.written, result.corrected) == (3, 3)
@@ -152,18 +152,18 @@ def test_the_upsert_is_loaded_again_after_a_script_flush(redis_store, redis_serv
     assert [r["topic"] for r in read_online(redis_store, ids)] == ["second"] * 3
 
 
-def test_a_corrected_row_gets_the_key_ttl_again(redis_store, redis_server, prefix):
+def test_a_corrected_row_gets_the_key_ttl_again(redis_store, online_redis, prefix):
     rows = with_time(online_write.latest_per_entity(clip_feature_rows(1, prefix, seed=9)), T)
     online_write.write_fast(redis_store, rows)
     redis_store.config.online_store.key_ttl_seconds = 3600
     online_write.write_fast(redis_store, with_time(rows, T, topic="fixed"))
-    with _client(redis_server) as client:
+    with _client(online_redis) as client:
         ttls = [client.ttl(k) for k in client.scan_iter(match=f"*{prefix}*".encode())]
     assert len(ttls) == 1 and 3500 < ttls[0] <= 3600, ttls
 
 
 def test_a_failed_write_reports_its_own_error_not_the_leases(
-    redis_store, redis_server, prefix, monkeypatch
+    redis_store, online_redis, prefix, monkeypatch
 ):
     """Redis gone mid-write: the error is the write's, though releasing the lease fails too."""
     import redis.lock
@@ -182,5 +182,5 @@ def test_a_failed_write_reports_its_own_error_not_the_leases(
             online_write.write_fast(redis_store, rows)
     finally:  # the lease this test could not release: other tests share the Redis
         monkeypatch.undo()
-        with _client(redis_server) as client:
+        with _client(online_redis) as client:
             client.delete(f"clipflow:online-writer:{redis_store.config.project}")

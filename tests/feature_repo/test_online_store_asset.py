@@ -63,7 +63,8 @@ def _served(store, ids: list[str]) -> dict[str, list]:
 
 
 @pytest.mark.parametrize("store_kind", ["redis_store", "sqlite_store"])
-def test_both_views_are_published_from_the_warehouse(store_kind, request, home, prefix):
+def test_both_views_are_published_from_the_warehouse(store_kind, online_redis, request, home,
+                                                     prefix):
     store = request.getfixturevalue(store_kind)
     feats, champion = _day(home, prefix, intervals=True)
     meta = _materialize(["online_features", "online_scores"])

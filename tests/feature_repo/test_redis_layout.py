@@ -99,7 +99,7 @@ def _entity_keys(ids):
     return [EntityKey(join_keys=["clip_id"], entity_values=[Value(string_val=c)]) for c in ids]
 
 
-def test_what_write_online_stores_both_readers_read_back(stores, redis_server, prefix):
+def test_what_write_online_stores_both_readers_read_back(stores, online_redis, prefix):
     fast, stock = stores
     rows = clip_feature_rows(25, prefix, seed=13)
     result = online_write.write_online(fast, rows)
@@ -109,7 +109,7 @@ def test_what_write_online_stores_both_readers_read_back(stores, redis_server, p
     # stored under the layout's keys, one field per feature and the timestamp's
     ids = latest.column("clip_id").to_pylist()
     fields = ViewFields.of(fast.get_feature_view("clip_features"), fast.config)
-    with redis.Redis(host=redis_server["host"], port=redis_server["port"]) as client:
+    with online_redis["client"]() as client:
         for key in redis_layout.string_keys("clip_id", ids, fast.config):
             assert set(client.hkeys(key)) == {*fields.fields, fields.ts_field}
 

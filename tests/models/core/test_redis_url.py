@@ -150,3 +150,61 @@ def test_feasts_form_refuses_what_feast_would_misread(password):
     with pytest.raises(ValueError, match="'password'") as e:
         RedisTarget(password=password).feast_string()
     assert password not in str(e.value)
+
+
+# -- a Redis Cluster (#21) -------------------------------------------------------------------
+
+
+def test_a_cluster_url_names_its_startup_nodes():
+    t = parse(f"rediss-cluster://app:{SECRET}@n1.internal:7000,[::1]:7001,n3:7002"
+              "?ssl_ca_certs=/ca.pem")  # fmt: skip
+    assert t.cluster and t.nodes == (("n1.internal", 7000), ("[::1]", 7001), ("n3", 7002))
+    assert (t.host, t.port, t.ssl, t.password, t.username) == ("n1.internal", 7000, True,
+                                                               SECRET, "app")  # fmt: skip
+    # a cluster client finds host, port and db itself: only the connections' options
+    assert t.kwargs() == {"password": SECRET, "username": "app", "ssl": True,
+                          "ssl_cert_reqs": "required", "ssl_check_hostname": True,
+                          "ssl_ca_certs": "/ca.pem"}  # fmt: skip
+    assert SECRET not in repr(t) and "n1.internal:7000,[::1]:7001,n3:7002" in repr(t)
+    plain = parse("redis-cluster://127.0.0.1:7000")
+    assert plain.cluster and not plain.ssl and plain.nodes == (("127.0.0.1", 7000),)
+    assert not parse("redis://127.0.0.1:7000").cluster
+
+
+def test_feasts_form_of_a_cluster_lists_every_node():
+    t = parse("redis-cluster://:pw@a:7000,b:7001")
+    assert t.feast_string() == "a:7000,b:7001,password=pw"
+    # Feast's own form names a cluster only beside `redis_type: redis_cluster`
+    assert parse(t.feast_string(), cluster=True) == t
+    assert parse("redis://a:7000", cluster=True).nodes == (("a", 7000),)
+    assert not parse("a:7000,password=pw").cluster
+
+
+@pytest.mark.parametrize(
+    ("connection", "names"),
+    [
+        ("redis://a:7000,b:7001", "several hosts need redis-cluster://"),
+        ("redis-cluster://a:7000,a:7000", "named twice"),
+        ("redis-cluster://a:7000/1", "database 0 only"),
+        ("redis-cluster://a:7000,b:x", "port and db must be integers"),
+        ("redis-cluster://a:7000,b;c:7001", "invalid host"),
+        ("redis-cluster://a:7000?ssl_ca_certs=/ca.pem", "without TLS"),
+        ("a:7000,b:7001", "option 1 is not name=value"),
+    ],
+)
+def test_bad_cluster_strings_are_refused_naming_the_part(connection, names):
+    with pytest.raises(ValueError, match="CLIPFLOW_REDIS") as e:
+        parse(connection)
+    assert names in str(e.value)
+
+
+def test_a_cluster_gets_a_cluster_client(redis_cluster):
+    from redis.cluster import RedisCluster
+
+    from models.core.redis_url import redis_client
+
+    with redis_client(redis_cluster["connection_string"], socket_timeout=2) as c:
+        assert isinstance(c, RedisCluster)
+        assert sorted(n.port for n in c.get_primaries()) == sorted(redis_cluster["ports"])
+        assert c.get_primaries()[0].redis_connection.connection_pool.connection_kwargs[
+            "socket_timeout"] == 2  # fmt: skip

@@ -29,11 +29,12 @@ DB = 9
 CHALLENGER_SHIFT = -20.0  # the challenger learns a target 20 points lower: its scores differ
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory, redis_server):
+@pytest.fixture(scope="module", params=["redis", "redis_cluster"])
+def world(tmp_path_factory, request):
     """Feature rows and champion scores online, champion v1 and challenger v2 (trained on a
     shifted target, so the two predict differently) registered, an experiment routing half
-    the users to the challenger, the API on a free port."""
+    the users to the challenger, the API on a free port; every test runs on one Redis
+    server and on a 3-node Redis Cluster (features, scores and events on it)."""
     import uvicorn
 
     from feature_repo import config
@@ -44,7 +45,10 @@ def world(tmp_path_factory, redis_server):
 
     mp = pytest.MonkeyPatch()
     home = tmp_path_factory.mktemp("api") / "home"
-    conn = f"{redis_server['connection_string']},db={DB}"
+    if request.param == "redis_cluster":  # a cluster has database 0 only: its own nodes
+        conn = request.getfixturevalue("redis_cluster")["connection_string"]
+    else:
+        conn = f"{request.getfixturevalue('redis_server')['connection_string']},db={DB}"
     mp.setenv("CLIPFLOW_HOME", str(home))
     mp.setenv("CLIPFLOW_REDIS", conn)
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -127,6 +131,7 @@ def world(tmp_path_factory, redis_server):
         "base": base, "http": http, "auth": auth, "port": port, "ids": ids, "online": online,
         "v1": v1, "v2": v2, "exp": exp, "uri": uri, "redis": client, "mlc": mlc,
         "rows": rows, "models": {v1: champion, v2: challenger}, "calibration": calibration,
+        "conn": conn,
     }  # fmt: skip
     http.close()
     server.should_exit = True
@@ -309,9 +314,7 @@ def test_a_slow_client_is_dropped_and_the_others_keep_up(world, monkeypatch):
     from pipelines.serve import live
 
     monkeypatch.setattr(live, "BUFFER", 5)
-    conn = f"{world['redis'].connection_pool.connection_kwargs['host']}:" + (
-        f"{world['redis'].connection_pool.connection_kwargs['port']},db={DB}"
-    )
+    conn = world["conn"]
 
     async def go():
         hub = live.Hub(conn)
