@@ -24,7 +24,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr, field_validator
 
 from models.core import settings
-from models.core.redis_url import redis_client
+from models.core.redis_url import ping, redis_client
 from models.core.warehouse import Warehouse, check_memory_limit
 from models.integrations import events, outbox
 from models.integrations.metadata_api import KEY_ENV, URL_ENV, MetadataClient
@@ -135,8 +135,8 @@ class FeastResource(HomeResource):
         import redis
 
         try:
-            client = redis_client(s.redis, socket_timeout=2, socket_connect_timeout=2)
-            client.ping()
+            with redis_client(s.redis, socket_timeout=2, socket_connect_timeout=2) as client:
+                ping(client)  # every node of a cluster
             return None
         except (redis.RedisError, OSError, ValueError) as e:
             return f"Redis online store unreachable: {type(e).__name__}: {e}"

@@ -95,6 +95,94 @@ def redis_server(scratch: Path) -> Iterator[RedisServer]:
             proc.wait()
 
 
+def _cluster_port() -> int:
+    """A free loopback port whose cluster bus port (+10000) is free too."""
+    for _ in range(50):
+        port = free_port()
+        if port + 10000 < 65536:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+@contextmanager
+def redis_cluster(scratch: Path, nodes: int = 3) -> Iterator[list[int]]:
+    """A throwaway Redis Cluster of `nodes` primaries (no replicas, no persistence) on
+    loopback, created with `redis-cli --cluster create`; its ports. Ready when every node
+    says `cluster_state:ok`; the nodes are stopped at the end."""
+    import redis
+
+    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        raise RuntimeError("redis-server/redis-cli not found: install Redis "
+                           "(apt-get install redis-server)")  # fmt: skip
+    ports = [_cluster_port() for _ in range(nodes)]
+    procs = []
+    try:
+        for port in ports:
+            (scratch / f"cluster-{port}").mkdir(parents=True)
+            procs.append(subprocess.Popen(
+                [binary, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled",
+                 "yes", "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly",
+                 "no", "--daemonize", "no", "--logfile", ""],
+                cwd=scratch / f"cluster-{port}", stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ))  # fmt: skip
+
+        def states() -> list[bool]:
+            out = []
+            for port in ports:
+                try:
+                    with redis.Redis(host="127.0.0.1", port=port, socket_timeout=2) as c:
+                        info = c.execute_command("CLUSTER", "INFO").decode()
+                except redis.RedisError:
+                    info = ""
+                out.append("cluster_state:ok" in info.split())
+            return out
+
+        deadline = time.monotonic() + 10
+        while not all(_answers(p) for p in ports):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"could not start Redis Cluster nodes on {ports}")
+            time.sleep(0.05)
+        create = subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if create.returncode:
+            raise RuntimeError(f"redis-cli --cluster create failed: {create.stdout[-500:]}")
+        deadline = time.monotonic() + 30
+        while not all(states()):  # every node agrees that every slot is served
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Redis Cluster on {ports} did not become ok")
+            time.sleep(0.1)
+        yield ports
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _answers(port: int) -> bool:
+    import redis
+
+    try:
+        with redis.Redis(host="127.0.0.1", port=port, socket_timeout=1) as c:
+            return bool(c.ping())
+    except redis.RedisError:
+        return False
+
+
 def feast_store(home: Path, redis: RedisServer | None):
     """The applied Feast store of a fresh home (the environment is set before the repo's
     modules are imported: data sources read the home at import)."""

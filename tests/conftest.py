@@ -96,72 +96,22 @@ def redis_server():
     proc.wait(timeout=10)
 
 
-def _bus_free_port() -> int:
-    """A free loopback port whose cluster bus port (+10000) is free too."""
-    import socket
-
-    for _ in range(50):
-        port = free_port()
-        if port + 10000 < 65536:
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port + 10000))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port pair for a Redis Cluster node")
-
-
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory):
     """A real 3-node Redis Cluster (no replicas) of throwaway `redis-server`s on loopback,
-    created with `redis-cli --cluster create`; once per test session (per xdist worker).
-    Outside CI a missing redis-server skips; under CI=true it fails."""
-    import redis
+    created with `redis-cli --cluster create` (`bench.feast_env.redis_cluster`); once per
+    test session (per xdist worker). Outside CI a missing redis-server skips; under CI=true
+    it fails."""
     from redis.cluster import ClusterNode, RedisCluster
 
-    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
-    if binary is None or cli is None:
+    from bench.feast_env import redis_cluster as start_cluster
+
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
         msg = "redis-server/redis-cli not found: install Redis (apt-get install redis-server)"
         if IN_CI:
             pytest.fail(msg)
         pytest.skip(msg)
-    root = tmp_path_factory.mktemp("redis-cluster")
-    ports = [_bus_free_port() for _ in range(3)]
-    procs = []
-    for port in ports:
-        (root / str(port)).mkdir()
-        procs.append(subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-             "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no",
-             "--daemonize", "no", "--logfile", ""],
-            cwd=root / str(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while not all(_ping("127.0.0.1", p) for p in ports):
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                pytest.fail(f"could not start redis-server cluster nodes on {ports}")
-            time.sleep(0.05)
-        create = subprocess.run(
-            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        if create.returncode:
-            pytest.fail(f"redis-cli --cluster create failed: {create.stdout[-500:]}")
-        deadline = time.monotonic() + 30
-        while True:  # every node agrees that every slot is served
-            states = []
-            for p in ports:
-                with redis.Redis(host="127.0.0.1", port=p, socket_timeout=2) as c:
-                    info = c.execute_command("CLUSTER", "INFO").decode()
-                    states.append("cluster_state:ok" in info.split())
-            if all(states):
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(f"the Redis Cluster did not become ok: {states}")
-            time.sleep(0.1)
+    with start_cluster(tmp_path_factory.mktemp("redis-cluster")) as ports:
         nodes = ",".join(f"127.0.0.1:{p}" for p in ports)
 
         def client(**kw):
@@ -170,11 +120,6 @@ def redis_cluster(tmp_path_factory):
 
         yield {"host": "127.0.0.1", "port": ports[0], "ports": ports, "cluster": True,
                "connection_string": f"redis-cluster://{nodes}", "client": client}  # fmt: skip
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=10)
 
 
 @pytest.fixture

@@ -164,6 +164,22 @@ def redis_client(connection: str, *, cluster: bool = False, **kwargs):
     return redis.Redis(**target.kwargs(), **kwargs)
 
 
+def ping(client) -> None:
+    """Raise unless the Redis of `client` answers: a server its PING; a cluster every
+    primary's PING and a `cluster_state:ok` (all slots served). A cluster client's plain
+    `ping()` asks one node only, which says nothing of the others."""
+    import redis
+    from redis.cluster import RedisCluster
+
+    if not isinstance(client, RedisCluster):
+        client.ping()
+        return
+    client.ping(target_nodes=RedisCluster.PRIMARIES)
+    state = client.cluster_info().get("cluster_state")
+    if state != "ok":
+        raise redis.ConnectionError(f"the Redis Cluster's state is {state!r}, not 'ok'")
+
+
 def async_redis_client(connection: str, *, cluster: bool = False, **kwargs):
     """The same target as `redis_client`, for asyncio code (the API's live hub)."""
     from redis import asyncio as aioredis

@@ -342,12 +342,12 @@ def _ping_redis(url: str | None) -> str:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    from models.core.redis_url import redis_client
+    from models.core.redis_url import ping, redis_client
 
     try:  # one attempt: redis-py's default 3 retries made a down Redis answer in 2-5 s
         with redis_client(url, socket_timeout=1, socket_connect_timeout=1,
                           retry=Retry(NoBackoff(), 0)) as client:  # fmt: skip
-            client.ping()
+            ping(client)  # every node of a cluster
         return "ok"
     except Exception:  # noqa: BLE001 - any failure is "down"; the reason stays inside
         return "down"

@@ -90,6 +90,11 @@ def _needs_redis() -> None:
             {f"feast_p{p}_ms_{k}" for p in (50, 99) for k in (1, 10, 100)},
             True,
         ),
+        (
+            "online_cluster",
+            {"cluster_write_seconds", *(f"cluster_read_p99_ms_{k}" for k in (1, 10, 100))},
+            True,
+        ),
         ("training_set", {"duckdb_training_set_seconds", "feast_training_set_seconds"}, False),
         (
             "nightly",

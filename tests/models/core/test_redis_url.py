@@ -208,3 +208,33 @@ def test_a_cluster_gets_a_cluster_client(redis_cluster):
         assert sorted(n.port for n in c.get_primaries()) == sorted(redis_cluster["ports"])
         assert c.get_primaries()[0].redis_connection.connection_pool.connection_kwargs[
             "socket_timeout"] == 2  # fmt: skip
+
+
+def test_a_cluster_is_ok_only_when_every_node_answers(tmp_path, monkeypatch):
+    """`ping` (behind `/healthz` and the online resource's check) asks every primary: a
+    node down that is not the client's default node (the one a plain PING asks) is down."""
+    import redis
+
+    from assets.resources import FeastResource
+    from bench.feast_env import redis_cluster
+    from models.core.redis_url import ping, redis_client
+    from pipelines.serve.app import _ping_redis
+
+    with redis_cluster(tmp_path) as ports:
+        url = "redis-cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports)
+        monkeypatch.setenv("CLIPFLOW_HOME", str(tmp_path / "home"))
+        monkeypatch.setenv("CLIPFLOW_REDIS", url)
+        resource = FeastResource()
+        assert _ping_redis(url) == "ok" and resource.ping_online() is None
+        with redis_client(url, socket_timeout=2) as client:
+            ping(client)
+            default = client.get_default_node().port
+            other = next(p for p in ports if p != default)
+            assert client.ping()  # a plain PING asks the default node only
+            with redis.Redis(host="127.0.0.1", port=other) as node:
+                node.shutdown(nosave=True)
+            assert client.ping()  # ... which still answers
+            with pytest.raises(redis.RedisError):
+                ping(client)
+        assert _ping_redis(url) == "down"
+        assert "Redis online store unreachable" in resource.ping_online()
