@@ -147,7 +147,8 @@ def landing(tmp_path) -> Landing:
 # hands files out in this order (without the flag xdist orders files by their test count,
 # which sent the one-test fault files last), so the short files fill in at the end and
 # neither worker is left alone with a long one (a hint only; every test runs either way).
-LONGEST = ("test_ui_browser.py", "test_bench_smoke.py", "test_cli.py", "test_redis_killed.py",
+LONGEST = ("test_ui_browser.py", "test_bench_smoke.py", "test_cli.py", "test_cluster_run.py",
+           "test_redis_killed.py",
            "test_postgres_restart.py", "test_kill_rerun.py", "test_full_disk.py",
            "test_monitoring_assets.py", "test_production_instance.py", "test_bad_numbers.py")  # fmt: skip
 

@@ -1,0 +1,118 @@
+"""The nightly on a Redis Cluster (#21): the same generated days through `clipflow run`, once
+with one `redis-server` and once with a 3-node Redis Cluster as the online store. Every
+online hash (each clip's features, champion score and their times) is the same, byte for
+byte, on both; the cluster's hashes are spread over its three nodes; the days' events are
+on the cluster's stream; and what an app reads through Feast's own cluster store equals the
+warehouse's newest rows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import duckdb
+import pytest
+from faults.fault_support import ROOT, RUN_S, SLOW, RedisProcess, clipflow, clipflow_env
+
+from models.core.names import FEATURE_COLUMNS, FEATURE_KINDS, FEATURES_VIEW
+from models.integrations import events
+
+pytestmark = SLOW
+START, DAYS = "2026-02-01", 4
+NUMERIC = [c for c in FEATURE_COLUMNS if FEATURE_KINDS[c] != "string"]
+SCORES = ["score", "model_version"]
+
+READ_ONLINE = """
+import json, sys
+from feature_repo.config import feature_store
+store = feature_store()
+ids, refs = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+got = store.get_online_features(features=refs, entity_rows=[{"clip_id": i} for i in ids])
+print(json.dumps({"type": store.config.online_store.type,
+                  "redis_type": str(store.config.online_store.redis_type),
+                  "rows": got.to_dict()}, default=str))
+"""
+
+
+def hashes(client, nodes) -> dict[bytes, dict[bytes, bytes]]:
+    """Every Feast hash the online store holds (not clipflow's own keys: lease, events)."""
+    out = {}
+    for node in nodes:
+        for key in node.scan_iter(count=1000):
+            if not key.startswith((b"clipflow:", b"{clipflow:")):
+                out[key] = client.hgetall(key)
+    return out
+
+
+def newest(home, table: str, columns: list[str], where: str = "") -> dict[str, dict]:
+    """Each clip's newest row of a warehouse table (independently of the writer)."""
+    glob = f"{home}/warehouse/{table}/*/*.parquet"
+    cols = ", ".join(f'"{c}"' for c in columns)
+    rows = duckdb.sql(
+        f"SELECT clip_id, {cols} FROM read_parquet('{glob}') {where} "
+        "QUALIFY row_number() OVER (PARTITION BY clip_id ORDER BY event_timestamp DESC) = 1"
+    ).fetchall()
+    return {r[0]: dict(zip(columns, r[1:], strict=True)) for r in rows}
+
+
+def test_the_nightly_on_a_cluster_stores_what_it_stores_on_one_redis(tmp_path, redis_cluster):
+    landing = tmp_path / "landing"
+    r = clipflow("generate", "--out", str(landing), "--days", str(DAYS), "--start", START,
+                 "--clips-per-day", "800", "--users", "200", "--seed", "5",
+                 env=clipflow_env())  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    single = RedisProcess().start()
+    cluster = redis_cluster["client"]()
+    try:
+        cluster.flushall()  # the session's cluster: only this run's keys from here on
+        homes = {}
+        for name, url in (("single", single.url), ("cluster", redis_cluster["connection_string"])):
+            homes[name] = tmp_path / name
+            env = clipflow_env(homes[name], CLIPFLOW_REDIS=url)
+            r = clipflow("run", "--landing", str(landing), env=env)
+            assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+            assert f"{DAYS}/{DAYS} days succeeded" in r.stdout
+
+        with single.client() as one:
+            want = hashes(one, [one])
+        nodes = [n.redis_connection for n in cluster.get_primaries()]
+        got = hashes(cluster, nodes)
+        assert len(want) >= 800 * DAYS  # every clip
+        assert got == want  # the same keys, fields and bytes
+        per_node = [sum(1 for k in n.scan_iter(count=1000) if k in want) for n in nodes]
+        assert len(per_node) == 3 and min(per_node) > len(want) / 6, per_node
+
+        published = [e for _, e in cluster.xrange(events.STREAM)
+                     if e[b"type"] == b"scores_published"]  # fmt: skip
+        assert published and all(e[b"event_id"] for e in published)
+
+        # what an app reads through Feast's own cluster store: the warehouse's newest rows
+        features = newest(homes["cluster"], "clip_features", FEATURE_COLUMNS)
+        scores = newest(homes["cluster"], "clip_scores", SCORES, "WHERE model_alias = 'champion'")
+        assert scores, "no champion scored the clips: the test would not see scores"
+        ids = sorted(features)
+        refs = [f"{FEATURES_VIEW}:{c}" for c in FEATURE_COLUMNS] + [
+            f"clip_scores:{c}" for c in SCORES
+        ]
+        env = clipflow_env(homes["cluster"], CLIPFLOW_REDIS=redis_cluster["connection_string"],
+                           CLIPFLOW_FEAST_STOCK_READ="1")  # fmt: skip
+        r = subprocess.run([sys.executable, "-c", READ_ONLINE, json.dumps(ids), json.dumps(refs)],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_S)  # fmt: skip
+        assert r.returncode == 0, r.stderr[-3000:]
+        read = json.loads(r.stdout.splitlines()[-1])
+        assert (read["type"], read["redis_type"]) == ("redis", "RedisType.redis_cluster")
+        rows = read["rows"]
+        assert rows["clip_id"] == ids
+        for i, cid in enumerate(ids):
+            for c in FEATURE_COLUMNS:
+                value = features[cid][c]
+                expect = pytest.approx(value, rel=1e-9) if c in NUMERIC and value else value
+                assert rows[c][i] == expect, (cid, c)
+            held = scores.get(cid)
+            assert rows["score"][i] == (pytest.approx(held["score"], rel=1e-9) if held else None)
+            assert rows["model_version"][i] == (held["model_version"] if held else None)
+    finally:
+        single.kill()
+        cluster.flushall()
+        cluster.close()
