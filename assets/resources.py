@@ -166,9 +166,12 @@ class MlflowResource(HomeResource):
 
     @property
     def artifact_location(self) -> str | None:
-        """Where a new experiment keeps its artifacts: `$CLIPFLOW_HOME/mlartifacts` for a
+        """Where a new experiment keeps its artifacts: `CLIPFLOW_MLFLOW_ARTIFACTS` when set
+        (object storage, `s3://bucket/prefix`), else `$CLIPFLOW_HOME/mlartifacts` for a
         database store other than SQLite (Postgres in production); None leaves it to the
         registry (`mlartifacts/` beside a SQLite file) or to an MLflow server (http)."""
+        if self.settings().mlflow_artifacts:
+            return self.settings().mlflow_artifacts
         if self.uri.startswith(("sqlite:", "http:", "https:", "databricks")):
             return None
         return (self.home_path / "mlartifacts").as_uri()

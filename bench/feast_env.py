@@ -95,8 +95,8 @@ def redis_server(scratch: Path) -> Iterator[RedisServer]:
             proc.wait()
 
 
-def _cluster_port() -> int:
-    """A free loopback port whose cluster bus port (+10000) is free too."""
+def free_port_pair() -> int:
+    """A free loopback port whose +10000 twin (a Redis Cluster bus, a gRPC port) is free too."""
     for _ in range(50):
         port = free_port()
         if port + 10000 < 65536:
@@ -120,7 +120,7 @@ def redis_cluster(scratch: Path, nodes: int = 3) -> Iterator[list[int]]:
     if binary is None or cli is None:
         raise RuntimeError("redis-server/redis-cli not found: install Redis "
                            "(apt-get install redis-server)")  # fmt: skip
-    ports = [_cluster_port() for _ in range(nodes)]
+    ports = [free_port_pair() for _ in range(nodes)]
     procs = []
     try:
         for port in ports:

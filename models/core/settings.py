@@ -17,9 +17,10 @@ Dagster UI, `clipflow run` and the tests all resolve the same variables the same
 | `CLIPFLOW_METADATA_URL` | unset | the video metadata API; unset: `video_metadata` does nothing |
 | `CLIPFLOW_FEAST_STOCK_READ` | unset | `1`: Feast's own Redis reads instead of the fast path |
 | `CLIPFLOW_FUTURE_SKEW_S` | 300 | seconds a landing timestamp may lie beyond ingestion time (0 to 86400) |
+| `CLIPFLOW_MLFLOW_ARTIFACTS` | unset | `s3://bucket[/prefix]`: where new MLflow experiments keep their artifacts (models, plots); unset: `mlartifacts/` under the home |
 
-Secrets (`CLIPFLOW_METADATA_API_KEY`, webhook secrets, passwords inside `CLIPFLOW_REDIS`)
-are read by the resource that sends them, when it sends them, and are never part of
+Secrets (`CLIPFLOW_METADATA_API_KEY`, webhook secrets, passwords inside `CLIPFLOW_REDIS`,
+the S3 keys `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` that boto3 reads) are read by the resource that sends them, when it sends them, and are never part of
 `Settings`, run config or logs.
 
 The variables above are deployment configuration and trusted. A run's config (the
@@ -86,6 +87,29 @@ def check_path(value: str, suffixes: tuple[str, ...] = ()) -> str:
     return value
 
 
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")  # S3's bucket name rules
+_PREFIX = re.compile(r"^[A-Za-z0-9._\-/]*$")
+
+
+def check_artifact_uri(value: str) -> str:
+    """`value` if it is `s3://bucket[/prefix]` (an S3 bucket name; a prefix of letters,
+    digits, `._-/`, no `..`) or empty, else ValueError naming the variable. Credentials
+    never go in it: boto3 reads them from its environment (`AWS_ACCESS_KEY_ID`, ...)."""
+    if value == "":
+        return value
+    name = "CLIPFLOW_MLFLOW_ARTIFACTS"
+    if not value.startswith("s3://"):
+        raise ValueError(f"{name}: expected s3://bucket[/prefix]")
+    bucket, _, prefix = value.removeprefix("s3://").partition("/")
+    if not _BUCKET.match(bucket) or ".." in bucket:
+        # the value is not echoed: a mistaken `s3://key:secret@bucket` would show its secret
+        raise ValueError(f"{name}: the bucket is not an S3 bucket name (3-63 of a-z 0-9 . -)")
+    if not _PREFIX.match(prefix) or ".." in prefix.split("/"):
+        raise ValueError(f"{name}: the prefix may hold letters, digits, '.', '_', '-', '/' "
+                         "and no '..' segment")  # fmt: skip
+    return value.rstrip("/")
+
+
 def check_sqlite_uri(value: str) -> str:
     """`value` if it names a local SQLite MLflow store (`sqlite:////abs/path.db`, the path
     as `check_path` wants it, without `%`, `?` or `#`), else ValueError. A server or
@@ -128,6 +152,7 @@ class Settings:
     metadata_url: str = ""  # CLIPFLOW_METADATA_URL; empty: no metadata API
     feast_stock_read: bool = False  # CLIPFLOW_FEAST_STOCK_READ=1: Feast's own Redis reads
     future_skew_s: float = 300.0  # CLIPFLOW_FUTURE_SKEW_S: a later timestamp is quarantined
+    mlflow_artifacts: str = ""  # CLIPFLOW_MLFLOW_ARTIFACTS: s3://bucket[/prefix]; "": local
 
     @property
     def future_skew(self) -> timedelta:
@@ -181,6 +206,7 @@ def current(home: str | os.PathLike | None = None) -> Settings:
         os.environ.get("CLIPFLOW_METADATA_URL", "").strip(),
         os.environ.get("CLIPFLOW_FEAST_STOCK_READ") == "1",
         future_skew_s(os.environ.get("CLIPFLOW_FUTURE_SKEW_S", "")),
+        check_artifact_uri(os.environ.get("CLIPFLOW_MLFLOW_ARTIFACTS", "").strip()),
     )
 
 
