@@ -49,9 +49,7 @@ def clip_scores(
     n = sum(len(a) for a in ids)
     clip_ids = pa.chunked_array(ids, pa.string())
     outs, meta = [], {}
-    for alias, model in models.items():
-        if n == 0:
-            continue
+    for alias, model in models.items() if n else ():
         scores = np.concatenate(preds[alias])
         # the interval at DEFAULT_LEVEL by the clip's age; null for a model registered
         # before intervals were calibrated (it has no intervals.json)

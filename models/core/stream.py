@@ -4,6 +4,7 @@ step's memory follows the batch (and DuckDB's own memory limit), not the day's r
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 
 import pyarrow as pa
@@ -41,17 +42,32 @@ def latest_sql(
     )
 
 
+@contextmanager
+def _reading(wh: Warehouse, sql: str, params: Sequence | None, batch_rows: int):
+    """An Arrow reader of `sql`'s rows on a connection of its own, closed after: the read
+    outlives other queries on `wh.con`, and DuckDB's copy of a result stays on its
+    connection until that closes (7M rows: 4.7 GB held on `wh.con` for 1.8 GB of rows)."""
+    con = wh.connect()
+    try:  # `sql`, not `execute`: an execute result's Arrow reader copies every row once more
+        yield con.sql(sql, params=list(params or [])).to_arrow_reader(batch_rows)
+    finally:
+        con.close()
+
+
 def stream(
     wh: Warehouse, sql: str, params: Sequence | None = None, batch_rows: int = BATCH_ROWS
 ) -> Iterator[pa.RecordBatch]:
     """The rows of `sql` (values bound from `params`) in batches of up to `batch_rows`, on a
-    connection of their own (the stream outlives other queries on `wh.con`), under the
-    warehouse's memory limit."""
-    con = wh.connect()
-    try:  # `sql`, not `execute`: an execute result's Arrow reader copies every row once more
-        yield from con.sql(sql, params=list(params or [])).to_arrow_reader(batch_rows)
-    finally:
-        con.close()
+    connection of their own, under the warehouse's memory limit."""
+    with _reading(wh, sql, params, batch_rows) as reader:
+        yield from reader
+
+
+def table(wh: Warehouse, sql: str, params: Sequence | None = None) -> pa.Table:
+    """The rows of `sql` as one Arrow table (its columns, typed, when there are no rows),
+    read as `stream` reads them."""
+    with _reading(wh, sql, params, BATCH_ROWS) as reader:
+        return pa.Table.from_batches(list(reader), reader.schema)
 
 
 def latest(

@@ -364,3 +364,56 @@ def test_a_failed_training_keeps_the_champion_and_the_day_is_still_scored(pipeli
     assert meta["dagster/row_count"].value > 0
     new = [json.loads(line) for line in alerts.read_text().splitlines()[seen:]]
     assert [a["kind"] for a in new] == ["training_failed"] and new[0]["ds"] == DAYS[-1]
+
+
+def test_scores_count_clips_not_rows_and_a_day_without_day_end_rows_scores_none(pipeline_home):
+    """With a champion and a challenger each clip has two score rows: `clips` counts the
+    clips, `dagster/row_count` the rows. A day whose features hold no day-end row scores
+    nothing and writes no partition."""
+    from datetime import timedelta
+
+    import pyarrow as pa
+    from support import tiny_training_set
+
+    from assets.constants import day_end
+    from assets.scoring import clip_scores
+    from models.training import registry
+    from models.training import train as training
+    from models.training.aliases import set_challenger
+    from models.training.evaluation import metrics
+
+    home, resources, _, _, instance = pipeline_home
+    uri, mlc = MlflowResource().uri, _client()
+    model = training.train(tiny_training_set(300, seed=3), training.TrainParams(n_estimators=8))
+    version = registry.log_and_register(
+        model, metrics(model.y_holdout, model.holdout_pred), None, None, uri
+    )
+    assert set_challenger(mlc, version, "clips test", tracking_uri=uri)
+    try:
+        r = dg.materialize([clip_scores], partition_key=DAYS[-1], instance=instance,
+                           resources=resources)  # fmt: skip
+    finally:
+        mlc.delete_registered_model_alias("clip_quality", "challenger")
+    meta = r.get_asset_materialization_events()[0].materialization.metadata
+    glob = f"{home}/warehouse/clip_features/ds={DAYS[-1]}/*.parquet"
+    clips = duckdb.execute(
+        f"SELECT count(DISTINCT clip_id) FROM read_parquet('{glob}') WHERE event_timestamp = ?",
+        [day_end(DAYS[-1])],
+    ).fetchone()[0]
+    assert clips > 0
+    assert meta["clips"].value == clips
+    assert meta["dagster/row_count"].value == 2 * clips
+    assert meta["challenger_version"].value == version
+
+    wh = WarehouseResource().get()
+    day = "2026-05-20"  # features, but none at the day's end: nothing to score
+    row = wh.read("clip_features", DAYS[-1], limit=1)
+    at = pa.array([day_end(day) - timedelta(hours=1)], row.schema.field("event_timestamp").type)
+    wh.write("clip_features", day, row.set_column(
+        row.column_names.index("event_timestamp"), "event_timestamp", at))  # fmt: skip
+    r = dg.materialize([clip_scores], partition_key=day, instance=instance, resources=resources)
+    meta = r.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["dagster/row_count"].value == 0 and "clips" not in meta
+    assert not wh.has("clip_scores", day)
+    logs = [rec.user_message for rec in instance.all_logs(r.run_id)]
+    assert any("no clip to score" in (m or "") for m in logs), logs

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 from support import newest_per_clip
 
+from models.core import stream
 from models.core.stream import latest
 from models.core.warehouse import Warehouse
 
@@ -73,3 +74,16 @@ def test_a_tie_on_the_newest_time_gives_both_rows(wh):
     wh.write("t", DS, pa.concat_tables([table, tie]))
     got = pa.Table.from_batches(list(latest(wh, "t", DS, key="clip_id", ts="event_timestamp")))
     assert sorted(got.column("v").to_pylist()) == [-1, 1, 101, 201]
+
+
+def test_a_whole_table_keeps_its_columns_when_it_has_no_rows(wh):
+    table = _rows(120, 2)
+    wh.write("t", DS, table)
+    scan = wh.partition_scan("t", DS)
+    got = stream.table(wh, f"SELECT clip_id, v FROM {scan} WHERE kind = ? ORDER BY v", ["a"])
+    assert got.column("v").to_pylist() == sorted(
+        r["v"] for r in table.to_pylist() if r["kind"] == "a"
+    )
+    none = stream.table(wh, f"SELECT clip_id, v FROM {scan} WHERE kind = ?", ["no such kind"])
+    assert none.num_rows == 0 and none.schema.names == ["clip_id", "v"]
+    assert none.schema.field("v").type == pa.int64()
