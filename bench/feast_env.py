@@ -50,6 +50,16 @@ class RedisServer:
                 client.unlink(*batch)
 
 
+def stop_process(proc: subprocess.Popen, timeout_s: float = 10) -> None:
+    """SIGTERM, then SIGKILL after `timeout_s`; waits for the end either way."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -87,12 +97,7 @@ def redis_server(scratch: Path) -> Iterator[RedisServer]:
                 time.sleep(0.05)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def free_port_pair() -> int:
@@ -166,11 +171,7 @@ def redis_cluster(scratch: Path, nodes: int = 3) -> Iterator[list[int]]:
         for proc in procs:
             proc.terminate()
         for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 def _answers(port: int) -> bool:

@@ -29,7 +29,7 @@ from bench.common import Record, Timer, floor_record, log, peak_rss_mb
 from bench.feast_env import RedisServer, check_served, feast_hash, feast_store, redis_cluster
 from bench.feature_data import in_subprocess, sample_rows, write_online_rows
 from bench.feature_read import ENTITY_COUNTS, _read_latencies
-from bench.feature_write import PIPELINE, _hset_values
+from bench.feature_write import _floor_hset, _hset_values
 
 REPEATS = 2
 CLIPS = 500_000
@@ -38,18 +38,6 @@ CALLS = 1_000
 MIN_CALLS = 20
 CHECK_SAMPLE = 200
 WRITE_MAX_RATIO = 2.0
-
-
-def _floor_hset(client, keys: list[bytes], pool: list[dict[bytes, bytes]]) -> Timer:
-    """Bare redis-py on the cluster: a `ClusterPipeline` of `HSET`s, `PIPELINE` keys a round."""
-    n, size = len(keys), len(pool)
-    with Timer() as t:
-        for lo in range(0, n, PIPELINE):
-            with client.pipeline(transaction=False) as pipe:
-                for i in range(lo, min(lo + PIPELINE, n)):
-                    pipe.hset(keys[i], mapping=pool[i % size])
-                pipe.execute()
-    return t
 
 
 def run(scale: float, tmp: Path) -> list[Record]:
@@ -75,6 +63,7 @@ def run(scale: float, tmp: Path) -> list[Record]:
         pool = _hset_values(store, table.slice(0, min(n, 1_000)), hashes)
         with server.client() as client:
             for rep in range(REPEATS):  # interleaved, on an emptied cluster each time
+                # bare redis-py: the same pipelined HSETs, on a ClusterPipeline
                 floors.append(_floor_hset(client, hashes.keys, pool))
                 client.flushall()
                 with Timer() as t:

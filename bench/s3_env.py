@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.feast_env import free_port_pair
+from bench.feast_env import free_port_pair, stop_process
 
 TIMEOUT_S = 10  # connect and read timeout of every S3 call of the clients built here
 
@@ -100,12 +100,7 @@ def seaweedfs(scratch: Path, bucket: str = "clipflow") -> Iterator[S3Server]:
             time.sleep(0.2)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 15)
         log.close()
         shutil.rmtree(data, ignore_errors=True)
 

@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import httpx
 import pytest
 from faults.fault_support import (
@@ -34,6 +33,7 @@ from faults.fault_support import (
     clipflow,
     clipflow_env,
     generate,
+    newest_rows,
     start_clipflow,
     wait_for_step,
 )
@@ -62,17 +62,6 @@ def online_rows(env: dict[str, str], ids: list[str]) -> dict[str, dict]:
     assert r.returncode == 0, r.stderr[-3000:]
     got = json.loads(r.stdout.splitlines()[-1])
     return {cid: {c: got[c][i] for c in FEATURE_COLUMNS} for i, cid in enumerate(got["clip_id"])}
-
-
-def newest_features(home: Path) -> dict[str, dict]:
-    """Each clip's newest clip_features row in the warehouse (independently of the writer)."""
-    glob = f"{home}/warehouse/clip_features/*/*.parquet"
-    cols = ", ".join(f'"{c}"' for c in FEATURE_COLUMNS)
-    rows = duckdb.sql(
-        f"SELECT clip_id, {cols} FROM read_parquet('{glob}') "
-        "QUALIFY row_number() OVER (PARTITION BY clip_id ORDER BY event_timestamp DESC) = 1"
-    ).fetchall()
-    return {r[0]: dict(zip(FEATURE_COLUMNS, r[1:], strict=True)) for r in rows}
 
 
 def materialized(home: Path, asset: str, day: str) -> bool:
@@ -112,7 +101,7 @@ def test_redis_killed_during_the_online_write_fails_the_day_then_a_rerun_fills_i
         redis.start()  # back, empty: what the dead one held is gone
         r = clipflow("run", "--landing", str(landing), env=env)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        want = newest_features(home)
+        want = newest_rows(home, "clip_features", FEATURE_COLUMNS)
         assert len(want) >= 100 * len(DAYS)  # every clip
         got = online_rows(env, sorted(want))
         assert got.keys() == want.keys()

@@ -11,9 +11,8 @@ import json
 import subprocess
 import sys
 
-import duckdb
 import pytest
-from faults.fault_support import ROOT, RUN_S, SLOW, clipflow, clipflow_env
+from faults.fault_support import ROOT, RUN_S, SLOW, clipflow, clipflow_env, newest_rows
 
 from models.core.names import FEATURE_COLUMNS, FEATURE_KINDS, FEATURES_VIEW
 from models.integrations import events
@@ -45,17 +44,6 @@ def hashes(client, nodes) -> dict[bytes, dict[bytes, bytes]]:
     return out
 
 
-def newest(home, table: str, columns: list[str], where: str = "") -> dict[str, dict]:
-    """Each clip's newest row of a warehouse table (independently of the writer)."""
-    glob = f"{home}/warehouse/{table}/*/*.parquet"
-    cols = ", ".join(f'"{c}"' for c in columns)
-    rows = duckdb.sql(
-        f"SELECT clip_id, {cols} FROM read_parquet('{glob}') {where} "
-        "QUALIFY row_number() OVER (PARTITION BY clip_id ORDER BY event_timestamp DESC) = 1"
-    ).fetchall()
-    return {r[0]: dict(zip(columns, r[1:], strict=True)) for r in rows}
-
-
 def test_the_nightly_on_a_cluster_serves_the_warehouses_newest_rows(tmp_path, redis_cluster):
     landing, home = tmp_path / "landing", tmp_path / "home"
     r = clipflow("generate", "--out", str(landing), "--days", str(DAYS), "--start", START,
@@ -70,8 +58,8 @@ def test_the_nightly_on_a_cluster_serves_the_warehouses_newest_rows(tmp_path, re
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         assert f"{DAYS}/{DAYS} days succeeded" in r.stdout
 
-        features = newest(home, "clip_features", FEATURE_COLUMNS)
-        scores = newest(home, "clip_scores", SCORES, "WHERE model_alias = 'champion'")
+        features = newest_rows(home, "clip_features", FEATURE_COLUMNS)
+        scores = newest_rows(home, "clip_scores", SCORES, "WHERE model_alias = 'champion'")
         assert len(features) >= 800 * DAYS and scores, "no champion scored the clips"
         nodes = [n.redis_connection for n in cluster.get_primaries()]
         stored = hashes(cluster, nodes)
