@@ -173,9 +173,10 @@ class Encoder:
         self, prep: Prepared, status: np.ndarray
     ) -> tuple[bytes | memoryview, int, np.ndarray, int]:
         """(the commands writing a checked batch, how many replies, the rows sent to the
-        upsert script, how many calls of it). `status` (rows x views): the check's digits. A row with a view of
-        the stored time goes whole through `UPSERT_LUA` (its values decide); any other row
-        is one plain `HSET` of its views to write (and an `EXPIRE` under a TTL)."""
+        upsert script, how many calls of it). `status` (rows x views): the check's digits.
+        A row with a view of the stored time goes whole through `UPSERT_LUA` (its values
+        decide); any other row is one plain `HSET` of its views to write (and an `EXPIRE`
+        under a TTL)."""
         per_row = 2 if self.ttl else 1
         if (status == 1).all():  # every row newer in every view: the prepared commands
             return _buffer(prep.hsets), len(status) * per_row, np.zeros(0, dtype=np.int64), 0
@@ -288,7 +289,8 @@ def write_batches(client, encoder: Encoder, batches: Iterable[pa.Table], send=No
     (node's) client's pool (`redis_layout.send_packed`)."""
     send = send or (lambda c, payload, n: send_packed(c.connection_pool, payload, n))
     total = Counts.zero(len(encoder.views))
-    routes = ClusterRoutes(client, encoder.key_col, encoder.raw_keys) if is_cluster(client) else None
+    routes = ClusterRoutes(client, encoder.key_col, encoder.raw_keys) if is_cluster(client) \
+        else None  # fmt: skip
     with writer_lease(client, encoder.config.project) as lease, contextlib.ExitStack() as stack:
         pools: dict[int, ThreadPoolExecutor] = {}
 

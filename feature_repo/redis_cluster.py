@@ -30,9 +30,9 @@ def send_routed(client, keys: Sequence[bytes], commands: Sequence[bytes], *,
                 retry: bool = False) -> list:  # fmt: skip
     """`send_packed` of single-key `commands` (one per key of `keys`), replies in their
     order. On a Redis Cluster (`RedisCluster`) they go out grouped by the node serving each
-    key's slot: every node's write first, then every node's replies. A `MOVED` reply (the
-    slots moved since the client's map was read) refreshes the map and, under `retry`,
-    tries once more; the other errors as `send_packed`."""
+    key's slot: every node's write first, then every node's replies. A `MOVED` or `ASK`
+    reply (the slots moved since the client's map was read, or are moving) refreshes the map
+    and, under `retry`, tries once more; the other errors as `send_packed`."""
     import redis
 
     if not is_cluster(client):
@@ -46,9 +46,7 @@ def send_routed(client, keys: Sequence[bytes], commands: Sequence[bytes], *,
             groups.setdefault(node.name, (node, []))[1].append(i)
         try:
             return _send_groups(groups.values(), commands, len(keys))
-        except redis.ResponseError as e:
-            if not str(e).startswith("MOVED"):
-                raise
+        except redis.exceptions.AskError:  # MOVED (or ASK, a slot migrating): a new map
             client.nodes_manager.initialize()
             if not retry or attempt == 2:
                 raise
