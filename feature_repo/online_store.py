@@ -37,8 +37,8 @@ Writes, deletes and everything else are inherited unchanged. On a Redis Cluster
 slot, one write per node, all nodes sent to before any reply is read. Sentinel and the
 GLIDE client keep Feast's own read path.
 
-On a single Redis or a cluster its redis-py clients (reads, and Feast's own writes and deletes) are built
-by `models.core.redis_url`, the one parser of the connection string, rather than by Feast's:
+On a single Redis or a cluster its redis-py clients (reads, and Feast's own writes and
+deletes) are built by `models.core.redis_url`, the one parser of the connection string, rather than by Feast's:
 both of its forms (`rediss://...` too), its TLS options and checks, and values taken as
 written (Feast JSON-decodes them: a password `123` would become an integer).
 
