@@ -113,6 +113,13 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
         ["models/serving/scorer.py"],
         ["tests/models/serving/test_scorer.py", "tests/models/serving/test_scorer_faults.py"],
     ),
+    "redis_cluster": (
+        ["feature_repo/redis_cluster.py"],
+        [
+            "tests/scaleout/test_cluster_routes.py",  # a real 3-node cluster, #21
+            "tests/feature_repo/test_fast_read.py",  # reads on one Redis and on the cluster
+        ],
+    ),
     "online_write": (
         ["feature_repo/online_write.py"],
         [
