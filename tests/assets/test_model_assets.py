@@ -399,7 +399,7 @@ def test_scores_count_clips_not_rows_and_a_day_without_day_end_rows_scores_none(
     clips = duckdb.execute(
         f"SELECT count(DISTINCT clip_id) FROM read_parquet('{glob}') WHERE event_timestamp = ?",
         [day_end(DAYS[-1])],
-    ).fetchone()[0]
+    ).fetchall()[0][0]  # fetchone() would leave the default connection's result open
     assert clips > 0
     assert meta["clips"].value == clips
     assert meta["dagster/row_count"].value == 2 * clips

@@ -94,16 +94,20 @@ def test_a_newer_row_written_while_ours_is_in_flight_wins(
     base = online_write.latest_per_entity(clip_feature_rows(2, prefix, seed=6))
     ids = base.column("clip_id").to_pylist()
     real, other, seen = online_write._send_packed, [], threading.Event()
+    first_check = threading.Lock()  # on a cluster each node's check runs in its own thread
 
     def other_writer_after_our_check(client, payload, n):
         replies = real(client, payload, n)
-        if DECIDE_SHA in payload[:100] and not other:  # our check: stored times read
-            newer = with_time(base, T, fps=99.0, topic="newer")
-            other.append(
-                threading.Thread(target=online_write.write_fast, args=(redis_store, newer))
-            )
-            other[0].start()
-            seen.wait(timeout=2.0)  # gives the other writer time to land, were it able to
+        if DECIDE_SHA in payload[:100]:  # our check: stored times read
+            with first_check:
+                start = not other
+                if start:
+                    newer = with_time(base, T, fps=99.0, topic="newer")
+                    other.append(threading.Thread(target=online_write.write_fast,
+                                                  args=(redis_store, newer)))  # fmt: skip
+                    other[0].start()
+            if start:
+                seen.wait(timeout=2.0)  # gives the other writer time to land, were it able to
         return replies
 
     monkeypatch.setattr(online_write, "_send_packed", other_writer_after_our_check)

@@ -7,12 +7,8 @@ cluster as on one Redis is tests/feature_repo, which runs every store test on bo
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
-from faults.fault_support import ROOT, RUN_S, SLOW, clipflow, clipflow_env, newest_rows
+from faults.fault_support import SLOW, clipflow, clipflow_env, newest_rows
 
 from models.core.names import FEATURE_COLUMNS, FEATURE_KINDS, FEATURES_VIEW
 from models.integrations import events
@@ -21,18 +17,6 @@ pytestmark = SLOW
 START, DAYS = "2026-02-01", 4
 NUMERIC = [c for c in FEATURE_COLUMNS if FEATURE_KINDS[c] != "string"]
 SCORES = ["score", "model_version"]
-
-READ_ONLINE = """
-import json, sys
-from feature_repo.config import feature_store
-store = feature_store()
-ids, refs = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-got = store.get_online_features(features=refs, entity_rows=[{"clip_id": i} for i in ids])
-print(json.dumps({"type": store.config.online_store.type,
-                  "redis_type": str(store.config.online_store.redis_type),
-                  "rows": got.to_dict()}, default=str))
-"""
-
 
 def hashes(client, nodes) -> dict[bytes, dict[bytes, bytes]]:
     """Every Feast hash the online store holds (not clipflow's own keys: lease, events)."""
@@ -44,7 +28,9 @@ def hashes(client, nodes) -> dict[bytes, dict[bytes, bytes]]:
     return out
 
 
-def test_the_nightly_on_a_cluster_serves_the_warehouses_newest_rows(tmp_path, redis_cluster):
+def test_the_nightly_on_a_cluster_serves_the_warehouses_newest_rows(
+    tmp_path, redis_cluster, monkeypatch
+):
     landing, home = tmp_path / "landing", tmp_path / "home"
     r = clipflow("generate", "--out", str(landing), "--days", str(DAYS), "--start", START,
                  "--clips-per-day", "800", "--users", "200", "--seed", "5",
@@ -71,10 +57,12 @@ def test_the_nightly_on_a_cluster_serves_the_warehouses_newest_rows(tmp_path, re
         assert published and all(e[b"event_id"] for e in published)
 
         ids = sorted(features)
+        monkeypatch.setenv("CLIPFLOW_HOME", str(home))
+        monkeypatch.setenv("CLIPFLOW_REDIS", url)
         reads = {}
         for stock in ("1", ""):  # Feast's own cluster store, then clipflow's
-            env = clipflow_env(home, CLIPFLOW_REDIS=url, CLIPFLOW_FEAST_STOCK_READ=stock)
-            reads[stock] = read_online(env, ids)
+            monkeypatch.setenv("CLIPFLOW_FEAST_STOCK_READ", stock)
+            reads[stock] = read_online(ids)
         assert reads["1"]["type"] == "redis" and reads[""]["type"] != "redis"
         assert reads["1"]["redis_type"] == reads[""]["redis_type"] == "RedisType.redis_cluster"
         assert reads["1"]["rows"] == reads[""]["rows"]
@@ -93,9 +81,12 @@ def test_the_nightly_on_a_cluster_serves_the_warehouses_newest_rows(tmp_path, re
         cluster.close()
 
 
-def read_online(env: dict[str, str], ids: list[str]) -> dict:
+def read_online(ids: list[str]) -> dict:
+    """What an app reads through Feast for `ids`, the store's type beside it."""
+    from feature_repo.config import feature_store
+
+    store = feature_store()
     refs = [f"{FEATURES_VIEW}:{c}" for c in FEATURE_COLUMNS] + [f"clip_scores:{c}" for c in SCORES]
-    r = subprocess.run([sys.executable, "-c", READ_ONLINE, json.dumps(ids), json.dumps(refs)],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_S)  # fmt: skip
-    assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout.splitlines()[-1])
+    got = store.get_online_features(features=refs, entity_rows=[{"clip_id": i} for i in ids])
+    online = store.config.online_store
+    return {"type": online.type, "redis_type": str(online.redis_type), "rows": got.to_dict()}
