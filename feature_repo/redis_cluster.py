@@ -27,7 +27,7 @@ CLUSTER_SLOTS = 16384  # a Redis Cluster's key slots
 
 
 def send_routed(client, keys: Sequence[bytes], commands: Sequence[bytes], *,
-                retry: bool = False) -> list:  # fmt: skip
+                retry: bool) -> list:  # fmt: skip
     """`send_packed` of single-key `commands` (one per key of `keys`), replies in their
     order. On a Redis Cluster (`RedisCluster`) they go out grouped by the node serving each
     key's slot: every node's write first, then every node's replies. A `MOVED` or `ASK`

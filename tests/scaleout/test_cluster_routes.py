@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from feature_repo import online_batch
+from feature_repo import redis_cluster as routing
 from feature_repo.redis_cluster import CLUSTER_SLOTS, ClusterRoutes, key_slot, send_routed
 from feature_repo.redis_layout import command
 
@@ -32,19 +33,30 @@ def test_reads_grouped_by_node_come_back_in_order(cluster):
         cluster.set(key, i)
     nodes = {cluster.nodes_manager.get_node_from_slot(key_slot(k)).name for k in keys}
     assert len(nodes) == 3  # the keys are on every node
-    got = send_routed(cluster, keys, [command(b"GET", k) for k in keys])
+    got = send_routed(cluster, keys, [command(b"GET", k) for k in keys], retry=False)
     assert got == [str(i).encode() for i in range(60)]
-    assert send_routed(cluster, [], []) == []
+    assert send_routed(cluster, [], [], retry=False) == []
 
 
-def test_a_stale_slot_map_is_refreshed_on_moved(cluster):
+def test_a_stale_slot_map_is_refreshed_on_moved(cluster, monkeypatch):
     keys = _keys("routes-b-", 20)
     for i, key in enumerate(keys):
         cluster.set(key, i)
-    cache = cluster.nodes_manager.slots_cache
-    primaries = cluster.get_primaries()
+    moved = []
+    real = routing._send_groups
+
+    def counted(groups, commands, n):
+        try:
+            return real(groups, commands, n)
+        except redis.exceptions.MovedError:
+            moved.append(1)
+            raise
+
+    monkeypatch.setattr(routing, "_send_groups", counted)
 
     def stale() -> None:  # every slot of the keys mapped to another node than its own
+        cache = cluster.nodes_manager.slots_cache  # a refresh makes a new map: read it now
+        primaries = cluster.get_primaries()
         for key in keys:
             slot = key_slot(key)
             own = cache[slot][0]
@@ -53,9 +65,11 @@ def test_a_stale_slot_map_is_refreshed_on_moved(cluster):
     stale()
     with pytest.raises(redis.exceptions.MovedError):
         send_routed(cluster, keys, [command(b"GET", k) for k in keys], retry=False)
+    assert len(moved) == 1
     stale()
     got = send_routed(cluster, keys, [command(b"GET", k) for k in keys], retry=True)
     assert got == [str(i).encode() for i in range(20)]
+    assert len(moved) == 2  # the stale map was met, refreshed, and the read tried again
 
 
 def test_a_batch_is_split_by_node_and_sorted_by_slot(cluster):
@@ -94,3 +108,21 @@ def test_a_cluster_with_an_unserved_slot_writes_nothing(cluster):
             ClusterRoutes(cluster, "clip_id", lambda a: a)
     finally:
         cache[CLUSTER_SLOTS - 1] = held
+
+
+def test_a_parser_torn_down_mid_read_is_a_dropped_connection(cluster):
+    """redis-py 7.4's hiredis parser, torn down by a disconnect while it reads, fails with
+    AttributeError: on a cluster too it is a dropped connection (which a read may retry)."""
+    keys = _keys("routes-c-", 30)
+    send_routed(cluster, keys, [command(b"EXISTS", k) for k in keys], retry=False)  # connected
+
+    def torn(*args, **kwargs):
+        raise AttributeError("'NoneType' object has no attribute 'feed'")
+
+    for node in cluster.get_primaries():  # the connection each node's pool hands out next
+        pool = node.redis_connection.connection_pool
+        conn = pool.get_connection()
+        conn.read_response = torn
+        pool.release(conn)
+    with pytest.raises(redis.ConnectionError, match="^connection closed during the read$"):
+        send_routed(cluster, keys, [command(b"EXISTS", k) for k in keys], retry=False)
