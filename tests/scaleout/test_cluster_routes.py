@@ -126,3 +126,30 @@ def test_a_parser_torn_down_mid_read_is_a_dropped_connection(cluster):
         pool.release(conn)
     with pytest.raises(redis.ConnectionError, match="^connection closed during the read$"):
         send_routed(cluster, keys, [command(b"EXISTS", k) for k in keys], retry=False)
+
+
+def test_a_read_retried_after_a_dropped_connection_gets_its_replies(cluster):
+    keys = _keys("routes-d-", 30)
+    for i, key in enumerate(keys):
+        cluster.set(key, i)
+    send_routed(cluster, keys, [command(b"GET", k) for k in keys], retry=False)  # connected
+    failed = []
+
+    def torn_once(conn):
+        real = conn.read_response
+
+        def read(*args, **kwargs):
+            if not failed:
+                failed.append(conn)
+                raise AttributeError("'NoneType' object has no attribute 'feed'")
+            return real(*args, **kwargs)
+
+        return read
+
+    for node in cluster.get_primaries():
+        pool = node.redis_connection.connection_pool
+        conn = pool.get_connection()
+        conn.read_response = torn_once(conn)
+        pool.release(conn)
+    got = send_routed(cluster, keys, [command(b"GET", k) for k in keys], retry=True)
+    assert len(failed) == 1 and got == [str(i).encode() for i in range(30)]
