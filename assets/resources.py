@@ -94,7 +94,9 @@ class WarehouseResource(HomeResource):
 
     def get(self) -> Warehouse:
         """The warehouse of this home (its `memory_limit` checked: a size such as 4GB)."""
-        return Warehouse(self.home_path, threads=self.threads, memory_limit=self.memory_limit)
+        from models.core.iceberg import warehouse_for
+
+        return warehouse_for(self.settings(), threads=self.threads, memory_limit=self.memory_limit)
 
 
 class LandingResource(dg.ConfigurableResource):

@@ -18,6 +18,9 @@ Dagster UI, `clipflow run` and the tests all resolve the same variables the same
 | `CLIPFLOW_FEAST_STOCK_READ` | unset | `1`: Feast's own Redis reads instead of the fast path |
 | `CLIPFLOW_FUTURE_SKEW_S` | 300 | seconds a landing timestamp may lie beyond ingestion time (0 to 86400) |
 | `CLIPFLOW_MLFLOW_ARTIFACTS` | unset | `s3://bucket[/prefix]`: where new MLflow experiments keep their artifacts (models, plots); unset: `mlartifacts/` under the home |
+| `CLIPFLOW_WAREHOUSE` | unset | `s3://bucket[/prefix]`: the warehouse as Apache Iceberg tables there (models/core/iceberg.py), catalog in `CLIPFLOW_ICEBERG_CATALOG`; unset: Parquet under the home |
+| `CLIPFLOW_ICEBERG_CATALOG` | unset | the Iceberg SQL catalog's database (`postgresql+psycopg2://user@host:port/db`); read when the warehouse connects, never shown |
+| `AWS_ENDPOINT_URL_S3` | unset | an S3-compatible server (`http(s)://host:port`) for the warehouse and, through boto3, MLflow; unset: AWS |
 
 Secrets (`CLIPFLOW_METADATA_API_KEY`, webhook secrets, passwords inside `CLIPFLOW_REDIS`,
 the S3 keys `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` that boto3 reads) are read by the resource that sends them, when it sends them, and are never part of
@@ -91,13 +94,12 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")  # S3's bucket name
 _PREFIX = re.compile(r"^[A-Za-z0-9._\-/]*$")
 
 
-def check_artifact_uri(value: str) -> str:
+def check_artifact_uri(value: str, name: str = "CLIPFLOW_MLFLOW_ARTIFACTS") -> str:
     """`value` if it is `s3://bucket[/prefix]` (an S3 bucket name; a prefix of letters,
-    digits, `._-/`, no `..`) or empty, else ValueError naming the variable. Credentials
-    never go in it: boto3 reads them from its environment (`AWS_ACCESS_KEY_ID`, ...)."""
+    digits, `._-/`, no `..`) or empty, else ValueError naming the variable `name`.
+    Credentials never go in it: they come from the environment (`AWS_ACCESS_KEY_ID`, ...)."""
     if value == "":
         return value
-    name = "CLIPFLOW_MLFLOW_ARTIFACTS"
     if not value.startswith("s3://"):
         raise ValueError(f"{name}: expected s3://bucket[/prefix]")
     bucket, _, prefix = value.removeprefix("s3://").partition("/")
@@ -153,6 +155,7 @@ class Settings:
     feast_stock_read: bool = False  # CLIPFLOW_FEAST_STOCK_READ=1: Feast's own Redis reads
     future_skew_s: float = 300.0  # CLIPFLOW_FUTURE_SKEW_S: a later timestamp is quarantined
     mlflow_artifacts: str = ""  # CLIPFLOW_MLFLOW_ARTIFACTS: s3://bucket[/prefix]; "": local
+    warehouse_uri: str = ""  # CLIPFLOW_WAREHOUSE: s3://bucket[/prefix] (Iceberg); "": local
 
     @property
     def future_skew(self) -> timedelta:
@@ -207,6 +210,7 @@ def current(home: str | os.PathLike | None = None) -> Settings:
         os.environ.get("CLIPFLOW_FEAST_STOCK_READ") == "1",
         future_skew_s(os.environ.get("CLIPFLOW_FUTURE_SKEW_S", "")),
         check_artifact_uri(os.environ.get("CLIPFLOW_MLFLOW_ARTIFACTS", "").strip()),
+        check_artifact_uri(os.environ.get("CLIPFLOW_WAREHOUSE", "").strip(), "CLIPFLOW_WAREHOUSE"),
     )
 
 

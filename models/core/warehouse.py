@@ -162,6 +162,16 @@ class Warehouse:
             return []
         return sorted(p.name[3:] for p in d.iterdir() if p.name.startswith("ds=") and p.is_dir())
 
+    def files(self, table: str, ds: str | date) -> list[str]:
+        """The data files of partition `ds` of `table`, as DuckDB's `read_parquet` takes them."""
+        part = self.partition_dir(table, ds)
+        return sorted(str(p) for p in part.glob("*.parquet")) if part.is_dir() else []
+
+    def version(self, table: str, ds: str | date) -> int | None:
+        """When partition `ds` of `table` was last written (ns: its newest file's time);
+        None when it has no file. Comparable across tables of one warehouse."""
+        return max((os.stat(f).st_mtime_ns for f in self.files(table, ds)), default=None)
+
     def scan(self, table: str, columns: str = "*") -> str:
         """A SQL table expression over the whole dataset (every partition, `ds` included)."""
         return (
@@ -276,14 +286,8 @@ class Warehouse:
         key-value metadata (`kv_metadata` reads it back). Written to a scratch folder, then
         swapped in with renames (atomic for readers of the folder).
         """
-        kv = ", ".join(f"{ident(k)}: {sql_str(v)}" for k, v in (metadata or {}).items())
         with self._writing(table, ds) as scratch:
-            out = scratch / filename
-            con.execute(
-                f"COPY ({_sorted(query, ds, keys)}) TO {sql_str(out)} "
-                f"(FORMAT parquet, ROW_GROUP_SIZE 122880{f', KV_METADATA {{{kv}}}' if kv else ''})"
-            )
-            n = _count(con, out)
+            n = copy_sorted(con, query, ds, scratch / filename, keys=keys, metadata=metadata)
             self._swap_in(scratch, self.partition_dir(table, ds))
         return n
 
@@ -303,8 +307,7 @@ class Warehouse:
         target = target_dir / f"{ident(name)}.parquet"
         with self._writing(table, ds) as scratch:
             out = scratch / target.name
-            con.execute(f"COPY ({_sorted(query, ds, keys)}) TO {sql_str(out)} (FORMAT parquet)")
-            n = _count(con, out)
+            n = copy_sorted(con, query, ds, out, keys=keys)
             target_dir.mkdir(parents=True, exist_ok=True)
             if n:
                 os.replace(out, target)
@@ -337,6 +340,25 @@ class Warehouse:
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
             marker.unlink(missing_ok=True)
+
+
+def copy_sorted(
+    con: duckdb.DuckDBPyConnection,
+    query: str,
+    ds: str | date,
+    out: Path,
+    *,
+    keys: Sequence[str] = (),
+    metadata: Mapping[str, str] | None = None,
+) -> int:
+    """Write the rows of `query` plus `ds` to the Parquet file `out` in one order (see
+    `_sorted`), `metadata` as its key-value metadata; returns the row count."""
+    kv = ", ".join(f"{ident(k)}: {sql_str(v)}" for k, v in (metadata or {}).items())
+    con.execute(
+        f"COPY ({_sorted(query, ds, keys)}) TO {sql_str(out)} "
+        f"(FORMAT parquet, ROW_GROUP_SIZE 122880{f', KV_METADATA {{{kv}}}' if kv else ''})"
+    )
+    return _count(con, out)
 
 
 def _sorted(query: str, ds: str | date, keys: Sequence[str] = ()) -> str:

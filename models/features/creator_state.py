@@ -155,24 +155,17 @@ def write_state(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, d: date) -
     return warehouse.write_partition(con, STATE, d, query, keys=("creator_id",))
 
 
-def _mtime(warehouse: Warehouse, table: str, d: date) -> int | None:
-    """The newest file time (ns) of partition d of `table`; None when it has no file."""
-    part = warehouse.partition_dir(table, d)
-    times = [p.stat().st_mtime_ns for p in part.glob("*.parquet")] if part.is_dir() else []
-    return max(times, default=None)
-
-
 def _fresh(warehouse: Warehouse, d: date, before: int | None) -> bool:
-    own = _mtime(warehouse, STATE, d)
+    own = warehouse.version(STATE, d)
     if own is None:
         return False
     inputs = [
         before,
-        _mtime(warehouse, "clips", d),
-        _mtime(warehouse, "clips", d - timedelta(1)),
-        _mtime(warehouse, "labels", d),
-        _mtime(warehouse, "engagement", d - timedelta(1)),
-        _mtime(warehouse, "engagement", d),
+        warehouse.version("clips", d),
+        warehouse.version("clips", d - timedelta(1)),
+        warehouse.version("labels", d),
+        warehouse.version("engagement", d - timedelta(1)),
+        warehouse.version("engagement", d),
     ]
     return all(t is None or t < own for t in inputs)
 
@@ -185,7 +178,7 @@ def ensure(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, last: date) -> 
         return []
     d, before = date.fromisoformat(days[0]), None
     while d <= last and _fresh(warehouse, d, before):
-        before, d = _mtime(warehouse, STATE, d), d + timedelta(1)
+        before, d = warehouse.version(STATE, d), d + timedelta(1)
     built = []
     while d <= last:
         stage_day_events(con, warehouse, d)

@@ -177,7 +177,7 @@ def _key_bound(con, warehouse: Warehouse, lo, hi) -> str:
         sql_str(f)
         for d in warehouse.partitions("clip_features")
         if lo <= date.fromisoformat(d) <= hi
-        for f in warehouse.partition_dir("clip_features", d).glob("*.parquet")
+        for f in warehouse.files("clip_features", d)
     ]
     if not files:
         return ""

@@ -27,6 +27,7 @@ import dagster as dg
 from assets.resources import LandingResource
 from models.core import settings
 from models.core.contract import TABLES
+from models.core.iceberg import warehouse_for
 from models.core.warehouse import Warehouse
 from models.features.clip_features import HISTORY_DAYS
 from models.ingest.landing import LateDay, Manifest, late_files
@@ -91,7 +92,7 @@ def late_request(day: LateDay) -> dg.RunRequest:
 )
 def late_data_sensor(context: dg.SensorEvaluationContext, landing: LandingResource):
     """Re-run, one at a time in date order, the ingested days late files add rows to."""
-    warehouse = Warehouse(settings.current().home)
+    warehouse = warehouse_for(settings.current())
     days = late_files(warehouse, landing.path, TABLES.values())
     if not days:
         return dg.SkipReason("no landing file adds rows to an ingested day")

@@ -24,3 +24,48 @@ def s3_server(tmp_path_factory):
         pytest.skip(msg)
     with seaweedfs(tmp_path_factory.mktemp("s3")) as server:
         yield server
+
+
+POSTGRES = os.environ.get("CLIPFLOW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+
+
+@pytest.fixture
+def iceberg_catalog_db():
+    """A throwaway PostgreSQL database for an Iceberg SQL catalog (one per test: a catalog
+    holds one warehouse's tables), on the server named by
+    `CLIPFLOW_TEST_POSTGRES` (default the machine's, trust auth); dropped afterwards. A
+    server that does not answer skips outside CI and fails under CI=true."""
+    import uuid
+
+    import psycopg2
+
+    try:
+        admin = psycopg2.connect(f"{POSTGRES}/postgres", connect_timeout=5)
+    except psycopg2.OperationalError as e:
+        why = f"PostgreSQL at {POSTGRES} does not answer ({e}); set CLIPFLOW_TEST_POSTGRES"
+        if IN_CI:
+            pytest.fail(why)
+        pytest.skip(why)
+    admin.autocommit = True
+    name = f"clipflow_test_iceberg_{uuid.uuid4().hex[:8]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES.replace("postgresql://", "postgresql+psycopg2://", 1) + f"/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def iceberg_env(s3_server, iceberg_catalog_db, monkeypatch, tmp_path):
+    """The environment of the Iceberg warehouse profile: the S3 server's keys and endpoint,
+    the catalog database, `CLIPFLOW_WAREHOUSE` under a prefix of this test's own."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server.endpoint)
+    monkeypatch.setenv("CLIPFLOW_ICEBERG_CATALOG", iceberg_catalog_db)
+    location = f"s3://{s3_server.bucket}/wh-{tmp_path.name.replace('_', '-').lower()}"
+    monkeypatch.setenv("CLIPFLOW_WAREHOUSE", location)
+    return {"location": location, "catalog": iceberg_catalog_db, "s3": s3_server}

@@ -1,0 +1,338 @@
+"""The warehouse as Apache Iceberg tables on S3-compatible storage (#21): the second backend
+behind the table seam (models/core/warehouse.py), chosen by `CLIPFLOW_WAREHOUSE=s3://...`.
+
+- Catalog: pyiceberg's SQL catalog in a database (`CLIPFLOW_ICEBERG_CATALOG`, PostgreSQL in
+  production; any SQLAlchemy URL), namespace `clipflow`, one table per contract table,
+  partitioned by `ds` (identity). Data files live under `CLIPFLOW_WAREHOUSE`.
+- Writes: DuckDB writes the partition's file exactly as the local backend does (same rows,
+  same order, same key-value metadata: `copy_sorted`) to a local scratch file, which is
+  uploaded under the table's location (`data/ds=<day>/<stamp>-<uuid>-<name>.parquet`) and
+  then committed as ONE Iceberg overwrite snapshot that drops the partition's previous files
+  (or only the named writer's file: `write_file`) and adds the new one. The commit is the
+  catalog's atomic pointer swap: a reader, or a writer killed at any moment, sees the
+  previous snapshot or the next, never between. Writers of different days commit
+  concurrently; a conflict is retried by pyiceberg, then here (`COMMIT_TRIES`), each try
+  re-planning the partition's files from the fresh snapshot. A file uploaded by a writer
+  that died before its commit is an orphan no snapshot names (Iceberg's orphan-file
+  removal cleans those up; readers never see them).
+- Reads: the table's current snapshot names its data files (partition-pruned by `ds`), and
+  DuckDB reads them through an fsspec wrapper of Arrow's S3 file system registered on each
+  connection (`register_filesystem`): DuckDB 2.0 cannot install httpfs offline. So every SQL
+  of the library runs unchanged on both backends.
+- Credentials: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`), the
+  endpoint `AWS_ENDPOINT_URL_S3` (or `AWS_ENDPOINT_URL`), the region `AWS_REGION` /
+  `AWS_DEFAULT_REGION` (default us-east-1), read from the environment when the warehouse
+  connects; never logged, never in run config. Every S3 call has `TIMEOUT_S`.
+- `version` (when a partition was written, for the creator state's freshness check) is the
+  writer's clock in nanoseconds, in the file's name: one clock per warehouse, like the local
+  files' mtimes.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import time
+import uuid
+from datetime import date
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import duckdb
+import pyarrow.parquet as pq
+from pyarrow import fs as pafs
+
+from models.core.warehouse import Warehouse, _ds, copy_sorted, ident, sql_str
+
+NAMESPACE = "clipflow"
+TIMEOUT_S = 10  # connect and request timeout of every S3 call
+COMMIT_TRIES = 8  # after pyiceberg's own retries of a conflicting commit
+_STAMP = re.compile(r"/(\d{19})-[0-9a-f]{32}-[A-Za-z0-9_.\-]+\.parquet$")
+
+
+class IcebergConfigError(ValueError):
+    """The Iceberg warehouse is configured wrongly (the message names the variable)."""
+
+
+def endpoint_from_env() -> str:
+    """`AWS_ENDPOINT_URL_S3` (else `AWS_ENDPOINT_URL`) if it is `http(s)://host[:port]`;
+    "" when neither is set (AWS itself). Else IcebergConfigError naming the variable."""
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        value = os.environ.get(name, "").strip()
+        if not value:
+            continue
+        parts = urlsplit(value)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.username
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
+            raise IcebergConfigError(f"{name}: expected http(s)://host[:port]")
+        return value.rstrip("/")
+    return ""
+
+
+def catalog_from_env() -> str:
+    """`CLIPFLOW_ICEBERG_CATALOG`, a SQLAlchemy database URL; IcebergConfigError (without
+    the value, which may hold a password) when unset or not a database URL."""
+    value = os.environ.get("CLIPFLOW_ICEBERG_CATALOG", "").strip()
+    if not value:
+        raise IcebergConfigError(
+            "CLIPFLOW_ICEBERG_CATALOG is not set: the Iceberg warehouse (CLIPFLOW_WAREHOUSE) "
+            "needs its catalog database, e.g. postgresql+psycopg2://user@host:5432/iceberg"
+        )
+    if not re.match(r"^(postgresql|sqlite)(\+\w+)?://", value):
+        raise IcebergConfigError(
+            "CLIPFLOW_ICEBERG_CATALOG: expected a postgresql:// (or sqlite://) database URL"
+        )
+    return value
+
+
+def _fsspec_s3(fs):
+    """Arrow's S3 file system as an fsspec one with protocol `s3`, for DuckDB."""
+    from fsspec.implementations.arrow import ArrowFSWrapper
+
+    class _S3(ArrowFSWrapper):
+        protocol = "s3"
+
+    return _S3(fs)
+
+
+def warehouse_for(s, *, threads: int | None = None, memory_limit: str | None = None) -> Warehouse:
+    """The warehouse the settings `s` name: Iceberg at `s.warehouse_uri` when set
+    (`CLIPFLOW_WAREHOUSE`), else the local Parquet layout under `s.home`."""
+    if s.warehouse_uri:
+        return IcebergWarehouse(s.home, s.warehouse_uri, threads=threads, memory_limit=memory_limit)
+    return Warehouse(s.home, threads=threads, memory_limit=memory_limit)
+
+
+class IcebergWarehouse(Warehouse):
+    """The warehouse tables as Iceberg tables at `location` (`s3://bucket[/prefix]`)."""
+
+    def __init__(
+        self,
+        home: str | os.PathLike,
+        location: str,
+        *,
+        catalog_uri: str | None = None,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+    ):
+        super().__init__(home, threads=threads, memory_limit=memory_limit)
+        self.location = location.rstrip("/")
+        self._catalog_uri = catalog_uri  # None: CLIPFLOW_ICEBERG_CATALOG, read when used
+
+    # -- engines -----------------------------------------------------------------------
+    def _s3_props(self) -> dict[str, str]:
+        env = os.environ
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+        props = {
+            "s3.region": region,
+            "s3.connect-timeout": str(TIMEOUT_S),
+            "s3.request-timeout": str(TIMEOUT_S),
+        }
+        if endpoint := endpoint_from_env():
+            props["s3.endpoint"] = endpoint
+        for key, name in (
+            ("s3.access-key-id", "AWS_ACCESS_KEY_ID"),
+            ("s3.secret-access-key", "AWS_SECRET_ACCESS_KEY"),
+            ("s3.session-token", "AWS_SESSION_TOKEN"),
+        ):
+            if env.get(name):
+                props[key] = env[name]
+        return props
+
+    @cached_property
+    def catalog(self):
+        """pyiceberg's SQL catalog (tables created on first write)."""
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        uri = self._catalog_uri or catalog_from_env()
+        catalog = SqlCatalog(
+            NAMESPACE,
+            uri=uri,
+            warehouse=self.location,
+            **{"py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO"},
+            **self._s3_props(),
+        )
+        catalog.create_namespace_if_not_exists(NAMESPACE)
+        return catalog
+
+    @cached_property
+    def fs(self):
+        """Arrow's S3 file system with this warehouse's credentials and timeouts."""
+        p = self._s3_props()
+        kwargs = {"region": p["s3.region"], "connect_timeout": TIMEOUT_S,
+                  "request_timeout": TIMEOUT_S}  # fmt: skip
+        if "s3.endpoint" in p:
+            parts = urlsplit(p["s3.endpoint"])
+            kwargs |= {"endpoint_override": parts.netloc, "scheme": parts.scheme}
+        if "s3.access-key-id" in p:
+            kwargs |= {"access_key": p["s3.access-key-id"],
+                       "secret_key": p.get("s3.secret-access-key", ""),
+                       "session_token": p.get("s3.session-token")}  # fmt: skip
+        return pafs.S3FileSystem(**kwargs)
+
+    def connect(self, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+        con = super().connect(memory_limit)
+        con.register_filesystem(_fsspec_s3(self.fs))
+        return con
+
+    # -- tables ------------------------------------------------------------------------
+    def _table(self, table: str):
+        from pyiceberg.exceptions import NoSuchTableError
+
+        try:
+            return self.catalog.load_table((NAMESPACE, ident(table)))
+        except NoSuchTableError:
+            return None
+
+    def _tasks(self, tbl, ds: str | date | None = None) -> list:
+        from pyiceberg.expressions import AlwaysTrue, EqualTo
+
+        where = AlwaysTrue() if ds is None else EqualTo("ds", _ds(ds))
+        return list(tbl.scan(row_filter=where).plan_files())
+
+    def _all_files(self, table: str) -> list[str]:
+        tbl = self._table(table)
+        return sorted(t.file.file_path for t in self._tasks(tbl)) if tbl is not None else []
+
+    def files(self, table: str, ds: str | date) -> list[str]:
+        tbl = self._table(table)
+        return sorted(t.file.file_path for t in self._tasks(tbl, ds)) if tbl is not None else []
+
+    def version(self, table: str, ds: str | date) -> int | None:
+        stamps = [int(m.group(1)) for f in self.files(table, ds) if (m := _STAMP.search(f))]
+        return max(stamps, default=None)
+
+    def exists(self, table: str) -> bool:
+        return bool(self._all_files(table))
+
+    def partitions(self, table: str) -> list[str]:
+        tbl = self._table(table)
+        if tbl is None:
+            return []
+        days = {t.file.partition[0] for t in self._tasks(tbl)}  # days since 1970-01-01
+        return sorted(date.fromordinal(date(1970, 1, 1).toordinal() + d).isoformat() for d in days)
+
+    def has(self, table: str, ds: str | date) -> bool:
+        return bool(self.files(table, ds))
+
+    def location(self, table: str, ds: str | date | None = None) -> str:
+        where = f"{self.location}/{NAMESPACE}/{ident(table)} (Iceberg {NAMESPACE}.{table})"
+        return where if ds is None else f"{where} ds={_ds(ds)}"
+
+    def glob(self, table: str) -> str:
+        raise NotImplementedError(
+            f"the Iceberg warehouse has no file pattern of {table}: read it with scan()"
+        )
+
+    def scan(self, table: str, columns: str = "*") -> str:
+        return _read(self._all_files(table), columns, table)
+
+    def partition_scan(self, table: str, ds: str | date, *, with_ds: bool = False) -> str:
+        return _read(self.files(table, ds), "*" if with_ds else "* EXCLUDE (ds)", table, ds)
+
+    def kv_metadata(self, table: str, ds: str | date) -> dict[str, str]:
+        files = _file_list(self.files(table, ds), table, ds)
+        rows = (
+            self.connect()
+            .execute(f"SELECT decode(key), decode(value) FROM parquet_kv_metadata({files})")
+            .fetchall()
+        )
+        return {k: v for k, v in rows if not k.startswith(("ARROW:", "duckdb"))}
+
+    # -- writes ------------------------------------------------------------------------
+    def write_partition(self, con, table, ds, query, *, filename="part-0.parquet", keys=(),
+                        metadata=None) -> int:  # fmt: skip
+        with self._writing(table, ds) as scratch:
+            out = scratch / filename
+            n = copy_sorted(con, query, ds, out, keys=keys, metadata=metadata)
+            self._commit(table, ds, out, drop=lambda path: True)
+        return n
+
+    def write_file(self, con, table, ds, name, query, *, keys=()) -> int:
+        suffix = f"-{ident(name)}.parquet"
+        with self._writing(table, ds) as scratch:
+            out = scratch / f"{name}.parquet"
+            n = copy_sorted(con, query, ds, out, keys=keys)
+            self._commit(table, ds, out if n else None, drop=lambda p: p.endswith(suffix))
+        return n
+
+    def _commit(self, table: str, ds: str | date, local: Path | None, drop) -> None:
+        """Upload `local` (if any) and commit one snapshot: partition `ds`'s files that
+        `drop(path)` picks go, the upload comes in."""
+        from pyiceberg.exceptions import CommitFailedException, ValidationException
+        from pyiceberg.io.pyarrow import parquet_file_to_data_file
+
+        schema = pq.read_schema(local) if local is not None else None
+        tbl = self._table(table) or (self._create(table, schema) if schema is not None else None)
+        if tbl is None:
+            return  # nothing to remove from a table that does not exist, nothing to add
+        path = None
+        if local is not None:
+            name = f"{time.time_ns():019d}-{uuid.uuid4().hex}-{local.name}"
+            path = f"{tbl.location()}/data/ds={_ds(ds)}/{name}"
+            pafs.copy_files(str(local), path.removeprefix("s3://"), destination_filesystem=self.fs)
+        for attempt in range(COMMIT_TRIES):
+            old = [t.file for t in self._tasks(tbl, ds) if drop(t.file.file_path)]
+            try:
+                with tbl.transaction() as tx:
+                    if schema is not None:
+                        with tx.update_schema() as update:
+                            update.union_by_name(_optional(schema))
+                    with tx.update_snapshot().overwrite() as overwrite:
+                        for f in old:
+                            overwrite.delete_data_file(f)
+                        if path is not None:
+                            overwrite.append_data_file(
+                                parquet_file_to_data_file(tbl.io, tx.table_metadata, path)
+                            )
+                return
+            except (CommitFailedException, ValidationException):
+                # another writer committed first (pyiceberg's own retries of a concurrent
+                # overwrite refuse it): re-plan the day's files from the new snapshot
+                if attempt == COMMIT_TRIES - 1:
+                    raise
+                time.sleep(random.uniform(0.02, 0.1) * 2**attempt)
+                tbl = self._table(table)
+
+    def _create(self, table: str, schema):
+        """Create `table` from a file's Arrow schema, partitioned by `ds` (another writer may
+        create it first: then that table is used)."""
+        from pyiceberg.exceptions import TableAlreadyExistsError
+        from pyiceberg.partitioning import PartitionField, PartitionSpec
+        from pyiceberg.transforms import IdentityTransform
+
+        isch = self.catalog._convert_schema_if_needed(_optional(schema))
+        spec = PartitionSpec(
+            PartitionField(isch.find_field("ds").field_id, 1000, IdentityTransform(), "ds")
+        )
+        try:
+            return self.catalog.create_table((NAMESPACE, ident(table)), isch, partition_spec=spec)
+        except TableAlreadyExistsError:
+            return self._table(table)
+
+
+def _optional(schema):
+    """`schema` with every field nullable (DuckDB marks a literal's column NOT NULL; a
+    table's columns must accept any later file's)."""
+    import pyarrow as pa
+
+    return pa.schema([f.with_nullable(True) for f in schema], metadata=None)
+
+
+def _file_list(files: list[str], table: str, ds=None) -> str:
+    if not files:
+        where = f" partition ds={_ds(ds)} of" if ds is not None else ""
+        raise FileNotFoundError(f"no data file in{where} Iceberg table {NAMESPACE}.{table}")
+    return "[" + ", ".join(sql_str(f) for f in files) + "]"
+
+
+def _read(files: list[str], columns: str, table: str, ds=None) -> str:
+    return f"(SELECT {columns} FROM read_parquet({_file_list(files, table, ds)}, union_by_name = true))"
