@@ -47,11 +47,10 @@ def ab_results(
     mlflow: MlflowResource,
     events: EventsResource,
 ) -> dg.MaterializeResult:
-    import pyarrow as pa
 
     from models.experiments.aggregate import ANALYSIS_MEMORY_LIMIT, analyze, load_history
     from models.experiments.config import load_experiments
-    from models.experiments.report import result_rows, write_report
+    from models.experiments.report import result_rows, result_table, write_report
 
     as_of = day_end(context.partition_key)
     configs, errors = load_experiments(landing.path / "experiments" / "experiments.yaml")
@@ -93,7 +92,7 @@ def ab_results(
             )  # fmt: skip
         decisions[exp.experiment_id] = f"{result['decision']} ({promotion.reason}) {html_path}"
         rows += result_rows(result)
-    table = pa.Table.from_pylist(rows) if rows else None
+    table = result_table(rows) if rows else None
     n = wh.write("ab_results", context.partition_key, table) if table is not None else 0
     return dg.MaterializeResult(
         metadata={

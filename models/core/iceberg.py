@@ -44,53 +44,15 @@ import duckdb
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
+from models.core.settings import catalog_from_env, endpoint_from_env
 from models.core.warehouse import Warehouse, _ds, copy_sorted, ident, sql_str
 
 NAMESPACE = "clipflow"
 TIMEOUT_S = 10  # connect and request timeout of every S3 call
 COMMIT_TRIES = 8  # after pyiceberg's own retries of a conflicting commit
+CATALOG_STATEMENT_MS = 60_000  # the catalog's longest statement (a commit is milliseconds)
+_EPOCH = date(1970, 1, 1).toordinal()
 _STAMP = re.compile(r"/(\d{19})-[0-9a-f]{32}-[A-Za-z0-9_.\-]+\.parquet$")
-
-
-class IcebergConfigError(ValueError):
-    """The Iceberg warehouse is configured wrongly (the message names the variable)."""
-
-
-def endpoint_from_env() -> str:
-    """`AWS_ENDPOINT_URL_S3` (else `AWS_ENDPOINT_URL`) if it is `http(s)://host[:port]`;
-    "" when neither is set (AWS itself). Else IcebergConfigError naming the variable."""
-    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
-        value = os.environ.get(name, "").strip()
-        if not value:
-            continue
-        parts = urlsplit(value)
-        if (
-            parts.scheme not in ("http", "https")
-            or not parts.hostname
-            or parts.username
-            or parts.path not in ("", "/")
-            or parts.query
-            or parts.fragment
-        ):
-            raise IcebergConfigError(f"{name}: expected http(s)://host[:port]")
-        return value.rstrip("/")
-    return ""
-
-
-def catalog_from_env() -> str:
-    """`CLIPFLOW_ICEBERG_CATALOG`, a SQLAlchemy database URL; IcebergConfigError (without
-    the value, which may hold a password) when unset or not a database URL."""
-    value = os.environ.get("CLIPFLOW_ICEBERG_CATALOG", "").strip()
-    if not value:
-        raise IcebergConfigError(
-            "CLIPFLOW_ICEBERG_CATALOG is not set: the Iceberg warehouse (CLIPFLOW_WAREHOUSE) "
-            "needs its catalog database, e.g. postgresql+psycopg2://user@host:5432/iceberg"
-        )
-    if not re.match(r"^(postgresql|sqlite)(\+\w+)?://", value):
-        raise IcebergConfigError(
-            "CLIPFLOW_ICEBERG_CATALOG: expected a postgresql:// (or sqlite://) database URL"
-        )
-    return value
 
 
 def _fsspec_s3(fs):
@@ -114,6 +76,8 @@ def warehouse_for(s, *, threads: int | None = None, memory_limit: str | None = N
 class IcebergWarehouse(Warehouse):
     """The warehouse tables as Iceberg tables at `location` (`s3://bucket[/prefix]`)."""
 
+    feast_offline = False  # Feast's DuckDB offline store cannot read S3 here (no httpfs)
+
     def __init__(
         self,
         home: str | os.PathLike,
@@ -124,8 +88,9 @@ class IcebergWarehouse(Warehouse):
         memory_limit: str | None = None,
     ):
         super().__init__(home, threads=threads, memory_limit=memory_limit)
-        self.location = location.rstrip("/")
+        self.uri = location.rstrip("/")
         self._catalog_uri = catalog_uri  # None: CLIPFLOW_ICEBERG_CATALOG, read when used
+        self._listed: dict[tuple, list] = {}  # (metadata file, day): that snapshot's files
 
     # -- engines -----------------------------------------------------------------------
     def _s3_props(self) -> dict[str, str]:
@@ -152,11 +117,11 @@ class IcebergWarehouse(Warehouse):
         """pyiceberg's SQL catalog (tables created on first write)."""
         from pyiceberg.catalog.sql import SqlCatalog
 
-        uri = self._catalog_uri or catalog_from_env()
+        uri = _bounded(self._catalog_uri or catalog_from_env())
         catalog = SqlCatalog(
             NAMESPACE,
             uri=uri,
-            warehouse=self.location,
+            warehouse=self.uri,
             **{"py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO"},
             **self._s3_props(),
         )
@@ -192,19 +157,47 @@ class IcebergWarehouse(Warehouse):
         except NoSuchTableError:
             return None
 
-    def _tasks(self, tbl, ds: str | date | None = None) -> list:
-        from pyiceberg.expressions import AlwaysTrue, EqualTo
+    def _data_files(self, tbl, ds: str | date | None = None) -> list:
+        """The live data files of the current snapshot (of day `ds` only, if given), read from
+        its manifests: a scan plan would leave out a day's empty file (no rows can match),
+        and an empty day is a written day. Manifests whose `ds` range excludes the day are
+        skipped unread."""
+        from pyiceberg.conversions import from_bytes
+        from pyiceberg.manifest import ManifestContent
+        from pyiceberg.types import DateType
 
-        where = AlwaysTrue() if ds is None else EqualTo("ds", _ds(ds))
-        return list(tbl.scan(row_filter=where).plan_files())
+        day = None if ds is None else _day(ds)
+        key = (tbl.metadata_location, day)  # a commit writes a new metadata file
+        if key in self._listed:
+            return self._listed[key]
+        snapshot = tbl.current_snapshot()
+        if snapshot is None:
+            return []
+        out = []
+        for manifest in snapshot.manifests(tbl.io):
+            if manifest.content != ManifestContent.DATA:
+                continue
+            bounds = manifest.partitions[0] if manifest.partitions else None
+            if day is not None and bounds is not None and bounds.lower_bound is not None:
+                lo = from_bytes(DateType(), bounds.lower_bound)
+                hi = from_bytes(DateType(), bounds.upper_bound)
+                if not lo <= day <= hi:
+                    continue
+            for entry in manifest.fetch_manifest_entry(tbl.io, discard_deleted=True):
+                if day is None or entry.data_file.partition[0] == day:
+                    out.append(entry.data_file)
+        if len(self._listed) > 1024:
+            self._listed.clear()
+        self._listed[key] = out
+        return out
 
     def _all_files(self, table: str) -> list[str]:
         tbl = self._table(table)
-        return sorted(t.file.file_path for t in self._tasks(tbl)) if tbl is not None else []
+        return sorted(f.file_path for f in self._data_files(tbl)) if tbl is not None else []
 
     def files(self, table: str, ds: str | date) -> list[str]:
         tbl = self._table(table)
-        return sorted(t.file.file_path for t in self._tasks(tbl, ds)) if tbl is not None else []
+        return sorted(f.file_path for f in self._data_files(tbl, ds)) if tbl is not None else []
 
     def version(self, table: str, ds: str | date) -> int | None:
         stamps = [int(m.group(1)) for f in self.files(table, ds) if (m := _STAMP.search(f))]
@@ -217,14 +210,14 @@ class IcebergWarehouse(Warehouse):
         tbl = self._table(table)
         if tbl is None:
             return []
-        days = {t.file.partition[0] for t in self._tasks(tbl)}  # days since 1970-01-01
-        return sorted(date.fromordinal(date(1970, 1, 1).toordinal() + d).isoformat() for d in days)
+        days = {f.partition[0] for f in self._data_files(tbl)}  # days since 1970-01-01
+        return sorted(date.fromordinal(_EPOCH + d).isoformat() for d in days)
 
     def has(self, table: str, ds: str | date) -> bool:
         return bool(self.files(table, ds))
 
     def location(self, table: str, ds: str | date | None = None) -> str:
-        where = f"{self.location}/{NAMESPACE}/{ident(table)} (Iceberg {NAMESPACE}.{table})"
+        where = f"{self.uri}/{NAMESPACE}/{ident(table)} (Iceberg {NAMESPACE}.{table})"
         return where if ds is None else f"{where} ds={_ds(ds)}"
 
     def glob(self, table: str) -> str:
@@ -252,7 +245,7 @@ class IcebergWarehouse(Warehouse):
                         metadata=None) -> int:  # fmt: skip
         with self._writing(table, ds) as scratch:
             out = scratch / filename
-            n = copy_sorted(con, query, ds, out, keys=keys, metadata=metadata)
+            n = copy_sorted(con, _typed(con, query), ds, out, keys=keys, metadata=metadata)
             self._commit(table, ds, out, drop=lambda path: True)
         return n
 
@@ -260,7 +253,7 @@ class IcebergWarehouse(Warehouse):
         suffix = f"-{ident(name)}.parquet"
         with self._writing(table, ds) as scratch:
             out = scratch / f"{name}.parquet"
-            n = copy_sorted(con, query, ds, out, keys=keys)
+            n = copy_sorted(con, _typed(con, query), ds, out, keys=keys)
             self._commit(table, ds, out if n else None, drop=lambda p: p.endswith(suffix))
         return n
 
@@ -269,6 +262,7 @@ class IcebergWarehouse(Warehouse):
         `drop(path)` picks go, the upload comes in."""
         from pyiceberg.exceptions import CommitFailedException, ValidationException
         from pyiceberg.io.pyarrow import parquet_file_to_data_file
+        from pyiceberg.typedef import Record
 
         schema = pq.read_schema(local) if local is not None else None
         tbl = self._table(table) or (self._create(table, schema) if schema is not None else None)
@@ -280,19 +274,23 @@ class IcebergWarehouse(Warehouse):
             path = f"{tbl.location()}/data/ds={_ds(ds)}/{name}"
             pafs.copy_files(str(local), path.removeprefix("s3://"), destination_filesystem=self.fs)
         for attempt in range(COMMIT_TRIES):
-            old = [t.file for t in self._tasks(tbl, ds) if drop(t.file.file_path)]
+            old = [f for f in self._data_files(tbl, ds) if drop(f.file_path)]
             try:
                 with tbl.transaction() as tx:
                     if schema is not None:
                         with tx.update_schema() as update:
                             update.union_by_name(_optional(schema))
+                        if counts_only := _unbounded_columns(schema, tbl.properties):
+                            tx.set_properties(counts_only)
                     with tx.update_snapshot().overwrite() as overwrite:
                         for f in old:
                             overwrite.delete_data_file(f)
                         if path is not None:
-                            overwrite.append_data_file(
-                                parquet_file_to_data_file(tbl.io, tx.table_metadata, path)
-                            )
+                            new = parquet_file_to_data_file(tbl.io, tx.table_metadata, path)
+                            # pyiceberg takes the partition from the file's min/max of `ds`,
+                            # which an empty day's file has not: the day is set here
+                            new[3] = Record(_day(ds))  # DataFile field 3: its partition
+                            overwrite.append_data_file(new)
                 return
             except (CommitFailedException, ValidationException):
                 # another writer committed first (pyiceberg's own retries of a concurrent
@@ -319,12 +317,61 @@ class IcebergWarehouse(Warehouse):
             return self._table(table)
 
 
+def _bounded(uri: str) -> str:
+    """A PostgreSQL catalog URL with a connect timeout and a statement timeout (unless the
+    URL sets them): every call to the catalog is bounded."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(uri)
+    if url.get_backend_name() != "postgresql":
+        return uri
+    bounds = {
+        "connect_timeout": str(TIMEOUT_S),
+        "options": f"-c statement_timeout={CATALOG_STATEMENT_MS}",
+    }
+    url = url.update_query_dict({k: v for k, v in bounds.items() if k not in url.query})
+    return url.render_as_string(hide_password=False)
+
+
+def _day(ds: str | date) -> int:
+    """`ds` as Iceberg stores a date partition: days since 1970-01-01."""
+    return date.fromisoformat(_ds(ds)).toordinal() - _EPOCH
+
+
+def _typed(con: duckdb.DuckDBPyConnection, query: str) -> str:
+    """`query` with its columns of DuckDB's NULL type (a column of nulls from Arrow rows)
+    cast to VARCHAR: Iceberg v2 has no null type."""
+    nulls = [c for c, t, *_ in con.execute(f"DESCRIBE ({query})").fetchall() if t == '"NULL"']
+    if not nulls:
+        return query
+    casts = ", ".join(f"CAST({ident(c)} AS VARCHAR) AS {ident(c)}" for c in nulls)
+    return f"SELECT * REPLACE ({casts}) FROM ({query})"
+
+
 def _optional(schema):
-    """`schema` with every field nullable (DuckDB marks a literal's column NOT NULL; a
-    table's columns must accept any later file's)."""
+    """`schema` as an Iceberg table takes it: every field nullable (DuckDB marks a
+    literal's column NOT NULL; a table's columns must accept any later file's)."""
     import pyarrow as pa
 
-    return pa.schema([f.with_nullable(True) for f in schema], metadata=None)
+    fields = [
+        f.with_type(f.type.storage_type) if isinstance(f.type, pa.BaseExtensionType)
+        else f.with_type(pa.string()) if pa.types.is_null(f.type) else f
+        for f in schema
+    ]  # fmt: skip
+    # an extension type (DuckDB's JSON: Arrow's arrow.json) is stored as its storage type; a
+    # column of nulls only (Iceberg v2 has no null type) as a string
+    return pa.schema([f.with_nullable(True) for f in fields], metadata=None)
+
+
+def _unbounded_columns(schema, properties: dict) -> dict[str, str]:
+    """Table properties keeping counts but no min/max of the columns whose bounds pyiceberg
+    cannot encode (JSON, an extension type; UBIGINT, stored as a signed long; a column of
+    nulls only), not yet set."""
+    import pyarrow as pa
+
+    keys = [f"write.metadata.metrics.column.{f.name}" for f in schema
+            if isinstance(f.type, pa.BaseExtensionType) or f.type in (pa.uint64(), pa.null())]  # fmt: skip
+    return {k: "counts" for k in keys if properties.get(k) != "counts"}
 
 
 def _file_list(files: list[str], table: str, ds=None) -> str:

@@ -39,7 +39,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 # Telemetry of the libraries we use would try to reach the internet: off by default.
 _QUIET = {
@@ -242,3 +242,44 @@ def prepare_process(
     if not cfg.exists():
         cfg.write_text(_DAGSTER_YAML)
     return s
+
+
+class IcebergConfigError(ValueError):
+    """The Iceberg warehouse is configured wrongly (the message names the variable)."""
+
+
+def endpoint_from_env() -> str:
+    """`AWS_ENDPOINT_URL_S3` (else `AWS_ENDPOINT_URL`) if it is `http(s)://host[:port]`;
+    "" when neither is set (AWS itself). Else IcebergConfigError naming the variable."""
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        value = os.environ.get(name, "").strip()
+        if not value:
+            continue
+        parts = urlsplit(value)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.username
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
+            raise IcebergConfigError(f"{name}: expected http(s)://host[:port]")
+        return value.rstrip("/")
+    return ""
+
+
+def catalog_from_env() -> str:
+    """`CLIPFLOW_ICEBERG_CATALOG`, a SQLAlchemy database URL; IcebergConfigError (without
+    the value, which may hold a password) when unset or not a database URL."""
+    value = os.environ.get("CLIPFLOW_ICEBERG_CATALOG", "").strip()
+    if not value:
+        raise IcebergConfigError(
+            "CLIPFLOW_ICEBERG_CATALOG is not set: the Iceberg warehouse (CLIPFLOW_WAREHOUSE) "
+            "needs its catalog database, e.g. postgresql+psycopg2://user@host:5432/iceberg"
+        )
+    if not re.match(r"^(postgresql|sqlite)(\+\w+)?://", value):
+        raise IcebergConfigError(
+            "CLIPFLOW_ICEBERG_CATALOG: expected a postgresql:// (or sqlite://) database URL"
+        )
+    return value

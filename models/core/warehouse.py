@@ -116,6 +116,8 @@ class PartitionWriteError(OSError):
 class Warehouse:
     """Reads and writes the warehouse tables of one clipflow home."""
 
+    feast_offline = True  # Feast's file sources (feature_repo/data_sources.py) read these files
+
     def __init__(
         self,
         home: str | os.PathLike,

@@ -15,6 +15,7 @@ import html
 import json
 from pathlib import Path
 
+import pyarrow as pa
 from matplotlib.figure import Figure
 
 from models.core.html import GREEN, GREY, RED, base_style, img, num, page, png, write_json_and_html
@@ -355,3 +356,13 @@ def result_rows(result: dict) -> list[dict]:
         }
         for r in result["metrics"]
     ]
+
+
+def result_table(rows: list[dict]) -> pa.Table:
+    """`ab_results` rows as Arrow, a column that is empty on every row (`decided_on` before
+    any final decision) typed as a string rather than Arrow's null type, so that every day's
+    file has the same column types (and an Iceberg table, which has no null type, takes it)."""
+    table = pa.Table.from_pylist(rows)
+    return table.cast(pa.schema([
+        f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema
+    ]))  # fmt: skip

@@ -95,6 +95,7 @@ def _needs_redis() -> None:
             {"cluster_write_seconds", *(f"cluster_read_p99_ms_{k}" for k in (1, 10, 100))},
             True,
         ),
+        ("iceberg_warehouse", {"iceberg_ingest_seconds", "iceberg_clip_features_seconds"}, False),
         ("training_set", {"duckdb_training_set_seconds", "feast_training_set_seconds"}, False),
         (
             "nightly",

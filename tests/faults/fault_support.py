@@ -67,15 +67,21 @@ def checksums(home: Path) -> dict[str, str]:
     return {k: hashlib.sha256(p.read_bytes()).hexdigest() for k, p in partition_files(home).items()}
 
 
-def newest_rows(home: Path, table: str, columns: list[str], where: str = "") -> dict[str, dict]:
+def newest_rows(
+    home: Path, table: str, columns: list[str], where: str = "", warehouse=None
+) -> dict[str, dict]:
     """Each clip's newest row of a warehouse table (read straight from its files, not through
-    clipflow), {clip_id: {column: value}}; `where` is a constant SQL filter of the test's."""
+    clipflow; with `warehouse`, an Iceberg one, its scan), {clip_id: {column: value}};
+    `where` is a constant SQL filter of the test's."""
     import duckdb
 
-    glob = f"{home}/warehouse/{table}/*/*.parquet"
+    source = f"read_parquet('{home}/warehouse/{table}/*/*.parquet')"
+    con = duckdb.connect()
+    if warehouse is not None:
+        source, con = warehouse.scan(table), warehouse.connect()
     cols = ", ".join(f'"{c}"' for c in columns)
-    rows = duckdb.sql(
-        f"SELECT clip_id, {cols} FROM read_parquet('{glob}') {where} "
+    rows = con.sql(
+        f"SELECT clip_id, {cols} FROM {source} {where} "
         "QUALIFY row_number() OVER (PARTITION BY clip_id ORDER BY event_timestamp DESC) = 1"
     ).fetchall()
     return {r[0]: dict(zip(columns, r[1:], strict=True)) for r in rows}

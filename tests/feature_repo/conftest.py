@@ -25,16 +25,24 @@ def sqlite_store(home, monkeypatch):
     return store
 
 
+# the files whose tests also run on the Redis Cluster: the writer, the reader, the layout
+# (the rest, views, the asset, the write properties, use the same writer and reader and run
+# on one Redis only: their cluster twins added a minute to `make test` for no new path)
+ON_CLUSTER = {"test_online.py", "test_fast_read.py", "test_online_rerun.py",
+              "test_redis_layout.py"}  # fmt: skip
+
+
 def pytest_collection_modifyitems(config, items) -> None:
-    """A test of this folder parametrized by store and taking the SQLite store runs once,
-    not once per Redis kind: its `redis_cluster` twin is deselected."""
+    """A test of this folder parametrized by store runs its `redis_cluster` twin only in the
+    ON_CLUSTER files, and only when it is not taking the SQLite store."""
     here = Path(__file__).parent
     drop = [
         item for item in items
         if item.path.parent == here and hasattr(item, "callspec")
         and item.callspec.params.get("online_redis") == "redis_cluster"
-        and any("sqlite" in str(v) or v == "online-stock"
-                for k, v in item.callspec.params.items() if k != "online_redis")
+        and (item.path.name not in ON_CLUSTER
+             or any("sqlite" in str(v) or v == "online-stock"
+                    for k, v in item.callspec.params.items() if k != "online_redis"))
     ]  # fmt: skip
     if drop:
         config.hook.pytest_deselected(items=drop)

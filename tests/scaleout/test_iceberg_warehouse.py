@@ -19,7 +19,8 @@ import pyarrow as pa
 import pytest
 
 from models.core import settings
-from models.core.iceberg import IcebergConfigError, IcebergWarehouse, warehouse_for
+from models.core.iceberg import IcebergWarehouse, warehouse_for
+from models.core.settings import IcebergConfigError
 from models.core.warehouse import Warehouse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +46,7 @@ def content(wh: Warehouse, table: str, ds: str) -> list[tuple]:
 @pytest.fixture
 def ice(iceberg_env, tmp_path) -> IcebergWarehouse:
     wh = warehouse_for(settings.current(tmp_path / "home"))
-    assert isinstance(wh, IcebergWarehouse) and wh.location == iceberg_env["location"]
+    assert isinstance(wh, IcebergWarehouse) and wh.uri == iceberg_env["location"]
     return wh
 
 
@@ -88,11 +89,17 @@ def test_named_files_of_several_writers_share_a_day(ice):
     assert len(ice.files("quarantine", D1)) == 1
     assert ice.write("quarantine", D2, rows(0, 5), name="labels") == 0  # nothing, no table row
     assert ice.partitions("quarantine") == [D1]
+    # an empty day is a written day (no labels yet): it has its (empty) file
+    assert ice.write("labels", D2, rows(0, 5)) == 0 and ice.has("labels", D2)
+    assert ice.partitions("labels") == [D2] and ice.read("labels", D2).num_rows == 0
 
 
 def test_a_new_column_on_a_later_day_reads_as_null_on_the_earlier(ice):
     ice.write("clips", D1, rows(3, 1))
     ice.write("clips", D2, rows(2, 2).append_column("lang", pa.array(["en", "fr"])))
+    con = ice.connect()  # a column DuckDB writes as JSON (Arrow's json extension type)
+    ice.write_partition(con, "quarantine", D1, "SELECT 'c1' AS clip_id, '{\"a\": 1}'::JSON AS raw")
+    assert ice.read("quarantine", D1).column("raw").to_pylist() == ['{"a": 1}']
     got = (
         ice.connect()
         .execute(
@@ -182,3 +189,13 @@ def test_a_bad_configuration_is_named_without_its_secret(monkeypatch, tmp_path):
     assert "hunter2" not in str(e.value)
     monkeypatch.delenv("CLIPFLOW_WAREHOUSE")
     assert type(warehouse_for(settings.current(tmp_path))) is Warehouse
+
+
+def test_every_catalog_call_is_bounded_unless_the_url_says_otherwise():
+    from models.core.iceberg import _bounded
+
+    url = _bounded("postgresql+psycopg2://u:p%40ss@db:5432/iceberg")
+    assert url == ("postgresql+psycopg2://u:p%40ss@db:5432/iceberg?connect_timeout=10"
+                   "&options=-c+statement_timeout%3D60000")  # fmt: skip
+    assert "connect_timeout=3&" in _bounded("postgresql://u@db/iceberg?connect_timeout=3")
+    assert _bounded("sqlite:////tmp/catalog.db") == "sqlite:////tmp/catalog.db"

@@ -17,7 +17,13 @@ from models.core.warehouse import Warehouse, connect
 from models.experiments.aggregate import analyze
 from models.experiments.config import ExperimentConfig, assign_variants
 from models.experiments.decision import INTERVAL_KEYS, settle
-from models.experiments.report import decision_text, metric_label, result_rows, write_report
+from models.experiments.report import (
+    decision_text,
+    metric_label,
+    result_rows,
+    result_table,
+    write_report,
+)
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 EXP = ExperimentConfig.from_dict(
@@ -126,6 +132,16 @@ def test_result_rows_flatten_for_the_ab_results_table(shipped):
         rows[0]
     )
     assert rows[0]["decision"] == "ship" and isinstance(rows[0]["srm_observed"], str)
+
+
+def test_a_column_empty_on_every_row_is_a_string_column_not_arrow_null(shipped):
+    rows = result_rows({**shipped, "decided_on": None})
+    table = result_table(rows)
+    assert table.schema.field("decided_on").type == pa.string()  # Iceberg v2 has no null type
+    assert table.column("decided_on").to_pylist() == [None] * len(rows)
+    assert table.to_pylist() == pa.Table.from_pylist(rows).to_pylist()  # nothing else changed
+    decided = result_table(result_rows({**shipped, "decided_on": "2026-03-01T23:59:59"}))
+    assert decided.column("decided_on").to_pylist() == ["2026-03-01T23:59:59"] * len(rows)
 
 
 def test_metric_label():
