@@ -31,10 +31,10 @@ from pathlib import Path
 from bench import clip_features as cf
 from bench import ingest as ing
 from bench.common import Record, Timer, floor_record, log, peak_rss_mb
-from bench.s3_env import seaweedfs
+from bench.s3_env import POSTGRES, postgres_database, seaweedfs
 from models.core.contract import CLIPS, ENGAGEMENT
 from models.core.iceberg import IcebergWarehouse
-from models.core.warehouse import Warehouse, connect
+from models.core.warehouse import Warehouse
 from models.features import creator_state
 from models.features.clip_features import HISTORY_DAYS, build_clip_features
 from models.ingest.day import ingest_day
@@ -42,31 +42,24 @@ from models.ingest.day import ingest_day
 MAX_RATIO = 1.5
 TARGET = f"<= {MAX_RATIO:g}x the local warehouse"
 REPEATS = 2
-POSTGRES = os.environ.get("CLIPFLOW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 
 
 @contextmanager
 def catalog_db(tmp: Path) -> Iterator[str]:
     """A fresh catalog database: PostgreSQL when it answers, else a SQLite file."""
-    try:
-        import psycopg2
+    import psycopg2
 
-        admin = psycopg2.connect(f"{POSTGRES}/postgres", connect_timeout=5)
-    except Exception as e:  # noqa: BLE001 - any failure: the SQLite catalog, said so
-        log(f"iceberg_warehouse: PostgreSQL at {POSTGRES} unusable ({type(e).__name__}): "
-            "SQLite catalog")  # fmt: skip
+    try:
+        database = postgres_database("clipflow_bench_iceberg")
+        url = database.__enter__()
+    except psycopg2.OperationalError as e:
+        log(f"iceberg_warehouse: PostgreSQL at {POSTGRES} does not answer ({e}): SQLite catalog")
         yield f"sqlite:///{tmp / f'catalog-{uuid.uuid4().hex}.db'}"
         return
-    admin.autocommit = True
-    name = f"clipflow_bench_iceberg_{uuid.uuid4().hex[:8]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield POSTGRES.replace("postgresql://", "postgresql+psycopg2://", 1) + f"/{name}"
+        yield url
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        database.__exit__(None, None, None)
 
 
 def _ingest(wh: Warehouse, landing: Path) -> Timer:

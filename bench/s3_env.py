@@ -113,3 +113,27 @@ def _bucket_answers(server: S3Server) -> bool:
         return True
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
         return False
+
+
+POSTGRES = os.environ.get("CLIPFLOW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+
+
+@contextmanager
+def postgres_database(prefix: str, server: str = POSTGRES) -> Iterator[str]:
+    """A throwaway database `<prefix>_<id>` on `server` (a `postgresql://user@host:port`
+    with the right to create databases; default `CLIPFLOW_TEST_POSTGRES` or the machine's
+    own), as a SQLAlchemy URL (psycopg2); dropped afterwards. A server that does not answer
+    raises psycopg2's OperationalError (5 s timeout)."""
+    import psycopg2
+
+    admin = psycopg2.connect(f"{server}/postgres", connect_timeout=5)
+    admin.autocommit = True
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')  # a name made here, not given
+        yield server.replace("postgresql://", "postgresql+psycopg2://", 1) + f"/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

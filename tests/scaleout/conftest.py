@@ -26,36 +26,28 @@ def s3_server(tmp_path_factory):
         yield server
 
 
-POSTGRES = os.environ.get("CLIPFLOW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
-
-
 @pytest.fixture
 def iceberg_catalog_db():
     """A throwaway PostgreSQL database for an Iceberg SQL catalog (one per test: a catalog
-    holds one warehouse's tables), on the server named by
-    `CLIPFLOW_TEST_POSTGRES` (default the machine's, trust auth); dropped afterwards. A
-    server that does not answer skips outside CI and fails under CI=true."""
-    import uuid
-
+    holds one warehouse's tables), on the server of `CLIPFLOW_TEST_POSTGRES` (default the
+    machine's, trust auth); dropped afterwards. A server that does not answer skips
+    outside CI and fails under CI=true."""
     import psycopg2
 
+    from bench.s3_env import POSTGRES, postgres_database
+
     try:
-        admin = psycopg2.connect(f"{POSTGRES}/postgres", connect_timeout=5)
+        database = postgres_database("clipflow_test_iceberg")
+        url = database.__enter__()
     except psycopg2.OperationalError as e:
         why = f"PostgreSQL at {POSTGRES} does not answer ({e}); set CLIPFLOW_TEST_POSTGRES"
         if IN_CI:
             pytest.fail(why)
         pytest.skip(why)
-    admin.autocommit = True
-    name = f"clipflow_test_iceberg_{uuid.uuid4().hex[:8]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield POSTGRES.replace("postgresql://", "postgresql+psycopg2://", 1) + f"/{name}"
+        yield url
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        database.__exit__(None, None, None)
 
 
 @pytest.fixture

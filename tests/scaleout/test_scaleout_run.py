@@ -21,6 +21,7 @@ import os
 import pytest
 from faults.fault_support import SLOW, clipflow, clipflow_env, newest_rows
 
+from assets.feature_store import NO_FEAST_OFFLINE
 from models.core import settings
 from models.core.iceberg import IcebergWarehouse, warehouse_for
 from models.core.names import FEATURE_COLUMNS, FEATURE_KINDS, FEATURES_VIEW
@@ -83,6 +84,23 @@ def _close(a, b) -> bool:
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
     return a == b
+
+
+def cross_check(home) -> str:
+    """What the newest built training set was checked against (its `verified_against`)."""
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(home / "dagster"))
+    try:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("training_set")), limit=20
+        ).records
+    finally:
+        instance.dispose()
+    metas = [r.asset_materialization.metadata for r in records]
+    built = [m for m in metas if m.get("built") and m["built"].value]
+    assert built, metas
+    return built[0]["verified_against"].value
 
 
 def registry(home) -> list[tuple]:
@@ -154,6 +172,8 @@ def test_the_nightly_on_the_scaleout_profile_equals_the_local_one(
         assert models == want and any("champion" in m[1] for m in models), (models, want)
         stored = s3.keys(iceberg_env["location"].split("/", 3)[3] + "-mlartifacts/")
         assert sum(k.endswith("/MLmodel") for k in stored) == len(models)  # each model's files
+        checked = {cross_check(h) for h in (home, local)}  # Feast offline: local profile only
+        assert checked == {"feast", "none: " + NO_FEAST_OFFLINE}, checked
 
         features = newest_rows(home, "clip_features", FEATURE_COLUMNS, warehouse=wh)
         scores = newest_rows(home, "clip_scores", SCORES, "WHERE model_alias = 'champion'", wh)
