@@ -44,6 +44,7 @@ import duckdb
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
+from models.core.object_store import duckdb_filesystem
 from models.core.settings import catalog_from_env, endpoint_from_env
 from models.core.warehouse import Warehouse, _ds, copy_sorted, ident, sql_str
 
@@ -53,16 +54,6 @@ COMMIT_TRIES = 8  # after pyiceberg's own retries of a conflicting commit
 CATALOG_STATEMENT_MS = 60_000  # the catalog's longest statement (a commit is milliseconds)
 _EPOCH = date(1970, 1, 1).toordinal()
 _STAMP = re.compile(r"/(\d{19})-[0-9a-f]{32}-[A-Za-z0-9_.\-]+\.parquet$")
-
-
-def _fsspec_s3(fs):
-    """Arrow's S3 file system as an fsspec one with protocol `s3`, for DuckDB."""
-    from fsspec.implementations.arrow import ArrowFSWrapper
-
-    class _S3(ArrowFSWrapper):
-        protocol = "s3"
-
-    return _S3(fs)
 
 
 def warehouse_for(s, *, threads: int | None = None, memory_limit: str | None = None) -> Warehouse:
@@ -145,7 +136,7 @@ class IcebergWarehouse(Warehouse):
 
     def connect(self, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
         con = super().connect(memory_limit)
-        con.register_filesystem(_fsspec_s3(self.fs))
+        con.register_filesystem(duckdb_filesystem(self.fs))
         return con
 
     # -- tables ------------------------------------------------------------------------
