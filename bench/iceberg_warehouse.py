@@ -40,6 +40,7 @@ from models.features.clip_features import HISTORY_DAYS, build_clip_features
 from models.ingest.day import ingest_day
 
 MAX_RATIO = 1.5
+LIMITS = {"threads": cf.THREADS, "memory_limit": cf.MEMORY_LIMIT}  # the pipeline's resource
 TARGET = f"<= {MAX_RATIO:g}x the local warehouse"
 REPEATS = 2
 
@@ -103,16 +104,19 @@ def run(scale: float, tmp: Path) -> list[Record]:
         os.environ.update(s3.env() | {"AWS_ENDPOINT_URL_S3": s3.endpoint})
         ingest: dict[str, list[float]] = {"local": [], "iceberg": []}
         for rep in range(REPEATS):
-            ingest["local"].append(_ingest(Warehouse(tmp / f"home-{rep}"), landing).seconds)
+            ingest["local"].append(
+                _ingest(Warehouse(tmp / f"home-{rep}", **LIMITS), landing).seconds
+            )
             with catalog_db(tmp) as uri:
                 ice = IcebergWarehouse(tmp / f"ihome-{rep}", f"s3://{s3.bucket}/ingest-{rep}",
-                                       catalog_uri=uri)  # fmt: skip
+                                       catalog_uri=uri, **LIMITS)  # fmt: skip
                 ingest["iceberg"].append(_ingest(ice, landing).seconds)
             log(f"iceberg_warehouse: rep {rep + 1} ingestion local {ingest['local'][-1]:.2f} s, "
                 f"iceberg {ingest['iceberg'][-1]:.2f} s")  # fmt: skip
-        local = Warehouse(tmp / "fdata")
+        local = Warehouse(tmp / "fdata", **LIMITS)
         with catalog_db(tmp) as uri:
-            ice = IcebergWarehouse(tmp / "ifeat", f"s3://{s3.bucket}/features", catalog_uri=uri)
+            ice = IcebergWarehouse(tmp / "ifeat", f"s3://{s3.bucket}/features", catalog_uri=uri,
+                                   **LIMITS)  # fmt: skip
             with Timer() as t_copy:
                 _copy_in(local, ice)
             log(f"iceberg_warehouse: {days} days copied into Iceberg in {t_copy.seconds:.1f} s")
