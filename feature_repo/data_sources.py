@@ -19,13 +19,18 @@ from feast.data_format import ParquetFormat
 
 from feature_repo.entities import OWNER_TAGS
 from models.core import settings
+from models.core.iceberg import mirror_dir
 from models.core.warehouse import glob_literal
 
 
 def warehouse_glob(table: str, home: Path | None = None) -> str:
     """`<home>/warehouse/<table>/**/*.parquet`, absolute (`home` default: `CLIPFLOW_HOME`),
-    the home glob-escaped."""
-    return glob_literal((home or settings.current().home) / "warehouse" / table, "**/*.parquet")
+    the home glob-escaped. On an Iceberg warehouse (`CLIPFLOW_WAREHOUSE`), the table's local
+    mirror that `IcebergWarehouse.feast_offline` keeps (Feast's DuckDB store cannot read S3)."""
+    s = settings.current()
+    home = home or s.home
+    folder = mirror_dir(home, table) if s.warehouse_uri else home / "warehouse" / table
+    return glob_literal(folder, "**/*.parquet")
 
 
 clip_features_source = FileSource(

@@ -1,31 +1,24 @@
 """The warehouse as Apache Iceberg tables on S3-compatible storage (#21): the second backend
 behind the table seam (models/core/warehouse.py), chosen by `CLIPFLOW_WAREHOUSE=s3://...`.
 
-- Catalog: pyiceberg's SQL catalog in a database (`CLIPFLOW_ICEBERG_CATALOG`, PostgreSQL in
-  production; any SQLAlchemy URL), namespace `clipflow`, one table per contract table,
-  partitioned by `ds` (identity). Data files live under `CLIPFLOW_WAREHOUSE`.
-- Writes: DuckDB writes the partition's file exactly as the local backend does (same rows,
-  same order, same key-value metadata: `copy_sorted`) to a local scratch file, which is
-  uploaded under the table's location (`data/ds=<day>/<stamp>-<uuid>-<name>.parquet`) and
-  then committed as ONE Iceberg overwrite snapshot that drops the partition's previous files
-  (or only the named writer's file: `write_file`) and adds the new one. The commit is the
-  catalog's atomic pointer swap: a reader, or a writer killed at any moment, sees the
-  previous snapshot or the next, never between. Writers of different days commit
-  concurrently; a conflict is retried by pyiceberg, then here (`COMMIT_TRIES`), each try
-  re-planning the partition's files from the fresh snapshot. A file uploaded by a writer
-  that died before its commit is an orphan no snapshot names (Iceberg's orphan-file
-  removal cleans those up; readers never see them).
-- Reads: the table's current snapshot names its data files (partition-pruned by `ds`), and
-  DuckDB reads them through an fsspec wrapper of Arrow's S3 file system registered on each
-  connection (`register_filesystem`): DuckDB 2.0 cannot install httpfs offline. So every SQL
-  of the library runs unchanged on both backends.
-- Credentials: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`), the
-  endpoint `AWS_ENDPOINT_URL_S3` (or `AWS_ENDPOINT_URL`), the region `AWS_REGION` /
-  `AWS_DEFAULT_REGION` (default us-east-1), read from the environment when the warehouse
-  connects; never logged, never in run config. Every S3 call has `TIMEOUT_S`.
-- `version` (when a partition was written, for the creator state's freshness check) is the
-  writer's clock in nanoseconds, in the file's name: one clock per warehouse, like the local
-  files' mtimes.
+- Catalog: pyiceberg's SQL catalog (`CLIPFLOW_ICEBERG_CATALOG`, PostgreSQL in production),
+  namespace `clipflow`, one table per contract table, identity-partitioned by `ds`.
+- Writes: DuckDB writes the day's file as the local backend does (`copy_sorted`: the same
+  bytes), it is uploaded (`data/ds=<day>/<ns stamp>-<uuid>-<name>.parquet`) and ONE
+  overwrite snapshot drops the day's previous files (or the named writer's: `write_file`)
+  and adds it: the catalog's atomic swap, so a reader, or a writer killed at any moment,
+  sees the previous snapshot or the next. Writers of different days commit at once; a
+  conflict is retried by pyiceberg, then re-planned here (`COMMIT_TRIES`). A file uploaded
+  by a writer that died before its commit is an orphan no snapshot names (Iceberg's
+  orphan-file removal clears it).
+- Reads: the current snapshot's files (listed from its manifests), read by DuckDB through
+  Arrow's S3 file system registered on each connection (models/core/object_store.py;
+  DuckDB cannot install httpfs offline): every SQL of the library runs unchanged.
+- Credentials from the environment when the warehouse connects (`AWS_ACCESS_KEY_ID`,
+  `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, endpoint `AWS_ENDPOINT_URL_S3`, region
+  `AWS_REGION`, default us-east-1); never logged or in run config. S3 calls: `TIMEOUT_S`.
+- `version` (for the creator state's freshness check) is the writer's clock in ns, in the
+  file's name: one clock per warehouse, like the local files' mtimes.
 """
 
 from __future__ import annotations
@@ -56,6 +49,14 @@ _EPOCH = date(1970, 1, 1).toordinal()
 _STAMP = re.compile(r"/(\d{19})-[0-9a-f]{32}-[A-Za-z0-9_.\-]+\.parquet$")
 
 
+FEAST_MIRROR = "feast_offline"  # under the home: what Feast's file sources read on Iceberg
+
+
+def mirror_dir(home: str | os.PathLike, table: str) -> Path:
+    """Where Feast's file source of `table` reads the Iceberg table's mirror."""
+    return Path(home) / FEAST_MIRROR / ident(table)
+
+
 def warehouse_for(s, *, threads: int | None = None, memory_limit: str | None = None) -> Warehouse:
     """The warehouse the settings `s` name: Iceberg at `s.warehouse_uri` when set
     (`CLIPFLOW_WAREHOUSE`), else the local Parquet layout under `s.home`."""
@@ -67,7 +68,33 @@ def warehouse_for(s, *, threads: int | None = None, memory_limit: str | None = N
 class IcebergWarehouse(Warehouse):
     """The warehouse tables as Iceberg tables at `location` (`s3://bucket[/prefix]`)."""
 
-    feast_offline = False  # Feast's DuckDB offline store cannot read S3 here (no httpfs)
+    def feast_offline(self, tables) -> int:
+        """Feast's DuckDB offline store cannot read S3 here (no httpfs offline) and Feast's
+        `IcebergSource` needs its Spark store: its file sources read a local mirror of each
+        table's current snapshot, `<home>/FEAST_MIRROR/<table>/ds=<day>/<file>`, brought in
+        step here. Data files never change (a rewrite is a new file), so only the files the
+        mirror lacks are downloaded, and files no longer in the snapshot are removed.
+        Returns the files downloaded."""
+        copied = 0
+        for table in tables:
+            root = mirror_dir(self.home, table)
+            tbl = self._table(table)
+            want = {
+                f"ds={date.fromordinal(_EPOCH + f.partition[0])}/{f.file_path.rsplit('/', 1)[1]}":
+                f.file_path for f in (self._data_files(tbl) if tbl is not None else [])
+            }  # fmt: skip
+            have = {p.relative_to(root).as_posix(): p for p in root.glob("ds=*/*.parquet")}
+            for rel in have.keys() - want.keys():
+                have[rel].unlink()
+            for rel in sorted(want.keys() - have.keys()):
+                target = root / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                part = target.with_name(f".{target.name}.part")  # not *.parquet: never globbed
+                source = want[rel].removeprefix("s3://")
+                pafs.copy_files(source, str(part), source_filesystem=self.fs)
+                os.replace(part, target)
+                copied += 1
+        return copied
 
     def __init__(
         self,
@@ -94,14 +121,9 @@ class IcebergWarehouse(Warehouse):
         }
         if endpoint := endpoint_from_env():
             props["s3.endpoint"] = endpoint
-        for key, name in (
-            ("s3.access-key-id", "AWS_ACCESS_KEY_ID"),
-            ("s3.secret-access-key", "AWS_SECRET_ACCESS_KEY"),
-            ("s3.session-token", "AWS_SESSION_TOKEN"),
-        ):
-            if env.get(name):
-                props[key] = env[name]
-        return props
+        keys = {"s3.access-key-id": "AWS_ACCESS_KEY_ID", "s3.session-token": "AWS_SESSION_TOKEN",
+                "s3.secret-access-key": "AWS_SECRET_ACCESS_KEY"}  # fmt: skip
+        return props | {key: env[name] for key, name in keys.items() if env.get(name)}
 
     @cached_property
     def catalog(self):

@@ -1,27 +1,26 @@
 """The clipflow warehouse: the one seam through which assets read and write tables.
 
-Storage today: Parquet datasets under `<home>/warehouse/<table>/` (docs/contract.md §2).
-Assets only call `read` (one partition, as Arrow), `write` (Arrow rows, one partition,
-atomically), `has`, `partitions` and `location`; the library's SQL reads whole tables
-through `scan` and writes query results through `write_partition`/`write_file`. Nothing
-else builds a table path or a `read_parquet` string, so a second engine plugs in here.
+Storage: Parquet datasets under `<home>/warehouse/<table>/` (docs/contract.md §2), or
+Iceberg tables on S3 (models/core/iceberg.py, a subclass). Assets only call `read` (one
+partition, as Arrow), `write` (Arrow rows, one partition, atomically), `has`, `partitions`
+and `location`; the library's SQL reads whole tables through `scan` and writes query results
+through `write_partition`/`write_file`. Nothing else builds a table path or a `read_parquet`
+string, so a second engine plugs in here.
 
 Daily tables are Hive-partitioned (`ds=YYYY-MM-DD/part-0.parquet`), and every file also holds
 `ds` as a column. Reads use the Hive layout (DuckDB skips the files of other days by their
 path) unless the home's own path holds a `=`: DuckDB would read `/data/env=prod` as a
 partition column `env`, so such a home is read with `hive_partitioning = false` (`ds` then
-comes from the files, a little slower for a filter on days). A path pasted into SQL is quoted (`sql_str`)
-and glob-escaped (`glob_literal`: a `*`, `?` or `[` in the home is a character of the name,
-never a pattern that could reach another folder), so any home works, quotes and all. A
-partition is written to a
-scratch folder first and then renamed into place, so readers never see half a partition
-and re-running a day replaces it (never appends). Rows are written in one order (the
-writer's key columns, then a hash of the whole row), so the same rows give the same file, byte
-for byte, whatever DuckDB's threads did; a
-write the file system refuses (a full disk) fails naming the table and partition, leaves the
-partition in place as it was and removes its scratch folder. DuckDB is the query engine;
-timestamps are written as microseconds (TIMESTAMPTZ), which Feast's DuckDB offline store
-can read.
+comes from the files, a little slower for a filter on days). A path pasted into SQL is
+quoted (`sql_str`) and glob-escaped (`glob_literal`: a `*`, `?` or `[` in the home is a
+character of the name, never a pattern that could reach another folder), so any home works.
+A partition is written to a scratch folder first and then renamed into place, so readers
+never see half a partition and re-running a day replaces it (never appends). Rows are
+written in one order (the writer's key columns, then a hash of the whole row), so the same
+rows give the same file, byte for byte, whatever DuckDB's threads did; a write the file
+system refuses (a full disk) fails naming the table and partition, leaves the partition in
+place as it was and removes its scratch folder. Timestamps are written as microseconds
+(TIMESTAMPTZ), which Feast's DuckDB offline store can read.
 """
 
 from __future__ import annotations
@@ -116,7 +115,10 @@ class PartitionWriteError(OSError):
 class Warehouse:
     """Reads and writes the warehouse tables of one clipflow home."""
 
-    feast_offline = True  # Feast's file sources (feature_repo/data_sources.py) read these files
+    def feast_offline(self, tables: Sequence[str]) -> int:
+        """Make `tables` readable by Feast's file sources (feature_repo/data_sources.py):
+        they glob these very files, so nothing to do (0 files copied)."""
+        return 0
 
     def __init__(
         self,

@@ -199,3 +199,34 @@ def test_every_catalog_call_is_bounded_unless_the_url_says_otherwise():
                    "&options=-c+statement_timeout%3D60000")  # fmt: skip
     assert "connect_timeout=3&" in _bounded("postgresql://u@db/iceberg?connect_timeout=3")
     assert _bounded("sqlite:////tmp/catalog.db") == "sqlite:////tmp/catalog.db"
+
+
+def test_feasts_mirror_follows_the_current_snapshot_and_copies_only_new_files(ice, tmp_path):
+    from feature_repo.data_sources import warehouse_glob
+    from models.core.iceberg import mirror_dir
+
+    ice.write("clip_features", D1, rows(30, 1))
+    ice.write("clip_features", D2, rows(20, 2))
+    assert ice.feast_offline(["clip_features"]) == 2
+    mirror = mirror_dir(ice.home, "clip_features")
+    glob = warehouse_glob("clip_features", ice.home)  # what Feast's file source reads
+    assert glob == f"{mirror}/**/*.parquet"
+
+    def mirrored() -> list[tuple]:
+        con = ice.connect()
+        return sorted(
+            con.execute(f"SELECT ds, clip_id, views FROM read_parquet('{glob}')").fetchall()
+        )
+
+    def current() -> list[tuple]:
+        q = f"SELECT ds, clip_id, views FROM {ice.scan('clip_features')}"
+        return sorted(ice.connect().execute(q).fetchall())
+
+    assert mirrored() == current() and len(current()) == 50
+    assert ice.feast_offline(["clip_features"]) == 0  # nothing new: nothing copied
+    ice.write("clip_features", D2, rows(5, 3))  # a re-run of D2: its old file leaves the mirror
+    assert ice.feast_offline(["clip_features"]) == 1
+    assert mirrored() == current() and len(current()) == 35
+    assert [p.parent.name for p in sorted(mirror.rglob("*.parquet"))] == [f"ds={D1}", f"ds={D2}"]
+    assert not list(mirror.rglob("*.part"))
+    assert Warehouse(tmp_path / "local").feast_offline(["clip_features"]) == 0
