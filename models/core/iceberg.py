@@ -234,9 +234,7 @@ class IcebergWarehouse(Warehouse):
         return where if ds is None else f"{where} ds={_ds(ds)}"
 
     def glob(self, table: str) -> str:
-        raise NotImplementedError(
-            f"the Iceberg warehouse has no file pattern of {table}: read it with scan()"
-        )
+        raise NotImplementedError(f"Iceberg table {table} has no file pattern: use scan()")
 
     def scan(self, table: str, columns: str = "*") -> str:
         return _read(self._all_files(table), columns, table)
@@ -288,6 +286,8 @@ class IcebergWarehouse(Warehouse):
             pafs.copy_files(str(local), path.removeprefix("s3://"), destination_filesystem=self.fs)
         for attempt in range(COMMIT_TRIES):
             old = [f for f in self._data_files(tbl, ds) if drop(f.file_path)]
+            if path is None and not old:
+                return  # nothing to remove, nothing to add: no empty snapshot
             try:
                 with tbl.transaction() as tx:
                     if schema is not None:

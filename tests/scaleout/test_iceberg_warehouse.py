@@ -87,8 +87,10 @@ def test_named_files_of_several_writers_share_a_day(ice):
     assert sorted(r[0] for r in got) == ["c2-00000", "c2-00001", "c2-00002", "c4-00000", "c4-00001"]
     assert ice.write("quarantine", D1, rows(0, 5), name="engagement") == 0  # empty: removed
     assert len(ice.files("quarantine", D1)) == 1
+    snapshots = len(ice._table("quarantine").snapshots())
     assert ice.write("quarantine", D2, rows(0, 5), name="labels") == 0  # nothing, no table row
     assert ice.partitions("quarantine") == [D1]
+    assert len(ice._table("quarantine").snapshots()) == snapshots  # and no empty commit
     # an empty day is a written day (no labels yet): it has its (empty) file
     assert ice.write("labels", D2, rows(0, 5)) == 0 and ice.has("labels", D2)
     assert ice.partitions("labels") == [D2] and ice.read("labels", D2).num_rows == 0
