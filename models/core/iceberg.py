@@ -37,14 +37,18 @@ import duckdb
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-from models.core.object_store import duckdb_filesystem
-from models.core.settings import catalog_from_env, endpoint_from_env
+from models.core.object_store import FileCache, duckdb_filesystem
+from models.core.settings import (
+    bounded_catalog_url,
+    catalog_from_env,
+    endpoint_from_env,
+    iceberg_cache_bytes,
+)
 from models.core.warehouse import Warehouse, _ds, copy_sorted, ident, sql_str
 
 NAMESPACE = "clipflow"
 TIMEOUT_S = 10  # connect and request timeout of every S3 call
 COMMIT_TRIES = 8  # after pyiceberg's own retries of a conflicting commit
-CATALOG_STATEMENT_MS = 60_000  # the catalog's longest statement (a commit is milliseconds)
 _EPOCH = date(1970, 1, 1).toordinal()
 _STAMP = re.compile(r"/(\d{19})-[0-9a-f]{32}-[A-Za-z0-9_.\-]+\.parquet$")
 
@@ -130,7 +134,7 @@ class IcebergWarehouse(Warehouse):
         """pyiceberg's SQL catalog (tables created on first write)."""
         from pyiceberg.catalog.sql import SqlCatalog
 
-        uri = _bounded(self._catalog_uri or catalog_from_env())
+        uri = bounded_catalog_url(self._catalog_uri or catalog_from_env())
         catalog = SqlCatalog(
             NAMESPACE,
             uri=uri,
@@ -155,6 +159,11 @@ class IcebergWarehouse(Warehouse):
                        "secret_key": p.get("s3.secret-access-key", ""),
                        "session_token": p.get("s3.session-token")}  # fmt: skip
         return pafs.S3FileSystem(**kwargs)
+
+    @cached_property
+    def cache(self) -> FileCache:
+        """Local copies of the data files read or written (`CLIPFLOW_ICEBERG_CACHE_GB`)."""
+        return FileCache(self.root / "_cache", self.fs, iceberg_cache_bytes())
 
     def connect(self, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
         con = super().connect(memory_limit)
@@ -236,14 +245,18 @@ class IcebergWarehouse(Warehouse):
     def glob(self, table: str) -> str:
         raise NotImplementedError(f"Iceberg table {table} has no file pattern: use scan()")
 
+    def _local(self, files: list[str]) -> list[str]:
+        return [self.cache.local(f) for f in files] if self.cache.budget else files
+
     def scan(self, table: str, columns: str = "*") -> str:
-        return _read(self._all_files(table), columns, table)
+        return _read(self._local(self._all_files(table)), columns, table)
 
     def partition_scan(self, table: str, ds: str | date, *, with_ds: bool = False) -> str:
-        return _read(self.files(table, ds), "*" if with_ds else "* EXCLUDE (ds)", table, ds)
+        cols = "*" if with_ds else "* EXCLUDE (ds)"
+        return _read(self._local(self.files(table, ds)), cols, table, ds)
 
     def kv_metadata(self, table: str, ds: str | date) -> dict[str, str]:
-        files = _file_list(self.files(table, ds), table, ds)
+        files = _file_list(self._local(self.files(table, ds)), table, ds)
         rows = (
             self.connect()
             .execute(f"SELECT decode(key), decode(value) FROM parquet_kv_metadata({files})")
@@ -284,6 +297,8 @@ class IcebergWarehouse(Warehouse):
             name = f"{time.time_ns():019d}-{uuid.uuid4().hex}-{local.name}"
             path = f"{tbl.location()}/data/ds={_ds(ds)}/{name}"
             pafs.copy_files(str(local), path.removeprefix("s3://"), destination_filesystem=self.fs)
+            if self.cache.budget:
+                self.cache.put(path, local)
         for attempt in range(COMMIT_TRIES):
             old = [f for f in self._data_files(tbl, ds) if drop(f.file_path)]
             if path is None and not old:
@@ -328,22 +343,6 @@ class IcebergWarehouse(Warehouse):
             return self.catalog.create_table((NAMESPACE, ident(table)), isch, partition_spec=spec)
         except TableAlreadyExistsError:
             return self._table(table)
-
-
-def _bounded(uri: str) -> str:
-    """A PostgreSQL catalog URL with a connect timeout and a statement timeout (unless the
-    URL sets them): every call to the catalog is bounded."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(uri)
-    if url.get_backend_name() != "postgresql":
-        return uri
-    bounds = {
-        "connect_timeout": str(TIMEOUT_S),
-        "options": f"-c statement_timeout={CATALOG_STATEMENT_MS}",
-    }
-    url = url.update_query_dict({k: v for k, v in bounds.items() if k not in url.query})
-    return url.render_as_string(hide_password=False)
 
 
 def _day(ds: str | date) -> int:
@@ -395,4 +394,5 @@ def _file_list(files: list[str], table: str, ds=None) -> str:
 
 
 def _read(files: list[str], columns: str, table: str, ds=None) -> str:
-    return f"(SELECT {columns} FROM read_parquet({_file_list(files, table, ds)}, union_by_name = true))"
+    files = _file_list(files, table, ds)  # `ds` from the files, never from a path
+    return f"(SELECT {columns} FROM read_parquet({files}, union_by_name = true, hive_partitioning = false))"

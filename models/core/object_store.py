@@ -5,8 +5,16 @@ DuckDB reads `s3://bucket/key` through it."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import shutil
 import threading
+import time
+import uuid
+from pathlib import Path
+
+from pyarrow import fs as pafs
 
 
 def duckdb_filesystem(fs):
@@ -64,3 +72,56 @@ class _PositionalFile(io.RawIOBase):
     def close(self) -> None:
         self.stream.close()
         super().close()
+
+
+class FileCache:
+    """Object-store files kept on local disk, by their URI: an Iceberg data file never
+    changes (a rewrite is a new file), so a copy is good for as long as it exists. DuckDB
+    then reads a local file (Python-level S3 reads cost a 1M-clip day's features up to 1.6x
+    the local warehouse's time). A file this process wrote goes in as it is written (`put`);
+    one read first is downloaded once. Past `budget` bytes, the files used longest ago are
+    removed (never one used in the last `KEEP_S`: a reader may be about to open it)."""
+
+    KEEP_S = 600
+
+    def __init__(self, root: Path, fs, budget: int):
+        self.root, self.fs, self.budget = root, fs, budget
+
+    def _path(self, uri: str) -> Path:
+        return self.root / f"{hashlib.sha256(uri.encode()).hexdigest()[:40]}.parquet"
+
+    def local(self, uri: str) -> str:
+        """A local path holding the file at `uri` (downloaded when not cached)."""
+        target = self._path(uri)
+        if target.exists():
+            os.utime(target)  # used now
+            return str(target)
+        self.root.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        try:
+            pafs.copy_files(uri.removeprefix("s3://"), str(part), source_filesystem=self.fs)
+            os.replace(part, target)
+        finally:
+            part.unlink(missing_ok=True)
+        return str(target)
+
+    def put(self, uri: str, file: Path) -> None:
+        """Keep `file`, just uploaded to `uri`, as its cached copy; then trim the cache."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        part = self._path(uri).with_name(f".{uuid.uuid4().hex}.part")
+        try:
+            os.link(file, part)
+        except OSError:
+            shutil.copyfile(file, part)
+        os.replace(part, self._path(uri))
+        self.trim()
+
+    def trim(self) -> None:
+        files = [(p.stat(), p) for p in self.root.glob("*.parquet")]
+        total = sum(st.st_size for st, _ in files)
+        now = time.time()
+        for st, p in sorted(files, key=lambda f: f[0].st_mtime):
+            if total <= self.budget or now - st.st_mtime < self.KEEP_S:
+                break
+            p.unlink(missing_ok=True)
+            total -= st.st_size

@@ -283,3 +283,29 @@ def catalog_from_env() -> str:
             "CLIPFLOW_ICEBERG_CATALOG: expected a postgresql:// (or sqlite://) database URL"
         )
     return value
+
+
+def bounded_catalog_url(uri: str) -> str:
+    """A PostgreSQL catalog URL with a connect timeout and a statement timeout (unless the
+    URL sets them): every call to the catalog is bounded."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(uri)
+    if url.get_backend_name() != "postgresql":
+        return uri
+    bounds = {"connect_timeout": "10", "options": "-c statement_timeout=60000"}  # 10 s, 60 s
+    url = url.update_query_dict({k: v for k, v in bounds.items() if k not in url.query})
+    return url.render_as_string(hide_password=False)
+
+
+def iceberg_cache_bytes() -> int:
+    """`CLIPFLOW_ICEBERG_CACHE_GB` (default 20) in bytes: the local copies of the Iceberg
+    warehouse's data files (models/core/object_store.FileCache); 0 reads S3 directly."""
+    raw = os.environ.get("CLIPFLOW_ICEBERG_CACHE_GB", "").strip() or "20"
+    try:
+        gb = float(raw)
+    except ValueError:
+        raise ValueError(f"CLIPFLOW_ICEBERG_CACHE_GB={raw[:40]!r}: not a number of GB") from None
+    if not 0 <= gb <= 1e6 or math.isnan(gb):
+        raise ValueError(f"CLIPFLOW_ICEBERG_CACHE_GB={raw[:40]!r}: expected 0 to 1000000 GB")
+    return int(gb * 2**30)

@@ -56,6 +56,8 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     ),
     # the online publish's streamed newest rows per key (#20)
     "stream": (["models/core/stream.py"], ["tests/models/core/test_stream.py"]),
+    # the S3 files DuckDB reads on the Iceberg warehouse (#21): each thread its own position
+    "object_store": (["models/core/object_store.py"], ["tests/models/core/test_object_store.py"]),
     "contract": (
         ["models/core/contract.py"],
         [

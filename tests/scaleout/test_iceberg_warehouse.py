@@ -50,7 +50,10 @@ def ice(iceberg_env, tmp_path) -> IcebergWarehouse:
     return wh
 
 
-def test_a_day_written_reads_back_and_a_rewrite_replaces_it(ice, tmp_path):
+@pytest.mark.parametrize("cache_gb", ["", "0"])  # reads through the local cache; from S3
+def test_a_day_written_reads_back_and_a_rewrite_replaces_it(ice, tmp_path, monkeypatch, cache_gb):
+    monkeypatch.setenv("CLIPFLOW_ICEBERG_CACHE_GB", cache_gb)
+    assert (ice.cache.budget > 0) == (cache_gb == "")
     local = Warehouse(tmp_path / "local")
     assert not ice.exists("clips") and ice.partitions("clips") == [] and not ice.has("clips", D1)
     for wh in (ice, local):
@@ -76,6 +79,8 @@ def test_a_day_written_reads_back_and_a_rewrite_replaces_it(ice, tmp_path):
     assert ice.version("clips", D1) > before and ice.version("clips", D2) < ice.version("clips", D1)
     assert len(content(ice, "clips", D2)) == 300  # the other day untouched
     assert ice.version("clips", "2026-03-09") is None
+    cached = sorted((ice.root / "_cache").glob("*.parquet"))
+    assert len(cached) == (3 if cache_gb == "" else 0)  # each file written, kept locally once
 
 
 def test_named_files_of_several_writers_share_a_day(ice):
@@ -194,7 +199,7 @@ def test_a_bad_configuration_is_named_without_its_secret(monkeypatch, tmp_path):
 
 
 def test_every_catalog_call_is_bounded_unless_the_url_says_otherwise():
-    from models.core.iceberg import _bounded
+    from models.core.settings import bounded_catalog_url as _bounded
 
     url = _bounded("postgresql+psycopg2://u:p%40ss@db:5432/iceberg")
     assert url == ("postgresql+psycopg2://u:p%40ss@db:5432/iceberg?connect_timeout=10"

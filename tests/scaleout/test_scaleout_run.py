@@ -160,10 +160,11 @@ def test_the_nightly_on_the_scaleout_profile_equals_the_local_one(
             monkeypatch.setenv(name, value)
         wh = warehouse_for(settings.current(home))
         assert isinstance(wh, IcebergWarehouse)
-        # nothing of a table under the home: only its local bookkeeping (landing manifests)
+        # nothing of a table under the home: its bookkeeping and the files' local cache
         assert {p.name for p in (home / "warehouse").iterdir()} <= {
             "_manifest",
             "_tmp",
+            "_cache",
             ".writer.lock",
         }
         same_tables(wh, Warehouse(local))

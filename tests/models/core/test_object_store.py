@@ -4,8 +4,12 @@ one shared position a thread read another's bytes (a Snappy or Thrift error at 1
 
 from __future__ import annotations
 
+import os
 import threading
+import time
+from pathlib import Path
 
+import pytest
 from pyarrow import fs as pafs
 
 from models.core.object_store import _PositionalFile
@@ -46,3 +50,48 @@ def test_reads_stop_at_the_end_and_seek_from_the_end(tmp_path):
     assert f.readinto(buffer) == 4 and bytes(buffer) == b"1234" and f.tell() == 5
     f.close()
     assert f.closed
+
+
+def test_the_file_cache_downloads_once_keeps_what_was_written_and_trims_the_oldest(tmp_path):
+    from models.core.object_store import FileCache
+
+    store = tmp_path / "store"
+    store.mkdir()
+    for name, size in (("a", 100), ("b", 200), ("c", 300)):
+        (store / f"{name}.parquet").write_bytes(bytes([ord(name)]) * size)
+    cache = FileCache(tmp_path / "cache", pafs.LocalFileSystem(), budget=450)
+    uri = {n: f"s3://{store}/{n}.parquet" for n in "abc"}
+    a = cache.local(uri["a"])
+    assert Path(a).read_bytes() == b"a" * 100 and a.startswith(str(tmp_path / "cache"))
+    (store / "a.parquet").write_bytes(b"changed")  # never happens to a data file: shows the hit
+    assert cache.local(uri["a"]) == a and Path(a).read_bytes() == b"a" * 100
+    written = tmp_path / "scratch.parquet"
+    written.write_bytes(b"w" * 300)
+    cache.put(uri["b"], written)  # what this process wrote: no download
+    assert Path(cache.local(uri["b"])).read_bytes() == b"w" * 300
+    assert not list((tmp_path / "cache").glob(".*"))  # no part file left
+    # 400 bytes cached, budget 450: c's 300 push it over; only files unused for KEEP_S go
+    old = time.time() - 2 * FileCache.KEEP_S
+    os.utime(a, (old, old))
+    cache.local(uri["c"])
+    cache.trim()
+    left = sorted(p.stat().st_size for p in (tmp_path / "cache").glob("*.parquet"))
+    assert left == [300, 300]  # a (the oldest) removed; b and c, used just now, kept
+    cache.budget = 0
+    cache.trim()  # over budget, but every file was used in the last KEEP_S: all kept
+    assert len(list((tmp_path / "cache").glob("*.parquet"))) == 2
+
+
+def test_the_cache_budget_is_a_number_of_gb(monkeypatch):
+    from models.core.settings import iceberg_cache_bytes
+
+    monkeypatch.delenv("CLIPFLOW_ICEBERG_CACHE_GB", raising=False)
+    assert iceberg_cache_bytes() == 20 * 2**30
+    monkeypatch.setenv("CLIPFLOW_ICEBERG_CACHE_GB", "0.5")
+    assert iceberg_cache_bytes() == 2**29
+    monkeypatch.setenv("CLIPFLOW_ICEBERG_CACHE_GB", "0")
+    assert iceberg_cache_bytes() == 0
+    for bad in ("-1", "lots", "nan", "2e6"):
+        monkeypatch.setenv("CLIPFLOW_ICEBERG_CACHE_GB", bad)
+        with pytest.raises(ValueError, match="CLIPFLOW_ICEBERG_CACHE_GB"):
+            iceberg_cache_bytes()
