@@ -20,6 +20,7 @@ Dagster UI, `clipflow run` and the tests all resolve the same variables the same
 | `CLIPFLOW_MLFLOW_ARTIFACTS` | unset | `s3://bucket[/prefix]`: where new MLflow experiments keep their artifacts (models, plots); unset: `mlartifacts/` under the home |
 | `CLIPFLOW_WAREHOUSE` | unset | `s3://bucket[/prefix]`: the warehouse as Apache Iceberg tables there (models/core/iceberg.py), catalog in `CLIPFLOW_ICEBERG_CATALOG`; unset: Parquet under the home |
 | `CLIPFLOW_ICEBERG_CATALOG` | unset | the Iceberg SQL catalog's database (`postgresql+psycopg2://user@host:port/db`); read when the warehouse connects, never shown |
+| `CLIPFLOW_ICEBERG_CACHE_GB` | 20 | local copies of the Iceberg warehouse's data files (0: read S3 directly) |
 | `AWS_ENDPOINT_URL_S3` | unset | an S3-compatible server (`http(s)://host:port`) for the warehouse and, through boto3, MLflow; unset: AWS |
 
 Secrets (`CLIPFLOW_METADATA_API_KEY`, webhook secrets, passwords inside `CLIPFLOW_REDIS`,
