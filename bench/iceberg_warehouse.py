@@ -16,6 +16,10 @@ store the upload and reads would run elsewhere.
   creator state built the pipeline's way on each (not timed), then `build_clip_features` of
   the last day on each, best of 2, interleaved. Both must write the same rows (checksums).
 
+Reads go through the warehouse's local file cache (`CLIPFLOW_ICEBERG_CACHE_GB`, default):
+the files copied in were written by this process, so they are cached as on a machine that
+ran the days before; a fresh worker downloads each file once first (not measured here).
+
 Target (#21): each within 1.5x of the local backend in the same run.
 """
 
