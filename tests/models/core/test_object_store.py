@@ -43,6 +43,8 @@ def test_two_threads_seek_and_read_their_own_positions(tmp_path):
 def test_reads_stop_at_the_end_and_seek_from_the_end(tmp_path):
     (tmp_path / "f.bin").write_bytes(b"0123456789")
     f = _PositionalFile(pafs.LocalFileSystem().open_input_file(str(tmp_path / "f.bin")))
+    assert f.tell() == 0 and f.read(3) == b"012" and f.tell() == 3  # a new thread starts at 0
+    assert f.read(0) == b"" and f.tell() == 3
     assert f.seek(-3, 2) == 7 and f.read() == b"789" and f.read(5) == b""
     assert f.seek(2) == 2 and f.seek(3, 1) == 5 and f.read(100) == b"56789"
     buffer = bytearray(4)
@@ -71,15 +73,19 @@ def test_the_file_cache_downloads_once_keeps_what_was_written_and_trims_the_olde
     assert Path(cache.local(uri["b"])).read_bytes() == b"w" * 300
     assert not list((tmp_path / "cache").glob(".*"))  # no part file left
     # 400 bytes cached, budget 450: c's 300 push it over; only files unused for KEEP_S go
+    cache.local(uri["c"])  # 700 bytes now, over the budget: nothing old enough to go yet
+    assert len(list((tmp_path / "cache").glob("*.parquet"))) == 3
     old = time.time() - 2 * FileCache.KEEP_S
+    b = cache.local(uri["b"])
+    os.utime(b, (old - 10, old - 10))  # b, written after a, is the one used longest ago
     os.utime(a, (old, old))
-    cache.local(uri["c"])
     cache.trim()
-    left = sorted(p.stat().st_size for p in (tmp_path / "cache").glob("*.parquet"))
-    assert left == [300, 300]  # a (the oldest) removed; b and c, used just now, kept
+    left = sorted(Path(p).read_bytes()[:1] for p in (tmp_path / "cache").glob("*.parquet"))
+    assert left == [b"a", b"c"]  # b (the oldest use) removed: 400 bytes, under the budget
     cache.budget = 0
-    cache.trim()  # over budget, but every file was used in the last KEEP_S: all kept
-    assert len(list((tmp_path / "cache").glob("*.parquet"))) == 2
+    cache.trim()  # all over budget: a (old) goes, c (used in the last KEEP_S) stays
+    left = [Path(p).read_bytes()[:1] for p in (tmp_path / "cache").glob("*.parquet")]
+    assert left == [b"c"]
 
 
 def test_the_cache_budget_is_a_number_of_gb(monkeypatch):
