@@ -47,7 +47,6 @@ def ab_results(
     mlflow: MlflowResource,
     events: EventsResource,
 ) -> dg.MaterializeResult:
-
     from models.experiments.aggregate import ANALYSIS_MEMORY_LIMIT, analyze, load_history
     from models.experiments.config import load_experiments
     from models.experiments.report import result_rows, result_table, write_report
