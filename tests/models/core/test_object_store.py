@@ -101,3 +101,27 @@ def test_the_cache_budget_is_a_number_of_gb(monkeypatch):
         monkeypatch.setenv("CLIPFLOW_ICEBERG_CACHE_GB", bad)
         with pytest.raises(ValueError, match="CLIPFLOW_ICEBERG_CACHE_GB"):
             iceberg_cache_bytes()
+
+
+def test_duckdb_reads_s3_paths_through_the_wrapper_as_it_reads_local_files(tmp_path):
+    """The wrapper DuckDB registers (here over Arrow's local file system, which takes the
+    same paths once `s3://` is stripped): a many-row-group file read by 2 threads."""
+    import duckdb
+
+    from models.core.object_store import duckdb_filesystem
+
+    con = duckdb.connect()
+    con.execute("SET threads = 2")
+    path = tmp_path / "big.parquet"
+    con.execute(f"COPY (SELECT range AS a, md5(range::VARCHAR) AS b FROM range(600000)) "
+                f"TO '{path}' (FORMAT parquet, ROW_GROUP_SIZE 50000)")  # fmt: skip
+    fs = duckdb_filesystem(pafs.LocalFileSystem())
+    assert fs.protocol == "s3"
+    con.register_filesystem(fs)
+    q = "SELECT count(*), sum(a), count(DISTINCT b), max(b) FROM read_parquet('{}')"
+    want = con.execute(q.format(path)).fetchall()
+    for _ in range(3):
+        assert con.execute(q.format(f"s3://{path}")).fetchall() == want
+    with fs.open(f"s3://{tmp_path}/out.bin", "wb") as f:  # writes keep fsspec's own file
+        f.write(b"written")
+    assert (tmp_path / "out.bin").read_bytes() == b"written"
