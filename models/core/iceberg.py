@@ -37,7 +37,7 @@ import duckdb
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-from models.core.object_store import FileCache, duckdb_filesystem
+from models.core.object_store import FileCache, download, duckdb_filesystem
 from models.core.settings import (
     bounded_catalog_url,
     catalog_from_env,
@@ -72,6 +72,20 @@ def warehouse_for(s, *, threads: int | None = None, memory_limit: str | None = N
 class IcebergWarehouse(Warehouse):
     """The warehouse tables as Iceberg tables at `location` (`s3://bucket[/prefix]`)."""
 
+    def __init__(
+        self,
+        home: str | os.PathLike,
+        location: str,
+        *,
+        catalog_uri: str | None = None,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+    ):
+        super().__init__(home, threads=threads, memory_limit=memory_limit)
+        self.uri = location.rstrip("/")
+        self._catalog_uri = catalog_uri  # None: CLIPFLOW_ICEBERG_CATALOG, read when used
+        self._listed: dict[tuple, list] = {}  # (metadata file, day): that snapshot's files
+
     def feast_offline(self, tables) -> int:
         """Feast's DuckDB offline store cannot read S3 here (no httpfs offline) and Feast's
         `IcebergSource` needs its Spark store: its file sources read a local mirror of each
@@ -91,28 +105,9 @@ class IcebergWarehouse(Warehouse):
             for rel in have.keys() - want.keys():
                 have[rel].unlink()
             for rel in sorted(want.keys() - have.keys()):
-                target = root / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                part = target.with_name(f".{target.name}.part")  # not *.parquet: never globbed
-                source = want[rel].removeprefix("s3://")
-                pafs.copy_files(source, str(part), source_filesystem=self.fs)
-                os.replace(part, target)
+                download(self.fs, want[rel], root / rel)
                 copied += 1
         return copied
-
-    def __init__(
-        self,
-        home: str | os.PathLike,
-        location: str,
-        *,
-        catalog_uri: str | None = None,
-        threads: int | None = None,
-        memory_limit: str | None = None,
-    ):
-        super().__init__(home, threads=threads, memory_limit=memory_limit)
-        self.uri = location.rstrip("/")
-        self._catalog_uri = catalog_uri  # None: CLIPFLOW_ICEBERG_CATALOG, read when used
-        self._listed: dict[tuple, list] = {}  # (metadata file, day): that snapshot's files
 
     # -- engines -----------------------------------------------------------------------
     def _s3_props(self) -> dict[str, str]:

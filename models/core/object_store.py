@@ -74,6 +74,18 @@ class _PositionalFile(io.RawIOBase):
         super().close()
 
 
+def download(fs, uri: str, target: Path) -> None:
+    """Copy the object at `uri` (`s3://bucket/key`) from `fs` to `target`, whole or not at
+    all: written under a `.part` name (never globbed as `*.parquet`), then renamed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+    try:
+        pafs.copy_files(uri.removeprefix("s3://"), str(part), source_filesystem=fs)
+        os.replace(part, target)
+    finally:
+        part.unlink(missing_ok=True)
+
+
 class FileCache:
     """Object-store files kept on local disk, by their URI: an Iceberg data file never
     changes (a rewrite is a new file), so a copy is good for as long as it exists. DuckDB
@@ -96,13 +108,7 @@ class FileCache:
         if target.exists():
             os.utime(target)  # used now
             return str(target)
-        self.root.mkdir(parents=True, exist_ok=True)
-        part = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
-        try:
-            pafs.copy_files(uri.removeprefix("s3://"), str(part), source_filesystem=self.fs)
-            os.replace(part, target)
-        finally:
-            part.unlink(missing_ok=True)
+        download(self.fs, uri, target)
         return str(target)
 
     def put(self, uri: str, file: Path) -> None:
