@@ -128,17 +128,20 @@ class IcebergWarehouse(Warehouse):
     def catalog(self):
         """pyiceberg's SQL catalog (tables created on first write)."""
         from pyiceberg.catalog.sql import SqlCatalog
+        from sqlalchemy.exc import IntegrityError, ProgrammingError
 
         uri = bounded_catalog_url(self._catalog_uri or catalog_from_env())
-        catalog = SqlCatalog(
-            NAMESPACE,
-            uri=uri,
-            warehouse=self.uri,
-            **{"py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO"},
-            **self._s3_props(),
-        )
-        catalog.create_namespace_if_not_exists(NAMESPACE)
-        return catalog
+        for attempt in range(3):  # workers starting on a fresh catalog database race to
+            try:  # create its tables and namespace: the loser finds them on its next try
+                catalog = SqlCatalog(NAMESPACE, uri=uri, warehouse=self.uri,
+                                     **{"py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO"},
+                                     **self._s3_props())  # fmt: skip
+                catalog.create_namespace_if_not_exists(NAMESPACE)
+                return catalog
+            except (IntegrityError, ProgrammingError) as e:
+                if attempt == 2 or "already exists" not in str(e):
+                    raise
+                time.sleep(random.uniform(0.05, 0.2))
 
     @cached_property
     def fs(self):
