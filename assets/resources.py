@@ -78,7 +78,9 @@ class WarehouseResource(HomeResource):
         run_id = context.run_id if context.dagster_run is not None else "no run"
         log = dg.get_dagster_logger()
         self._held = ExitStack()
-        lock = writer_lock(self.get().root, f"run {run_id}", self.lock_wait_s, log.info)
+        wh = self.get()  # Iceberg commits are safe among concurrent runs: a shared lock
+        shared = bool(self.settings().warehouse_uri)
+        lock = writer_lock(wh.root, f"run {run_id}", self.lock_wait_s, log.info, shared)
         for line in self._held.enter_context(lock):
             log.warning(f"warehouse recovery: {line}")
 

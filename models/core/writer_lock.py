@@ -8,6 +8,12 @@ two runs on one home never race in a partition swap. A second run waits up to it
 host, label, since when). The lock is the kernel's (`flock`): it goes when its process
 dies, `kill -9` included, so a crash never leaves a stale lock.
 
+On the Iceberg warehouse (models/core/iceberg.py) the catalog's commits are atomic and
+safe among concurrent writers, so runs take the lock shared (`shared=True`): several runs
+write at once (a backfill's lanes, #21), a local-warehouse run still waits for all of
+them, and recovery runs only in a run that found the lock free (it holds it exclusively
+while it recovers, then shares it), so no run deletes the scratch files of another.
+
 Partition swaps (models/core/warehouse.py) rename the old partition to
 `_tmp/old-<id>` and write `_tmp/old-<id>.target` (the partition's path) first, then rename
 the new one into place. Whoever next takes the lock finishes what a crash left: an old
@@ -48,20 +54,31 @@ def _holder(path: Path) -> str:
 
 @contextmanager
 def writer_lock(
-    root: Path, label: str, wait_s: float = 0.0, say: Callable[[str], None] = lambda m: None
+    root: Path,
+    label: str,
+    wait_s: float = 0.0,
+    say: Callable[[str], None] = lambda m: None,
+    shared: bool = False,
 ) -> Iterator[list[str]]:
     """Hold the writer lock of warehouse `root` (created if missing); yields what the
-    recovery did. Waits up to `wait_s` (telling `say` every 10 s), then WriterBusy."""
+    recovery did. Waits up to `wait_s` (telling `say` every 10 s), then WriterBusy.
+
+    `shared`: for a warehouse whose commits are safe among concurrent writers (Iceberg):
+    runs hold the lock together, and only one that finds itself alone recovers (then
+    lets the others in), so no run deletes another's scratch files."""
     root.mkdir(parents=True, exist_ok=True)
     path = root / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline, told = time.monotonic() + wait_s, 0.0
+        deadline, told, alone = time.monotonic() + wait_s, 0.0, True
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if shared and _try_shared(fd):
+                    alone = False
+                    break
                 now = time.monotonic()
                 if now >= deadline:
                     raise WriterBusy(
@@ -75,9 +92,20 @@ def writer_lock(
         info = {"pid": os.getpid(), "host": socket.gethostname(), "label": label,
                 "since": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
         _record_holder(fd, json.dumps(info).encode(), say)
-        yield recover(root)
+        done = recover(root) if alone else []
+        if shared and alone:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # recovered: other writers may join now
+        yield done
     finally:
         os.close(fd)  # releases the flock
+
+
+def _try_shared(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # an exclusive holder: a local run, or one recovering
+    return True
 
 
 def _record_holder(fd: int, info: bytes, say: Callable[[str], None]) -> None:

@@ -28,18 +28,19 @@ def _python(code: str, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
-def _hold(home: Path) -> subprocess.Popen:
-    """Another process holding the writer lock until killed."""
+def _hold(home: Path, shared: bool = False) -> subprocess.Popen:
+    """Another process holding the writer lock (shared: as an Iceberg run) until killed."""
     proc = _python(
         """
         import sys, time
         from pathlib import Path
         from models.core.writer_lock import writer_lock
-        with writer_lock(Path(sys.argv[1]) / "warehouse", "holder"):
+        with writer_lock(Path(sys.argv[1]) / "warehouse", "holder", shared=sys.argv[2] == "1"):
             print("held", flush=True)
             time.sleep(600)
         """,
         str(home),
+        "1" if shared else "0",
     )
     assert proc.stdout.readline().strip() == "held"
     return proc
@@ -133,3 +134,38 @@ def test_recover_without_the_lock_files_is_a_no_op(tmp_path):
     ):
         pass
     assert (tmp_path / "wh" / LOCK_NAME).exists()
+
+
+def test_shared_writers_hold_the_lock_together_and_only_one_alone_recovers(tmp_path):
+    """Iceberg runs (shared=True) write at once: a second one gets the lock while the first
+    holds it and leaves the scratch files alone (they may be the first one's); a local-style
+    exclusive writer is refused meanwhile; a shared writer that finds the lock free
+    recovers."""
+    home = tmp_path / "home"
+    root = home / "warehouse"
+    scratch = root / "_tmp" / "write-of-the-other-run"
+    holder = _hold(home, shared=True)
+    try:
+        scratch.mkdir(parents=True)
+        with writer_lock(root, "second", shared=True) as done:
+            assert done == [] and scratch.is_dir()
+        with pytest.raises(WriterBusy, match="is being written by"), writer_lock(root, "x"):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with writer_lock(root, "alone", shared=True) as done:
+        assert done == ["removed unfinished write write-of-the-other-run"]
+        assert not scratch.exists()
+        other = _python(  # the lock is shared again once recovered
+            """
+            import sys
+            from pathlib import Path
+            from models.core.writer_lock import writer_lock
+            with writer_lock(Path(sys.argv[1]), "joiner", shared=True):
+                print("joined", flush=True)
+            """,
+            str(root),
+        )
+        out, err = other.communicate(timeout=60)
+        assert out.strip() == "joined", err
