@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pyarrow as pa
 
-from assets.constants import DAILY_PARTITIONS, INGEST, OWNERS
+from assets.constants import DAILY_PARTITIONS, DATA_LANE, INGEST, OWNERS
 from assets.markdown import md_table
 from assets.resources import VideoMetadataResource, WarehouseResource
 from models.core.warehouse import Warehouse
@@ -53,6 +53,7 @@ def _day_video_ids(wh: Warehouse, ds: str) -> list[str]:
     group_name=INGEST,
     owners=OWNERS[INGEST],
     deps=["clips"],
+    pool=DATA_LANE,
     kinds={"api", "duckdb"},
     description="Title, channel, view and like counts of the source videos of the day's "
     "clips, from the integration hub's metadata API; videos it cannot give go to "

@@ -17,7 +17,7 @@ the end of the day, in a backfill as in real time.
 
 import dagster as dg
 
-from assets.constants import DAILY_PARTITIONS, EXPERIMENTS, OWNERS, day_end
+from assets.constants import DAILY_PARTITIONS, EXPERIMENTS, MODEL_LANE, OWNERS, day_end
 from assets.markdown import head_md
 from assets.resources import (
     EventsResource,
@@ -35,6 +35,7 @@ PREVIEW_COLUMNS = ["experiment_id", "metric", "variant", "relative_lift", "p_val
     owners=OWNERS[EXPERIMENTS],
     partitions_def=DAILY_PARTITIONS,
     deps=["assignments", "user_metrics", "clip_quality_model"],
+    pool=MODEL_LANE,
     kinds={"duckdb", "scipy"},
     description="Per experiment, cumulative to the end of the day: SRM, lifts with intervals, "
     "CUPED, power and a decision bound to the model versions that served; JSON + HTML "

@@ -7,7 +7,15 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from assets.constants import DAILY_PARTITIONS, FEATURES, OWNERS, TRAINING, day_end
+from assets.constants import (
+    DAILY_PARTITIONS,
+    DATA_LANE,
+    FEATURES,
+    MODEL_LANE,
+    OWNERS,
+    TRAINING,
+    day_end,
+)
 from assets.features import PREVIEW_COLUMNS
 from assets.markdown import PREVIEW_ROWS, head_md, md_table
 from assets.resources import FeastResource, MlflowResource, WarehouseResource
@@ -31,6 +39,7 @@ MODEL_OP = "clip_quality_model"  # whose config (ModelConfig) holds the window a
     group_name=FEATURES,
     owners=OWNERS[FEATURES],
     partitions_def=DAILY_PARTITIONS,
+    pool=DATA_LANE,
     kinds={"feast"},
     description="`feast apply` of feature_repo/: the registry always matches the code that "
     "runs (entities, sources, views, the clip_quality_v1 service). Idempotent.",
@@ -73,6 +82,7 @@ class TrainingSetConfig(dg.Config):
     owners=OWNERS[TRAINING],
     partitions_def=DAILY_PARTITIONS,
     deps=["clip_features", "labels", "feast_registry"],
+    pool=MODEL_LANE,
     kinds={"duckdb", "feast"},
     description="The labelled clips of the training window (sampled to the row budget): "
     "their scoring moments up to the end of the day, features as of each moment (point in "

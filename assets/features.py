@@ -11,7 +11,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from assets.constants import DAILY_PARTITIONS, FEATURES, OWNERS
+from assets.constants import DAILY_PARTITIONS, DATA_LANE, FEATURES, OWNERS
 from assets.markdown import md_table
 from assets.resources import WarehouseResource
 from models.features import creator_state
@@ -39,6 +39,7 @@ PREVIEW_COLUMNS = [
     owners=OWNERS[FEATURES],
     partitions_def=DAILY_PARTITIONS,
     deps=["clips", "engagement", "labels"],
+    pool=DATA_LANE,
     kinds={"duckdb", "parquet"},
     description="Point-in-time clip features, one row per (clip_id, event_timestamp): a "
     "creation row per clip created on the day and a day-end row per clip in its first 7 "

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from assets.constants import DAILY_PARTITIONS, INGEST, OWNERS
+from assets.constants import DAILY_PARTITIONS, DATA_LANE, INGEST, OWNERS
 from assets.markdown import md_table
 from assets.resources import LandingResource, WarehouseResource
 from models.core.contract import TABLES, NotAfter, Table
@@ -49,6 +49,7 @@ def build_ingest_asset(table: Table) -> dg.AssetsDefinition:
         owners=OWNERS[INGEST],
         partitions_def=DAILY_PARTITIONS,
         deps=_DEPS.get(table.warehouse, []),
+        pool=DATA_LANE,
         kinds={"duckdb", "parquet"},
         description=f"Valid rows of landing `{table.name}/` for the day, by "
         f"`{table.partition_by}` (UTC); rejected rows and files go to `quarantine`.",

@@ -16,7 +16,7 @@ from typing import Literal
 
 import dagster as dg
 
-from assets.constants import DAILY_PARTITIONS, MONITORING, OWNERS, day_end
+from assets.constants import DAILY_PARTITIONS, MODEL_LANE, MONITORING, OWNERS, day_end
 from assets.markdown import md_table
 from assets.resources import (
     EventsResource,
@@ -58,6 +58,7 @@ with warnings.catch_warnings():  # partitioned asset checks are a Dagster previe
     owners=OWNERS[MONITORING],
     partitions_def=DAILY_PARTITIONS,
     deps=["clip_scores", "clip_features", "labels"],
+    pool=MODEL_LANE,
     kinds={"duckdb", "numpy"},
     check_specs=_CHECKS,
     description="The day's feature and prediction drift against the champion's reference, "

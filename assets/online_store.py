@@ -16,7 +16,7 @@ after the other, through Feast's own write.
 
 import dagster as dg
 
-from assets.constants import DAILY_PARTITIONS, FEATURES, OWNERS, SCORING
+from assets.constants import DAILY_PARTITIONS, FEATURES, MODEL_LANE, OWNERS, SCORING
 from assets.features import PREVIEW_COLUMNS
 from assets.markdown import PREVIEW_ROWS, head_md
 from assets.resources import EventsResource, FeastResource, WarehouseResource
@@ -54,6 +54,7 @@ SCORE_TS = "score_timestamp"  # the scores' event time in the joined rows
     ],
     partitions_def=DAILY_PARTITIONS,
     can_subset=True,
+    pool=MODEL_LANE,  # one command per clip for features and score: in the model lane
     retry_policy=dg.RetryPolicy(max_retries=2, delay=5),
 )
 def online_store(

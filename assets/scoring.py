@@ -4,7 +4,7 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 
-from assets.constants import DAILY_PARTITIONS, OWNERS, SCORING, day_end
+from assets.constants import DAILY_PARTITIONS, MODEL_LANE, OWNERS, SCORING, day_end
 from assets.markdown import head_md
 from assets.resources import MlflowResource, WarehouseResource
 from models.core.names import ALIASES, FEATURE_COLUMNS
@@ -14,7 +14,9 @@ from models.core.names import ALIASES, FEATURE_COLUMNS
     group_name=SCORING,
     owners=OWNERS[SCORING],
     partitions_def=DAILY_PARTITIONS,
-    deps=["clip_features", "clip_quality_model"],
+    # after the day's A/B decision, which may promote the challenger (as in one run)
+    deps=["clip_features", "clip_quality_model", "ab_results"],
+    pool=MODEL_LANE,
     kinds={"xgboost", "parquet"},
     description="Every clip created in the last 7 days, scored with features as of the end "
     "of the day, by the champion and (shadow) the challenger, loaded by alias.",

@@ -16,7 +16,7 @@ import re
 import dagster as dg
 from pydantic import Field, field_validator
 
-from assets.constants import DAILY_PARTITIONS, OWNERS, TRAINING, day_end
+from assets.constants import DAILY_PARTITIONS, MODEL_LANE, OWNERS, TRAINING, day_end
 from assets.markdown import md_table
 from assets.resources import EventsResource, MlflowResource, NotifierResource, WarehouseResource
 from models.core.names import MODEL_NAME
@@ -79,6 +79,7 @@ class ModelConfig(dg.Config):
     owners=OWNERS[TRAINING],
     partitions_def=DAILY_PARTITIONS,
     deps=["training_set"],
+    pool=MODEL_LANE,
     kinds={"xgboost", "mlflow"},
     description="XGBoost regressor of clip quality, trained on the day's training set when "
     "the retraining policy says, gated (validation_gate) and registered in MLflow as "

@@ -12,7 +12,15 @@ from assets.online_store import online_store_assets
 from assets.resources import clipflow_resources
 from assets.scoring import scoring_assets
 from assets.training import training_assets
-from pipelines.jobs import ingest_job, nightly_job, nightly_schedule, online_push_job, training_job
+from pipelines.jobs import (
+    data_job,
+    ingest_job,
+    model_job,
+    nightly_job,
+    nightly_schedule,
+    online_push_job,
+    training_job,
+)
 from pipelines.sensors.late_data import late_data_sensor
 from pipelines.sensors.online_push import online_push_sensor
 from pipelines.sensors.retrain_on_drift import retrain_on_drift_sensor
@@ -31,7 +39,7 @@ defs = dg.Definitions(
         *monitoring_assets,
     ],
     asset_checks=[*ingest_checks, *feature_checks],
-    jobs=[nightly_job, ingest_job, online_push_job, training_job],
+    jobs=[nightly_job, ingest_job, online_push_job, training_job, data_job, model_job],
     schedules=[nightly_schedule],
     # in-process: see pipelines.jobs (a day is a chain of steps; ~50 ms a step, not ~1.7 s)
     executor=dg.in_process_executor,

@@ -12,11 +12,17 @@
 the code location loads) for the daily partition that just closed, and is running by default,
 so `clipflow ui` (webserver + daemon) ticks it.
 
+- `data_job` and `model_job`: the two lanes of a day (assets.constants: DATA_LANE,
+  MODEL_LANE), what `clipflow backfill` runs so that day D+1's ingestion and features run
+  beside day D's model lane (pipelines/backfill.py). Together they are `nightly_job`.
+
 Every run executes in-process (the `Definitions` executor): the steps of a day are a chain,
 the machine has two cores, and the multiprocess executor costs ~1.7 s per step here against
-~50 ms. Runs are queued one at a time (`run_queue.max_concurrent_runs: 1` in the instance
-that `clipflow` writes): the DuckDB warehouse has one writer, and a backfill's days must run
-in date order, each seeing the previous day's model.
+~50 ms. Each lane is a concurrency pool of one run (`concurrency.pools` in the instance that
+`clipflow` writes, run granularity): `nightly_job` holds both, so nightly runs, job
+backfills and the UI's backfills run one day at a time in date order, each seeing the
+previous day's model, even with several run slots (`CLIPFLOW_RUN_SLOTS`: 1 on the local
+warehouse, whose one writer would make a second run wait; 2 on Iceberg).
 """
 
 from __future__ import annotations
@@ -83,6 +89,26 @@ ingest_job = dg.define_asset_job(
     description="Landing files of one day into the warehouse, with quarantine.",
 )
 
+DATA_LANE_SELECTION = dg.AssetSelection.groups(INGEST) | dg.AssetSelection.assets(
+    "feast_registry", "clip_features"
+)
+data_job = dg.define_asset_job(
+    "data_job",
+    hooks=STEP_PEAK_HOOKS,
+    selection=DATA_LANE_SELECTION,
+    partitions_def=DAILY_PARTITIONS,
+    description="The data lane of a day: ingestion, video metadata, the Feast registry, "
+    "features (what clipflow backfill runs beside the day before's model lane).",
+)
+model_job = dg.define_asset_job(
+    "model_job",
+    hooks=STEP_PEAK_HOOKS,
+    selection=dg.AssetSelection.all() - DATA_LANE_SELECTION,
+    partitions_def=DAILY_PARTITIONS,
+    description="The model lane of a day: training set, training when the policy says, "
+    "A/B, scores, drift, the online store; after the day's data lane.",
+)
+
 # On demand: retrain now (the launchpad sets `force_retrain`; the schedule and the daily
 # policy cover the rest). Pick the day whose training set to use as the partition.
 training_job = dg.define_asset_job(
@@ -117,4 +143,12 @@ def build_nightly_schedule(at: str | None = None) -> dg.ScheduleDefinition:
 
 nightly_schedule = build_nightly_schedule()
 
-__all__ = ["ingest_job", "nightly_job", "nightly_schedule", "online_push_job", "training_job"]
+__all__ = [
+    "data_job",
+    "ingest_job",
+    "model_job",
+    "nightly_job",
+    "nightly_schedule",
+    "online_push_job",
+    "training_job",
+]

@@ -20,6 +20,7 @@ Dagster UI, `clipflow run` and the tests all resolve the same variables the same
 | `CLIPFLOW_MLFLOW_ARTIFACTS` | unset | `s3://bucket[/prefix]`: where new MLflow experiments keep their artifacts (models, plots); unset: `mlartifacts/` under the home |
 | `CLIPFLOW_WAREHOUSE` | unset | `s3://bucket[/prefix]`: the warehouse as Apache Iceberg tables there (models/core/iceberg.py), catalog in `CLIPFLOW_ICEBERG_CATALOG`; unset: Parquet under the home |
 | `CLIPFLOW_ICEBERG_CATALOG` | unset | the Iceberg SQL catalog's database (`postgresql+psycopg2://user@host:port/db`); read when the warehouse connects, never shown |
+| `CLIPFLOW_RUN_SLOTS` | 2 with `CLIPFLOW_WAREHOUSE`, else 1 | runs at once in the Dagster instance `clipflow` creates (written into its `dagster.yaml` once) |
 | `CLIPFLOW_ICEBERG_CACHE_GB` | 20 | local copies of the Iceberg warehouse's data files (0: read S3 directly) |
 | `AWS_ENDPOINT_URL_S3` | unset | an S3-compatible server (`http(s)://host:port`) for the warehouse and, through boto3, MLflow; unset: AWS |
 
@@ -55,14 +56,35 @@ _QUIET = {
     "OMP_WAIT_POLICY": "PASSIVE",
 }
 
-# The instance `clipflow` creates: no telemetry; one run at a time (the DuckDB warehouse has a
-# single writer, and the days of a UI backfill must run in date order: see pipelines.jobs).
+# The instance `clipflow` creates: no telemetry; `run_slots` runs at once; each lane of a day
+# (assets.constants DATA_LANE, MODEL_LANE) is a pool of one run, so the days of a backfill
+# keep date order within a lane (see pipelines.jobs).
 _DAGSTER_YAML = """\
 telemetry:
   enabled: false
-run_queue:
-  max_concurrent_runs: 1
+concurrency:
+  runs:
+    max_concurrent_runs: {slots}
+  pools:
+    granularity: run
+    default_limit: 1
 """
+MAX_RUN_SLOTS = 64
+
+
+def run_slots(s: Settings) -> int:
+    """How many runs the instance `clipflow` creates runs at once: `CLIPFLOW_RUN_SLOTS`
+    (1 to 64), by default 2 on the Iceberg warehouse (concurrent writers are safe: a day's
+    data lane runs beside the day before's model lane) and 1 on the local one (one writer
+    per home: a second run would only wait for the writer lock)."""
+    raw = os.environ.get("CLIPFLOW_RUN_SLOTS", "").strip()
+    if not raw:
+        return 2 if s.warehouse_uri else 1
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_RUN_SLOTS:
+        raise ValueError(
+            f"CLIPFLOW_RUN_SLOTS={raw[:20]!r}: expected a whole number, 1 to {MAX_RUN_SLOTS}"
+        )
+    return int(raw)
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # NUL, newline, tab, escape, DEL, C1
@@ -241,7 +263,7 @@ def prepare_process(
     s.dagster_home.mkdir(parents=True, exist_ok=True)
     cfg = s.dagster_home / "dagster.yaml"
     if not cfg.exists():
-        cfg.write_text(_DAGSTER_YAML)
+        cfg.write_text(_DAGSTER_YAML.format(slots=run_slots(s)))
     return s
 
 

@@ -82,16 +82,68 @@ def test_every_asset_has_a_group_owners_kinds_and_a_description():
     assert groups == set(GROUPS)  # no group without assets, none undeclared
 
 
-def test_the_instance_clipflow_creates_runs_one_run_at_a_time(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("warehouse", "slots_env", "slots"),
+    [("", "", 1), ("s3://clipflow/wh", "", 2), ("", "3", 3), ("s3://clipflow/wh", "1", 1)],
+)
+def test_the_instance_clipflow_creates_queues_runs_with_one_run_per_lane(
+    tmp_path, monkeypatch, warehouse, slots_env, slots
+):
+    """One run at a time on the local warehouse (one writer), two on Iceberg, or
+    CLIPFLOW_RUN_SLOTS; each lane a pool of one run, counted per run."""
     for var in ("CLIPFLOW_HOME", "DAGSTER_HOME"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CLIPFLOW_WAREHOUSE", warehouse)
+    monkeypatch.setenv("CLIPFLOW_RUN_SLOTS", slots_env)
     s = prepare_process(home=tmp_path / "home")
     instance = dg.DagsterInstance.from_config(str(s.dagster_home))
     try:
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
-        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 1
+        config = instance.get_concurrency_config()
+        assert config.run_queue_config.max_concurrent_runs == slots
+        assert config.pool_config.pool_granularity.value == "run"
+        assert config.pool_config.default_pool_limit == 1
     finally:
         instance.dispose()
+
+
+@pytest.mark.parametrize(("value", "ok"), [("1", True), ("64", True), ("0", False),
+                                           ("65", False), ("2.5", False), ("-1", False)])  # fmt: skip
+def test_run_slots_are_a_whole_number_from_1_to_64(monkeypatch, value, ok):
+    from models.core.settings import current, run_slots
+
+    monkeypatch.setenv("CLIPFLOW_RUN_SLOTS", value)
+    if ok:
+        assert run_slots(current()) == int(value)
+    else:
+        with pytest.raises(ValueError, match="CLIPFLOW_RUN_SLOTS"):
+            run_slots(current())
+
+
+def _pools(job_name: str) -> dict[str, set[str]]:
+    """Each asset of the job: its pools."""
+    job = defs.resolve_job_def(job_name)
+    graph = defs.resolve_asset_graph()
+    keys = job.asset_layer.selected_asset_keys
+    return {k.to_user_string(): set(graph.get(k).pools or ()) for k in keys}
+
+
+def test_a_day_is_two_lanes_each_in_its_pool_and_the_nightly_holds_both():
+    from assets.constants import DATA_LANE, MODEL_LANE
+
+    data, model, nightly = (_pools(j) for j in ("data_job", "model_job", "nightly_job"))
+    assert data and model and not set(data) & set(model)
+    assert set(data) | set(model) == set(nightly)
+    assert all(p == {DATA_LANE} for p in data.values()), data
+    assert all(p == {MODEL_LANE} for p in model.values()), model
+    assert {"clips", "clip_features", "feast_registry"} <= set(data)
+    assert {"training_set", "clip_quality_model", "ab_results", "clip_scores"} <= set(model)
+    # the model lane reads nothing the next day's data lane writes before it is done: its
+    # assets depend only on the data lane and on each other
+    graph = defs.resolve_asset_graph()
+    for name in data:
+        parents = {p.to_user_string() for p in graph.get(dg.AssetKey(name)).parent_keys}
+        assert parents <= set(data), (name, parents)
 
 
 def test_every_ingest_asset_is_daily_partitioned_with_a_blocking_contract_check():
