@@ -53,36 +53,30 @@ def cmd_generate(a: argparse.Namespace) -> int:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from models.core.contract import TABLES
-    from models.core.settings import prepare_process
-    from models.ingest.landing import landing_days
-    from pipelines.runner import days_between, print_summary, run_days
+    from pipelines.runner import print_summary, resolve_days, run_days
 
-    s = prepare_process(home=a.home, landing_dir=a.landing)
-    if not s.landing_dir.is_dir():
-        print(f"error: landing directory not found: {s.landing_dir}", file=sys.stderr)
-        return 2
-    found = landing_days(s.landing_dir, TABLES.values())
-    if found is None and (a.start is None or a.end is None):
-        print(f"error: no readable landing data under {s.landing_dir}", file=sys.stderr)
-        return 2
-    start = a.start or found[0]
-    end = a.end or found[1]
-    last_complete = _yesterday()
-    if end > last_complete:
-        print(f"note: stopping at {last_complete}: later days are not complete yet")
-        end = last_complete
-    if start > end:
-        print(f"error: nothing to run: start {start} is after end {end}", file=sys.stderr)
-        return 2
-    days = days_between(start, end)
-    print(
-        f"clipflow run: {len(days)} day(s) {start}..{end}\n  landing {s.landing_dir}\n"
-        f"  home    {s.home}"
-    )
+    got = resolve_days(a, "run", _yesterday())
+    if isinstance(got, int):
+        return got
+    s, days = got
     summary = run_days(days, job_name=a.job, out=sys.stdout)
     print_summary(summary, sys.stdout)
     print(f"\nwarehouse: {s.home / 'warehouse'}\nrun history: clipflow ui --home {s.home}")
+    return 0 if summary.success else 1
+
+
+def cmd_backfill(a: argparse.Namespace) -> int:
+    from pipelines.backfill import print_summary, run_backfill
+    from pipelines.runner import resolve_days
+
+    got = resolve_days(a, "backfill", _yesterday())
+    if isinstance(got, int):
+        return got
+    s, days = got
+    say = lambda m: print(m, flush=True)  # noqa: E731
+    summary = run_backfill(days, say)
+    print_summary(summary, say)
+    print(f"run history: clipflow ui --home {s.home}")
     return 0 if summary.success else 1
 
 
@@ -310,13 +304,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.set_defaults(fn=cmd_generate)
 
-    r = sub.add_parser("run", help="run the asset graph in-process, day by day")
-    r.add_argument("--landing", type=Path, help="landing dir (default $CLIPFLOW_LANDING_DIR)")
-    r.add_argument("--home", type=Path, help="clipflow home (default $CLIPFLOW_HOME or .clipflow)")
-    r.add_argument("--start", type=_date, help="first day (default: first day in landing data)")
-    r.add_argument("--end", type=_date, help="last day (default: last day in landing data)")
+    days = argparse.ArgumentParser(add_help=False)
+    days.add_argument("--landing", type=Path, help="landing dir (default $CLIPFLOW_LANDING_DIR)")
+    days.add_argument(
+        "--home", type=Path, help="clipflow home (default $CLIPFLOW_HOME or .clipflow)"
+    )
+    days.add_argument("--start", type=_date, help="first day (default: first day in landing data)")
+    days.add_argument("--end", type=_date, help="last day (default: last day in landing data)")
+    r = sub.add_parser("run", parents=[days], help="run the asset graph in-process, day by day")
     r.add_argument("--job", default="nightly_job", help="job to run per day (default nightly_job)")
     r.set_defaults(fn=cmd_run)
+
+    b = sub.add_parser("backfill", parents=[days], help="the days as one Dagster backfill, "
+                       "runs in parallel where the asset graph allows")  # fmt: skip
+    b.set_defaults(fn=cmd_backfill)
 
     d = sub.add_parser("demo", help="generate demo data and run on it")
     d.add_argument("--home", type=Path, help="clipflow home (default .clipflow)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -45,6 +46,37 @@ class RunSummary:
 
 def days_between(start: date, end: date) -> list[str]:
     return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+
+
+def resolve_days(a, command: str, last_complete: date):
+    """(settings, the days of `a.start`..`a.end`, by default those of the landing data, up to
+    `last_complete`) for CLI `command`, or its exit code after printing why not."""
+    from models.core.contract import TABLES
+    from models.core.settings import prepare_process
+    from models.ingest.landing import landing_days
+
+    s = prepare_process(home=a.home, landing_dir=a.landing)
+    if not s.landing_dir.is_dir():
+        print(f"error: landing directory not found: {s.landing_dir}", file=sys.stderr)
+        return 2
+    found = landing_days(s.landing_dir, TABLES.values())
+    if found is None and (a.start is None or a.end is None):
+        print(f"error: no readable landing data under {s.landing_dir}", file=sys.stderr)
+        return 2
+    start = a.start or found[0]
+    end = a.end or found[1]
+    if end > last_complete:
+        print(f"note: stopping at {last_complete}: later days are not complete yet")
+        end = last_complete
+    if start > end:
+        print(f"error: nothing to run: start {start} is after end {end}", file=sys.stderr)
+        return 2
+    days = days_between(start, end)
+    print(
+        f"clipflow {command}: {len(days)} day(s) {start}..{end}\n  landing {s.landing_dir}\n"
+        f"  home    {s.home}"
+    )
+    return s, days
 
 
 def _steps(instance, run_id: str) -> list[dict]:

@@ -1,7 +1,12 @@
-"""The scale-out profile end to end (#21): generated days through `clipflow run` with the
-warehouse as Iceberg tables on S3 (SeaweedFS, catalog in PostgreSQL), MLflow's artifacts on
-the same S3 and a 3-node Redis Cluster as the online store, against the same days run on the
-local profile (Parquet under the home, SQLite online store):
+"""The scale-out profile end to end (#21): generated days, the first through `clipflow run`
+and the rest through `clipflow backfill` (two run slots: a day's data lane beside the day
+before's model lane), with the warehouse as Iceberg tables on S3 (SeaweedFS, catalog in
+PostgreSQL), MLflow's artifacts on the same S3 and a 3-node Redis Cluster as the online
+store, against the same days run one by one (`clipflow run`) on the local profile (Parquet
+under the home, SQLite online store):
+
+- the backfill ran lanes at once (a data run beside a model run), each lane in date order,
+  a day's model run after its data run;
 
 - every warehouse table holds the same rows on both (the same days, row counts and checksums
   of the sorted content; columns of wall time or run ids left out, named in VOLATILE);
@@ -17,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from datetime import date, timedelta
 
 import pytest
 from faults.fault_support import SLOW, clipflow, clipflow_env, newest_rows
@@ -28,7 +34,7 @@ from models.core.warehouse import Warehouse
 from models.integrations import events
 
 pytestmark = SLOW
-START, DAYS = "2026-02-01", 4
+START, DAYS, RUN_DAYS = "2026-02-01", 5, 2  # days 1-2: clipflow run; 3-5: backfill
 NUMERIC = [c for c in FEATURE_COLUMNS if FEATURE_KINDS[c] != "string"]
 SCORES = ["score", "model_version"]
 
@@ -153,9 +159,19 @@ def test_the_nightly_on_the_scaleout_profile_equals_the_local_one(
                "CLIPFLOW_MLFLOW_ARTIFACTS": iceberg_env["location"] + "-mlartifacts"}  # fmt: skip
     try:
         cluster.flushall()  # the session's cluster: only this run's keys from here on
-        r = clipflow("run", "--landing", str(landing), env=clipflow_env(home, **profile))
+        env = clipflow_env(home, **profile)
+        split = (date.fromisoformat(START) + timedelta(days=RUN_DAYS)).isoformat()
+        last = (date.fromisoformat(START) + timedelta(days=DAYS - 1)).isoformat()
+        r = clipflow("run", "--landing", str(landing), "--start", START, "--end",
+                     (date.fromisoformat(split) - timedelta(days=1)).isoformat(), env=env)  # fmt: skip
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        assert f"{DAYS}/{DAYS} days succeeded" in r.stdout
+        assert f"{RUN_DAYS}/{RUN_DAYS} days succeeded" in r.stdout
+        r = clipflow("backfill", "--landing", str(landing), "--start", split, "--end", last,
+                     env=env)  # fmt: skip
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        n = DAYS - RUN_DAYS
+        assert f"{n}/{n} days succeeded" in r.stdout and "(2 slot(s)" in r.stdout, r.stdout
+        lanes_ran_at_once_in_order(home, n)
         for name, value in profile.items():
             monkeypatch.setenv(name, value)
         wh = warehouse_for(settings.current(home))
@@ -173,12 +189,18 @@ def test_the_nightly_on_the_scaleout_profile_equals_the_local_one(
         stored = s3.keys(iceberg_env["location"].split("/", 3)[3] + "-mlartifacts/")
         assert sum(k.endswith("/MLmodel") for k in stored) == len(models)  # each model's files
         # the training set was cross-checked through Feast's offline store on both: on
-        # Iceberg, Feast read the local mirror of clip_features' current snapshot
+        # Iceberg, Feast read the local mirror of clip_features' snapshot, brought in step
+        # when the last training set was built (a later day's files came after it)
         assert [cross_check(h) for h in (home, local)] == ["feast", "feast"]
-        mirrored = sorted(p.relative_to(home / FEAST_MIRROR / "clip_features").as_posix()
-                          for p in (home / FEAST_MIRROR / "clip_features").glob("ds=*/*"))  # fmt: skip
-        assert mirrored == sorted(f.split("/clip_features/data/")[1]
-                                  for f in wh._all_files("clip_features"))  # fmt: skip
+        snapshot = {f.split("/clip_features/data/")[1] for f in wh._all_files("clip_features")}
+
+        def mirrored() -> set[str]:
+            base = home / FEAST_MIRROR / "clip_features"
+            return {p.relative_to(base).as_posix() for p in base.glob("ds=*/*")}
+
+        assert mirrored() and mirrored() <= snapshot
+        wh.feast_offline(["clip_features"])
+        assert mirrored() == snapshot
 
         features = newest_rows(home, "clip_features", FEATURE_COLUMNS, warehouse=wh)
         scores = newest_rows(home, "clip_scores", SCORES, "WHERE model_alias = 'champion'", wh)
@@ -215,6 +237,35 @@ def test_the_nightly_on_the_scaleout_profile_equals_the_local_one(
     finally:
         cluster.flushall()
         cluster.close()
+
+
+def lanes_ran_at_once_in_order(home, days: int) -> None:
+    """The backfill's runs (from the Dagster instance): one data and one model run per day;
+    each lane's runs one after another in date order; a day's model run after its data run;
+    some data run beside a model run (the point of the lanes)."""
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(home / "dagster"))
+    try:
+        runs = [(r.dagster_run, r.start_time, r.end_time) for r in instance.get_run_records(
+            dg.RunsFilter(tags={"clipflow/launched_by": "clipflow backfill"}))]  # fmt: skip
+    finally:
+        instance.dispose()
+    lanes = {
+        job: sorted((run.tags["dagster/partition"], start, end)
+                    for run, start, end in runs if run.job_name == job)  # fmt: skip
+        for job in ("data_job", "model_job")
+    }
+    assert all(run.status == dg.DagsterRunStatus.SUCCESS for run, _, _ in runs)
+    assert [len(v) for v in lanes.values()] == [days, days], lanes
+    for lane in lanes.values():
+        for (_, _, end), (_, start, _) in zip(lane, lane[1:], strict=False):
+            assert end <= start, lane  # date order, one at a time
+    for (day, _, data_end), (same, model_start, _) in zip(*lanes.values(), strict=True):
+        assert day == same and data_end <= model_start, lanes
+    assert any(d_start < m_end and m_start < d_end
+               for _, d_start, d_end in lanes["data_job"]
+               for _, m_start, m_end in lanes["model_job"]), lanes  # fmt: skip
 
 
 def read_online(ids: list[str]) -> dict:
