@@ -1,7 +1,8 @@
 """Benchmark `backfill` (#21): 14 generated days through `clipflow backfill` with 2 run slots
 (day D+1's data lane beside day D's model lane) against the same 14 days one by one through
 `clipflow run`, both on the Iceberg profile (SeaweedFS on loopback, the catalog in a
-throwaway PostgreSQL database, or a SQLite file when none answers), each in a fresh home.
+throwaway PostgreSQL database, or a SQLite file when none answers; a throwaway Redis as
+the online store, or `CLIPFLOW_REDIS`), each in a fresh home.
 
 `DAYS` days of `CLIPS_PER_DAY` clips (times `scale`; the smoke scale runs 2 days), the
 generator's defaults otherwise. Reported: both wall times and their ratio (the speed-up is
@@ -26,6 +27,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from bench.common import Record, floor_record, log
+from bench.feast_env import redis_server
 from bench.iceberg_warehouse import catalog_db
 from bench.s3_env import seaweedfs
 
@@ -48,7 +50,7 @@ def _clipflow(args: list[str], env: dict[str, str], log_path: Path) -> float:
     return seconds
 
 
-def _env(home: Path, s3, bucket_prefix: str, catalog: str) -> dict[str, str]:
+def _env(home: Path, s3, bucket_prefix: str, catalog: str, redis: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("CLIPFLOW_", "DAGSTER_", "MLFLOW_"))}  # fmt: skip
     return (
@@ -61,6 +63,7 @@ def _env(home: Path, s3, bucket_prefix: str, catalog: str) -> dict[str, str]:
             "CLIPFLOW_WAREHOUSE": f"s3://{s3.bucket}/{bucket_prefix}",
             "CLIPFLOW_ICEBERG_CATALOG": catalog,
             "CLIPFLOW_RUN_SLOTS": "2",
+            "CLIPFLOW_REDIS": redis,
         }
     )
 
@@ -124,9 +127,17 @@ def run(scale: float, tmp: Path) -> list[Record]:
                    check=True, capture_output=True, timeout=3600)  # fmt: skip
     log(f"backfill: {days} days of {clips:,} clips generated")
     span = ["--landing", str(landing), "--start", START.isoformat(), "--end", end.isoformat()]
-    with seaweedfs(tmp / "s3") as s3, catalog_db(tmp) as cat_a, catalog_db(tmp) as cat_b:
-        seq_env = _env(tmp / "seq", s3, "seq", cat_a)
-        par_env = _env(tmp / "par", s3, "par", cat_b)
+    (tmp / "redis-a").mkdir()
+    (tmp / "redis-b").mkdir()
+    with (
+        seaweedfs(tmp / "s3") as s3,
+        catalog_db(tmp) as cat_a,
+        catalog_db(tmp) as cat_b,
+        redis_server(tmp / "redis-a") as redis_a,
+        redis_server(tmp / "redis-b") as redis_b,
+    ):
+        seq_env = _env(tmp / "seq", s3, "seq", cat_a, redis_a.connection_string)
+        par_env = _env(tmp / "par", s3, "par", cat_b, redis_b.connection_string)
         seq = _clipflow(["run", *span], seq_env, tmp / "seq.log")
         log(f"backfill: {days} sequential days (clipflow run) in {seq:.1f} s")
         par = _clipflow(["backfill", *span], par_env, tmp / "par.log")
