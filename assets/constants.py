@@ -46,12 +46,12 @@ def day_end(ds: str) -> datetime:
     return start + timedelta(days=1) - timedelta(microseconds=1)
 
 
-
 # Which days may run at once (#21). A day's work is two lanes, each a Dagster concurrency
 # pool of one run (the instance `clipflow` writes sets `concurrency.pools.granularity: run`
-# and `default_limit: 1`): DATA_LANE (ingestion, video metadata, the Feast registry,
-# features: `data_job`) and MODEL_LANE (training set, model, A/B, scores, drift, the online
-# store: `model_job`). Within a lane, days must keep date order: ingestion deduplicates
+# and `default_limit: 1`): DATA_LANE (ingestion, video metadata, features: `data_job`) and
+# MODEL_LANE (the Feast registry, training set, model, A/B, scores, drift, the online store:
+# `model_job`; `feast apply` rewrites the registry file in place, so it runs in the lane
+# that reads it). Within a lane, days must keep date order: ingestion deduplicates
 # against the other days, features advance the creator state of the day before, and every
 # model-lane step reads or moves the registry's aliases. `clipflow backfill` runs day D+1's
 # data lane beside day D's model lane (pipelines/backfill.py); `nightly_job` holds both

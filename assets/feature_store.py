@@ -9,7 +9,6 @@ from pydantic import Field
 
 from assets.constants import (
     DAILY_PARTITIONS,
-    DATA_LANE,
     FEATURES,
     MODEL_LANE,
     OWNERS,
@@ -39,7 +38,7 @@ MODEL_OP = "clip_quality_model"  # whose config (ModelConfig) holds the window a
     group_name=FEATURES,
     owners=OWNERS[FEATURES],
     partitions_def=DAILY_PARTITIONS,
-    pool=DATA_LANE,
+    pool=MODEL_LANE,  # Feast rewrites its registry file in place: not beside its readers
     kinds={"feast"},
     description="`feast apply` of feature_repo/: the registry always matches the code that "
     "runs (entities, sources, views, the clip_quality_v1 service). Idempotent.",

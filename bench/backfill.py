@@ -17,6 +17,7 @@ Target (#21): none; report the speed-up on 2 cores and say what limits it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import resource
@@ -87,11 +88,7 @@ def _tables(env: dict[str, str]) -> dict[str, tuple]:
         "                        f'(SELECT {sel} FROM {wh.scan(name)})').fetchall()[0]\n"
         "print(json.dumps(out))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600, check=True)  # fmt: skip
-    import json
-
-    return {k: tuple(v) for k, v in json.loads(proc.stdout.splitlines()[-1]).items()}
+    return {k: tuple(v) for k, v in _child_json(code, env).items()}
 
 
 def _registry(env: dict[str, str]) -> list:
@@ -108,10 +105,13 @@ def _registry(env: dict[str, str]) -> list:
         "             for v in c.search_model_versions(f\"name = '{MODEL_NAME}'\"))\n"
         "print(json.dumps(out))\n"
     )
+    return _child_json(code, env)
+
+
+def _child_json(code: str, env: dict[str, str]):
+    """What `code`, run by a child Python with the profile's environment, prints last (JSON)."""
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600, check=True)  # fmt: skip
-    import json
-
     return json.loads(proc.stdout.splitlines()[-1])
 
 

@@ -2,7 +2,7 @@
 (#21).
 
 A day is two lanes (assets.constants, pipelines.jobs): `data_job` (ingestion, video
-metadata, the Feast registry, features) and `model_job` (training set, model, A/B, scores,
+metadata, features) and `model_job` (the Feast registry, training set, model, A/B, scores,
 drift, the online store). Within a lane the days must keep date order (ingestion
 deduplicates against the other days, features advance the day before's creator state,
 every model step reads or moves the registry's aliases), but day D+1's data lane does not

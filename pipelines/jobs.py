@@ -89,24 +89,22 @@ ingest_job = dg.define_asset_job(
     description="Landing files of one day into the warehouse, with quarantine.",
 )
 
-DATA_LANE_SELECTION = dg.AssetSelection.groups(INGEST) | dg.AssetSelection.assets(
-    "feast_registry", "clip_features"
-)
+DATA_LANE_SELECTION = dg.AssetSelection.groups(INGEST) | dg.AssetSelection.assets("clip_features")
 data_job = dg.define_asset_job(
     "data_job",
     hooks=STEP_PEAK_HOOKS,
     selection=DATA_LANE_SELECTION,
     partitions_def=DAILY_PARTITIONS,
-    description="The data lane of a day: ingestion, video metadata, the Feast registry, "
-    "features (what clipflow backfill runs beside the day before's model lane).",
+    description="The data lane of a day: ingestion, video metadata, features (what "
+    "clipflow backfill runs beside the day before's model lane).",
 )
 model_job = dg.define_asset_job(
     "model_job",
     hooks=STEP_PEAK_HOOKS,
     selection=dg.AssetSelection.all() - DATA_LANE_SELECTION,
     partitions_def=DAILY_PARTITIONS,
-    description="The model lane of a day: training set, training when the policy says, "
-    "A/B, scores, drift, the online store; after the day's data lane.",
+    description="The model lane of a day: the Feast registry, training set, training when "
+    "the policy says, A/B, scores, drift, the online store; after the day's data lane.",
 )
 
 # On demand: retrain now (the launchpad sets `force_retrain`; the schedule and the daily
