@@ -85,6 +85,26 @@ def workspace_target():
     return WorkspaceFileTarget([str(PROJECT_ROOT / "workspace.yaml")])
 
 
+def ensure_lane_pools(instance=None) -> list[str]:
+    """Create the lanes' pools (DATA_LANE, MODEL_LANE) at the instance's default limit, if it
+    has one: Dagster's run queue creates a pool when it first sees a queued run use it, but
+    only after deciding which runs to start in that pass, so two runs of one lane queued
+    before could start together. `clipflow ui` and `clipflow backfill` call it; a
+    deployment that runs its own daemon sets them once (`dagster instance concurrency set
+    clipflow_data 1`, the same for clipflow_models). Returns the pools created."""
+    import dagster as dg
+
+    if instance is None:
+        with dg.DagsterInstance.get() as own:
+            return ensure_lane_pools(own)
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return []
+    known = storage.get_concurrency_keys()
+    missing = [pool for pool in (DATA_LANE, MODEL_LANE) if pool not in known]
+    return [pool for pool in missing if storage.initialize_concurrency_limit_to_default(pool)]
+
+
 class _Submitter:
     """Submits runs of the code location's jobs to the instance's run queue."""
 
@@ -133,8 +153,7 @@ def run_backfill(days: list[str], say: Callable[[str], None] = lambda m: None) -
         slots = instance.get_concurrency_config().run_queue_config.max_concurrent_runs
         summary = BackfillSummary(days, slots)
         say(f"backfill: {len(days)} day(s), {slots} run slot(s); data lane beside model lane")
-        for pool in (DATA_LANE, MODEL_LANE):  # the queue creates a pool on first sight only
-            instance.event_log_storage.initialize_concurrency_limit_to_default(pool)  # (late)
+        ensure_lane_pools(instance)
         submit = _Submitter(instance, ctx)
         data = {day: submit("data_job", day) for day in days}  # the pool keeps their order
         chain: list[tuple[str, str, str]] = []  # (day, job, run id) of the model lane

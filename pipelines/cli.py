@@ -124,8 +124,10 @@ def ui_landing(home: Path | None, landing: Path | None) -> Path | None:
 
 def cmd_ui(a: argparse.Namespace) -> int:
     from models.core.settings import prepare_process
+    from pipelines.backfill import ensure_lane_pools
 
     s = prepare_process(home=a.home, landing_dir=ui_landing(a.home, a.landing))
+    ensure_lane_pools()
     cmd = [
         sys.executable,
         "-m",

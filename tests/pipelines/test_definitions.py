@@ -192,3 +192,25 @@ def test_cli_help_is_fast_and_imports_no_heavy_library():
             [sys.executable, "-m", "pipelines.cli", sub, "--help"], capture_output=True, text=True
         )
         assert r.returncode == 0 and "usage: clipflow " + sub in r.stdout
+
+
+def test_the_lanes_pools_exist_before_the_first_run_is_queued(tmp_path, monkeypatch):
+    """Dagster's queue creates a pool only after its first pass over the runs using it: two
+    data runs queued on a fresh instance would start together. `clipflow ui` and `clipflow
+    backfill` create both pools first, at the instance's default limit of one run."""
+    from assets.constants import DATA_LANE, MODEL_LANE
+    from pipelines.backfill import ensure_lane_pools
+
+    for var in ("CLIPFLOW_HOME", "DAGSTER_HOME", "CLIPFLOW_RUN_SLOTS", "CLIPFLOW_WAREHOUSE"):
+        monkeypatch.delenv(var, raising=False)
+    s = prepare_process(home=tmp_path / "home")
+    instance = dg.DagsterInstance.from_config(str(s.dagster_home))
+    try:
+        storage = instance.event_log_storage
+        assert not {DATA_LANE, MODEL_LANE} & set(storage.get_concurrency_keys())
+        assert sorted(ensure_lane_pools(instance)) == sorted([DATA_LANE, MODEL_LANE])
+        assert ensure_lane_pools(instance) == []  # once
+        for pool in (DATA_LANE, MODEL_LANE):
+            assert storage.get_concurrency_info(pool).slot_count == 1
+    finally:
+        instance.dispose()
