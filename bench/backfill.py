@@ -18,6 +18,7 @@ Target (#21): none; report the speed-up on 2 cores and say what limits it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import resource
@@ -69,9 +70,11 @@ def _env(home: Path, s3, bucket_prefix: str, catalog: str, redis: str) -> dict[s
     )
 
 
-def _tables(env: dict[str, str]) -> dict[str, tuple]:
-    """(rows, checksum of the sorted rows) of every table, read in a child process with the
-    profile's environment."""
+def _tables(env: dict[str, str]) -> dict[str, dict[str, float | int]]:
+    """Per table and column of the profile's warehouse (read in a child process with its
+    environment): the row count, and per column a checksum of its values (an order-free
+    xor of hashes) or, for a floating-point column, its sum (DuckDB's parallel sums may add
+    in another order: compared to 1e-9). Wall-time columns are left out."""
     code = (
         "import json\n"
         "from models.core import settings\n"
@@ -80,15 +83,32 @@ def _tables(env: dict[str, str]) -> dict[str, tuple]:
         "con = wh.connect()\n"
         "out = {}\n"
         "for t in sorted(wh.catalog.list_tables('clipflow')):\n"
-        "    name = t[-1]\n"
-        "    cols = [r[0] for r in con.sql(f'DESCRIBE SELECT * FROM {wh.scan(name)}').fetchall()\n"
-        "            if r[0] not in ('detected_at',) and not r[1].startswith(('DOUBLE', 'FLOAT'))]\n"
-        "    sel = ', '.join(f'\"{c}\"' for c in cols)\n"
-        "    out[name] = con.sql(f'SELECT count(*), bit_xor(hash(({sel}))) FROM '\n"
-        "                        f'(SELECT {sel} FROM {wh.scan(name)})').fetchall()[0]\n"
+        "    scan = wh.scan(t[-1])\n"
+        "    cols = con.sql(f'DESCRIBE SELECT * FROM {scan}').fetchall()\n"
+        "    parts = ['count(*)'] + [\n"
+        "        f'sum(\"{c}\")' if k.startswith(('DOUBLE', 'FLOAT')) else f'bit_xor(hash(\"{c}\"))'\n"
+        "        for c, k, *_ in cols if c not in ('detected_at', 'fetched_at')]\n"
+        "    names = ['rows'] + [c for c, *_ in cols if c not in ('detected_at', 'fetched_at')]\n"
+        "    got = con.sql(f'SELECT {\", \".join(parts)} FROM {scan}').fetchall()[0]\n"
+        "    out[t[-1]] = dict(zip(names, got))\n"
         "print(json.dumps(out))\n"
     )
-    return {k: tuple(v) for k, v in _child_json(code, env).items()}
+    return _child_json(code, env)
+
+
+def _differences(a: dict, b: dict) -> list[str]:
+    """`table.column` of every figure of `_tables` that differs (floats beyond 1e-9)."""
+    out = sorted(set(a) ^ set(b))
+    for table in sorted(set(a) & set(b)):
+        for col in sorted(set(a[table]) | set(b[table])):
+            x, y = a[table].get(col), b[table].get(col)
+            if isinstance(x, float) and isinstance(y, float):
+                same = math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9) or (x != x and y != y)
+            else:
+                same = x == y
+            if not same:
+                out.append(f"{table}.{col}")
+    return out
 
 
 def _registry(env: dict[str, str]) -> list:
@@ -150,8 +170,9 @@ def run(scale: float, tmp: Path) -> list[Record]:
         log(f"backfill: summed run time per lane {lanes}; {(tmp / 'par.log').read_text()[-400:]}")
         if _registry(seq_env) != _registry(par_env):
             raise RuntimeError("the backfill's registry differs from the sequential days'")
-        if _tables(seq_env) != _tables(par_env):
-            raise RuntimeError("the backfill's tables differ from the sequential days'")
+        differ = _differences(_tables(seq_env), _tables(par_env))
+        if differ:
+            raise RuntimeError(f"the backfill's tables differ from the sequential days': {differ}")
     longest = max(lanes.values(), default=par)
     peak = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)  # any run
 
