@@ -74,7 +74,8 @@ def _tables(env: dict[str, str]) -> dict[str, dict[str, float | int]]:
     """Per table and column of the profile's warehouse (read in a child process with its
     environment): the row count, and per column a checksum of its values (an order-free
     xor of hashes) or, for a floating-point column, its sum (DuckDB's parallel sums may add
-    in another order: compared to 1e-9). Wall-time columns are left out."""
+    in another order: compared to 1e-9; in a nested column, its text with decimals cut to 6
+    places). Wall-time columns are left out."""
     code = (
         "import json\n"
         "from models.core import settings\n"
@@ -85,9 +86,15 @@ def _tables(env: dict[str, str]) -> dict[str, dict[str, float | int]]:
         "for t in sorted(wh.catalog.list_tables('clipflow')):\n"
         "    scan = wh.scan(t[-1])\n"
         "    cols = con.sql(f'DESCRIBE SELECT * FROM {scan}').fetchall()\n"
+        "    def part(c, k):\n"
+        "        if k.startswith(('DOUBLE', 'FLOAT')):\n"
+        "            return f'sum(\"{c}\")'\n"
+        "        if 'DOUBLE' in k or 'FLOAT' in k:  # nested: decimals cut to 6 places\n"
+        "            return (f'bit_xor(hash(regexp_replace(CAST(\"{c}\" AS VARCHAR), '\n"
+        "                    f\"'(\\\\d+[.]\\\\d{{6}})\\\\d*', '\\\\1', 'g')))\")\n"
+        "        return f'bit_xor(hash(\"{c}\"))'\n"
         "    parts = ['count(*)'] + [\n"
-        "        f'sum(\"{c}\")' if k.startswith(('DOUBLE', 'FLOAT')) else f'bit_xor(hash(\"{c}\"))'\n"
-        "        for c, k, *_ in cols if c not in ('detected_at', 'fetched_at')]\n"
+        "        part(c, k) for c, k, *_ in cols if c not in ('detected_at', 'fetched_at')]\n"
         "    names = ['rows'] + [c for c, *_ in cols if c not in ('detected_at', 'fetched_at')]\n"
         "    got = con.sql(f'SELECT {\", \".join(parts)} FROM {scan}').fetchall()[0]\n"
         "    out[t[-1]] = dict(zip(names, got))\n"
