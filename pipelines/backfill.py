@@ -6,8 +6,10 @@ metadata, features) and `model_job` (the Feast registry, training set, model, A/
 drift, the online store). Within a lane the days must keep date order (ingestion
 deduplicates against the other days, features advance the day before's creator state,
 every model step reads or moves the registry's aliases), but day D+1's data lane does not
-read what day D's model lane writes, so the two run at once: on two cores, up to twice as
-fast as `clipflow run` when the lanes take about as long.
+read what day D's model lane writes, so the two run at once. With cores to spare that is up
+to twice as fast as `clipflow run` when the lanes take about as long; on this 2-core
+machine, where one day in-process already keeps both cores busy, 1.00-1.07x (bench
+`backfill`, README "Scaling out").
 
 The runs are Dagster's: each is submitted to the instance's run queue (the `dagster job
 launch` path), started by its run launcher in a process of its own once a run slot
@@ -32,10 +34,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from assets.constants import DATA_LANE, MODEL_LANE
-from pipelines.runner import QUIET_LOGS
+from pipelines.runner import LAUNCHED_BY, QUIET_LOGS
 
 TICK_S = 0.5
-LAUNCHED_BY = "clipflow/launched_by"
 
 
 @dataclass
