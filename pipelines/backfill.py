@@ -141,10 +141,6 @@ def run_backfill(days: list[str], say: Callable[[str], None] = lambda m: None) -
         QueuedRunCoordinatorDaemon,
     )
 
-    from models.core.settings import current
-    from pipelines.runner import _steps
-    from pipelines.sensors.retrain_on_drift import drift_trigger, retrain_request
-
     t0 = time.time()
     with (
         dg.DagsterInstance.get() as instance,
@@ -152,76 +148,114 @@ def run_backfill(days: list[str], say: Callable[[str], None] = lambda m: None) -
         QueuedRunCoordinatorDaemon(interval_seconds=TICK_S) as queue,
     ):
         slots = instance.get_concurrency_config().run_queue_config.max_concurrent_runs
-        summary = BackfillSummary(days, slots)
         say(f"backfill: {len(days)} day(s), {slots} run slot(s); data lane beside model lane")
         ensure_lane_pools(instance)
-        submit = _Submitter(instance, ctx)
-        data = {day: submit("data_job", day) for day in days}  # the pool keeps their order
-        chain: list[tuple[str, str, str]] = []  # (day, job, run id) of the model lane
-        lines: dict[str, RunLine] = {}
-        judged: set[str] = set()  # model runs whose drift report was looked at
-        nxt, last_retrain, cooldown = 0, None, current().retrain_cooldown_days
-        stop = _CancelQueued(instance, data, chain, say)
-        while True:
-            list(queue.run_iteration(ctx))
-            ids = [*data.values(), *(r for _, _, r in chain)]
-            runs = {r.run_id: r for r in instance.get_runs(dg.RunsFilter(run_ids=ids))}
-            _fail_dead(instance, runs.values())
-            for day, job, rid in [*((d, "data_job", r) for d, r in data.items()), *chain]:
-                if rid not in lines and runs[rid].is_finished:
-                    lines[rid] = _line(instance, day, job, runs[rid])
-                    say(_describe(lines[rid], t0))
-            if chain and chain[-1][1] == "model_job" and chain[-1][2] in set(lines) - judged:
-                day, _, rid = chain[-1]  # the model lane of `day` ended: retrain on drift?
-                judged.add(rid)
-                report = next((s["meta"] for s in _steps(instance, rid)
-                               if s["step"] == "drift_report"), None)  # fmt: skip
-                why = drift_trigger(report or {}, day, last_retrain, cooldown)
-                if why is not None and lines[rid].status == "SUCCESS":
-                    request, last_retrain = retrain_request(day, why), day
-                    say(f"{day}  retrain on drift ({why})")
-                    rid = submit("training_job", day, request.run_config, request.tags)
-                    chain.append((day, "training_job", rid))
-                    continue
-            ended = {d: lines[r].status for d, r in data.items() if r in lines}
-            nxt, actions = next_model_runs(days, nxt, ended, not chain or chain[-1][2] in lines)
-            for action, day in actions:
-                if action == "submit":
-                    chain.append((day, "model_job", submit("model_job", day)))
-                    continue
-                summary.runs.append(RunLine(day, "model_job", "", "NOT RUN",
-                                            why="the day's data lane failed"))  # fmt: skip
-                say(f"{day}  model lane not run: the day's data lane failed")
-            if nxt == len(days) and all(r in lines for r in [*ids, *(r for _, _, r in chain)]):
-                break
-            stop.sleep(TICK_S)
-    summary.runs[:0] = list(lines.values())
-    summary.seconds = time.time() - t0
-    return summary
-
-
-class _CancelQueued:
-    """Sleeps between ticks; interrupted (Ctrl-C), it cancels this backfill's runs still in
-    the queue (no one else would start them in date order) and lets the interrupt go on.
-    Runs already started run to their end."""
-
-    def __init__(self, instance, data: dict, chain: list, say) -> None:
-        self.instance, self.data, self.chain, self.say = instance, data, chain, say
-
-    def sleep(self, seconds: float) -> None:
+        lanes = _Lanes(instance, _Submitter(instance, ctx), days, say, t0)
         try:
-            time.sleep(seconds)
+            lanes.start()
+            while True:
+                list(queue.run_iteration(ctx))  # starts what the slots and pools allow
+                if lanes.tick():
+                    break
+                time.sleep(TICK_S)
         except KeyboardInterrupt:
-            import dagster as dg
-
-            ids = [*self.data.values(), *(r for _, _, r in self.chain)]
-            queued = self.instance.get_runs(
-                dg.RunsFilter(run_ids=ids, statuses=[dg.DagsterRunStatus.QUEUED])
-            )
-            for run in queued:
-                self.instance.report_run_canceled(run, "clipflow backfill was interrupted")
-            self.say(f"interrupted: {len(queued)} queued run(s) cancelled; started runs go on")
+            _cancel_queued(instance, lanes.run_ids(), say)
             raise
+    return BackfillSummary(days, slots, time.time() - t0, [*lanes.lines.values(), *lanes.not_run])
+
+
+class _Lanes:
+    """The backfill's state: every day's data run (submitted at once), the model lane's
+    runs so far (model runs and retrains on drift, in order), the runs that ended."""
+
+    def __init__(self, instance, submit, days: list[str], say, t0: float) -> None:
+        from models.core.settings import current
+
+        self.instance, self.submit, self.days, self.say, self.t0 = instance, submit, days, say, t0
+        self.data: dict[str, str] = {}  # day -> its data run
+        self.chain: list[tuple[str, str, str]] = []  # (day, job, run id)
+        self.lines: dict[str, RunLine] = {}  # the runs that ended, by id
+        self.not_run: list[RunLine] = []
+        self.judged: set[str] = set()  # model runs whose drift report was looked at
+        self.nxt, self.last_retrain = 0, None
+        self.cooldown = current().retrain_cooldown_days
+
+    def start(self) -> None:
+        """Every day's data run, in date order (the data pool starts them in that order)."""
+        for day in self.days:
+            self.data[day] = self.submit("data_job", day)
+
+    def run_ids(self) -> list[str]:
+        return [*self.data.values(), *(r for _, _, r in self.chain)]
+
+    def tick(self) -> bool:
+        """Note the runs that ended, submit what may start now; True when all is done."""
+        self._note_ended()
+        if not self._retrain_on_drift():
+            self._next_model_run()
+        return self.nxt == len(self.days) and all(r in self.lines for r in self.run_ids())
+
+    def _note_ended(self) -> None:
+        import dagster as dg
+
+        runs = self.instance.get_runs(dg.RunsFilter(run_ids=self.run_ids()))
+        by_id = {r.run_id: r for r in runs}
+        _fail_dead(self.instance, runs)
+        for day, job, rid in [*((d, "data_job", r) for d, r in self.data.items()), *self.chain]:
+            if rid not in self.lines and by_id[rid].is_finished:
+                self.lines[rid] = _line(self.instance, day, job, by_id[rid])
+                self.say(_describe(self.lines[rid], self.t0))
+
+    def _retrain_on_drift(self) -> bool:
+        """When the last model run ended and its drift report calls for a retrain (the
+        sensor's rule and cool-down, as `clipflow run` applies it), submit it: True."""
+        from pipelines.runner import _steps
+        from pipelines.sensors.retrain_on_drift import drift_trigger, retrain_request
+
+        if not self.chain or self.chain[-1][1] != "model_job":
+            return False
+        day, _, rid = self.chain[-1]
+        if rid not in self.lines or rid in self.judged:
+            return False
+        self.judged.add(rid)
+        report = next((s["meta"] for s in _steps(self.instance, rid)
+                       if s["step"] == "drift_report"), None)  # fmt: skip
+        why = drift_trigger(report or {}, day, self.last_retrain, self.cooldown)
+        if why is None or self.lines[rid].status != "SUCCESS":
+            return False
+        request, self.last_retrain = retrain_request(day, why), day
+        self.say(f"{day}  retrain on drift ({why})")
+        self.chain.append(
+            (day, "training_job", self.submit("training_job", day, request.run_config,
+                                              request.tags))
+        )  # fmt: skip
+        return True
+
+    def _next_model_run(self) -> None:
+        ended = {d: self.lines[r].status for d, r in self.data.items() if r in self.lines}
+        free = not self.chain or self.chain[-1][2] in self.lines
+        self.nxt, actions = next_model_runs(self.days, self.nxt, ended, free)
+        for action, day in actions:
+            if action == "submit":
+                self.chain.append((day, "model_job", self.submit("model_job", day)))
+                continue
+            why = "the day's data lane failed"
+            self.not_run.append(RunLine(day, "model_job", "", "NOT RUN", why=why))
+            self.say(f"{day}  model lane not run: {why}")
+
+
+def _cancel_queued(instance, run_ids: list[str], say: Callable[[str], None]) -> None:
+    """Interrupted (Ctrl-C): cancel this backfill's runs still in the queue, or created and
+    not yet queued (no one else would start them in date order). Runs already started are
+    left to end (unless the interrupt reached their processes too: a terminal's Ctrl-C goes
+    to the whole group)."""
+    import dagster as dg
+
+    waiting = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
+    queued = instance.get_runs(dg.RunsFilter(run_ids=run_ids, statuses=waiting))
+    for run in queued:
+        instance.report_run_canceled(run, "clipflow backfill was interrupted")
+    say(f"interrupted: {len(queued)} queued run(s) cancelled")
 
 
 def next_model_runs(
