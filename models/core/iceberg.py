@@ -1,8 +1,9 @@
 """The warehouse as Apache Iceberg tables on S3-compatible storage (#21): the second backend
 behind the table seam (models/core/warehouse.py), chosen by `CLIPFLOW_WAREHOUSE=s3://...`.
 
-- Catalog: pyiceberg's SQL catalog (`CLIPFLOW_ICEBERG_CATALOG`, PostgreSQL in production),
-  namespace `clipflow`, one table per contract table, identity-partitioned by `ds`.
+- Catalog: `CLIPFLOW_ICEBERG_CATALOG`, pyiceberg's SQL catalog on a database (PostgreSQL in
+  production) or an Iceberg REST catalog (models/core/iceberg_catalog.py), namespace
+  `clipflow`, one table per contract table, identity-partitioned by `ds`.
 - Writes: DuckDB writes the day's file as the local backend does (`copy_sorted`: the same
   bytes), it is uploaded (`data/ds=<day>/<ns stamp>-<uuid>-<name>.parquet`) and ONE
   overwrite snapshot drops the day's previous files (or the named writer's: `write_file`)
@@ -38,12 +39,7 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from models.core.object_store import FileCache, download, duckdb_filesystem
-from models.core.settings import (
-    bounded_catalog_url,
-    catalog_from_env,
-    endpoint_from_env,
-    iceberg_cache_bytes,
-)
+from models.core.settings import catalog_from_env, endpoint_from_env, iceberg_cache_bytes
 from models.core.warehouse import Warehouse, _ds, copy_sorted, ident, sql_str
 
 NAMESPACE = "clipflow"
@@ -126,22 +122,12 @@ class IcebergWarehouse(Warehouse):
 
     @cached_property
     def catalog(self):
-        """pyiceberg's SQL catalog (tables created on first write)."""
-        from pyiceberg.catalog.sql import SqlCatalog
-        from sqlalchemy.exc import IntegrityError, ProgrammingError
+        """The SQL or REST catalog (models/core/iceberg_catalog.py); tables are created on
+        their first write."""
+        from models.core.iceberg_catalog import open_catalog
 
-        uri = bounded_catalog_url(self._catalog_uri or catalog_from_env())
-        for attempt in range(3):  # workers starting on a fresh catalog database race to
-            try:  # create its tables and namespace: the loser finds them on its next try
-                catalog = SqlCatalog(NAMESPACE, uri=uri, warehouse=self.uri,
-                                     **{"py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO"},
-                                     **self._s3_props())  # fmt: skip
-                catalog.create_namespace_if_not_exists(NAMESPACE)
-                return catalog
-            except (IntegrityError, ProgrammingError) as e:
-                if attempt == 2 or "already exists" not in str(e):
-                    raise
-                time.sleep(random.uniform(0.05, 0.2))
+        props = {"py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO", **self._s3_props()}
+        return open_catalog(NAMESPACE, self._catalog_uri or catalog_from_env(), self.uri, props)
 
     @cached_property
     def fs(self):

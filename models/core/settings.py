@@ -19,7 +19,8 @@ Dagster UI, `clipflow run` and the tests all resolve the same variables the same
 | `CLIPFLOW_FUTURE_SKEW_S` | 300 | seconds a landing timestamp may lie beyond ingestion time (0 to 86400) |
 | `CLIPFLOW_MLFLOW_ARTIFACTS` | unset | `s3://bucket[/prefix]`: where new MLflow experiments keep their artifacts (models, plots); unset: `mlartifacts/` under the home |
 | `CLIPFLOW_WAREHOUSE` | unset | `s3://bucket[/prefix]`: the warehouse as Apache Iceberg tables there (models/core/iceberg.py), catalog in `CLIPFLOW_ICEBERG_CATALOG`; unset: Parquet under the home |
-| `CLIPFLOW_ICEBERG_CATALOG` | unset | the Iceberg SQL catalog's database (`postgresql+psycopg2://user@host:port/db`); read when the warehouse connects, never shown |
+| `CLIPFLOW_ICEBERG_CATALOG` | unset | the Iceberg catalog: a SQL catalog's database (`postgresql+psycopg2://user@host:port/db`) or a REST catalog (`https://host/path`, token in `CLIPFLOW_ICEBERG_TOKEN` or OAuth2 `CLIPFLOW_ICEBERG_CREDENTIAL`); read when the warehouse connects, never shown |
+| `CLIPFLOW_ICEBERG_TOKEN` / `_CREDENTIAL` | unset | a REST catalog's bearer token or OAuth2 `client_id:client_secret` (models/core/iceberg_catalog.py); never shown |
 | `CLIPFLOW_RUN_SLOTS` | 2 with `CLIPFLOW_WAREHOUSE`, else 1 | runs at once in the Dagster instance `clipflow` creates (written into its `dagster.yaml` once) |
 | `CLIPFLOW_ICEBERG_CACHE_GB` | 20 | local copies of the Iceberg warehouse's data files (0: read S3 directly) |
 | `AWS_ENDPOINT_URL_S3` | unset | an S3-compatible server (`http(s)://host:port`) for the warehouse and, through boto3, MLflow; unset: AWS |
@@ -293,17 +294,29 @@ def endpoint_from_env() -> str:
 
 
 def catalog_from_env() -> str:
-    """`CLIPFLOW_ICEBERG_CATALOG`, a SQLAlchemy database URL; IcebergConfigError (without
-    the value, which may hold a password) when unset or not a database URL."""
+    """`CLIPFLOW_ICEBERG_CATALOG`: a SQLAlchemy database URL, or an Iceberg REST catalog's
+    `http(s)://host[:port][/path]` (no user or password in it: its token comes from
+    `CLIPFLOW_ICEBERG_TOKEN`/`_CREDENTIAL`); IcebergConfigError (without the value, which
+    may hold a password) when unset or neither."""
     value = os.environ.get("CLIPFLOW_ICEBERG_CATALOG", "").strip()
     if not value:
         raise IcebergConfigError(
             "CLIPFLOW_ICEBERG_CATALOG is not set: the Iceberg warehouse (CLIPFLOW_WAREHOUSE) "
-            "needs its catalog database, e.g. postgresql+psycopg2://user@host:5432/iceberg"
+            "needs its catalog: a database, e.g. postgresql+psycopg2://user@host:5432/iceberg, "
+            "or a REST catalog, https://host/api/catalog"
         )
+    if value.startswith(("http://", "https://")):
+        parts = urlsplit(value)
+        if not parts.hostname or "@" in parts.netloc or parts.query or parts.fragment:
+            raise IcebergConfigError(
+                "CLIPFLOW_ICEBERG_CATALOG: a REST catalog is http(s)://host[:port][/path], "
+                "without user, password, query or fragment (the token: CLIPFLOW_ICEBERG_TOKEN)"
+            )
+        return value.rstrip("/")
     if not re.match(r"^(postgresql|sqlite)(\+\w+)?://", value):
         raise IcebergConfigError(
-            "CLIPFLOW_ICEBERG_CATALOG: expected a postgresql:// (or sqlite://) database URL"
+            "CLIPFLOW_ICEBERG_CATALOG: expected a postgresql:// (or sqlite://) database URL "
+            "or a REST catalog's http(s):// URL"
         )
     return value
 

@@ -237,3 +237,65 @@ def test_feasts_mirror_follows_the_current_snapshot_and_copies_only_new_files(ic
     assert [p.parent.name for p in sorted(mirror.rglob("*.parquet"))] == [f"ds={D1}", f"ds={D2}"]
     assert not list(mirror.rglob("*.part"))
     assert Warehouse(tmp_path / "local").feast_offline(["clip_features"]) == 0
+
+
+def test_the_warehouse_on_a_rest_catalog_commits_and_reads_through_it(
+    iceberg_env, tmp_path, monkeypatch
+):
+    """`CLIPFLOW_ICEBERG_CATALOG=http(s)://...`: pyiceberg's REST catalog, against a loopback
+    REST server (tests/scaleout/rest_catalog.py); its token from CLIPFLOW_ICEBERG_TOKEN; a
+    wrong token is refused and never shown."""
+    from scaleout.rest_catalog import rest_catalog
+
+    props = {"py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO",
+             **IcebergWarehouse(tmp_path / "x", iceberg_env["location"])._s3_props()}  # fmt: skip
+    with rest_catalog(tmp_path, iceberg_env["location"], props, token="t0ken") as server:
+        monkeypatch.setenv("CLIPFLOW_ICEBERG_CATALOG", server.uri + "/")
+        monkeypatch.setenv("CLIPFLOW_ICEBERG_TOKEN", "t0ken")
+        ice = warehouse_for(settings.current(tmp_path / "home"))
+        assert ice.write("clips", D1, rows(50, 1), keys=["clip_id"]) == 50
+        assert ice.write("clips", D1, rows(30, 2), keys=["clip_id"]) == 30  # replaces it
+        assert ice.write("clips", D2, rows(20, 3), keys=["clip_id"]) == 20
+        want = sorted(rows(30, 2).to_pylist(), key=lambda r: r["clip_id"])
+        assert content(ice, "clips", D1) == want and ice.partitions("clips") == [D1, D2]
+        assert server.calls["create_table"] == 1 and server.calls["commit_table"] >= 3
+        other = warehouse_for(settings.current(tmp_path / "home2"))  # another run's view
+        assert content(other, "clips", D1) == want and content(other, "clips", D2)
+        monkeypatch.setenv("CLIPFLOW_ICEBERG_TOKEN", "hunter2")
+        with pytest.raises(Exception) as e:
+            _ = warehouse_for(settings.current(tmp_path / "home3")).catalog
+        assert "NotAuthorized" in str(e.value) and "hunter2" not in str(e.value)
+
+
+def test_a_rest_catalog_that_does_not_answer_fails_within_its_timeout(monkeypatch, tmp_path):
+    import socket
+
+    from models.core import iceberg_catalog
+
+    monkeypatch.setattr(iceberg_catalog, "REST_TIMEOUT_S", 1.0)
+    with socket.socket() as mute:  # accepts connections (the backlog), never answers
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)
+        monkeypatch.setenv("CLIPFLOW_WAREHOUSE", "s3://bucket/wh")
+        monkeypatch.setenv("CLIPFLOW_ICEBERG_CATALOG", f"http://127.0.0.1:{mute.getsockname()[1]}")
+        wh = warehouse_for(settings.current(tmp_path))
+        t0 = time.monotonic()
+        with pytest.raises(Exception, match="(?i)timed? ?out"):
+            _ = wh.catalog
+        assert time.monotonic() - t0 < 30  # a hang guard, far above the 1 s timeout
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("https://catalog.example.com/api/catalog", True), ("http://127.0.0.1:8181", True),
+     ("https://u:hunter2@catalog.example.com", False), ("https://h/api?token=hunter2", False),
+     ("https://", False), ("ftp://h/x", False)],
+)  # fmt: skip
+def test_a_rest_catalog_url_holds_no_secret(monkeypatch, value, ok):
+    monkeypatch.setenv("CLIPFLOW_ICEBERG_CATALOG", value)
+    if ok:
+        assert settings.catalog_from_env() == value
+        return
+    with pytest.raises(IcebergConfigError, match="CLIPFLOW_ICEBERG_CATALOG") as e:
+        settings.catalog_from_env()
+    assert "hunter2" not in str(e.value)
