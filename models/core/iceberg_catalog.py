@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 
 REST_TIMEOUT_S = 30.0  # connect and read timeout of every REST catalog call
@@ -53,25 +54,30 @@ def _sql(name: str, uri: str, warehouse: str, props: dict[str, str]):
     raise AssertionError("unreachable")
 
 
-def _rest(name: str, uri: str, warehouse: str, props: dict[str, str]):
-    from pyiceberg.catalog.rest import RestCatalog
-    from requests.adapters import HTTPAdapter
+_SESSION_SWAP = threading.Lock()
 
-    class _Bounded(HTTPAdapter):
-        def send(self, request, **kwargs):
+
+def _rest(name: str, uri: str, warehouse: str, props: dict[str, str]):
+    import pyiceberg.catalog.rest as rest
+    from requests import Session
+
+    class BoundedSession(Session):
+        def request(self, method, url, **kwargs):
             if kwargs.get("timeout") is None:
                 kwargs["timeout"] = REST_TIMEOUT_S
-            return super().send(request, **kwargs)
+            return super().request(method, url, **kwargs)
 
-    class BoundedRestCatalog(RestCatalog):
-        """pyiceberg's REST catalog with a timeout on every call (its own config fetch
-        included: it makes its sessions here)."""
+    class BoundedRestCatalog(rest.RestCatalog):
+        """pyiceberg's REST catalog with a timeout on every call: its sessions (the config
+        fetch's, the OAuth2 token request's, the catalog's) are made here as BoundedSession."""
 
         def _create_session(self):
-            session = super()._create_session()
-            for prefix in ("http://", "https://"):
-                session.mount(prefix, _Bounded())
-            return session
+            with _SESSION_SWAP:  # pyiceberg builds `Session()` by its module's name
+                plain, rest.Session = rest.Session, BoundedSession
+                try:
+                    return super()._create_session()
+                finally:
+                    rest.Session = plain
 
     secrets = {}
     if token := os.environ.get(TOKEN_ENV, "").strip():

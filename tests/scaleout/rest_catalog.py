@@ -1,8 +1,9 @@
 """A loopback Iceberg REST catalog for the tests (the API of Polaris, Nessie, Glue's REST
 endpoint: a third-party web API, so a real HTTP server here): the REST routes clipflow's
 warehouse uses, each answered by pyiceberg's own SQL catalog on a SQLite file, with pyiceberg's
-own request and response models; it wants `Authorization: Bearer <token>` on every call,
-and counts the calls by route (what the tests check went through REST)."""
+own request and response models; it wants `Authorization: Bearer <token>` on every call
+(the token given, or one obtained by OAuth2 client credentials at `/v1/oauth/tokens` with
+`client`), and counts the calls by route (what the tests check went through REST)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 _NS = r"/v1/namespaces/(?P<ns>[^/]+)"
 ROUTES = [
@@ -33,6 +35,7 @@ class RestCatalogServer:
     def __init__(self, catalog, token: str) -> None:
         self.catalog, self.token, self.calls = catalog, token, Counter()
         self.uri = ""
+        self.client = ("clipflow", f"secret-of-{token}")  # OAuth2 client id and secret
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, dict | None]:
         from pyiceberg.catalog.rest import CreateTableRequest
@@ -113,7 +116,16 @@ def rest_catalog(scratch: Path, warehouse: str, props: dict[str, str], token: st
     class Handler(BaseHTTPRequestHandler):
         def _serve(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if self.headers.get("Authorization") != f"Bearer {server.token}":
+            if self.path == "/v1/oauth/tokens":  # OAuth2 client credentials -> the token
+                form = dict(parse_qsl(body.decode()))
+                if (form.get("client_id"), form.get("client_secret")) == server.client:
+                    code, out = 200, {"access_token": server.token, "token_type": "bearer",
+                                      "issued_token_type":
+                                          "urn:ietf:params:oauth:token-type:access_token",
+                                      "expires_in": 3600}  # fmt: skip
+                else:
+                    code, out = 401, {"error": "invalid_client", "error_description": "no"}
+            elif self.headers.get("Authorization") != f"Bearer {server.token}":
                 code, out = 401, _error("bad token", "NotAuthorizedException", 401)
             else:
                 with lock:

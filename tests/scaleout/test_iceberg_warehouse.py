@@ -265,6 +265,14 @@ def test_the_warehouse_on_a_rest_catalog_commits_and_reads_through_it(
         with pytest.raises(Exception) as e:
             _ = warehouse_for(settings.current(tmp_path / "home3")).catalog
         assert "NotAuthorized" in str(e.value) and "hunter2" not in str(e.value)
+        # OAuth2 client credentials instead of a token: exchanged at the catalog's endpoint
+        monkeypatch.delenv("CLIPFLOW_ICEBERG_TOKEN")
+        monkeypatch.setenv("CLIPFLOW_ICEBERG_CREDENTIAL", ":".join(server.client))
+        assert content(warehouse_for(settings.current(tmp_path / "home4")), "clips", D1) == want
+        monkeypatch.setenv("CLIPFLOW_ICEBERG_CREDENTIAL", "clipflow:hunter2")
+        with pytest.raises(Exception) as e:
+            _ = warehouse_for(settings.current(tmp_path / "home5")).catalog
+        assert "invalid_client" in str(e.value) and "hunter2" not in str(e.value)
 
 
 def test_a_rest_catalog_that_does_not_answer_fails_within_its_timeout(monkeypatch, tmp_path):
