@@ -29,6 +29,8 @@ and promoted), which the asset graph cannot say without a cycle.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -151,16 +153,17 @@ def run_backfill(days: list[str], say: Callable[[str], None] = lambda m: None) -
         say(f"backfill: {len(days)} day(s), {slots} run slot(s); data lane beside model lane")
         ensure_lane_pools(instance)
         lanes = _Lanes(instance, _Submitter(instance, ctx), days, say, t0)
-        try:
-            lanes.start()
-            while True:
-                list(queue.run_iteration(ctx))  # starts what the slots and pools allow
-                if lanes.tick():
-                    break
-                time.sleep(TICK_S)
-        except KeyboardInterrupt:
-            _cancel_queued(instance, lanes.run_ids(), say)
-            raise
+        with _StopSignals() as stop:
+            try:
+                lanes.start()
+                while not stop.check():
+                    list(queue.run_iteration(ctx))  # starts what the slots and pools allow
+                    if lanes.tick():
+                        break
+                    time.sleep(TICK_S)
+            except KeyboardInterrupt:
+                _cancel_queued(instance, lanes.run_ids(), say)
+                raise
     return BackfillSummary(days, slots, time.time() - t0, [*lanes.lines.values(), *lanes.not_run])
 
 
@@ -242,6 +245,34 @@ class _Lanes:
             why = "the day's data lane failed"
             self.not_run.append(RunLine(day, "model_job", "", "NOT RUN", why=why))
             self.say(f"{day}  model lane not run: {why}")
+
+
+class _StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM only set a flag while the backfill runs: a
+    KeyboardInterrupt raised inside Dagster's or gRPC's code could be swallowed there (seen
+    once: a backfill ran to its end after SIGINT). The loop checks the flag each tick and
+    stops between calls (`check` raises KeyboardInterrupt); handlers restored at the end."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self) -> _StopSignals:
+        self.received, self.saved = None, {}
+        if threading.current_thread() is threading.main_thread():
+            for signo in self.SIGNALS:
+                self.saved[signo] = signal.signal(signo, self._note)
+        return self
+
+    def _note(self, signo: int, _frame) -> None:
+        self.received = signo
+
+    def check(self) -> bool:
+        if self.received is not None:
+            raise KeyboardInterrupt(signal.Signals(self.received).name)
+        return False
+
+    def __exit__(self, *exc) -> None:
+        for signo, handler in self.saved.items():
+            signal.signal(signo, handler)
 
 
 def _cancel_queued(instance, run_ids: list[str], say: Callable[[str], None]) -> None:

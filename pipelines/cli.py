@@ -74,7 +74,11 @@ def cmd_backfill(a: argparse.Namespace) -> int:
         return got
     s, days = got
     say = lambda m: print(m, flush=True)  # noqa: E731
-    summary = run_backfill(days, say)
+    try:
+        summary = run_backfill(days, say)
+    except KeyboardInterrupt as e:
+        print(f"clipflow backfill: stopped ({e or 'interrupted'})", file=sys.stderr)
+        return 130
     print_summary(summary, say)
     print(f"run history: clipflow ui --home {s.home}")
     return 0 if summary.success else 1
