@@ -255,7 +255,8 @@ def test_launch_a_materialization_from_the_ui_and_watch_it_succeed(ui, browser, 
     dialog = wait(browser, lambda d: d.find_element(*by_xpath("//*[@role='dialog']")), what="the launch dialog")  # fmt: skip
     for b in dialog.find_elements(*by_xpath(".//button[normalize-space()='Show all partitions']")):
         b.click()
-    box = dialog.find_element(*by_xpath(".//input[@type='text']"))
+    box = wait(browser, lambda d: d.find_elements(*by_xpath("//*[@role='dialog']//input[@type='text']")),
+               what="the launch dialog's partition box")[0]  # it renders after the dialog  # fmt: skip
     box.click()
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys(DAYS[-1])
